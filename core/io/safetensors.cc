@@ -1,0 +1,211 @@
+#include "core/io/safetensors.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/base/error.h"
+
+namespace tandem {
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference reader's limit
+
+const char* st_dtype(DType t) {
+  switch (t) {
+    case DType::kF32: return "F32";
+    case DType::kF64: return "F64";
+    case DType::kF16: return "F16";
+    case DType::kBF16: return "BF16";
+    case DType::kI32: return "I32";
+    case DType::kI64: return "I64";
+    case DType::kU8: return "U8";
+  }
+  return "?";
+}
+
+bool parse_st_dtype(const std::string& s, DType* out) {
+  static const std::map<std::string, DType> m = {
+      {"F32", DType::kF32}, {"F64", DType::kF64}, {"F16", DType::kF16}, {"BF16", DType::kBF16},
+      {"I32", DType::kI32}, {"I64", DType::kI64}, {"U8", DType::kU8}, {"BOOL", DType::kU8}};
+  auto it = m.find(s);
+  if (it == m.end()) return false;
+  *out = it->second;
+  return true;
+}
+
+}  // namespace
+
+const Tensor* SafetensorsFile::find(const std::string& name) const {
+  for (const auto& [n, t] : tensors)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+std::string safetensors_serialize(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                  const std::map<std::string, std::string>& metadata) {
+  // nlohmann::ordered_json keeps our order, so the same tensors give the same bytes.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) {
+    nlohmann::ordered_json md = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : metadata) md[k] = v;
+    header["__metadata__"] = md;
+  }
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    TANDEM_CHECK(header.find(name) == header.end(), "safetensors: duplicate tensor name '", name, "'");
+    uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
+    header[name] = {{"dtype", st_dtype(t.dtype())}, {"shape", t.shape()},
+                    {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+  }
+  std::string h = header.dump();
+  while (h.size() % 8 != 0) h.push_back(' ');
+  std::string out;
+  out.reserve(8 + h.size() + offset);
+  uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  out += h;
+  for (const auto& [name, t] : tensors) {
+    Tensor c = t.contiguous();
+    out.append(static_cast<const char*>(c.raw_data()), static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
+  }
+  return out;
+}
+
+SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& what) {
+  TANDEM_CHECK_T(IoError, bytes.size() >= 8, what, ": not a safetensors file (", bytes.size(),
+                 " bytes, expected at least an 8-byte header length)");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  TANDEM_CHECK_T(IoError, n <= kMaxHeaderBytes, what, ": safetensors header length ", n,
+                 " exceeds the 100 MB limit");
+  TANDEM_CHECK_T(IoError, 8 + n <= bytes.size(), what, ": truncated: header of ", n,
+                 " bytes but the file has ", bytes.size());
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(n));
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(str(what, ": safetensors header is not valid JSON: ", e.what()));
+  }
+  TANDEM_CHECK_T(IoError, header.is_object(), what, ": safetensors header is not a JSON object");
+  const uint64_t data_start = 8 + n;
+  const uint64_t data_len = bytes.size() - data_start;
+  SafetensorsFile out;
+  struct Entry { std::string name; DType dtype; Shape shape; uint64_t begin, end; };
+  std::vector<Entry> entries;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    if (name == "__metadata__") {
+      TANDEM_CHECK_T(IoError, it->is_object(), what, ": __metadata__ must be an object");
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        TANDEM_CHECK_T(IoError, m->is_string(), what, ": __metadata__ value '", m.key(), "' is not a string");
+        out.metadata[m.key()] = m->get<std::string>();
+      }
+      continue;
+    }
+    const auto& e = *it;
+    TANDEM_CHECK_T(IoError, e.is_object() && e.contains("dtype") && e.contains("shape") &&
+                                e.contains("data_offsets"),
+                   what, ": tensor '", name, "' needs dtype, shape and data_offsets");
+    Entry en{name, DType::kF32, {}, 0, 0};
+    TANDEM_CHECK_T(IoError, e["dtype"].is_string() && parse_st_dtype(e["dtype"].get<std::string>(), &en.dtype),
+                   what, ": tensor '", name, "' has an unsupported dtype ", e["dtype"].dump());
+    TANDEM_CHECK_T(IoError, e["shape"].is_array(), what, ": tensor '", name, "': shape is not a list");
+    for (const auto& d : e["shape"]) {
+      TANDEM_CHECK_T(IoError, d.is_number_unsigned(), what, ": tensor '", name, "': bad shape ", e["shape"].dump());
+      en.shape.push_back(d.get<int64_t>());
+    }
+    const auto& off = e["data_offsets"];
+    TANDEM_CHECK_T(IoError, off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
+                                off[1].is_number_unsigned(),
+                   what, ": tensor '", name, "': data_offsets must be [begin, end]");
+    en.begin = off[0].get<uint64_t>();
+    en.end = off[1].get<uint64_t>();
+    TANDEM_CHECK_T(IoError, en.begin <= en.end && en.end <= data_len, what, ": tensor '", name,
+                   "': data_offsets [", en.begin, ", ", en.end, "] outside the ", data_len, " data bytes");
+    uint64_t expect = static_cast<uint64_t>(shape_numel(en.shape)) * dtype_size(en.dtype);
+    TANDEM_CHECK_T(IoError, en.end - en.begin == expect, what, ": tensor '", name, "' has ",
+                   en.end - en.begin, " bytes, expected ", expect, " for shape ", shape_str(en.shape));
+    entries.push_back(std::move(en));
+  }
+  // Offsets must tile [0, data_len) exactly. File order = order of data offsets.
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t pos = 0;
+  for (const Entry& e : entries) {
+    TANDEM_CHECK_T(IoError, e.begin == pos, what, ": tensor '", e.name, "' starts at byte ",
+                   e.begin, ", expected ", pos, " (gap or overlap in data_offsets)");
+    pos = e.end;
+  }
+  TANDEM_CHECK_T(IoError, pos == data_len, what, ": ", data_len - pos,
+                 " trailing bytes after the last tensor");
+  for (const auto& e : entries) {
+    Tensor t = empty(e.shape, e.dtype);
+    if (e.end > e.begin) std::memcpy(t.raw_data(), bytes.data() + data_start + e.begin, e.end - e.begin);
+    out.tensors.emplace_back(e.name, t);
+  }
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  TANDEM_CHECK_T(IoError, f.good(), path, ": cannot open (", std::strerror(errno), ")");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  TANDEM_CHECK_T(IoError, !f.bad(), path, ": read error");
+  return ss.str();
+}
+
+void write_file_atomic(const std::string& path, const std::string& data) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  TANDEM_CHECK_T(IoError, fd >= 0, tmp, ": cannot create (", std::strerror(errno), ")");
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t w = ::write(fd, data.data() + done, data.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw IoError(str(tmp, ": write failed (", std::strerror(err), ")"));
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw IoError(str(tmp, ": fsync/close failed (", std::strerror(errno), ")"));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throw IoError(str(path, ": rename failed (", std::strerror(err), ")"));
+  }
+  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+  if (dir.empty()) dir = "/";
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+void safetensors_save(const std::string& path,
+                      const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  write_file_atomic(path, safetensors_serialize(tensors, metadata));
+}
+
+SafetensorsFile safetensors_load(const std::string& path) {
+  return safetensors_parse(read_file(path), path);
+}
+
+}  // namespace tandem
