@@ -9,7 +9,7 @@ packages=(
   libopenblas-openmp-dev libdnnl-dev zlib1g-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler
-  python3 python3-numpy python3-torch python3-protobuf
+  python3 python3-numpy python3-torch python3-torchvision python3-protobuf
   dataset-fashion-mnist
 )
 

@@ -1,0 +1,25 @@
+#include "strategies/single/single_strategy.h"
+
+#include "core/nn/random_context.h"
+#include "core/ops/ops.h"
+
+namespace tandem {
+
+double replica_forward_backward(Module& model, const MicroBatch& micro, double grad_scale) {
+  const Batch& b = *micro.batch;
+  Tensor loss;
+  {
+    DropoutScope scope(micro.seed, static_cast<uint64_t>(micro.step), b.first_global_position);
+    loss = cross_entropy(model.forward(b.images), b.labels);
+  }
+  double value = loss.item();
+  if (grad_scale == 1.0) loss.backward();
+  else mul(loss, grad_scale).backward();
+  return value;
+}
+
+double SingleStrategy::forward_backward(Module& model, const MicroBatch& micro) {
+  return replica_forward_backward(model, micro, 1.0 / micro.micro_count);
+}
+
+}  // namespace tandem

@@ -1,0 +1,52 @@
+// Strategy: how replicas share one optimisation step. The trainer (trainer/trainer.h) owns the
+// loop -- data, schedule, clipping, evaluation, checkpoints -- and asks the strategy for exactly
+// the parts that differ between single, mirrored, ddp and parameter_server:
+//
+//   prepare()            once, after the model and optimizer exist and any checkpoint is loaded
+//                        (ddp: broadcast rank 0's parameters and buffers, plan gradient buckets)
+//   forward_backward()   per micro-batch: loss of this process's share, gradients accumulated
+//                        into the parameters' .grad (ddp: bucket all-reduces start during backward)
+//   synchronize()        after the last micro-batch of a step: gradients become the average over
+//                        all replicas (ddp: wait for the buckets; mirrored: sum replica grads)
+//   apply_update()       the optimizer step (parameter_server: push gradients, pull parameters)
+//   all_reduce_sum()     sums a few doubles over replicas (losses, correct counts)
+//
+// A strategy instance belongs to one process and is driven from one thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/data/loader.h"
+#include "core/nn/module.h"
+#include "core/optim/optimizer.h"
+
+namespace tandem {
+
+struct MicroBatch {
+  const Batch* batch = nullptr;  // this process's rows
+  int64_t step = 0;              // the optimizer step this micro-batch belongs to
+  int micro_index = 0;           // 0 .. micro_count-1 (training.accumulate_steps)
+  int micro_count = 1;
+  uint64_t seed = 0;             // keys dropout with (step, global sample position)
+};
+
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  virtual std::string name() const = 0;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  bool is_chief() const { return rank() == 0; }
+
+  virtual void prepare(Module& model, Optimizer& optimizer) = 0;
+  // Returns this process's mean loss over its rows (before division by micro_count). The
+  // gradient accumulated is that of loss * (rows / global rows) / micro_count, so that after
+  // synchronize() the gradient is the one of the global mean loss.
+  virtual double forward_backward(Module& model, const MicroBatch& micro) = 0;
+  virtual void synchronize(Module& model) = 0;
+  virtual void apply_update(Module& model, Optimizer& optimizer) { optimizer.step(); }
+  virtual std::vector<double> all_reduce_sum(const std::vector<double>& values) = 0;
+};
+
+}  // namespace tandem

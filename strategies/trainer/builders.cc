@@ -1,0 +1,72 @@
+#include "strategies/trainer/builders.h"
+
+#include "core/base/error.h"
+#include "core/nn/models.h"
+#include "core/optim/adam.h"
+#include "core/optim/sgd.h"
+#include "core/random/philox.h"
+
+namespace tandem {
+
+std::shared_ptr<const Dataset> build_dataset(const ExperimentConfig& cfg, const std::string& split) {
+  SyntheticOptions syn;
+  if (cfg.data.synthetic_shape.size() == 3)
+    syn.shape = {cfg.data.synthetic_shape[0], cfg.data.synthetic_shape[1], cfg.data.synthetic_shape[2]};
+  syn.size = split == "train" ? cfg.data.synthetic_samples : std::max<int64_t>(cfg.data.synthetic_samples / 4, 1);
+  syn.num_classes = cfg.model.num_classes;
+  syn.seed = static_cast<uint64_t>(cfg.seed);
+  return make_dataset(cfg.data.name, cfg.data.path, split, syn);
+}
+
+std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& data) {
+  ModelOptions mo;
+  SampleShape s = data.sample_shape();
+  mo.in_channels = s.channels;
+  mo.image_size = s.height;
+  mo.num_classes = cfg.model.num_classes;
+  mo.mlp_hidden = cfg.model.hidden;
+  mo.mlp_in_features = s.numel();
+  TANDEM_CHECK_T(ConfigError, data.num_classes() <= cfg.model.num_classes, "model.num_classes: ",
+                 cfg.model.num_classes, " is fewer than the ", data.num_classes(), " classes of ",
+                 data.name());
+  // Parameter initialisation is keyed by the seed alone (DESIGN.md section 2): every replica
+  // builds the same weights.
+  Generator gen(static_cast<uint64_t>(cfg.seed), /*stream=*/0x1a17);
+  return make_model(cfg.model.name, mo, gen);
+}
+
+std::unique_ptr<Optimizer> build_optimizer(const ExperimentConfig& cfg, const NamedTensors& params) {
+  const OptimizerConfig& o = cfg.optimizer;
+  if (o.name == "sgd") {
+    SgdOptions so;
+    so.lr = o.lr;
+    so.momentum = o.momentum;
+    so.nesterov = o.nesterov;
+    so.weight_decay = o.weight_decay;
+    return std::make_unique<Sgd>(params, so);
+  }
+  AdamOptions ao;
+  ao.lr = o.lr;
+  ao.beta1 = o.betas.at(0);
+  ao.beta2 = o.betas.at(1);
+  ao.eps = o.eps;
+  ao.weight_decay = o.weight_decay;
+  if (o.name == "adam") return std::make_unique<Adam>(params, ao);
+  if (o.name == "adamw") return std::make_unique<AdamW>(params, ao);
+  throw ConfigError("optimizer.name: unknown optimizer '" + o.name + "' (expected sgd, adam or adamw)");
+}
+
+Schedule build_schedule(const ExperimentConfig& cfg, int64_t total_steps) {
+  ScheduleOptions so;
+  so.base_lr = cfg.optimizer.lr;
+  so.step_size = cfg.schedule.step_size;
+  so.gamma = cfg.schedule.gamma;
+  so.total_steps = std::max<int64_t>(total_steps, cfg.schedule.warmup_steps + 1);
+  so.min_lr = cfg.schedule.min_lr;
+  so.warmup_steps = cfg.schedule.warmup_steps;
+  // Linear warm-up reaching optimizer.lr after warmup_steps steps, starting at lr / warmup_steps.
+  so.warmup_start_factor = cfg.schedule.warmup_steps > 0 ? 1.0 / cfg.schedule.warmup_steps : 1.0;
+  return make_schedule(cfg.schedule.name, so);
+}
+
+}  // namespace tandem

@@ -1,0 +1,67 @@
+// The training loop shared by every strategy: data, learning-rate schedule, gradient
+// accumulation and clipping, the NaN/Inf policy, evaluation after each epoch, metrics (progress,
+// metrics.jsonl, TensorBoard), and checkpoints with exact resume.
+//
+// Exact resume: all randomness is counter-based and keyed by (seed, epoch, step, global sample
+// index), so a checkpoint needs no generator state beyond the seed -- only the model, the
+// optimizer and the data cursor (epoch, step in epoch). A run stopped after 100 steps and resumed
+// for 100 more ends bit-identical to one that ran 200 steps straight.
+//
+// Only the chief (rank 0) prints, writes metrics and saves checkpoints; every rank restores.
+#pragma once
+
+#include <atomic>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "configs/schema/config.h"
+#include "core/nn/module.h"
+#include "strategies/strategy.h"
+
+namespace tandem {
+
+struct RunEnvironment {
+  std::ostream* out = &std::cout;  // progress and the final line (chief only)
+  std::ostream* err = &std::cerr;  // warnings
+  bool out_is_terminal = false;    // draw a live progress bar instead of plain lines
+  std::string hostname = "localhost";
+};
+
+struct TrainResult {
+  int64_t epoch = 0;  // epochs completed
+  int64_t step = 0;   // optimizer steps completed
+  double train_loss = 0;  // mean loss over the last epoch's steps (or the steps run)
+  double test_loss = 0;
+  double test_accuracy = 0;
+  double samples_per_sec = 0;
+  bool stopped_early = false;  // stop_at_step or request_stop() ended the run
+  std::string final_line;
+};
+
+class Trainer {
+ public:
+  Trainer(ExperimentConfig config, std::unique_ptr<Strategy> strategy, RunEnvironment env = {});
+  ~Trainer();
+
+  // Runs to the end of training (epochs / max_steps). With stop_at_step >= 0, stops after that
+  // global step instead, saving a checkpoint (as after a graceful stop).
+  TrainResult run(int64_t stop_at_step = -1);
+
+  // Asks the loop to save a checkpoint and return after the current step (signal-safe).
+  void request_stop() { stop_requested_.store(true); }
+
+  Module& model() { return *model_; }
+  Optimizer& optimizer() { return *optimizer_; }
+
+ private:
+  struct Impl;
+  ExperimentConfig config_;
+  std::unique_ptr<Strategy> strategy_;
+  RunEnvironment env_;
+  std::shared_ptr<Module> model_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::atomic<bool> stop_requested_{false};
+};
+
+}  // namespace tandem
