@@ -1,0 +1,99 @@
+// Optimizer: the base of SGD, Adam and AdamW. It owns the bookkeeping every algorithm shares
+// (named parameters, per-parameter state, step counts, zero_grad, state export/import) and leaves
+// one thing to a subclass: the element-wise update, run *fused* over all parameters -- one
+// parallel_for over fixed-size chunks of every parameter, each element read and written once.
+//
+// State is created eagerly at construction (zero buffers of each parameter's shape and dtype, step
+// 0), so the set of state keys is known before the first step and load_state_dict can check a
+// checkpoint completely. Per-parameter step counts follow PyTorch: a parameter whose grad is
+// undefined at step() is skipped and its count does not advance.
+//
+// Not thread-safe: one thread drives an optimizer (the trainer). Parameters are updated in place,
+// so views of them (DDP buckets, modules) see the new values.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace tandem {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// One parameter as a fused update sees it: contiguous data pointers (param, grad and the
+// algorithm's buffers, in buffer_names() order), all of `dtype`, `numel` elements each.
+struct FusedParam {
+  void* param = nullptr;
+  const void* grad = nullptr;
+  std::vector<void*> buffers;
+  DType dtype = DType::kF32;
+  int64_t numel = 0;
+  int64_t step = 0;  // this parameter's step count, already advanced for the current step
+};
+
+// Calls fn(param, begin, end) on chunks of at most chunk_elems elements covering every element of
+// every FusedParam, in one parallel_for (inline when there is too little work for threads). Chunk
+// boundaries do not depend on the thread count, so per-chunk partial results are reproducible.
+void for_each_fused_chunk(const std::vector<FusedParam>& params,
+                          const std::function<void(const FusedParam&, int64_t, int64_t)>& fn,
+                          int64_t chunk_elems = 1 << 16);
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  virtual const char* name() const = 0;  // "sgd", "adam", "adamw"
+
+  // One update of every parameter whose grad is defined (others are skipped, as in PyTorch).
+  // Grads must match their parameter's shape and dtype; everything is checked before anything
+  // changes.
+  void step();
+  // Zeroes every defined grad in place, keeping its buffer (the DDP reducer makes grads views into
+  // its buckets, so they must never be replaced). set_to_none drops the grads instead.
+  void zero_grad(bool set_to_none = false);
+
+  double lr() const { return lr_; }
+  void set_lr(double lr);                             // ConfigError unless finite and >= 0
+  int64_t step_count() const { return step_count_; }  // calls of step() so far
+
+  const NamedTensors& params() const { return params_; }
+  // Per-parameter state names, e.g. {"exp_avg", "exp_avg_sq"}; empty for plain SGD.
+  const std::vector<std::string>& buffer_names() const { return buffer_names_; }
+
+  // A copy of the state: "step" (i64 scalar, step_count()), and for every parameter when the
+  // algorithm keeps state: "<param>.step" (i64 scalar, that parameter's count) and
+  // "<param>.<buffer>" (the parameter's shape and dtype). Keys follow the parameter order.
+  NamedTensors state_dict() const;
+  // Replaces the state with `state` (as written by state_dict; float buffers are converted to the
+  // parameter's dtype). Every missing, unexpected or mis-shaped key is named in one ValueError,
+  // and nothing changes unless all of them fit.
+  void load_state_dict(const NamedTensors& state);
+
+ protected:
+  // params: unique, non-empty names; defined f32/f64 tensors, each listed once.
+  Optimizer(NamedTensors params, double lr, std::vector<std::string> buffer_names);
+
+  // Updates the parameters in `active` (those with a grad), whose step counts are already
+  // advanced. Called by step() only when `active` is not empty.
+  virtual void update(const std::vector<FusedParam>& active) = 0;
+
+ private:
+  struct ParamState {
+    int64_t step = 0;
+    std::vector<Tensor> buffers;  // contiguous, parameter's shape and dtype
+  };
+
+  NamedTensors params_;
+  std::vector<std::string> buffer_names_;
+  std::vector<ParamState> state_;
+  double lr_ = 0.0;
+  int64_t step_count_ = 0;
+};
+
+}  // namespace tandem
