@@ -1,0 +1,190 @@
+// Typed experiment config (DESIGN.md section 6): the structs every layer above core reads, and the
+// functions that turn a YAML experiment file plus `key.path=value` overrides into them.
+//
+// The one decision to know: a config is validated completely at load time. Every error is a
+// tandem::ConfigError with one line "FILE:LINE:COLUMN: KEY.PATH: message" (or
+// "override 'k=v': KEY.PATH: message"), so `tandem config validate` can catch a typo before a job
+// waits an hour in a queue. Defaults live in the member initialisers below and are documented,
+// key by key, in configs/README.md; keep the two in step.
+//
+// Enumerations are kept as their YAML spelling (std::string) and are checked against the listed
+// values, so `config.optimizer.name == "adamw"` is how code asks. Relative paths are relative to
+// the working directory of the process, as with every command-line tool.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tandem {
+
+struct ModelConfig {
+  std::string name;       // required: mlp | simple_cnn | lenet | resnet18 | resnet50
+  std::string init_from;  // safetensors file to start from; "" = fresh init
+  std::vector<int64_t> hidden = {512, 512};  // mlp hidden widths (ignored by other models)
+  int num_classes = 10;                      // >= 2
+  bool operator==(const ModelConfig&) const = default;
+};
+
+struct DataConfig {
+  std::string name;  // required: fashion_mnist | mnist | cifar10 | synthetic
+  // Directory of the data set. Resolved at load time: when not given it is the default for
+  // `name` (fashion_mnist: /usr/share/datasets/fashion-mnist, mnist: /usr/share/datasets/mnist,
+  // cifar10: data/cifar-10-batches-bin, synthetic: "").
+  std::string path;
+  int batch_size = 64;    // GLOBAL batch: samples per step summed over all replicas
+  int workers = 2;        // loader threads per process; 0 = load on the training thread
+  bool augment = false;   // random crop + horizontal flip of training images
+  bool normalize = true;  // subtract the data set's mean, divide by its std
+  std::vector<int64_t> synthetic_shape = {3, 224, 224};  // [C, H, W]
+  int64_t synthetic_samples = 1024;                      // samples per epoch
+  bool operator==(const DataConfig&) const = default;
+};
+
+struct OptimizerConfig {
+  std::string name = "sgd";                  // sgd | adam | adamw
+  double lr = 0.01;                          // > 0; the peak rate when a schedule warms up
+  double weight_decay = 0.0;                 // >= 0; L2 for sgd/adam, decoupled for adamw
+  double momentum = 0.9;                     // sgd, in [0, 1)
+  bool nesterov = false;                     // sgd; needs momentum > 0
+  std::vector<double> betas = {0.9, 0.999};  // adam/adamw, two values in [0, 1)
+  double eps = 1e-8;                         // adam/adamw, > 0
+  bool operator==(const OptimizerConfig&) const = default;
+};
+
+struct ScheduleConfig {
+  std::string name = "constant";  // constant | step | cosine
+  int64_t warmup_steps = 0;       // linear warm-up from 0 to optimizer.lr over this many steps
+  int64_t step_size = 1000;       // step: multiply the rate by gamma every step_size steps
+  double gamma = 0.1;             // step: > 0
+  double min_lr = 0.0;            // cosine: the rate at the last step, in [0, optimizer.lr]
+  bool operator==(const ScheduleConfig&) const = default;
+};
+
+struct TrainingConfig {
+  int epochs = 1;                  // >= 1
+  int64_t max_steps = 0;           // stop after this many optimizer steps; 0 = no limit
+  int threads = 0;                 // intra-op CPU threads per process; 0 = all cores
+  std::string precision = "fp32";  // fp32 | tf32 | bf16 | fp16
+  double grad_clip = 0.0;          // clip the global gradient norm to this; 0 = off
+  int accumulate_steps = 1;        // micro-batches whose gradients are summed per optimizer step
+  std::string device = "cpu";      // cpu | cuda | cuda:N
+  int max_nonfinite_steps = 5;     // stop with an error after this many NaN/Inf losses in a row
+  bool eval_every_epoch = true;    // evaluate on the test split after each epoch
+  bool log_memory = false;         // add allocator statistics to the metrics
+  bool operator==(const TrainingConfig&) const = default;
+};
+
+struct StrategyConfig {
+  std::string name = "single";       // single | mirrored | ddp | parameter_server
+  int replicas = 1;                  // mirrored on CPU: replicas (threads) in the one process
+  std::string backend = "auto";      // auto | mpi | gloo | nccl | inprocess
+  double bucket_mb = 25.0;           // ddp bucket cap, MiB (25: PyTorch DDP's default)
+  double first_bucket_mb = 1.0;      // ddp first bucket, MiB (1: PyTorch DDP's default)
+  std::string compression = "none";  // ddp bucket compression: none | bf16 | fp16
+  double timeout_s = 600.0;          // any collective or store wait longer than this fails
+  bool debug_collectives = false;    // check op/dtype/shape across ranks before each collective
+  std::string mode = "sync";         // parameter_server: sync | async
+  int64_t max_staleness = 0;         // parameter_server async: steps a push may lag; 0 = unbounded
+  int num_ps = 1;                    // parameter_server: number of `tandem ps` processes
+  bool operator==(const StrategyConfig&) const = default;
+};
+
+struct CheckpointConfig {
+  std::string dir;              // resolved; default "runs/<experiment_name>/checkpoints"
+  int64_t every_steps = 500;    // also save every N steps; 0 = only at the end of each epoch
+  int keep = 3;                 // newest checkpoints kept, >= 1
+  std::string resume = "auto";  // auto (newest in dir, if any) | never | path of a checkpoint
+  bool operator==(const CheckpointConfig&) const = default;
+};
+
+struct LoggingConfig {
+  std::string dir;                // resolved; default "runs/<experiment_name>"
+  int64_t every_steps = 50;       // >= 1
+  bool tensorboard = true;        // also write TensorBoard event files
+  std::string progress = "auto";  // auto | bar | plain | none
+  bool operator==(const LoggingConfig&) const = default;
+};
+
+struct SlurmConfig {
+  std::string partition;            // "" = the cluster's default partition
+  std::string time = "01:00:00";    // HH:MM:SS or D-HH:MM:SS
+  std::string account;              // "" = the user's default account
+  int nodes = 1;                    // >= 1
+  int ntasks_per_node = 1;          // >= 1
+  int gpus_per_node = 0;            // >= 0
+  int cpus_per_task = 0;            // 0 = not passed to sbatch
+  std::string launcher = "tandem";  // tandem (one `tandem launch` per node) | mpi (srun --mpi)
+  bool operator==(const SlurmConfig&) const = default;
+};
+
+struct KubernetesConfig {
+  std::string image = "tandem:latest";
+  std::string namespace_name = "default";  // YAML key `namespace`; a DNS label
+  int nodes = 1;                           // >= 1
+  int gpus_per_node = 0;                   // >= 0
+  int backoff_limit = 0;                   // Job backoffLimit, >= 0
+  int port = 29400;                        // the Store's port on pod 0, 1..65535
+  std::string flavor = "indexed";          // indexed (Indexed Job) | mpijob (Kubeflow MPIJob)
+  bool operator==(const KubernetesConfig&) const = default;
+};
+
+struct ClusterConfig {
+  SlurmConfig slurm;
+  KubernetesConfig kubernetes;
+  bool operator==(const ClusterConfig&) const = default;
+};
+
+struct ExperimentConfig {
+  std::string source_path;      // the file it was loaded from (or parse_config's source_name)
+  std::string experiment_name;  // stem of source_path: configs/resnet50.yaml -> "resnet50"
+  int64_t seed = 0;             // >= 0; keys every random draw (DESIGN.md section 2)
+  ModelConfig model;
+  DataConfig data;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  TrainingConfig training;
+  StrategyConfig strategy;
+  CheckpointConfig checkpoint;
+  LoggingConfig logging;
+  ClusterConfig cluster;
+  bool operator==(const ExperimentConfig&) const = default;
+};
+
+struct LoadOptions {
+  // Check that data.path, model.init_from and a checkpoint.resume path exist. `tandem submit`
+  // turns this off: the files live on the cluster, not where the job is submitted from.
+  bool check_paths = true;
+};
+
+// Files larger than this are refused before they reach the YAML parser.
+inline constexpr int64_t kMaxConfigBytes = int64_t{1} << 20;
+// Nesting deeper than this is refused before the YAML parser (which recurses) sees it.
+inline constexpr int kMaxConfigDepth = 64;
+
+// Reads the YAML file at `path`, applies `overrides` ("key.path=value", in order, later wins),
+// fills in defaults and validates. Throws ConfigError.
+ExperimentConfig load_config(const std::string& path,
+                             const std::vector<std::string>& overrides = {},
+                             const LoadOptions& options = {});
+
+// As load_config for text already in memory; `source_name` names it in errors and gives the
+// experiment name.
+ExperimentConfig parse_config(const std::string& text, const std::string& source_name,
+                              const std::vector<std::string>& overrides = {},
+                              const LoadOptions& options = {});
+
+// Checks what only the launcher knows: that `world_size` training processes (times
+// strategy.replicas for mirrored) split data.batch_size evenly, and that the strategy can run on
+// that many processes. Throws ConfigError.
+void validate_world(const ExperimentConfig& config, int world_size);
+
+// The resolved config as YAML: every key, defaults filled in, fixed key order. parse_config of
+// the result (with the same source name) gives back an equal config.
+std::string render_config(const ExperimentConfig& config);
+
+// 16 hex digits (FNV-1a, 64 bit) of render_config: stored in checkpoints to notice that a run is
+// resumed under a different config.
+std::string config_digest(const ExperimentConfig& config);
+
+}  // namespace tandem

@@ -1,0 +1,114 @@
+// Size and nesting-depth limits checked on raw text (see prescan.h).
+#include "configs/schema/prescan.h"
+
+#include <string_view>
+#include <vector>
+
+#include "configs/schema/config.h"
+
+namespace tandem::config_internal {
+
+std::string size_message(const std::string& what, int64_t bytes) {
+  return what + " is " + std::to_string(bytes) + " bytes; experiment files are limited to 1 MiB (" +
+         std::to_string(kMaxConfigBytes) + " bytes)";
+}
+
+std::optional<PrescanError> prescan(const std::string& text, const std::string& what) {
+  if (static_cast<int64_t>(text.size()) > kMaxConfigBytes)
+    return PrescanError{0, 0, size_message(what, static_cast<int64_t>(text.size()))};
+
+  std::vector<size_t> indents;  // columns of the open block levels
+  int flow = 0;                 // open [ and {
+  char quote = 0;               // inside a quoted scalar that may span lines
+  long block_scalar = -1;       // inside a | or > scalar: lines deeper than this column are text
+  int line_no = 0;
+  auto too_deep = [&](size_t column) -> std::optional<PrescanError> {
+    if (static_cast<int>(indents.size()) + flow <= kMaxConfigDepth) return std::nullopt;
+    return PrescanError{line_no, static_cast<int>(column) + 1,
+                        "nesting deeper than " + std::to_string(kMaxConfigDepth) +
+                            " levels; an experiment needs at most 3"};
+  };
+
+  for (size_t pos = 0; pos <= text.size();) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string_view line(text.data() + pos, nl - pos);
+    pos = nl + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+
+    size_t indent = line.find_first_not_of(' ');
+    size_t content = line.find_first_not_of(" \t");
+    bool blank = content == std::string_view::npos;
+    if (block_scalar >= 0) {
+      if (blank || static_cast<long>(indent) > block_scalar) continue;
+      block_scalar = -1;
+    }
+
+    size_t i = 0;
+    bool value_start = quote == 0;  // at a place where a node may begin
+    if (quote == 0 && flow == 0) {
+      if (blank || line[content] == '#') continue;
+      while (!indents.empty() && indents.back() >= indent) indents.pop_back();
+      indents.push_back(indent);
+      i = indent;
+      // "- - x" opens a level per dash on one line; "? " and ": " likewise.
+      while (i < line.size() && (line[i] == '-' || line[i] == '?' || line[i] == ':') &&
+             (i + 1 == line.size() || line[i + 1] == ' ')) {
+        ++i;
+        while (i < line.size() && line[i] == ' ') ++i;
+        if (i < line.size() && line[i] != '#') indents.push_back(i);
+        if (auto e = too_deep(i)) return e;
+      }
+      if (auto e = too_deep(i)) return e;
+    }
+
+    for (; i < line.size(); ++i) {
+      char ch = line[i];
+      if (quote != 0) {
+        if (quote == '"' && ch == '\\') {
+          ++i;
+        } else if (ch == quote) {
+          if (quote == '\'' && i + 1 < line.size() && line[i + 1] == '\'') {
+            ++i;  // '' is an escaped quote
+          } else {
+            quote = 0;
+          }
+        }
+        continue;
+      }
+      if (ch == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) break;
+      if (ch == ' ' || ch == '\t') continue;
+      if (value_start && (ch == '&' || ch == '!')) {  // an anchor or tag before the node
+        while (i + 1 < line.size() && line[i + 1] != ' ') ++i;
+        continue;
+      }
+      if (value_start && (ch == '\'' || ch == '"')) {
+        quote = ch;
+        value_start = false;
+        continue;
+      }
+      if ((value_start || flow > 0) && (ch == '[' || ch == '{')) {
+        ++flow;
+        if (auto e = too_deep(i)) return e;
+        value_start = true;
+        continue;
+      }
+      if (flow > 0) {
+        if (ch == ']' || ch == '}') --flow;
+        value_start = ch == ',' || ch == ':';
+        continue;
+      }
+      // Block context: a plain scalar may hold brackets ("a[0]"), only ": " opens a value.
+      if (value_start && (ch == '|' || ch == '>')) {
+        block_scalar = indents.empty() ? 0 : static_cast<long>(indents.back());
+        break;
+      }
+      value_start =
+          ch == ':' && (i + 1 == line.size() || line[i + 1] == ' ' || line[i + 1] == '\t');
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace tandem::config_internal

@@ -1,0 +1,106 @@
+// Checks that need the whole config (after the file and every override): required keys, defaults
+// that depend on other keys, rules across keys, files that must exist; and validate_world, which
+// needs the number of processes only the launcher knows.
+#include <filesystem>
+
+#include "configs/schema/builder.h"
+#include "core/base/error.h"
+
+namespace tandem {
+namespace {
+
+std::string default_data_path(const std::string& data_name) {
+  if (data_name == "fashion_mnist")
+    return "/usr/share/datasets/fashion-mnist";  // dataset-fashion-mnist
+  if (data_name == "mnist") return "/usr/share/datasets/mnist";
+  if (data_name == "cifar10") return "data/cifar-10-batches-bin";  // the "binary version" tarball
+  return "";                                                       // synthetic: no files
+}
+
+std::string split_message(int64_t batch, int64_t replicas) {
+  return "global batch " + std::to_string(batch) + " does not split evenly over " +
+         std::to_string(replicas) + " replicas";
+}
+
+}  // namespace
+
+namespace config_internal {
+
+void Builder::resolve(const LoadOptions& options) {
+  namespace fs = std::filesystem;
+  ExperimentConfig& c = config_;
+
+  for (const char* path : {"model.name", "data.name"}) {
+    const Field& f = *schema_.field(path);
+    if (!std::get<std::string*>(f.target)->empty()) continue;
+    std::string valid;
+    for (const std::string& v : f.choices) valid += (valid.empty() ? "" : ", ") + v;
+    fail(origin(path), path, "required key is missing; expected one of: " + valid);
+  }
+
+  const bool default_data = c.data.path.empty();
+  if (default_data) c.data.path = default_data_path(c.data.name);
+  const std::string name = c.experiment_name.empty() ? "experiment" : c.experiment_name;
+  if (c.logging.dir.empty()) c.logging.dir = "runs/" + name;
+  if (c.checkpoint.dir.empty()) c.checkpoint.dir = "runs/" + name + "/checkpoints";
+
+  if (c.data.name != "synthetic" && c.model.num_classes != 10)
+    fail(origin("model.num_classes"), "model.num_classes",
+         "data.name '" + c.data.name + "' has 10 classes, got " +
+             std::to_string(c.model.num_classes));
+  if (c.optimizer.name == "sgd" && c.optimizer.nesterov && c.optimizer.momentum == 0)
+    fail(origin("optimizer.nesterov"), "optimizer.nesterov",
+         "Nesterov momentum needs optimizer.momentum > 0");
+  if (c.schedule.name == "cosine" && c.schedule.min_lr > c.optimizer.lr)
+    fail(origin("schedule.min_lr"), "schedule.min_lr",
+         "must be <= optimizer.lr (" + format_number(c.optimizer.lr) + "), got " +
+             format_number(c.schedule.min_lr));
+  if (c.strategy.name == "mirrored" && c.data.batch_size % c.strategy.replicas != 0)
+    fail(origin(was_set("data.batch_size") ? "data.batch_size" : "strategy.replicas"),
+         "data.batch_size",
+         split_message(c.data.batch_size, c.strategy.replicas) + " (strategy.replicas)");
+
+  if (!options.check_paths) return;
+  std::error_code ec;  // unreadable counts as missing; never a filesystem_error
+  if (c.data.name != "synthetic") {
+    // A default path is blamed on data.name, the key the user did write.
+    std::string where = default_data ? origin("data.name") : origin("data.path");
+    std::string hint = default_data ? " (the default for data.name '" + c.data.name +
+                                          "'; set data.path to the data set's directory)"
+                                    : "";
+    fs::file_status st = fs::status(c.data.path, ec);
+    if (!fs::exists(st))
+      fail(where, "data.path", "directory '" + c.data.path + "' does not exist" + hint);
+    if (!fs::is_directory(st))
+      fail(where, "data.path", "'" + c.data.path + "' is not a directory" + hint);
+  }
+  if (!c.model.init_from.empty()) {
+    fs::file_status st = fs::status(c.model.init_from, ec);
+    if (!fs::exists(st))
+      fail(origin("model.init_from"), "model.init_from",
+           "file '" + c.model.init_from + "' does not exist");
+    if (fs::is_directory(st))
+      fail(origin("model.init_from"), "model.init_from",
+           "'" + c.model.init_from + "' is a directory, expected a safetensors file");
+  }
+  const std::string& resume = c.checkpoint.resume;
+  if (resume != "auto" && resume != "never" && !fs::exists(fs::status(resume, ec)))
+    fail(origin("checkpoint.resume"), "checkpoint.resume",
+         "checkpoint '" + resume +
+             "' does not exist; expected auto, never or the path of a checkpoint");
+}
+
+}  // namespace config_internal
+
+void validate_world(const ExperimentConfig& config, int world_size) {
+  TANDEM_CHECK_T(ConfigError, world_size >= 1, "world size must be >= 1, got ", world_size);
+  const std::string& strategy = config.strategy.name;
+  TANDEM_CHECK_T(ConfigError, world_size == 1 || (strategy != "single" && strategy != "mirrored"),
+                 "strategy.name: '", strategy, "' runs in one process, but ", world_size,
+                 " processes were started; use ddp or parameter_server");
+  int64_t replicas = int64_t{world_size} * (strategy == "mirrored" ? config.strategy.replicas : 1);
+  TANDEM_CHECK_T(ConfigError, config.data.batch_size % replicas == 0,
+                 "data.batch_size: ", split_message(config.data.batch_size, replicas));
+}
+
+}  // namespace tandem
