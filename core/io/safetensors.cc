@@ -1,14 +1,13 @@
 #include "core/io/safetensors.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/base/error.h"
 
@@ -156,12 +155,34 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& w
 }
 
 std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  TANDEM_CHECK_T(IoError, f.good(), path, ": cannot open (", std::strerror(errno), ")");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  TANDEM_CHECK_T(IoError, !f.bad(), path, ": read error");
-  return ss.str();
+  // One read into a buffer of the file's size: no stream copies (a 200 MB checkpoint loads in a
+  // fraction of the time an ostringstream takes).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TANDEM_CHECK_T(IoError, fd >= 0, path, ": cannot open (", std::strerror(errno), ")");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw IoError(str(path, ": cannot stat (", std::strerror(err), ")"));
+  }
+  std::string out;
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (true) {
+    if (done == out.size()) out.resize(out.size() + (1 << 16));  // the file grew, or /proc
+    ssize_t r = ::read(fd, out.data() + done, out.size() - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int err = errno;
+      ::close(fd);
+      throw IoError(str(path, ": read error (", std::strerror(err), ")"));
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  ::close(fd);
+  out.resize(done);
+  return out;
 }
 
 void write_file_atomic(const std::string& path, const std::string& data) {
