@@ -3,13 +3,16 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <thread>
 
 extern "C" void openblas_set_num_threads(int);
 
 namespace tandem {
 namespace {
-int g_threads = 0;  // 0 = not yet set
+std::atomic<int> g_threads{0};  // 0 = not yet set
+std::mutex g_set_mu;            // serialises set_num_threads (OpenMP/OpenBLAS settings)
 }
 
 int hardware_threads() {
@@ -19,14 +22,25 @@ int hardware_threads() {
 
 void set_num_threads(int n) {
   if (n <= 0) n = hardware_threads();
-  g_threads = n;
+  std::lock_guard<std::mutex> lock(g_set_mu);
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
+  g_threads.store(n);
 }
 
 int num_threads() {
-  if (g_threads == 0) set_num_threads(0);
-  return g_threads;
+  int n = g_threads.load();
+  if (n != 0) return n;
+  {
+    std::lock_guard<std::mutex> lock(g_set_mu);
+    n = g_threads.load();
+    if (n != 0) return n;
+    n = hardware_threads();
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+    g_threads.store(n);
+  }
+  return n;
 }
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain,

@@ -1,0 +1,446 @@
+// StoreServer: the gRPC callback service behind store.proto. One mutex guards the map, the waiter
+// list and the heartbeats; handlers never block (a Get or Wait that cannot be answered is parked
+// as a Waiter), and reactors are finished outside the mutex.
+#include "collectives/store/store_server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <list>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "collectives/store/store.grpc.pb.h"
+#include "core/base/error.h"
+
+namespace tandem {
+namespace {
+
+namespace pb = ::tandem::store;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kTokenHeader[] = "x-tandem-token";
+// CompareSet carries two values and a key: the largest legal message, plus room for framing.
+constexpr int kMaxMessageBytes =
+    static_cast<int>(2 * StoreServer::kMaxValueBytes + StoreServer::kMaxKeyBytes + (1 << 20));
+// A blocking call waits at most a week: keeps deadlines far from overflow.
+constexpr int64_t kMaxWaitMs = int64_t{7} * 24 * 3600 * 1000;
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// A key as it appears in an error message: quoted, long keys cut short.
+std::string quoted(const std::string& key) {
+  if (key.size() <= 80) return "'" + key + "'";
+  return "'" + key.substr(0, 80) + "...' (" + std::to_string(key.size()) + " bytes)";
+}
+
+std::optional<grpc::Status> check_key(const std::string& key) {
+  if (key.empty())
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty key: keys must be non-empty");
+  if (static_cast<int64_t>(key.size()) > StoreServer::kMaxKeyBytes)
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        str("key ", quoted(key), " is longer than the limit of ",
+                            StoreServer::kMaxKeyBytes, " bytes: use a shorter key"));
+  return std::nullopt;
+}
+
+std::optional<grpc::Status> check_value(const std::string& key, const std::string& value) {
+  if (static_cast<int64_t>(value.size()) > StoreServer::kMaxValueBytes)
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        str("value of ", quoted(key), " has ", value.size(),
+                            " bytes, over the limit of ", StoreServer::kMaxValueBytes,
+                            " bytes: store large data elsewhere and put its location here"));
+  return std::nullopt;
+}
+
+// A Get or Wait that could not be answered at once. Exactly one of get/wait is set; the request
+// and response objects stay alive until the reactor is finished.
+struct Waiter {
+  grpc::CallbackServerContext* ctx = nullptr;
+  grpc::ServerUnaryReactor* reactor = nullptr;
+  const pb::GetRequest* get_request = nullptr;
+  pb::GetResponse* get_response = nullptr;
+  const pb::WaitRequest* wait_request = nullptr;
+  pb::WaitResponse* wait_response = nullptr;
+  Clock::time_point deadline;
+};
+
+struct Reply {
+  grpc::ServerUnaryReactor* reactor;
+  grpc::Status status;
+};
+
+void send(std::vector<Reply>& replies) {
+  for (Reply& r : replies) r.reactor->Finish(r.status);
+  replies.clear();
+}
+
+}  // namespace
+
+class StoreService final : public pb::Store::CallbackService {
+ public:
+  explicit StoreService(std::string token) : token_(std::move(token)) {
+    timer_ = std::thread([this] { timer_loop(); });
+  }
+  ~StoreService() override { stop(); }
+
+  // Answers every parked call with UNAVAILABLE and stops the timer; later waits fail at once.
+  void stop() {
+    std::vector<Reply> replies;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      for (Waiter& w : waiters_)
+        replies.push_back(
+            {w.reactor, grpc::Status(grpc::StatusCode::UNAVAILABLE, "the store is shutting down")});
+      waiters_.clear();
+    }
+    timer_cv_.notify_all();
+    send(replies);
+    if (timer_.joinable()) timer_.join();
+  }
+
+  grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx, const pb::SetRequest* req,
+                                pb::SetResponse*) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (!authorized(ctx, reactor)) return reactor;
+    if (auto bad = check_key(req->key())) return finish(reactor, *bad);
+    if (auto bad = check_value(req->key(), req->value())) return finish(reactor, *bad);
+    std::vector<Reply> replies;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      kv_[req->key()] = req->value();
+      collect_ready(replies);
+    }
+    send(replies);
+    return finish(reactor, grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const pb::GetRequest* req,
+                                pb::GetResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (!authorized(ctx, reactor)) return reactor;
+    if (auto bad = check_key(req->key())) return finish(reactor, *bad);
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = kv_.find(req->key());
+    if (it != kv_.end() || req->timeout_ms() <= 0) {
+      resp->set_found(it != kv_.end());
+      if (it != kv_.end()) resp->set_value(it->second);
+      lock.unlock();
+      return finish(reactor, grpc::Status::OK);
+    }
+    Waiter w;
+    w.ctx = ctx;
+    w.reactor = reactor;
+    w.get_request = req;
+    w.get_response = resp;
+    return park(std::move(w), req->timeout_ms(), lock);
+  }
+
+  grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* ctx, const pb::WaitRequest* req,
+                                 pb::WaitResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (!authorized(ctx, reactor)) return reactor;
+    for (const std::string& key : req->keys())
+      if (auto bad = check_key(key)) return finish(reactor, *bad);
+    std::unique_lock<std::mutex> lock(mu_);
+    Waiter w;
+    w.ctx = ctx;
+    w.reactor = reactor;
+    w.wait_request = req;
+    w.wait_response = resp;
+    if (all_present(w) || req->timeout_ms() <= 0) {
+      fill(w);
+      lock.unlock();
+      return finish(reactor, grpc::Status::OK);
+    }
+    return park(std::move(w), req->timeout_ms(), lock);
+  }
+
+  grpc::ServerUnaryReactor* Add(grpc::CallbackServerContext* ctx, const pb::AddRequest* req,
+                                pb::AddResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (!authorized(ctx, reactor)) return reactor;
+    if (auto bad = check_key(req->key())) return finish(reactor, *bad);
+    std::vector<Reply> replies;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      int64_t current = 0;
+      auto it = kv_.find(req->key());
+      if (it != kv_.end()) {
+        const std::string& v = it->second;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), current);
+        if (ec != std::errc() || end != v.data() + v.size())
+          return finish(reactor, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                              str("add to ", quoted(req->key()),
+                                                  ": its value is not a decimal integer")));
+      }
+      int64_t next = 0;
+      if (__builtin_add_overflow(current, req->delta(), &next))
+        return finish(reactor, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                            str("add to ", quoted(req->key()), ": ", current, " + ",
+                                                req->delta(), " overflows int64")));
+      kv_[req->key()] = std::to_string(next);
+      resp->set_value(next);
+      collect_ready(replies);
+    }
+    send(replies);
+    return finish(reactor, grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* CompareSet(grpc::CallbackServerContext* ctx,
+                                       const pb::CompareSetRequest* req,
+                                       pb::CompareSetResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (!authorized(ctx, reactor)) return reactor;
+    if (auto bad = check_key(req->key())) return finish(reactor, *bad);
+    if (auto bad = check_value(req->key(), req->desired())) return finish(reactor, *bad);
+    std::vector<Reply> replies;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = kv_.find(req->key());
+      bool matches = it == kv_.end() ? req->expected().empty() : it->second == req->expected();
+      if (matches) {
+        kv_[req->key()] = req->desired();
+        collect_ready(replies);
+        it = kv_.find(req->key());
+      }
+      resp->set_exists(it != kv_.end());
+      if (it != kv_.end()) resp->set_value(it->second);
+    }
+    send(replies);
+    return finish(reactor, grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const pb::DeleteRequest* req,
+                                   pb::DeleteResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (!authorized(ctx, reactor)) return reactor;
+    for (const std::string& key : req->keys())
+      if (auto bad = check_key(key)) return finish(reactor, *bad);
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t deleted = 0;
+    for (const std::string& key : req->keys()) deleted += static_cast<int64_t>(kv_.erase(key));
+    resp->set_deleted(deleted);
+    return finish(reactor, grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const pb::HeartbeatRequest* req,
+                                      pb::HeartbeatResponse*) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (!authorized(ctx, reactor)) return reactor;
+    if (req->rank() < 0)
+      return finish(reactor, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          str("heartbeat from rank ", req->rank(),
+                                              ": ranks are non-negative")));
+    std::lock_guard<std::mutex> lock(mu_);
+    heartbeats_[req->rank()] = {req->timestamp_ms(), Clock::now()};
+    return finish(reactor, grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* ListHeartbeats(grpc::CallbackServerContext* ctx,
+                                           const pb::ListHeartbeatsRequest*,
+                                           pb::ListHeartbeatsResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (!authorized(ctx, reactor)) return reactor;
+    std::lock_guard<std::mutex> lock(mu_);
+    Clock::time_point now = Clock::now();
+    for (const auto& [rank, seen] : heartbeats_) {
+      pb::HeartbeatRecord* r = resp->add_records();
+      r->set_rank(rank);
+      r->set_timestamp_ms(seen.timestamp_ms);
+      r->set_age_ms(
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - seen.received).count());
+    }
+    return finish(reactor, grpc::Status::OK);
+  }
+
+ private:
+  struct Seen {
+    int64_t timestamp_ms = 0;
+    Clock::time_point received;
+  };
+
+  static grpc::ServerUnaryReactor* finish(grpc::ServerUnaryReactor* reactor,
+                                          const grpc::Status& status) {
+    reactor->Finish(status);
+    return reactor;
+  }
+
+  // False (and the call refused) unless the metadata carries this job's token. The messages
+  // never repeat the token, expected or received.
+  bool authorized(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor) const {
+    const auto& metadata = ctx->client_metadata();
+    auto it = metadata.find(kTokenHeader);
+    if (it == metadata.end()) {
+      reactor->Finish(grpc::Status(
+          grpc::StatusCode::UNAUTHENTICATED,
+          "missing job token: every store call must carry the job's token (the launcher gives "
+          "it to workers as TANDEM_JOB_TOKEN)"));
+      return false;
+    }
+    if (!constant_time_equal(std::string_view(it->second.data(), it->second.size()), token_)) {
+      reactor->Finish(grpc::Status(
+          grpc::StatusCode::UNAUTHENTICATED,
+          "wrong job token: this store belongs to another job or the token was mistyped (the "
+          "launcher gives workers the right one as TANDEM_JOB_TOKEN)"));
+      return false;
+    }
+    return true;
+  }
+
+  // Requires mu_. Parks a call until its keys exist or its timeout passes.
+  grpc::ServerUnaryReactor* park(Waiter w, int64_t timeout_ms, std::unique_lock<std::mutex>& lock) {
+    grpc::ServerUnaryReactor* reactor = w.reactor;
+    if (stopping_) {
+      lock.unlock();
+      return finish(reactor,
+                    grpc::Status(grpc::StatusCode::UNAVAILABLE, "the store is shutting down"));
+    }
+    w.deadline = Clock::now() + std::chrono::milliseconds(std::min(timeout_ms, kMaxWaitMs));
+    waiters_.push_back(std::move(w));
+    lock.unlock();
+    timer_cv_.notify_all();
+    return reactor;
+  }
+
+  // Requires mu_.
+  bool all_present(const Waiter& w) const {
+    if (w.get_request) return kv_.count(w.get_request->key()) > 0;
+    for (const std::string& key : w.wait_request->keys())
+      if (!kv_.count(key)) return false;
+    return true;
+  }
+
+  // Requires mu_. Writes the answer as of now: the value, or what is missing.
+  void fill(const Waiter& w) const {
+    if (w.get_request) {
+      auto it = kv_.find(w.get_request->key());
+      w.get_response->set_found(it != kv_.end());
+      if (it != kv_.end()) w.get_response->set_value(it->second);
+      return;
+    }
+    for (const std::string& key : w.wait_request->keys()) {
+      auto it = kv_.find(key);
+      if (it == kv_.end()) w.wait_response->add_missing(key);
+      if (w.wait_request->return_values()) {
+        w.wait_response->add_found(it != kv_.end());
+        w.wait_response->add_values(it != kv_.end() ? it->second : std::string());
+      }
+    }
+  }
+
+  // Requires mu_. Answers (into `replies`) every parked call whose keys now all exist.
+  void collect_ready(std::vector<Reply>& replies) {
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (all_present(*it)) {
+        fill(*it);
+        replies.push_back({it->reactor, grpc::Status::OK});
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // Answers parked calls whose timeout passed (with what is missing) and drops those whose
+  // client went away. Wakes for the earliest deadline, and at least every second to notice
+  // cancelled calls.
+  void timer_loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    std::vector<Reply> replies;
+    while (!stopping_) {
+      Clock::time_point now = Clock::now();
+      Clock::time_point next = now + std::chrono::seconds(1);
+      for (auto it = waiters_.begin(); it != waiters_.end();) {
+        if (it->deadline <= now) {
+          fill(*it);
+          replies.push_back({it->reactor, grpc::Status::OK});
+          it = waiters_.erase(it);
+        } else if (it->ctx->IsCancelled()) {
+          replies.push_back({it->reactor, grpc::Status::CANCELLED});
+          it = waiters_.erase(it);
+        } else {
+          next = std::min(next, it->deadline);
+          ++it;
+        }
+      }
+      if (!replies.empty()) {
+        lock.unlock();
+        send(replies);
+        lock.lock();
+        continue;
+      }
+      timer_cv_.wait_until(lock, next);
+    }
+  }
+
+  const std::string token_;
+  std::mutex mu_;
+  std::condition_variable timer_cv_;
+  std::unordered_map<std::string, std::string> kv_;  // guarded by mu_
+  std::list<Waiter> waiters_;                        // guarded by mu_
+  std::map<int, Seen> heartbeats_;                   // guarded by mu_
+  bool stopping_ = false;                            // guarded by mu_
+  std::thread timer_;
+};
+
+struct StoreServer::GrpcServer {
+  std::unique_ptr<grpc::Server> server;
+};
+
+StoreServer::StoreServer(const std::string& host, int port, const std::string& token)
+    : host_(host.empty() ? kLoopback : host) {
+  TANDEM_CHECK(!token.empty(),
+               "store: the job token is empty: create one with generate_job_token()");
+  TANDEM_CHECK(port >= 0 && port <= 65535, "store: port ", port, " is out of range 0..65535");
+  service_ = std::make_unique<StoreService>(token);
+  bool ipv6 = host_.find(':') != std::string::npos && host_.front() != '[';
+  std::string address = ipv6 ? str("[", host_, "]:", port) : str(host_, ":", port);
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  // gRPC sets SO_REUSEPORT by default, which would let a second store share a busy port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  server_ = std::make_unique<GrpcServer>();
+  server_->server = builder.BuildAndStart();
+  if (!server_->server || bound_port == 0) {
+    service_->stop();
+    throw CommError(str("store: cannot listen on ", address,
+                        ": the port is in use or the address is not on this machine; choose "
+                        "another port (0 picks a free one)"));
+  }
+  port_ = bound_port;
+}
+
+StoreServer::~StoreServer() {
+  service_->stop();
+  if (server_ && server_->server) {
+    server_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    server_->server->Wait();
+  }
+}
+
+std::string StoreServer::endpoint() const {
+  bool ipv6 = host_.find(':') != std::string::npos && host_.front() != '[';
+  return ipv6 ? str("[", host_, "]:", port_) : str(host_, ":", port_);
+}
+
+}  // namespace tandem
