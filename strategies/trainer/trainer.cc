@@ -111,7 +111,8 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   // ---- model, optimizer, schedule
   model_ = build_model(cfg, *train_data);
   optimizer_ = build_optimizer(cfg, model_->named_parameters());
-  Schedule schedule = build_schedule(cfg, steps_per_epoch * cfg.training.epochs);
+  // The schedule spans the steps this run will take: min(max_steps, epochs x steps per epoch).
+  Schedule schedule = build_schedule(cfg, total_steps);
 
   TrainerState state;
   state.world_size = strat.world_size();
@@ -142,7 +143,12 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   }
   if (!resumed && !cfg.model.init_from.empty()) {
     SafetensorsFile f = safetensors_load(cfg.model.init_from);
-    model_->load_state_dict(f.tensors, /*strict=*/true);
+    try {
+      model_->load_state_dict(f.tensors, /*strict=*/true);
+    } catch (const ConfigError& e) {
+      throw ConfigError("model.init_from: " + cfg.model.init_from + " does not fit model '" +
+                        cfg.model.name + "': " + e.what());
+    }
   }
   state.config_digest = digest;
   state.world_size = strat.world_size();
@@ -182,6 +188,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   double train_time = 0;
   int64_t samples_done = 0;
   EvalResult last_eval;
+  int64_t last_eval_step = -1;  // the step last_eval measured
   const double elapsed_before = state.elapsed_s;
   const int64_t start_step = state.step;
   auto run_start = Clock::now();
@@ -277,6 +284,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       if (progress) progress->finish();
       if (cfg.training.eval_every_epoch || state.epoch + 1 == cfg.training.epochs) {
         last_eval = evaluate(*model_, strat, test_data, test_tf, global_batch * 4, cfg.data.workers);
+        last_eval_step = state.step;
         if (chief) {
           MetricValues mv{{"test/loss", last_eval.loss}, {"test/accuracy", last_eval.accuracy},
                           {"train/epoch_loss", epoch_loss_count ? epoch_loss_sum / epoch_loss_count : 0}};
@@ -304,10 +312,22 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     if (cfg.training.max_steps > 0 && state.step >= cfg.training.max_steps) break;
   }
   if (progress) progress->finish();
-  // A run that ended by max_steps mid-epoch: evaluate once so the final line is complete.
+  // A run that ended by max_steps mid-epoch (or resumed a finished run, or skipped the last
+  // epoch's evaluation): evaluate the final model once so the final line is complete.
   const bool mid_epoch_end = !result.stopped_early && state.step_in_epoch > 0;
-  if (mid_epoch_end) {
+  if (!result.stopped_early && last_eval_step != state.step) {
     last_eval = evaluate(*model_, strat, test_data, test_tf, global_batch * 4, cfg.data.workers);
+    last_eval_step = state.step;
+    if (chief) {
+      MetricValues mv{{"test/loss", last_eval.loss}, {"test/accuracy", last_eval.accuracy}};
+      metrics->log(state.step, state.epoch, mv);
+      if (tb) {
+        for (const auto& [tag, v] : mv) tb->add_scalar(tag, v, state.step);
+        tb->flush();
+      }
+    }
+  }
+  if (mid_epoch_end) {
     state.elapsed_s = elapsed_before + seconds_since(run_start);
     save();
   }
