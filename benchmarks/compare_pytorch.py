@@ -19,6 +19,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# PyTorch gets the best of 1 and 2 threads, each with OpenBLAS's default kernels and with the
+# AVX-512 kernels tandem selects (OPENBLAS_CORETYPE=SkylakeX; PyTorch's Debian build links OpenBLAS
+# for its GEMMs and oneDNN for its convolutions).
+TORCH_VARIANTS = [(1, None), (2, None), (1, "SkylakeX"), (2, "SkylakeX")]
+
+
+def label(variant):
+    threads, coretype = variant
+    return f"{threads}t" + (f" {coretype}" if coretype else "")
+
 
 def run_tandem(binary, model, batch, threads, steps):
     out = subprocess.run([binary, "--model", model, "--batch", str(batch), "--threads", str(threads),
@@ -28,7 +38,15 @@ def run_tandem(binary, model, batch, threads, steps):
     return float(last.split("=")[1])
 
 
-def run_torch(model, batch, threads, steps):
+def torch_env(threads, coretype):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env.pop("OPENBLAS_CORETYPE", None)
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    return env
+
+
+def run_torch(model, batch, threads, steps, coretype=None):
     code = f"""
 import sys, time, torch
 sys.path.insert(0, {HERE!r})
@@ -53,7 +71,7 @@ dt = time.perf_counter() - t
 print(f"samples_per_sec={{{batch} * {steps} / dt}}")
 """
     out = subprocess.run(["/usr/bin/python3", "-c", code], check=True, capture_output=True,
-                         text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads))).stdout
+                         text=True, env=torch_env(threads, coretype)).stdout
     return float(out.strip().splitlines()[-1].split("=")[1])
 
 
@@ -72,21 +90,26 @@ def main():
     for spec in args.models.split(","):
         model, batch = spec.split(":")
         batch = int(batch)
-        tandem, torch1, torch2 = [], [], []
+        tandem = []
+        torch_runs = {v: [] for v in TORCH_VARIANTS}
         for r in range(args.rounds):
             tandem.append(run_tandem(binary, model, batch, args.threads, args.steps))
-            torch1.append(run_torch(model, batch, 1, args.steps))
-            torch2.append(run_torch(model, batch, 2, args.steps))
-            print(f"# {model} round {r + 1}: tandem {tandem[-1]:.0f}  torch(1t) {torch1[-1]:.0f}  "
-                  f"torch(2t) {torch2[-1]:.0f} samples/s", flush=True)
-        t, p1, p2 = statistics.median(tandem), statistics.median(torch1), statistics.median(torch2)
-        best = max(p1, p2)
-        rows.append((model, batch, t, p1, p2, t / best))
+            for threads, coretype in TORCH_VARIANTS:
+                torch_runs[(threads, coretype)].append(run_torch(model, batch, threads, args.steps, coretype))
+            print(f"# {model} round {r + 1}: tandem {tandem[-1]:.0f}  " + "  ".join(
+                f"torch({label(v)}) {torch_runs[v][-1]:.0f}" for v in TORCH_VARIANTS) + " samples/s",
+                flush=True)
+        t = statistics.median(tandem)
+        medians = {v: statistics.median(x) for v, x in torch_runs.items()}
+        best = max(medians.values())
+        rows.append((model, batch, t, medians, t / best))
     print()
-    print(f"| model | batch | tandem {args.threads}t (samples/s) | PyTorch 1t | PyTorch 2t | ratio vs best PyTorch |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for model, batch, t, p1, p2, ratio in rows:
-        print(f"| {model} | {batch} | {t:.0f} | {p1:.0f} | {p2:.0f} | {ratio:.2f} |")
+    print(f"| model | batch | tandem {args.threads}t (samples/s) | " +
+          " | ".join(f"PyTorch {label(v)}" for v in TORCH_VARIANTS) + " | ratio vs best PyTorch |")
+    print("|---|---:|---:|" + "---:|" * len(TORCH_VARIANTS) + "---:|")
+    for model, batch, t, medians, ratio in rows:
+        print(f"| {model} | {batch} | {t:.0f} | " + " | ".join(f"{medians[v]:.0f}" for v in TORCH_VARIANTS)
+              + f" | {ratio:.2f} |")
     print(f"\nmedians of {args.rounds} alternating rounds, {args.steps} timed steps each; "
           f"{time.strftime('%Y-%m-%d')}")
 
