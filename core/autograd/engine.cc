@@ -27,9 +27,11 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grad_outputs) {
   if (!g.defined()) return {};
   TensorImpl& leaf = *leaf_;
   if (!leaf.grad.defined()) {
-    // Own the gradient: a fresh contiguous buffer unless g is already private to us.
-    leaf.grad = (g.is_contiguous() && g.storage().use_count() == 1 && g.offset() == 0) ? g.detach()
-                                                                                      : g.detach().clone();
+    // Own the gradient: a fresh contiguous buffer unless g is already private to us (no other
+    // handle to it -- the caller's gradient, a sibling edge's copy -- and no other view of it).
+    const bool private_to_us = g.impl_shared().use_count() == 1 && g.storage().use_count() == 1;
+    const bool steal = private_to_us && g.is_contiguous() && g.offset() == 0;
+    leaf.grad = steal ? g.detach() : g.detach().clone();
   } else {
     add_(leaf.grad, g);  // the DDP reducer may have made grad a view into a bucket: add in place
   }
@@ -128,19 +130,25 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     if (!buf[slot].defined()) buf[slot] = std::move(g);
     else buf[slot] = add(buf[slot], g);
   };
-  auto cmp = [](Node* a, Node* b) { return a->sequence_nr() < b->sequence_nr(); };
-  std::priority_queue<Node*, std::vector<Node*>, decltype(cmp)> ready(cmp);
+  // Ready nodes by priority: accumulators first (as PyTorch gives AccumulateGrad the highest
+  // sequence number), so a leaf's hooks fire as soon as its gradient is complete even when its
+  // accumulator was created in an earlier step; then the most recently created node.
+  using Ready = std::pair<std::pair<bool, uint64_t>, Node*>;
+  std::priority_queue<Ready> ready;
+  auto push_ready = [&ready](Node* n) {
+    ready.push({{dynamic_cast<AccumulateGrad*>(n) != nullptr, n->sequence_nr()}, n});
+  };
   for (size_t i = 0; i < roots.size(); ++i) {
     Edge e = gradient_edge(roots[i]);
     if (!e.fn) continue;
     add_to_buffer(e.fn.get(), e.input_nr, grads[i]);
   }
   for (auto& [n, buf] : buffers)
-    if (deps[n] == 0) ready.push(n);
+    if (deps[n] == 0) push_ready(n);
 
   std::vector<AccumulateGrad*> accumulated;
   while (!ready.empty()) {
-    Node* n = ready.top();
+    Node* n = ready.top().second;
     ready.pop();
     std::vector<Tensor> in = std::move(buffers[n]);
     buffers.erase(n);
@@ -165,7 +173,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
           // Nothing flowed here (all contributions undefined): still release the subgraph.
           buffers[next] = {};
         }
-        ready.push(next);
+        push_ready(next);
       }
     }
   }
