@@ -10,8 +10,12 @@
 #include <vector>
 
 #include "configs/schema/config.h"
+#include "launcher/blas_kernels.h"
 #include "core/base/error.h"
-#include "strategies/single/single_strategy.h"
+#include "launcher/agent.h"  // tandem launch
+#include "launcher/environment.h"  // tandem launch
+#include "launcher/heartbeat.h"    // tandem launch
+#include "launcher/strategy_factory.h"
 #include "strategies/trainer/trainer.h"
 
 namespace tandem {
@@ -34,18 +38,16 @@ std::string hostname() {
   return buf;
 }
 
-std::unique_ptr<Strategy> make_strategy(const ExperimentConfig& cfg) {
-  if (cfg.strategy.name == "single") return std::make_unique<SingleStrategy>();
-  throw ConfigError(cfg.source_path + ": strategy.name: '" + cfg.strategy.name +
-                    "' is not available in this build yet (available: single)");
-}
-
 int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
   ExperimentConfig cfg = load_config(config_path, overrides);
+  const ProcessEnvironment process = detect_environment(current_environment());
+  // tandem launch: a worker started by the agent tells it it is alive (launcher/heartbeat.h).
+  auto heartbeat = WorkerHeartbeat::start_under_launcher(process);
+  StrategyBuild strategy = make_strategy(cfg, process);
   RunEnvironment env;
   env.out_is_terminal = isatty(STDOUT_FILENO) == 1;
   env.hostname = hostname();
-  Trainer trainer(cfg, make_strategy(cfg), env);
+  Trainer trainer(cfg, std::move(strategy.strategy), env);
   g_trainer = &trainer;
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
@@ -58,6 +60,89 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   }
   return kExitOk;
 }
+
+// ---- tandem launch (launcher/agent.h) ------------------------------------------------------
+// Flags follow torchrun's (its underscore spellings are accepted too), and like torchrun each
+// flag may come from a PET_<FLAG> variable (as a Kubeflow PyTorchJob sets them).
+struct LaunchCommand {
+  CLI::App* app = nullptr;
+  AgentOptions agent;
+  double monitor_interval_s = 1;
+  double heartbeat_timeout_s = 60;
+  double stop_grace_s = 30;
+  double rdzv_timeout_s = 300;
+  std::string config_path;
+  std::vector<std::string> overrides;
+};
+
+void add_launch_command(CLI::App& app, LaunchCommand& c) {
+  c.app = app.add_subcommand(
+      "launch",
+      "Run N workers of `tandem train` on this node (torchrun-style), restart them on failure");
+  c.app
+      ->add_option("--nproc-per-node,--nproc_per_node", c.agent.nproc_per_node,
+                   "workers on this node (default 1)")
+      ->envname("PET_NPROC_PER_NODE")
+      ->check(CLI::PositiveNumber);
+  c.app->add_option("--nnodes", c.agent.nnodes, "nodes in the job (default 1)")
+      ->envname("PET_NNODES")
+      ->check(CLI::PositiveNumber);
+  c.app->add_option("--node-rank,--node_rank", c.agent.node_rank, "this node's index (default 0)")
+      ->envname("PET_NODE_RANK")
+      ->check(CLI::NonNegativeNumber);
+  c.app
+      ->add_option("--rdzv-endpoint,--rdzv_endpoint", c.agent.rdzv_endpoint,
+                   "HOST:PORT of node 0's store; needed with --nnodes > 1 (default: 127.0.0.1, "
+                   "a free port)")
+      ->envname("PET_RDZV_ENDPOINT");
+  c.app
+      ->add_option("--max-restarts,--max_restarts", c.agent.max_restarts,
+                   "restarts of all workers after a failure before giving up (default 0)")
+      ->envname("PET_MAX_RESTARTS")
+      ->check(CLI::NonNegativeNumber);
+  c.app
+      ->add_option("--monitor-interval,--monitor_interval", c.monitor_interval_s,
+                   "seconds between checks of heartbeats and other nodes (default 1)")
+      ->envname("PET_MONITOR_INTERVAL")
+      ->check(CLI::PositiveNumber);
+  c.app
+      ->add_option("--heartbeat-timeout", c.heartbeat_timeout_s,
+                   "restart when a worker sends no heartbeat for this many seconds; 0 turns the "
+                   "check off (default 60)")
+      ->check(CLI::NonNegativeNumber);
+  c.app
+      ->add_option("--stop-grace", c.stop_grace_s,
+                   "seconds between SIGTERM and SIGKILL when stopping workers for a restart "
+                   "(default 30)")
+      ->check(CLI::NonNegativeNumber);
+  c.app
+      ->add_option("--rdzv-timeout", c.rdzv_timeout_s,
+                   "seconds to wait for the store and the other nodes (default 300)")
+      ->check(CLI::PositiveNumber);
+  c.app->add_option("config", c.config_path, "the experiment (YAML)")->required();
+  c.app->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
+}
+
+int cmd_launch(LaunchCommand& c) {
+  load_config(c.config_path, c.overrides);  // a bad experiment fails here, not in N workers
+  auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+  AgentOptions& o = c.agent;
+  o.monitor_interval = ms(c.monitor_interval_s);
+  o.heartbeat_timeout = ms(c.heartbeat_timeout_s);
+  o.stop_grace = ms(c.stop_grace_s);
+  o.rdzv_timeout = ms(c.rdzv_timeout_s);
+  o.environment = current_environment();
+  if (auto it = o.environment.find("TANDEM_JOB_TOKEN"); it != o.environment.end())
+    o.job_token = it->second;
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) throw IoError("tandem launch: cannot read /proc/self/exe to start the workers");
+  std::vector<std::string> argv = {std::string(exe, static_cast<size_t>(n)), "train",
+                                   c.config_path};
+  argv.insert(argv.end(), c.overrides.begin(), c.overrides.end());
+  return run_agent(o, argv);
+}
+// ---- end of tandem launch -----------------------------------------------------------------
 
 int run(int argc, char** argv) {
   CLI::App app{
@@ -79,12 +164,15 @@ int run(int argc, char** argv) {
 
   CLI::App* config = app.add_subcommand("config", "Check or print an experiment");
   config->require_subcommand(1);
-  CLI::App* validate = config->add_subcommand("validate", "Check an experiment; print nothing on success");
+  CLI::App* validate = config->add_subcommand("validate", "Check an experiment: prints 'FILE: ok' or the first error (exit code 2)");
   validate->add_option("config", config_path, "the experiment (YAML)")->required();
   validate->add_option("overrides", overrides, "key.path=value pairs that override the file");
   CLI::App* show = config->add_subcommand("show", "Print the resolved experiment with every default");
   show->add_option("config", config_path, "the experiment (YAML)")->required();
   show->add_option("overrides", overrides, "key.path=value pairs that override the file");
+
+  LaunchCommand launch;  // tandem launch (see above)
+  add_launch_command(app, launch);
 
   try {
     app.parse(argc, argv);
@@ -95,6 +183,7 @@ int run(int argc, char** argv) {
 
   try {
     if (*train) return cmd_train(config_path, overrides);
+    if (*launch.app) return cmd_launch(launch);  // tandem launch
     if (*validate) {
       ExperimentConfig cfg = load_config(config_path, overrides);
       std::cout << config_path << ": ok\n";
@@ -120,4 +209,7 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace tandem
 
-int main(int argc, char** argv) { return tandem::run(argc, argv); }
+int main(int argc, char** argv) {
+  tandem::select_openblas_kernels(argv);
+  return tandem::run(argc, argv);
+}

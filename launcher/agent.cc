@@ -1,0 +1,509 @@
+// The agent's policy: store, rendezvous of agents, rounds, restarts (see agent.h). The processes
+// themselves are WorkerGroup's business (agent_workers.h).
+//
+// Keys on the store, all under "tandem/launch/":
+//   hello/<node>, node/<node>     an agent reached the store / claimed its node rank
+//   rdzv, rdzv/all                 barrier: every agent arrived
+//   round/<n>/failure              the first failure of round n (compare-and-set: one writer wins)
+//   round/<n>/stopped[/all]        barrier: every agent stopped its workers after that failure
+//   round/<n>/done                 how many nodes' workers all exited 0 in round n
+//   stop                           an agent got SIGINT/SIGTERM: every agent stops, none restarts
+//   left                           agents on other nodes that are exiting (node 0 waits for them
+//                                  before it closes the store)
+#include "launcher/agent.h"
+
+#include <arpa/inet.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include "collectives/store/job_token.h"
+#include "collectives/store/store_client.h"
+#include "collectives/store/store_server.h"
+#include "core/base/error.h"
+#include "launcher/agent_workers.h"
+
+namespace tandem {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// The deadline of the agent's own store calls once the agents have met.
+constexpr milliseconds kStoreCallTimeout{30'000};
+// How long node 0 keeps the store up for the other agents to read the job's end.
+constexpr milliseconds kLeaveWait{10'000};
+// The deadline of a farewell (a stop announced, a goodbye): the agent is on its way out.
+constexpr milliseconds kFarewellTimeout{3'000};
+// Slices of a long wait, between which the agent looks at its signals.
+constexpr milliseconds kWaitSlice{500};
+
+struct Interrupted {
+  int sig;
+};
+
+std::string key(const std::string& k) {
+  return "tandem/launch/" + k;
+}
+std::string round_key(int round, const char* what) {
+  return str("tandem/launch/round/", round, "/", what);
+}
+
+std::string seconds(milliseconds ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f", ms.count() / 1000.0);
+  return buf;
+}
+
+// Rounded up to 0.1 s, so a silence just past the timeout never reads as equal to it.
+std::string seconds_up(milliseconds ms) {
+  return seconds(milliseconds((ms.count() + 99) / 100 * 100));
+}
+
+std::string signal_abbrev(int sig) {
+  const char* a = sigabbrev_np(sig);
+  return a != nullptr ? str("SIG", a) : str("signal ", sig);
+}
+
+std::string workers(int n) {
+  return n == 1 ? "1 worker" : str(n, " workers");
+}
+
+struct Endpoint {
+  std::string host;
+  int port = 0;
+};
+
+Endpoint parse_endpoint(const std::string& s) {
+  auto bad = [&]() {
+    return ConfigError(
+        str("--rdzv-endpoint '", s, "' is not HOST:PORT (e.g. node01:29400 or [fe80::1]:29400)"));
+  };
+  Endpoint e;
+  size_t colon;
+  if (!s.empty() && s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string::npos || close + 1 >= s.size() || s[close + 1] != ':') throw bad();
+    e.host = s.substr(1, close - 1);
+    colon = close + 1;
+  } else {
+    colon = s.rfind(':');
+    if (colon == std::string::npos || s.find(':') != colon) throw bad();
+    e.host = s.substr(0, colon);
+  }
+  std::string port = s.substr(colon + 1);
+  if (e.host.empty() || port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    throw bad();
+  e.port = std::stoi(port);
+  if (e.port < 1 || e.port > 65535) throw bad();
+  return e;
+}
+
+std::string join_host_port(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos) return str("[", host, "]:", port);
+  return str(host, ":", port);
+}
+
+bool is_ip_literal(const std::string& host) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+std::string hostname() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+int usable_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+class Agent {
+ public:
+  Agent(const AgentOptions& o, const std::vector<std::string>& argv)
+      : o_(o), argv_(argv), group_(o.out_fd, o.err_fd) {
+    // 5 s between heartbeats, and at least four of them within the timeout.
+    heartbeat_interval_ =
+        o_.heartbeat_interval.count() > 0
+            ? o_.heartbeat_interval
+            : std::clamp(o_.heartbeat_timeout / 4, milliseconds(1), milliseconds(5000));
+  }
+
+  int run() {
+    int code;
+    try {
+      connect();
+      code = run_rounds();
+    } catch (const Interrupted& i) {
+      group_.say(str("stopped by ", signal_abbrev(i.sig)));
+      announce_stop(str(signal_abbrev(i.sig), " to the agent on node ", o_.node_rank));
+      code = 128 + i.sig;
+    } catch (const Error& e) {
+      announce_stop(str("the agent on node ", o_.node_rank, " failed: ", e.what()));
+      leave();
+      throw;
+    }
+    leave();
+    return code;
+  }
+
+ private:
+  enum class End { kSucceeded, kFailed, kStopped };
+  struct RoundEnd {
+    End end = End::kSucceeded;
+    std::string reason;
+    int exit_code = 0;
+    bool fatal = false;  // a failure no restart can help (the store is gone)
+  };
+
+  void connect();
+  int run_rounds();
+  RoundEnd run_round(int round);
+  std::vector<WorkerSpec> specs(int round) const;
+  std::optional<std::string> check_heartbeats(Clock::time_point started);
+  void barrier(const std::string& name, const std::string& what);
+  void throw_if_signalled() {
+    group_.pump(milliseconds(0));
+    std::vector<int> s = group_.take_signals();
+    if (!s.empty()) throw Interrupted{s.front()};
+  }
+  void announce_stop(const std::string& why) {
+    if (o_.nnodes == 1 || !joined_) return;
+    try {
+      farewell_client_->compare_set(key("stop"), "", why);
+    } catch (const Error&) {
+    }
+  }
+  void leave();
+
+  int world_size() const { return o_.nnodes * o_.nproc_per_node; }
+
+  AgentOptions o_;
+  std::vector<std::string> argv_;
+  std::string token_;
+  std::string master_addr_;
+  int master_port_ = 0;
+  milliseconds heartbeat_interval_{0};
+  std::unique_ptr<StoreServer> server_;  // node 0 only
+  std::unique_ptr<StoreClient> client_;
+  std::unique_ptr<StoreClient> farewell_client_;  // the same store, short deadlines
+  bool joined_ = false;                           // this agent has claimed its node rank
+  WorkerGroup group_;                             // last: workers die before the store closes
+};
+
+void Agent::connect() {
+  Endpoint ep;
+  if (!o_.rdzv_endpoint.empty()) ep = parse_endpoint(o_.rdzv_endpoint);
+  token_ = o_.job_token;
+  if (token_.empty()) token_ = generate_job_token();
+  std::string client_endpoint;
+  if (o_.node_rank == 0) {
+    std::string bind = StoreServer::kLoopback;
+    if (!ep.host.empty() && ep.host != "localhost")
+      bind = is_ip_literal(ep.host) ? ep.host : "0.0.0.0";
+    server_ = std::make_unique<StoreServer>(bind, ep.port, token_);
+    master_port_ = server_->port();
+    master_addr_ = ep.host.empty() ? std::string(StoreServer::kLoopback) : ep.host;
+    std::string local = bind == "0.0.0.0" ? std::string(StoreServer::kLoopback) : bind;
+    client_endpoint = join_host_port(local, master_port_);
+  } else {
+    master_addr_ = ep.host;
+    master_port_ = ep.port;
+    client_endpoint = o_.rdzv_endpoint;
+  }
+  client_ = std::make_unique<StoreClient>(client_endpoint, token_, kStoreCallTimeout);
+  farewell_client_ = std::make_unique<StoreClient>(client_endpoint, token_, kFarewellTimeout);
+
+  if (o_.nnodes > 1) {
+    // Agents on other nodes may start before node 0: retry until the store answers.
+    auto deadline = Clock::now() + o_.rdzv_timeout;
+    for (;;) {
+      throw_if_signalled();
+      try {
+        client_->set(key(str("hello/", o_.node_rank)), hostname(), kWaitSlice * 4);
+        break;
+      } catch (const CommError& e) {
+        bool unreachable = std::strstr(e.what(), "refused") == nullptr;
+        if (!unreachable)
+          throw CommError(str("node ", o_.node_rank, " may not use the store: ", e.what()));
+        if (Clock::now() >= deadline)
+          throw CommError(str("node ", o_.node_rank, " found no store at ", o_.rdzv_endpoint,
+                              " within ", seconds(o_.rdzv_timeout), " s: ", e.what()));
+        group_.pump(milliseconds(100));  // not a busy loop when the failure comes at once
+      } catch (const TimeoutError&) {
+        if (Clock::now() >= deadline) throw;
+      }
+    }
+    std::string me = str(hostname(), " pid ", getpid());
+    std::string owner = client_->compare_set(key(str("node/", o_.node_rank)), "", me);
+    TANDEM_CHECK_T(ConfigError, owner == me, "--node-rank ", o_.node_rank,
+                   " is already taken by the agent on ", owner, "; give every node its own rank");
+    joined_ = true;
+    barrier(key("rdzv"), "join the job");
+  }
+  int first = o_.node_rank * o_.nproc_per_node;
+  std::string ranks = o_.nproc_per_node == 1
+                          ? str("rank ", first)
+                          : str("ranks ", first, "-", first + o_.nproc_per_node - 1);
+  group_.say(str("node ", o_.node_rank, " of ", o_.nnodes, ": ", workers(o_.nproc_per_node), " (",
+                 ranks, " of ", world_size(), "), store at ",
+                 join_host_port(master_addr_, master_port_)));
+}
+
+void Agent::barrier(const std::string& name, const std::string& what) {
+  int64_t arrived = client_->add(name, 1);
+  if (arrived == o_.nnodes) client_->set(name + "/all", "1");
+  auto deadline = Clock::now() + o_.rdzv_timeout;
+  for (;;) {
+    throw_if_signalled();
+    std::vector<std::optional<std::string>> news =
+        client_->get_existing({name + "/all", key("stop")});
+    if (news[0]) return;
+    if (news[1]) throw CommError(str("stopped while waiting to ", what, ": ", *news[1]));
+    if (Clock::now() >= deadline) {
+      std::vector<std::string> nodes;
+      for (int n = 0; n < o_.nnodes; ++n) nodes.push_back(key(str("node/", n)));
+      std::vector<std::optional<std::string>> claimed = client_->get_existing(nodes);
+      std::string missing;
+      for (int n = 0; n < o_.nnodes; ++n)
+        if (!claimed[n]) missing += str(missing.empty() ? "" : ", ", n);
+      throw TimeoutError(
+          str("only ", client_->add(name, 0), " of ", o_.nnodes, " agents came to ", what,
+              " within ", seconds(o_.rdzv_timeout), " s",
+              missing.empty() ? std::string() : " (never seen: node " + missing + ")"));
+    }
+    try {
+      client_->wait({name + "/all"}, kWaitSlice);
+    } catch (const TimeoutError&) {
+    }
+  }
+}
+
+int Agent::run_rounds() {
+  for (int round = 0;; ++round) {
+    RoundEnd r = run_round(round);
+    if (r.end == End::kSucceeded) return 0;
+    if (r.end == End::kStopped) {
+      group_.say(r.reason);
+      return r.exit_code;
+    }
+    if (r.fatal) {
+      group_.say(str(r.reason, "; no restart is possible without the store"));
+      return 1;
+    }
+    if (round >= o_.max_restarts) {
+      group_.say(str(r.reason, "; no restarts left (--max-restarts ", o_.max_restarts, ")"));
+      // Agents with restarts left (another --max-restarts) must not wait for this one.
+      announce_stop(str("the agent on node ", o_.node_rank, " gave up after ", r.reason));
+      return 1;
+    }
+    group_.say(str(r.reason, "; restarting ", world_size() == 1 ? "" : "all ",
+                   workers(world_size()), " (restart ", round + 1, " of ", o_.max_restarts, ")"));
+    if (o_.nnodes > 1) barrier(round_key(round, "stopped"), str("restart round ", round + 1));
+  }
+}
+
+std::vector<WorkerSpec> Agent::specs(int round) const {
+  std::vector<WorkerSpec> out;
+  int threads = std::max(1, (o_.cpu_count > 0 ? o_.cpu_count : usable_cpus()) / o_.nproc_per_node);
+  for (int local = 0; local < o_.nproc_per_node; ++local) {
+    std::map<std::string, std::string> env = o_.environment;
+    int rank = o_.node_rank * o_.nproc_per_node + local;
+    env["RANK"] = std::to_string(rank);
+    env["LOCAL_RANK"] = std::to_string(local);
+    env["WORLD_SIZE"] = std::to_string(world_size());
+    env["LOCAL_WORLD_SIZE"] = std::to_string(o_.nproc_per_node);
+    env["NODE_RANK"] = std::to_string(o_.node_rank);
+    env["GROUP_RANK"] = std::to_string(o_.node_rank);  // torchrun's name for it
+    env["MASTER_ADDR"] = master_addr_;
+    env["MASTER_PORT"] = std::to_string(master_port_);
+    env["TANDEM_JOB_TOKEN"] = token_;
+    env["TANDEM_RESTART_COUNT"] = std::to_string(round);
+    env["TORCHELASTIC_RESTART_COUNT"] = std::to_string(round);
+    env["TORCHELASTIC_MAX_RESTARTS"] = std::to_string(o_.max_restarts);
+    if (o_.heartbeat_timeout.count() > 0)
+      env["TANDEM_HEARTBEAT_INTERVAL_MS"] = std::to_string(heartbeat_interval_.count());
+    else
+      env.erase("TANDEM_HEARTBEAT_INTERVAL_MS");
+    env.emplace("OMP_NUM_THREADS", std::to_string(threads));  // only when unset, as torchrun
+    WorkerSpec spec;
+    spec.rank = rank;
+    for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);
+    out.push_back(std::move(spec));
+  }
+  return out;
+}
+
+std::optional<std::string> Agent::check_heartbeats(Clock::time_point started) {
+  int64_t elapsed_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - started).count();
+  int first = o_.node_rank * o_.nproc_per_node;
+  for (const HeartbeatRecord& r : client_->last_heartbeats()) {
+    if (r.rank < first || r.rank >= first + o_.nproc_per_node) continue;
+    if (!group_.running(r.rank)) continue;
+    // The store keeps the last heartbeat of every rank forever: one received before this round
+    // started belongs to the previous worker of that rank. A worker is watched from its first.
+    if (r.age_ms >= elapsed_ms) continue;
+    if (r.age_ms > o_.heartbeat_timeout.count())
+      return str("worker rank ", r.rank, " sent no heartbeat for ",
+                 seconds_up(milliseconds(r.age_ms)), " s (--heartbeat-timeout ",
+                 seconds(o_.heartbeat_timeout), ")");
+  }
+  return std::nullopt;
+}
+
+Agent::RoundEnd Agent::run_round(int round) {
+  throw_if_signalled();
+  group_.start(argv_, specs(round));
+  Clock::time_point started = Clock::now();
+  Clock::time_point next_tick = started + o_.monitor_interval;
+  std::optional<std::string> failure;
+  bool fatal = false;
+  int stop_sig = 0;
+  RoundEnd stopped{End::kStopped, "", 0, false};
+  bool reported_done = false;
+  auto stop_all = [&](int sig, const std::string& reason, int code) {
+    stop_sig = sig;
+    stopped.reason = reason;
+    stopped.exit_code = code;
+    group_.signal_all(sig);
+  };
+
+  while (!failure) {
+    auto wait = std::clamp(std::chrono::duration_cast<milliseconds>(next_tick - Clock::now()),
+                           milliseconds(0), milliseconds(200));
+    group_.pump(wait);
+    for (int sig : group_.take_signals()) {
+      if (stop_sig != 0) {
+        group_.say(str("got ", signal_abbrev(sig), " again: killing the workers"));
+        group_.kill_all();
+        continue;
+      }
+      std::string name = signal_abbrev(sig);
+      group_.say(str("got ", name, ": passed it to the workers, waiting for them to exit (", name,
+                     " again kills them)"));
+      stop_all(sig, str("stopped by ", signal_abbrev(sig)), 128 + sig);
+      announce_stop(str(signal_abbrev(sig), " to the agent on node ", o_.node_rank));
+    }
+    for (const WorkerExit& e : group_.take_exits())
+      if (stop_sig == 0 && !failure && e.wait_status != 0) failure = describe_exit(e);
+    if (stop_sig != 0) {
+      if (group_.all_finished()) return stopped;
+      continue;
+    }
+    if (failure) break;
+    if (group_.all_finished()) {  // every worker exited 0
+      if (o_.nnodes == 1) return RoundEnd{End::kSucceeded, "", 0, false};
+      if (!reported_done) {
+        try {
+          client_->add(round_key(round, "done"), 1);
+        } catch (const Error& e) {
+          failure = str("lost the store at ", client_->endpoint(), ": ", e.what());
+          fatal = true;
+          break;
+        }
+        reported_done = true;
+      }
+    }
+    if (Clock::now() < next_tick) continue;
+    next_tick = Clock::now() + o_.monitor_interval;
+    try {
+      if (o_.heartbeat_timeout.count() > 0 && !group_.all_exited())
+        failure = check_heartbeats(started);
+      if (!failure && o_.nnodes > 1) {
+        std::vector<std::optional<std::string>> news = client_->get_existing(
+            {round_key(round, "failure"), key("stop"), round_key(round, "done")});
+        if (news[0]) {
+          failure = *news[0];  // before a stop: an agent that gave up announces one too
+        } else if (news[1]) {
+          stop_all(SIGTERM, "stopped: " + *news[1], 1);
+        } else if (reported_done && news[2] && std::stoll(*news[2]) >= o_.nnodes) {
+          return RoundEnd{End::kSucceeded, "", 0, false};
+        }
+      }
+    } catch (const Error& e) {
+      failure = str("lost the store at ", client_->endpoint(), ": ", e.what());
+      fatal = true;
+    }
+  }
+
+  if (o_.nnodes > 1 && !fatal) {
+    try {  // the first failure of the round is the job's: every agent reports the same one
+      std::string first = client_->compare_set(round_key(round, "failure"), "", *failure);
+      if (!first.empty()) failure = first;
+    } catch (const Error& e) {
+      failure = str(*failure, "; then lost the store at ", client_->endpoint(), ": ", e.what());
+      fatal = true;
+    }
+  }
+  group_.stop(o_.stop_grace);
+  std::vector<int> sigs = group_.take_signals();
+  if (!sigs.empty()) {
+    announce_stop(str(signal_abbrev(sigs.front()), " to the agent on node ", o_.node_rank));
+    return {End::kStopped, str(*failure, "; then stopped by ", signal_abbrev(sigs.front())),
+            128 + sigs.front()};
+  }
+  return {End::kFailed, *failure, 0, fatal};
+}
+
+void Agent::leave() {
+  if (o_.nnodes == 1 || !joined_) return;
+  StoreClient& client = *farewell_client_;
+  try {
+    if (o_.node_rank != 0) {
+      client.add(key("left"), 1);
+      return;
+    }
+    // Only agents that claimed a node rank will say goodbye.
+    std::vector<std::string> nodes;
+    for (int n = 1; n < o_.nnodes; ++n) nodes.push_back(key(str("node/", n)));
+    int64_t joined = 0;
+    for (const std::optional<std::string>& v : client.get_existing(nodes)) joined += v ? 1 : 0;
+    auto deadline = Clock::now() + kLeaveWait;
+    while (client.add(key("left"), 0) < joined && Clock::now() < deadline)
+      group_.pump(milliseconds(100));
+  } catch (const Error&) {
+    // the job has ended either way
+  }
+}
+
+void validate(const AgentOptions& o) {
+  auto check = [](bool ok, const std::string& msg) {
+    if (!ok) throw ConfigError(msg);
+  };
+  check(o.nproc_per_node >= 1, str("--nproc-per-node must be at least 1, got ", o.nproc_per_node));
+  check(o.nnodes >= 1, str("--nnodes must be at least 1, got ", o.nnodes));
+  check(o.node_rank >= 0 && o.node_rank < o.nnodes,
+        str("--node-rank ", o.node_rank, " is out of range for --nnodes ", o.nnodes,
+            " (expected 0 to ", o.nnodes - 1, ")"));
+  check(o.max_restarts >= 0, str("--max-restarts must be at least 0, got ", o.max_restarts));
+  check(o.monitor_interval.count() > 0, "--monitor-interval must be positive");
+  check(o.heartbeat_timeout.count() >= 0, "--heartbeat-timeout must be at least 0");
+  check(o.nnodes == 1 || !o.rdzv_endpoint.empty(),
+        str("--nnodes ", o.nnodes, " needs --rdzv-endpoint HOST:PORT (node 0's address)"));
+  check(o.nnodes == 1 || !o.job_token.empty(),
+        str("--nnodes ", o.nnodes,
+            " needs the same secret in TANDEM_JOB_TOKEN on every node, e.g. "
+            "export TANDEM_JOB_TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \\n')"));
+  if (!o.rdzv_endpoint.empty()) parse_endpoint(o.rdzv_endpoint);
+}
+
+}  // namespace
+
+int run_agent(const AgentOptions& options, const std::vector<std::string>& worker_argv) {
+  validate(options);
+  TANDEM_CHECK_T(ConfigError, !worker_argv.empty() && !worker_argv[0].empty(),
+                 "empty worker command");
+  Agent agent(options, worker_argv);
+  return agent.run();
+}
+
+}  // namespace tandem

@@ -1,0 +1,70 @@
+// The agent behind `tandem launch` (torchrun's elastic agent, without elasticity): one per node.
+// It hosts the rendezvous store on node 0, starts the node's workers with torchrun-compatible
+// variables, prefixes their output with the rank, forwards SIGINT/SIGTERM, and restarts the whole
+// job (every worker on every node) when a worker dies or stops heartbeating, at most
+// max_restarts times. Workers resume from the newest complete checkpoint by themselves
+// (checkpoint.resume: auto); the agent only tells them which restart this is.
+//
+// The one decision: a restart is a new *round* for every node. Agents agree through keys on the
+// store ("tandem/launch/..."): the first failure of round n is written once (compare-and-set),
+// every agent that sees it stops its workers, and they all start round n+1 after a barrier. Workers
+// get TANDEM_RESTART_COUNT = n and must namespace their own store keys by it (the store outlives
+// rounds, so keys of round n-1 are still there).
+//
+// Ownership: run_agent owns the store server, the worker processes and the process's SIGINT,
+// SIGTERM, SIGCHLD and SIGPIPE handlers for its duration (restored on return). One run_agent at a
+// time per process; it blocks until the job ends.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace tandem {
+
+struct AgentOptions {
+  int nproc_per_node = 1;
+  int nnodes = 1;
+  int node_rank = 0;
+  // "host:port" of node 0's store. Empty: a one-node job with the store on 127.0.0.1 at a free
+  // port. Node 0 binds the store to 127.0.0.1 when host is a loopback name, to host when it is an
+  // IP address, and to 0.0.0.0 for any other host name.
+  std::string rdzv_endpoint;
+  int max_restarts = 0;
+  // How often the agent reads heartbeats and (with several nodes) the other agents' news.
+  std::chrono::milliseconds monitor_interval{1000};
+  // A worker that has sent a heartbeat and then sends none for this long is restarted; 0 turns the
+  // check off (and workers send none).
+  std::chrono::milliseconds heartbeat_timeout{60'000};
+  // How often workers send one; 0: min(5 s, heartbeat_timeout / 4).
+  std::chrono::milliseconds heartbeat_interval{0};
+  // SIGTERM -> SIGKILL when stopping workers for a restart. 30 s: torch elastic's close() timeout.
+  std::chrono::milliseconds stop_grace{30'000};
+  // How long agents on other nodes retry the store, and how long every agent waits for the others
+  // to arrive at a rendezvous or a restart barrier.
+  std::chrono::milliseconds rdzv_timeout{300'000};
+  // The job's secret. Empty: generated, which only a one-node job can do (other nodes could not
+  // know it); `tandem launch` fills it from TANDEM_JOB_TOKEN.
+  std::string job_token;
+  // The workers' environment before the agent adds its variables (normally the agent's own).
+  std::map<std::string, std::string> environment;
+  int cpu_count = 0;  // for OMP_NUM_THREADS; 0: the CPUs this process may run on
+  int out_fd = 1;     // where the workers' stdout lines go
+  int err_fd = 2;     // where their stderr lines and the agent's own messages go
+};
+
+// Runs the job: starts nproc_per_node workers running worker_argv (argv[0] is a path: no PATH
+// search), each with RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, NODE_RANK (and torchrun's
+// GROUP_RANK), MASTER_ADDR, MASTER_PORT, TANDEM_JOB_TOKEN, TANDEM_RESTART_COUNT and
+// TORCHELASTIC_RESTART_COUNT, TANDEM_HEARTBEAT_INTERVAL_MS (when heartbeats are watched) and
+// OMP_NUM_THREADS = max(1, cpus / nproc_per_node) unless already set.
+// Returns 0 when every worker of the last round exited 0; 1 when a failure outlived max_restarts
+// (after printing one line naming the rank and its exit status) or the job was stopped from
+// another node; 128 + signal when this agent got SIGINT or SIGTERM (forwarded to the workers,
+// whose exit it waits for; a second signal kills them).
+// Throws ConfigError for bad options, CommError/TimeoutError when the agents cannot meet, IoError
+// when a worker cannot be started.
+int run_agent(const AgentOptions& options, const std::vector<std::string>& worker_argv);
+
+}  // namespace tandem

@@ -1,0 +1,97 @@
+#include "launcher/strategy_factory.h"
+
+#include <chrono>
+
+#include "collectives/checked_communicator.h"
+#include "collectives/gloo/gloo_communicator.h"
+#include "collectives/inprocess/inprocess_group.h"
+#include "collectives/mpi/mpi_communicator.h"
+#include "core/base/error.h"
+#include "strategies/ddp/ddp_strategy.h"
+#include "strategies/mirrored/mirrored_strategy.h"
+#include "strategies/single/single_strategy.h"
+#include "strategies/trainer/builders.h"
+
+namespace tandem {
+namespace {
+
+std::string where(const ExperimentConfig& cfg) {
+  return cfg.source_path.empty() ? std::string("config") : cfg.source_path;
+}
+
+void require_world_of_one(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
+  TANDEM_CHECK_T(ConfigError, env.world_size == 1, where(cfg), ": strategy.name: '",
+                 cfg.strategy.name, "' runs in one process, but this process is rank ", env.rank,
+                 " of ", env.world_size, " (from ", env.source,
+                 "); use strategy.name=ddp for several processes");
+}
+
+std::string choose_backend(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
+  const std::string& b = cfg.strategy.backend;
+  if (b != "auto") return b;
+  if (env.source == "openmpi" || env.source == "pmix") return "mpi";
+  return env.world_size == 1 ? "inprocess" : "gloo";
+}
+
+}  // namespace
+
+StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
+  StrategyBuild out;
+  const std::string& name = cfg.strategy.name;
+  if (name == "single") {
+    require_world_of_one(cfg, env);
+    out.strategy = std::make_unique<SingleStrategy>();
+    return out;
+  }
+  if (name == "mirrored") {
+    require_world_of_one(cfg, env);
+    auto data = std::make_shared<std::shared_ptr<const Dataset>>();
+    out.strategy = std::make_unique<MirroredStrategy>(cfg.strategy.replicas, [cfg, data] {
+      if (!*data) *data = build_dataset(cfg, "train");
+      return build_model(cfg, **data);
+    });
+    return out;
+  }
+  if (name != "ddp") {
+    throw ConfigError(where(cfg) + ": strategy.name: '" + name +
+                      "' is not available in this build (available: single, mirrored, ddp)");
+  }
+  CommOptions opts;
+  opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.strategy.timeout_s * 1000));
+  opts.debug = cfg.strategy.debug_collectives;
+  const std::string backend = choose_backend(cfg, env);
+  std::unique_ptr<Communicator> comm;
+  if (backend == "mpi") {
+    comm = std::make_unique<MpiCommunicator>(opts);
+    TANDEM_CHECK_T(ConfigError, comm->world_size() == env.world_size, "strategy.backend: mpi sees ",
+                   comm->world_size(), " ranks but the environment (", env.source, ") says ",
+                   env.world_size, "; start the job with mpirun or srun --mpi=pmix");
+  } else if (backend == "gloo") {
+    TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: gloo needs the rendezvous "
+                   "store started by `tandem launch` (TANDEM_JOB_TOKEN is not set); start the job "
+                   "with tandem launch, or use mpirun with strategy.backend=mpi");
+    out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
+    GlooOptions go;
+    go.key_prefix = "gloo/attempt" + std::to_string(env.restart_count);
+    comm = std::make_unique<GlooCommunicator>(*out.store, env.rank, env.world_size, go, opts);
+    comm = std::make_unique<CheckedCommunicator>(std::move(comm), out.store,
+                                                 "checked/attempt" + std::to_string(env.restart_count));
+  } else if (backend == "inprocess") {
+    TANDEM_CHECK_T(ConfigError, env.world_size == 1, where(cfg), ": strategy.backend: inprocess "
+                   "connects threads of one process; with ", env.world_size,
+                   " processes use gloo or mpi");
+    comm = InProcessGroup(1).communicator(0, opts);
+  } else {
+    throw ConfigError(where(cfg) + ": strategy.backend: '" + backend +
+                      "' is not available in this build (CPU: mpi, gloo, inprocess; nccl needs CUDA)");
+  }
+  comm->set_options(opts);
+  ReducerOptions ro;
+  ro.first_bucket_bytes = static_cast<int64_t>(cfg.strategy.first_bucket_mb * 1048576.0);
+  ro.bucket_bytes = static_cast<int64_t>(cfg.strategy.bucket_mb * 1048576.0);
+  ro.compression = cfg.strategy.compression;
+  out.strategy = std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro);
+  return out;
+}
+
+}  // namespace tandem

@@ -1,0 +1,175 @@
+#include "strategies/ddp/reducer.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "core/autograd/grad_mode.h"
+#include "core/base/error.h"
+#include "core/ops/ops.h"
+
+namespace tandem {
+
+Reducer::Reducer(NamedTensors params, Communicator& comm, ReducerOptions options)
+    : params_(std::move(params)), comm_(comm), options_(std::move(options)) {
+  TANDEM_CHECK_T(ConfigError, options_.compression == "none" || options_.compression == "bf16" ||
+                                  options_.compression == "fp16",
+                 "strategy.compression: expected none, bf16 or fp16, got '", options_.compression, "'");
+  std::vector<int> reverse(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) reverse[i] = static_cast<int>(params_.size() - 1 - i);
+  plan(reverse);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    int index = static_cast<int>(i);
+    params_[i].second.register_post_accumulate_grad_hook([this, index](const Tensor&) { on_grad_ready(index); });
+  }
+}
+
+Reducer::~Reducer() = default;
+
+void Reducer::plan(const std::vector<int>& order) {
+  // Keep current gradient values across a re-plan.
+  std::vector<Tensor> old_grads(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].second.grad().defined()) old_grads[i] = params_[i].second.grad().clone();
+  buckets_.clear();
+  bucket_of_.assign(params_.size(), -1);
+  int64_t cap = options_.first_bucket_bytes;
+  Bucket current;
+  int64_t bytes = 0;
+  DType dtype = DType::kF32;
+  auto close = [&] {
+    if (current.params.empty()) return;
+    buckets_.push_back(std::move(current));
+    current = Bucket{};
+    bytes = 0;
+    cap = options_.bucket_bytes;
+  };
+  for (int p : order) {
+    const Tensor& t = params_[p].second;
+    int64_t b = t.numel() * static_cast<int64_t>(dtype_size(t.dtype()));
+    if (!current.params.empty() && (t.dtype() != dtype || bytes + b > cap)) close();
+    dtype = t.dtype();
+    current.params.push_back(p);
+    bytes += b;
+  }
+  close();
+  NoGradGuard ng;
+  for (size_t k = 0; k < buckets_.size(); ++k) {
+    Bucket& bk = buckets_[k];
+    int64_t n = 0;
+    for (int p : bk.params) {
+      bk.offsets.push_back(n);
+      n += params_[p].second.numel();
+    }
+    DType dt = params_[bk.params[0]].second.dtype();
+    bk.buffer = zeros({n}, dt);
+    if (options_.compression != "none")
+      bk.wire = empty({n}, options_.compression == "bf16" ? DType::kBF16 : DType::kF16);
+    for (size_t j = 0; j < bk.params.size(); ++j) {
+      int p = bk.params[j];
+      const Tensor& param = params_[p].second;
+      Tensor view = bk.buffer.slice(0, bk.offsets[j], bk.offsets[j] + param.numel()).view(param.shape());
+      if (old_grads[p].defined()) view.copy_(old_grads[p]);
+      param.set_grad(view);  // autograd accumulates into the bucket in place
+      bucket_of_[p] = static_cast<int>(k);
+    }
+  }
+}
+
+std::vector<std::vector<std::string>> Reducer::bucket_layout() const {
+  std::vector<std::vector<std::string>> out;
+  for (const Bucket& b : buckets_) {
+    out.emplace_back();
+    for (int p : b.params) out.back().push_back(params_[p].first);
+  }
+  return out;
+}
+
+void Reducer::prepare_for_backward(bool sync) {
+  sync_ = sync;
+  if (!sync) return;
+  ready_.assign(params_.size(), false);
+  params_pending_ = static_cast<int>(params_.size());
+  next_to_launch_ = 0;
+  launch_log_.clear();
+  for (Bucket& b : buckets_) {
+    b.pending = static_cast<int>(b.params.size());
+    b.launched = false;
+    b.work.reset();
+  }
+  if (steps_ == 0) arrival_order_.clear();
+}
+
+void Reducer::on_grad_ready(int p) {
+  if (!sync_) return;
+  TANDEM_CHECK_T(AutogradError, !ready_[p], "ddp: parameter '", params_[p].first,
+                 "' received its gradient twice in one backward; a parameter may take part in the "
+                 "loss once per step (reused modules need accumulate_steps or a single forward)");
+  // A hook that found the gradient replaced (not our view) copies it back into the bucket.
+  Bucket& b = buckets_[bucket_of_[p]];
+  const Tensor& param = params_[p].second;
+  size_t j = std::find(b.params.begin(), b.params.end(), p) - b.params.begin();
+  Tensor view = b.buffer.slice(0, b.offsets[j], b.offsets[j] + param.numel()).view(param.shape());
+  if (param.grad().storage() != b.buffer.storage()) {
+    view.copy_(param.grad());
+    param.set_grad(view);
+  }
+  ready_[p] = true;
+  --params_pending_;
+  if (steps_ == 0) arrival_order_.push_back(p);
+  if (--b.pending == 0) launch_ready_buckets();
+}
+
+void Reducer::launch_ready_buckets() {
+  while (next_to_launch_ < num_buckets() && buckets_[next_to_launch_].pending == 0) {
+    Bucket& b = buckets_[next_to_launch_];
+    launch_log_.push_back({next_to_launch_, params_pending_, std::chrono::steady_clock::now()});
+    if (b.wire.defined()) {
+      b.wire.copy_(b.buffer);
+      b.work = comm_.all_reduce(b.wire, ReduceOp::kAvg);
+    } else {
+      b.work = comm_.all_reduce(b.buffer, ReduceOp::kAvg);
+    }
+    b.launched = true;
+    ++next_to_launch_;
+  }
+}
+
+void Reducer::finalize() {
+  if (!sync_) return;
+  if (params_pending_ > 0) {
+    std::ostringstream names;
+    int shown = 0;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (ready_[i]) continue;
+      if (shown++ < 10) names << (shown > 1 ? ", " : "") << params_[i].first;
+    }
+    if (shown > 10) names << " and " << shown - 10 << " more";
+    // Let the collectives already issued finish so no rank is left waiting on a half-step.
+    for (Bucket& b : buckets_)
+      if (b.work) b.work->wait(comm_.options().timeout);
+    throw AutogradError(str("ddp: ", params_pending_, " parameter(s) received no gradient this step: ",
+                            names.str(), ". Every parameter must take part in the loss on every "
+                            "step; remove unused parameters from the model"));
+  }
+  for (Bucket& b : buckets_) {
+    TANDEM_ASSERT(b.work != nullptr, "bucket not launched");
+    b.work->wait(comm_.options().timeout);
+    if (b.wire.defined()) b.buffer.copy_(b.wire);
+    b.work.reset();
+  }
+  ++steps_;
+  if (steps_ == 1 && options_.rebuild_after_first_step && !rebuilt_) {
+    // Re-plan from the order gradients arrived in, as rank 0 saw it (all ranks must agree).
+    Tensor order = empty({static_cast<int64_t>(params_.size())}, DType::kI64);
+    int64_t* po = order.data<int64_t>();
+    for (size_t i = 0; i < arrival_order_.size(); ++i) po[i] = arrival_order_[i];
+    Tensor order_f = order.to(DType::kF64);  // collectives reduce floats; indices are exact in f64
+    broadcast_sync(comm_, order_f, 0);
+    std::vector<double> v = order_f.to_vector();
+    std::vector<int> new_order(v.begin(), v.end());
+    plan(new_order);
+    rebuilt_ = true;
+  }
+}
+
+}  // namespace tandem
