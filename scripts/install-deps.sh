@@ -10,6 +10,7 @@ packages=(
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler
   python3 python3-numpy python3-torch python3-torchvision python3-protobuf
+  libopenmpi-dev openmpi-bin libgrpc++-dev protobuf-compiler-grpc libgloo-dev
   dataset-fashion-mnist
 )
 

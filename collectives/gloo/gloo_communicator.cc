@@ -1,0 +1,484 @@
+// GlooCommunicator: gloo collectives run one at a time, in issue order, on a background thread
+// (see gloo_communicator.h).
+#include "collectives/gloo/gloo_communicator.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <gloo/allgather.h>
+#include <gloo/allreduce.h>
+#include <gloo/barrier.h>
+#include <gloo/broadcast.h>
+#include <gloo/common/error.h>
+#include <gloo/math.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/transport/tcp/device.h>
+
+#include "collectives/gloo/gloo_store.h"
+
+namespace tandem {
+
+namespace {
+
+// Completion of one collective, shared by its Work (the waiter) and the background thread.
+struct WorkState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<bool> done{false};
+  std::exception_ptr error;  // guarded by mu; read after done
+
+  void finish(std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      error = std::move(e);
+      done.store(true, std::memory_order_release);
+    }
+    cv.notify_all();
+  }
+};
+
+class GlooWork final : public Work {
+ public:
+  GlooWork(std::shared_ptr<GlooCommunicator::Impl> impl, std::shared_ptr<WorkState> state,
+           CollectiveCall call, uint64_t seq)
+      : impl_(std::move(impl)), state_(std::move(state)), call_(std::move(call)), seq_(seq) {}
+
+  void wait(std::chrono::milliseconds timeout) override;
+  // True once the collective finished, successfully or not (wait() tells which).
+  bool is_completed() override { return state_->done.load(std::memory_order_acquire); }
+  uint64_t sequence_number() const override { return seq_; }
+
+ private:
+  std::shared_ptr<GlooCommunicator::Impl> impl_;  // shared: a Work may outlive its communicator
+  std::shared_ptr<WorkState> state_;
+  CollectiveCall call_;
+  uint64_t seq_;
+};
+
+// One queued collective.
+struct GlooOp {
+  CollectiveCall call;
+  uint64_t seq = 0;
+  std::chrono::milliseconds timeout{0};
+  Tensor in, out;  // `in` only for all_gather and reduce_scatter; both keep storage alive
+  std::shared_ptr<WorkState> state;
+};
+
+using ReduceFn = void (*)(void*, const void*, const void*, size_t);
+
+void bf16_sum(void* c, const void* a, const void* b, size_t n) {
+  auto* z = static_cast<BFloat16*>(c);
+  const auto* x = static_cast<const BFloat16*>(a);
+  const auto* y = static_cast<const BFloat16*>(b);
+  for (size_t i = 0; i < n; ++i) z[i] = float_to_bf16(bf16_to_float(x[i]) + bf16_to_float(y[i]));
+}
+
+void bf16_max(void* c, const void* a, const void* b, size_t n) {
+  auto* z = static_cast<BFloat16*>(c);
+  const auto* x = static_cast<const BFloat16*>(a);
+  const auto* y = static_cast<const BFloat16*>(b);
+  for (size_t i = 0; i < n; ++i) {
+    float p = bf16_to_float(x[i]), q = bf16_to_float(y[i]);
+    z[i] = (p > q || p != p) ? x[i] : y[i];  // NaN wins, as in f32 max on every backend
+  }
+}
+
+ReduceFn reduce_fn(DType dtype, ReduceOp op) {
+  const bool max = op == ReduceOp::kMax;
+  switch (dtype) {
+    case DType::kF32:
+      return max ? static_cast<ReduceFn>(&gloo::max<float>)
+                 : static_cast<ReduceFn>(&gloo::sum<float>);
+    case DType::kF64:
+      return max ? static_cast<ReduceFn>(&gloo::max<double>)
+                 : static_cast<ReduceFn>(&gloo::sum<double>);
+    case DType::kBF16:
+      return max ? &bf16_max : &bf16_sum;
+    default:
+      break;
+  }
+  throw Unimplemented(str("backend gloo does not support ", dtype_name(dtype),
+                          " tensors (f32, f64 and bf16 only)"));
+}
+
+void check_dtype(DType dtype) {
+  reduce_fn(dtype, ReduceOp::kSum);
+}
+
+void check_cpu_contiguous(const Tensor& t, const char* what) {
+  TANDEM_CHECK(t.defined(), "gloo: ", what, " is an undefined tensor");
+  TANDEM_CHECK_T(Unimplemented, t.device().is_cpu(), "backend gloo does not support ",
+                 t.device().str(), " tensors (", what, "): use the nccl backend for CUDA tensors");
+  TANDEM_CHECK_SHAPE(t.is_contiguous(), "gloo: ", what, " must be contiguous, got ", t.str(),
+                     " with strides ", shape_str(t.strides()), ": call .contiguous() first");
+}
+
+// x[i] /= divisor, rounded once in the tensor's dtype (bf16 through f32).
+void divide_in_place(void* data, DType dtype, int64_t n, int divisor) {
+  if (dtype == DType::kF32) {
+    auto* x = static_cast<float*>(data);
+    const float d = static_cast<float>(divisor);
+    for (int64_t i = 0; i < n; ++i) x[i] /= d;
+  } else if (dtype == DType::kF64) {
+    auto* x = static_cast<double*>(data);
+    const double d = divisor;
+    for (int64_t i = 0; i < n; ++i) x[i] /= d;
+  } else {
+    auto* x = static_cast<BFloat16*>(data);
+    const float d = static_cast<float>(divisor);
+    for (int64_t i = 0; i < n; ++i) x[i] = float_to_bf16(bf16_to_float(x[i]) / d);
+  }
+}
+
+// The n in a communicator's key prefix: how many communicators this process created before it
+// for the same (prefix, rank, world size). Counted per rank so that ranks running as threads of
+// one process (tests) agree as well as ranks in separate processes do.
+int next_instance(const std::string& prefix, int rank, int world_size) {
+  static std::mutex mu;
+  static std::map<std::string, int> created;
+  std::lock_guard<std::mutex> lock(mu);
+  return created[str(prefix, "/", rank, "/", world_size)]++;
+}
+
+}  // namespace
+
+struct GlooCommunicator::Impl : std::enable_shared_from_this<GlooCommunicator::Impl> {
+  int rank = 0;
+  int size = 1;
+  std::shared_ptr<gloo::rendezvous::Context> context;  // null in a world of one
+  uint64_t next_seq = 0;                               // caller's thread only
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::unique_ptr<GlooOp>> queue;  // guarded by mu
+  bool stop = false;                          // guarded by mu
+  bool thread_idle = false;                   // guarded by mu: the thread waits for work
+  bool waiter_running = false;  // guarded by mu: a waiter runs an op itself (see help)
+  std::thread thread;
+
+  // The background thread's, or a helping waiter's while waiter_running (never both).
+  std::exception_ptr broken;  // the first failure; every later op fails with it
+  std::vector<char> scratch;  // reduce_scatter's copy of its input, reused
+
+  std::unique_ptr<Work> enqueue(std::unique_ptr<GlooOp> op, std::chrono::milliseconds timeout);
+  void run();
+  void help(uint64_t seq, std::chrono::milliseconds timeout);
+  void process(GlooOp& op);
+  void execute(GlooOp& op);
+  void all_reduce_buffer(void* data, int64_t n, DType dtype, ReduceOp op, const GlooOp& o);
+};
+
+std::unique_ptr<Work> GlooCommunicator::Impl::enqueue(std::unique_ptr<GlooOp> op,
+                                                      std::chrono::milliseconds timeout) {
+  op->seq = next_seq++;
+  op->timeout = timeout;
+  op->state = std::make_shared<WorkState>();
+  auto work = std::make_unique<GlooWork>(shared_from_this(), op->state, op->call, op->seq);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    queue.push_back(std::move(op));
+  }
+  cv.notify_one();
+  return work;
+}
+
+void GlooCommunicator::Impl::all_reduce_buffer(void* data, int64_t n, DType dtype, ReduceOp op,
+                                               const GlooOp& o) {
+  gloo::AllreduceOptions opts(context);
+  // The element type sets the element size, from which gloo counts what it hands the reduce
+  // function; the function itself does the typed work.
+  const size_t count = static_cast<size_t>(n);
+  if (dtype == DType::kF32) {
+    opts.setOutput<float>(static_cast<float*>(data), count);
+  } else if (dtype == DType::kF64) {
+    opts.setOutput<double>(static_cast<double*>(data), count);
+  } else {
+    opts.setOutput<BFloat16>(static_cast<BFloat16*>(data), count);
+  }
+  opts.setReduceFunction(reduce_fn(dtype, op));
+  opts.setTag(static_cast<uint32_t>(o.seq));
+  opts.setTimeout(o.timeout);
+  gloo::allreduce(opts);
+}
+
+void GlooCommunicator::Impl::execute(GlooOp& op) {
+  const CollectiveCall& c = op.call;
+  switch (c.kind) {
+    case CollectiveKind::kAllReduce: {
+      const int64_t n = op.out.numel();
+      if (size > 1 && n > 0) all_reduce_buffer(op.out.raw_data(), n, c.dtype, c.op, op);
+      if (c.op == ReduceOp::kAvg && size > 1) divide_in_place(op.out.raw_data(), c.dtype, n, size);
+      break;
+    }
+    case CollectiveKind::kBroadcast: {
+      const size_t bytes = op.out.numel() * dtype_size(c.dtype);
+      if (size == 1 || bytes == 0) break;
+      gloo::BroadcastOptions opts(context);
+      opts.setOutput<char>(static_cast<char*>(op.out.raw_data()), bytes);
+      opts.setRoot(c.root);
+      opts.setTag(static_cast<uint32_t>(op.seq));
+      opts.setTimeout(op.timeout);
+      gloo::broadcast(opts);
+      break;
+    }
+    case CollectiveKind::kAllGather: {
+      const size_t bytes = op.in.numel() * dtype_size(c.dtype);
+      char* out = static_cast<char*>(op.out.raw_data());
+      const char* in = static_cast<const char*>(op.in.raw_data());
+      char* own_block = out + bytes * rank;
+      if (bytes == 0) break;
+      if (in != own_block) std::memcpy(own_block, in, bytes);
+      if (size == 1) break;
+      gloo::AllgatherOptions opts(context);
+      opts.setOutput<char>(out, bytes * size);  // no input: the own block is already in place
+      opts.setTag(static_cast<uint32_t>(op.seq));
+      opts.setTimeout(op.timeout);
+      gloo::allgather(opts);
+      break;
+    }
+    case CollectiveKind::kReduceScatter: {
+      const int64_t n = op.out.numel();
+      const size_t bytes = n * dtype_size(c.dtype);
+      if (bytes == 0) break;
+      const char* in = static_cast<const char*>(op.in.raw_data());
+      if (size > 1) {
+        scratch.resize(bytes * size);
+        std::memcpy(scratch.data(), in, bytes * size);
+        all_reduce_buffer(scratch.data(), n * size, c.dtype, c.op, op);
+        in = scratch.data();
+      }
+      std::memcpy(op.out.raw_data(), in + bytes * rank, bytes);
+      if (c.op == ReduceOp::kAvg && size > 1) divide_in_place(op.out.raw_data(), c.dtype, n, size);
+      break;
+    }
+    case CollectiveKind::kBarrier: {
+      if (size == 1) break;
+      gloo::BarrierOptions opts(context);
+      opts.setTag(static_cast<uint32_t>(op.seq));
+      opts.setTimeout(op.timeout);
+      gloo::barrier(opts);
+      break;
+    }
+  }
+}
+
+void GlooCommunicator::Impl::run() {
+  for (;;) {
+    std::unique_ptr<GlooOp> op;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      auto ready = [&] { return !waiter_running && (stop || !queue.empty()); };
+      thread_idle = true;
+      cv.wait(lock, ready);
+      if (!stop) {
+        // Woken by a new op: give the issuing thread one chance to reach Work::wait and run the
+        // op itself (see help()) before taking it.
+        lock.unlock();
+        std::this_thread::yield();
+        lock.lock();
+        cv.wait(lock, ready);
+      }
+      thread_idle = false;
+      if (queue.empty()) return;  // stop, and everything has run
+      op = std::move(queue.front());
+      queue.pop_front();
+    }
+    process(*op);
+  }
+}
+
+// Runs one op and finishes its Work; the first failure breaks the communicator for good.
+void GlooCommunicator::Impl::process(GlooOp& op) {
+  const std::string name = str("gloo ", op.call.brief(op.seq));
+  if (broken) {
+    std::string first;
+    try {
+      std::rethrow_exception(broken);
+    } catch (const std::exception& e) {
+      first = e.what();
+    }
+    op.state->finish(std::make_exception_ptr(
+        CommError(str(name, ": the communicator is unusable after an earlier failure: ", first))));
+    return;
+  }
+  try {
+    execute(op);
+    op.state->finish(nullptr);
+  } catch (const gloo::IoException& e) {
+    // gloo reports its own timeouts as I/O errors whose message starts "Timed out".
+    std::string what = e.what();
+    if (what.find("Timed out") != std::string::npos) {
+      broken = std::make_exception_ptr(
+          TimeoutError(str(name, " timed out after ", op.timeout.count(), " ms: ", what)));
+    } else {
+      broken = std::make_exception_ptr(CommError(str(name, " failed: ", what)));
+    }
+    op.state->finish(broken);
+  } catch (const std::exception& e) {
+    broken = std::make_exception_ptr(CommError(str(name, " failed: ", e.what())));
+    op.state->finish(broken);
+  }
+}
+
+// A waiter about to sleep on an op nobody has started -- the only one queued, the thread idle --
+// runs it itself instead of sleeping through two thread wake-ups (see the MPI backend's help()
+// for the measurements). gloo's calls block until done or until the op's own timeout, so this
+// happens only when the waiter would wait at least that long anyway: gloo's timeout then fires
+// before the waiter's.
+void GlooCommunicator::Impl::help(uint64_t seq, std::chrono::milliseconds timeout) {
+  std::unique_ptr<GlooOp> op;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!thread_idle || waiter_running || queue.size() != 1 || queue.front()->seq != seq ||
+        timeout < queue.front()->timeout) {
+      return;
+    }
+    op = std::move(queue.front());
+    queue.pop_front();
+    waiter_running = true;
+  }
+  process(*op);
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    waiter_running = false;
+    wake = !queue.empty() || stop;
+  }
+  if (wake) cv.notify_one();
+}
+
+void GlooWork::wait(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (!state_->done.load(std::memory_order_acquire)) impl_->help(seq_, timeout);
+  if (!state_->done.load(std::memory_order_acquire)) {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    if (!state_->cv.wait_until(lock, deadline, [&] { return state_->done.load(); })) {
+      throw TimeoutError(
+          str("gloo ", call_.brief(seq_), " timed out after ", timeout.count(),
+              " ms; gloo cannot tell which ranks did not arrive: check that every rank issued the "
+              "same collectives in the same order and that none has exited"));
+    }
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (state_->error) std::rethrow_exception(state_->error);
+}
+
+GlooCommunicator::GlooCommunicator(StoreClient& store, int rank, int world_size,
+                                   const GlooOptions& gloo_options, const CommOptions& options)
+    : rank_(rank), world_size_(world_size), impl_(std::make_shared<Impl>()) {
+  options_ = options;
+  TANDEM_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "gloo: rank ", rank,
+               " is not in a world of ", world_size);
+  impl_->rank = rank;
+  impl_->size = world_size;
+  const int instance = next_instance(gloo_options.key_prefix, rank, world_size);
+  if (world_size > 1) {
+    GlooStore gloo_store(store, str(gloo_options.key_prefix, "/", instance, "/"), options.timeout);
+    try {
+      gloo::transport::tcp::attr attr;
+      if (!gloo_options.interface.empty()) {
+        attr.iface = gloo_options.interface;
+      } else {
+        attr.hostname = gloo_options.hostname;
+      }
+      auto device = gloo::transport::tcp::CreateDevice(attr);
+      auto context = std::make_shared<gloo::rendezvous::Context>(rank, world_size);
+      context->setTimeout(options.timeout);
+      context->connectFullMesh(gloo_store, device);
+      impl_->context = std::move(context);
+    } catch (const Error&) {
+      throw;  // the Store's own CommError / TimeoutError already names the endpoint and key
+    } catch (const std::exception& e) {
+      throw CommError(str("gloo: rank ", rank, " of ", world_size,
+                          " could not connect to its peers ", "(store keys under '",
+                          gloo_store.prefix(), "', ",
+                          gloo_options.interface.empty() ? "host " + gloo_options.hostname
+                                                         : "interface " + gloo_options.interface,
+                          "): ", e.what()));
+    }
+  }
+  Impl* impl = impl_.get();
+  impl_->thread = std::thread([impl] { impl->run(); });
+}
+
+GlooCommunicator::~GlooCommunicator() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stop = true;
+  }
+  impl_->cv.notify_one();
+  impl_->thread.join();
+}
+
+std::shared_ptr<gloo::Context> GlooCommunicator::context() const {
+  return impl_->context;
+}
+
+std::unique_ptr<Work> GlooCommunicator::all_reduce(Tensor& tensor, ReduceOp op) {
+  check_cpu_contiguous(tensor, "all_reduce tensor");
+  check_dtype(tensor.dtype());
+  auto o = std::make_unique<GlooOp>();
+  o->call = CollectiveCall{CollectiveKind::kAllReduce, tensor.dtype(), tensor.shape(), -1, op};
+  o->out = tensor;
+  return impl_->enqueue(std::move(o), options_.timeout);
+}
+
+std::unique_ptr<Work> GlooCommunicator::broadcast(Tensor& tensor, int root) {
+  check_cpu_contiguous(tensor, "broadcast tensor");
+  check_dtype(tensor.dtype());
+  TANDEM_CHECK(root >= 0 && root < world_size_, "gloo broadcast: root ", root,
+               " is not a rank of this world of ", world_size_);
+  auto o = std::make_unique<GlooOp>();
+  o->call = CollectiveCall{CollectiveKind::kBroadcast, tensor.dtype(), tensor.shape(), root};
+  o->out = tensor;
+  return impl_->enqueue(std::move(o), options_.timeout);
+}
+
+std::unique_ptr<Work> GlooCommunicator::all_gather(const Tensor& input, Tensor& output) {
+  check_cpu_contiguous(input, "all_gather input");
+  check_cpu_contiguous(output, "all_gather output");
+  check_dtype(input.dtype());
+  TANDEM_CHECK_T(TypeError, input.dtype() == output.dtype(), "gloo all_gather: input is ",
+                 dtype_name(input.dtype()), " but output is ", dtype_name(output.dtype()));
+  TANDEM_CHECK_SHAPE(output.numel() == input.numel() * world_size_,
+                     "gloo all_gather: output needs ", world_size_, " x ", input.numel(),
+                     " elements, got ", output.str());
+  auto o = std::make_unique<GlooOp>();
+  o->call = CollectiveCall{CollectiveKind::kAllGather, input.dtype(), input.shape()};
+  o->in = input;
+  o->out = output;
+  return impl_->enqueue(std::move(o), options_.timeout);
+}
+
+std::unique_ptr<Work> GlooCommunicator::reduce_scatter(const Tensor& input, Tensor& output,
+                                                       ReduceOp op) {
+  check_cpu_contiguous(input, "reduce_scatter input");
+  check_cpu_contiguous(output, "reduce_scatter output");
+  check_dtype(input.dtype());
+  TANDEM_CHECK_T(TypeError, input.dtype() == output.dtype(), "gloo reduce_scatter: input is ",
+                 dtype_name(input.dtype()), " but output is ", dtype_name(output.dtype()));
+  TANDEM_CHECK_SHAPE(input.numel() == output.numel() * world_size_,
+                     "gloo reduce_scatter: input needs ", world_size_, " x ", output.numel(),
+                     " elements, got ", input.str());
+  auto o = std::make_unique<GlooOp>();
+  o->call = CollectiveCall{CollectiveKind::kReduceScatter, input.dtype(), input.shape(), -1, op};
+  o->in = input;
+  o->out = output;
+  return impl_->enqueue(std::move(o), options_.timeout);
+}
+
+std::unique_ptr<Work> GlooCommunicator::barrier() {
+  auto o = std::make_unique<GlooOp>();
+  o->call.kind = CollectiveKind::kBarrier;
+  return impl_->enqueue(std::move(o), options_.timeout);
+}
+
+}  // namespace tandem
