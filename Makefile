@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build test demo bench clean format
+.PHONY: all deps configure build build-tandem test demo bench clean format
 
 all: build
 
@@ -16,6 +16,15 @@ configure: deps
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+build-tandem: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target tandem
+
+# The main job: LeNet on Fashion-MNIST (Debian's dataset-fashion-mnist), two DDP workers started
+# by tandem's own launcher. Interrupt it with Ctrl-C and run it again: it resumes.
+demo: build-tandem
+	@$(BUILD_DIR)/launcher/tandem launch --nproc-per-node 2 configs/fashion_mnist_cnn.yaml \
+		strategy.name=ddp
 
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
