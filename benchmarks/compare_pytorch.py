@@ -19,9 +19,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# PyTorch gets the best of 1 and 2 threads, each with OpenBLAS's default kernels and with the
-# AVX-512 kernels tandem selects (OPENBLAS_CORETYPE=SkylakeX; PyTorch's Debian build links OpenBLAS
-# for its GEMMs and oneDNN for its convolutions).
+# PyTorch gets the best of 1 and 2 threads, each with the caller's OpenBLAS kernels and with
+# OpenBLAS's AVX-512 kernels forced (OPENBLAS_CORETYPE=SkylakeX; PyTorch's Debian build links
+# OpenBLAS for its GEMMs and oneDNN for its convolutions). tandem inherits the caller's setting.
 TORCH_VARIANTS = [(1, None), (2, None), (1, "SkylakeX"), (2, "SkylakeX")]
 
 
@@ -40,7 +40,6 @@ def run_tandem(binary, model, batch, threads, steps):
 
 def torch_env(threads, coretype):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    env.pop("OPENBLAS_CORETYPE", None)
     if coretype:
         env["OPENBLAS_CORETYPE"] = coretype
     return env

@@ -1,12 +1,16 @@
 // Which CPU convolution backend tandem should use (DESIGN.md section 2: "convolution by the
-// fastest of im2col+GEMM and oneDNN"). For the conv layers of the benchmark models it times one
-// training step of the layer -- forward, then gradients of input, weight and bias -- three ways:
-//   tandem   tandem::conv2d + backward (per-sample im2col + single-threaded GEMMs, parallel over N)
+// fastest of im2col+GEMM and oneDNN"), and what tandem's conv2d now costs. For the conv layers of
+// the benchmark models it times one training step of the layer -- forward, then gradients of
+// input, weight and bias -- four ways:
+//   im2col   tandem::conv2d + backward forced onto im2col + GEMM (per-sample im2col + single-
+//            threaded GEMMs, parallel over N)
 //   batched  the alternative im2col scheme: one im2col over the whole batch and one multithreaded
 //            GEMM per product (plus the NCHW <-> (C, N*HW) transposes it needs)
-//   onednn   oneDNN forward_training + backward_data + backward_weights, formats chosen by oneDNN
-//            (`any`) with every reorder from and to tandem's NCHW/OIHW tensors counted
-// Median of --reps timed repetitions after warm-up, interleaved so machine noise hits all three.
+//   onednn   raw oneDNN forward_training + backward_data + backward_weights, formats chosen by
+//            oneDNN (`any`) with every reorder from and to tandem's NCHW/OIHW tensors counted
+//   default  tandem::conv2d + backward as shipped: the backend core/ops/conv.h's rule picks
+//            (oneDNN through core/ops/conv_dnnl.cc, cached plans, or im2col)
+// Median of --reps timed repetitions after warm-up, interleaved so machine noise hits all four.
 //
 // usage: conv_backends [--threads 2] [--reps 15] [--cpu-time]
 // --cpu-time times process CPU instead of wall-clock: with --threads 1 on a shared, loaded machine
@@ -26,6 +30,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "core/ops/blas.h"
+#include "core/ops/conv.h"
 #include "core/ops/im2col.h"
 #include "core/ops/ops.h"
 #include "core/parallel/parallel.h"
@@ -58,16 +63,21 @@ double now_ms() {
 struct TandemConv {
   Tensor x, w, b, gout;
   Conv2dOptions opt;
-  TandemConv(const Layer& l, Generator& gen) {
+  ConvBackend backend;
+  const char* chosen = nullptr;  // what conv2d runs
+  TandemConv(const Layer& l, Generator& gen, ConvBackend backend_) : backend(backend_) {
     x = randn({l.n, l.c, l.h, l.w}, gen).set_requires_grad(true);
     w = mul(randn({l.o, l.c, l.k, l.k}, gen), 0.1).detach().set_requires_grad(true);
     b = randn({l.o}, gen).set_requires_grad(true);
     opt.stride_h = opt.stride_w = l.stride;
     opt.pad_h = opt.pad_w = l.pad;
+    ScopedConvBackend scoped(backend);
+    chosen = conv2d_backend_for(x, w, opt);
     Tensor out = conv2d(x.detach(), w.detach(), b.detach(), opt);
     gout = randn(out.shape(), gen);
   }
   void step() {
+    ScopedConvBackend scoped(backend);
     x.set_grad(Tensor());
     w.set_grad(Tensor());
     b.set_grad(Tensor());
@@ -289,20 +299,27 @@ int main(int argc, char** argv) {
       {"resnet18 layer2 128->128 3x3 28x28", 8, 128, 28, 28, 128, 3, 1, 1},
       {"resnet stem 3->64 7x7/2 224x224", 8, 3, 224, 224, 64, 7, 2, 3},
       {"resnet50 1x1 256->64 56x56", 8, 256, 56, 56, 64, 1, 1, 0},
+      {"resnet 1x1/2 64->128 56x56", 8, 64, 56, 56, 128, 1, 2, 0},
+      // Where the rule's threshold sits: the same layer with 8 and 16 input channels.
+      {"sweep 4->64 3x3 16x16", 64, 4, 16, 16, 64, 3, 1, 1},
+      {"sweep 8->64 3x3 16x16", 64, 8, 16, 16, 64, 3, 1, 1},
+      {"sweep 16->64 3x3 16x16", 64, 16, 16, 16, 64, 3, 1, 1},
   };
   std::printf(
       "conv fwd+bwd (grad input, weight, bias), f32, %d threads, median of %d reps, ms of %s\n",
       threads, reps, g_cpu_time ? "process CPU time" : "wall-clock time");
-  std::printf("%-36s %5s %17s %17s %17s %14s\n", "layer", "batch", "tandem med (min)",
-              "batched med (min)", "onednn med (min)", "tandem/onednn");
+  std::printf("%-36s %5s %17s %17s %17s %17s %-7s %14s\n", "layer", "batch", "im2col med (min)",
+              "batched med (min)", "onednn med (min)", "default med (min)", "picks",
+              "im2col/default");
   for (const Layer& l : layers) {
     Generator gen(1);
-    TandemConv t(l, gen);
+    TandemConv im(l, gen, ConvBackend::kIm2col);
     BatchedConv bc(l, gen);
     OnednnConv d(l, gen);
-    std::vector<std::function<void()>> steps{[&] { t.step(); }, [&] { bc.step(); },
-                                             [&] { d.step(); }};
-    std::vector<std::vector<double>> times(3);
+    TandemConv def(l, gen, ConvBackend::kAuto);
+    std::vector<std::function<void()>> steps{[&] { im.step(); }, [&] { bc.step(); },
+                                             [&] { d.step(); }, [&] { def.step(); }};
+    std::vector<std::vector<double>> times(steps.size());
     for (int r = 0; r < reps + 3; ++r)
       for (size_t i = 0; i < steps.size(); ++i) {
         double t0 = now_ms();
@@ -312,8 +329,10 @@ int main(int argc, char** argv) {
     std::printf("%-36s %5lld", l.name, static_cast<long long>(l.n));
     for (const auto& t : times)
       std::printf(" %8.2f (%6.2f)", median(t), *std::min_element(t.begin(), t.end()));
-    std::printf(" %13.2fx\n", median(times[0]) / median(times[2]));
+    std::printf(" %-7s %13.2fx\n", def.chosen, median(times[0]) / median(times[3]));
   }
-  std::printf("tandem/onednn = tandem's median time over oneDNN's: > 1 means oneDNN is faster\n");
+  std::printf(
+      "im2col/default = the im2col path's median time over tandem's default: > 1 means the "
+      "default is faster\n");
   return 0;
 }

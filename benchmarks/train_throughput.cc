@@ -11,7 +11,6 @@
 #include <string>
 
 #include "core/autograd/grad_mode.h"
-#include "launcher/blas_kernels.h"
 #include "core/nn/models.h"
 #include "core/ops/ops.h"
 #include "core/optim/adam.h"
@@ -62,7 +61,6 @@ Args parse(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   using namespace tandem;
-  select_openblas_kernels(argv);
   Args args = parse(argc, argv);
   set_num_threads(args.threads);
   Generator gen(0);

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "configs/schema/config.h"
-#include "launcher/blas_kernels.h"
 #include "core/base/error.h"
 #include "launcher/agent.h"  // tandem launch
 #include "launcher/environment.h"  // tandem launch
@@ -210,6 +209,5 @@ int run(int argc, char** argv) {
 }  // namespace tandem
 
 int main(int argc, char** argv) {
-  tandem::select_openblas_kernels(argv);
   return tandem::run(argc, argv);
 }

@@ -1,18 +1,27 @@
-// 2-D convolution on the CPU: im2col + GEMM, parallel over the batch. Each thread takes a chunk of
-// samples, unfolds one sample at a time into its own column scratch and runs a single-threaded
-// GEMM (OpenBLAS is single-threaded inside a parallel region) straight into out[n]; 1x1 stride-1
-// unpadded convolutions use the sample itself as the column matrix. Backward recomputes the
-// columns instead of keeping them from forward (they are C*kh*kw times the input), accumulates
-// the weight and bias gradients per thread and adds the partial sums in chunk order (the result
-// does not depend on scheduling), and computes the input gradient (W^T @ gout[n], then col2im)
-// only when the input required grad at forward time. benchmarks/conv_backends.cc measures this
-// against one batch-wide im2col + multithreaded GEMM (slower at every benchmark shape) and
-// against oneDNN (faster from 32 input channels up, slower for the 1- and 3-channel first layers).
+// 2-D convolution on the CPU, by one of two backends (the rule and its evidence: conv.h). This
+// file checks the arguments, picks the backend, runs the forward and records the one autograd
+// node; the backward closure calls the same backend the forward used.
+//
+// im2col + GEMM (here), parallel over the batch: each thread takes a chunk of samples, unfolds
+// one sample at a time into its own column scratch and runs a single-threaded GEMM (OpenBLAS is
+// single-threaded inside a parallel region) straight into out[n]; 1x1 stride-1 unpadded
+// convolutions use the sample itself as the column matrix. Backward recomputes the columns
+// instead of keeping them from forward (they are C*kh*kw times the input), accumulates the weight
+// and bias gradients per thread and adds the partial sums in chunk order (the result does not
+// depend on scheduling), and computes the input gradient (W^T @ gout[n], then col2im) only when
+// the input required grad at forward time.
+//
+// oneDNN (conv_dnnl.h) for f32 convolutions with many channels per group: 1.2-2.8x faster there
+// (benchmarks/conv_backends.cc); its backward also skips the input gradient when not needed.
+#include <strings.h>
+
 #include <algorithm>
 #include <mutex>
 
 #include "core/autograd/node.h"
 #include "core/ops/blas.h"
+#include "core/ops/conv.h"
+#include "core/ops/conv_dnnl.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/im2col.h"
 #include "core/ops/ops.h"
@@ -213,35 +222,121 @@ ConvGrads conv_backward(const ConvShape& s, const Tensor& xt, const Tensor& wt, 
   return r;
 }
 
+// ---------------------------------------------------------------- oneDNN
+
+onednn::ConvProblem onednn_problem(const ConvShape& s, bool has_bias) {
+  onednn::ConvProblem p;
+  p.geo = s.geo;
+  p.batch = s.batch;
+  p.out_channels = s.out_channels;
+  p.groups = s.groups;
+  p.bias = has_bias;
+  return p;
+}
+
+ConvGrads onednn_backward(const ConvShape& s, bool has_bias, const Tensor& xt, const Tensor& wt,
+                          const Tensor& got, bool need_x, bool need_w, bool need_b) {
+  const onednn::ConvProblem p = onednn_problem(s, has_bias);
+  ConvGrads r;
+  if (need_x) {
+    r.input = empty(xt.shape());
+    onednn::conv_backward_data(p, wt.data<float>(), got.data<float>(), r.input.data<float>());
+  }
+  if (need_w) r.weight = empty(wt.shape());
+  if (need_b) r.bias = empty({s.out_channels});
+  onednn::conv_backward_weights(p, xt.data<float>(), got.data<float>(),
+                                need_w ? r.weight.data<float>() : nullptr,
+                                need_b ? r.bias.data<float>() : nullptr);
+  return r;
+}
+
+// ---------------------------------------------------------------- the rule
+
+// The name of the GEMM kernel set OpenBLAS chose when it loaded ("Haswell", "SkylakeX", ...).
+extern "C" char* openblas_get_corename(void);
+
+thread_local ConvBackend t_forced = ConvBackend::kAuto;  // ScopedConvBackend
+
+ConvBackend choose_backend(const ConvShape& s, DType dtype) {
+  switch (t_forced) {
+    case ConvBackend::kIm2col:
+      return ConvBackend::kIm2col;
+    case ConvBackend::kOnednn:
+      TANDEM_CHECK_T(Unimplemented, dtype == DType::kF32,
+                     "conv2d: the oneDNN backend does not support ", dtype_name(dtype),
+                     " (f32 only); use ConvBackend::kAuto or kIm2col");
+      return ConvBackend::kOnednn;
+    case ConvBackend::kAuto:
+      break;
+  }
+  const bool one_by_one = s.geo.kernel_h == 1 && s.geo.kernel_w == 1;
+  return dtype == DType::kF32 && s.batch > 0 && s.group_in() >= kOnednnMinGroupChannels &&
+                 (!one_by_one || conv2d_onednn_for_1x1())
+             ? ConvBackend::kOnednn
+             : ConvBackend::kIm2col;
+}
+
 }  // namespace
+
+bool conv2d_onednn_for_1x1() {
+  static const bool avx2_gemm = [] {
+    const char* core = openblas_get_corename();
+    for (const char* avx512 : {"SkylakeX", "Cooperlake", "SapphireRapids"})
+      if (core != nullptr && strcasecmp(core, avx512) == 0) return false;
+    return true;
+  }();
+  return avx2_gemm;
+}
+
+ScopedConvBackend::ScopedConvBackend(ConvBackend backend) : saved_(t_forced) {
+  t_forced = backend;
+}
+ScopedConvBackend::~ScopedConvBackend() {
+  t_forced = saved_;
+}
+
+const char* conv2d_backend_for(const Tensor& x, const Tensor& weight, const Conv2dOptions& opt) {
+  return choose_backend(conv_shape(x, weight, Tensor(), opt), x.dtype()) == ConvBackend::kOnednn
+             ? "onednn"
+             : "im2col";
+}
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
   check_cpu("conv2d", {&x, &weight, &bias});
   check_same_dtype("conv2d", {&x, &weight, &bias});
   ConvShape s = conv_shape(x, weight, bias, opt);
   const ConvGeometry& g = s.geo;
+  const ConvBackend backend = choose_backend(s, x.dtype());
   Tensor xd = x.detach().contiguous(), wd = weight.detach().contiguous();
   Tensor bd = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor out = empty({s.batch, s.out_channels, g.out_h, g.out_w}, x.dtype());
   if (out.numel() > 0) {
-    TANDEM_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] {
-      conv_forward<scalar_t>(s, xd.data<scalar_t>(), wd.data<scalar_t>(),
-                             bd.defined() ? bd.data<scalar_t>() : nullptr, out.data<scalar_t>(),
-                             x.dtype());
-    });
+    if (backend == ConvBackend::kOnednn) {
+      onednn::conv_forward(onednn_problem(s, bd.defined()), xd.data<float>(), wd.data<float>(),
+                           bd.defined() ? bd.data<float>() : nullptr, out.data<float>());
+    } else {
+      TANDEM_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] {
+        conv_forward<scalar_t>(s, xd.data<scalar_t>(), wd.data<scalar_t>(),
+                               bd.defined() ? bd.data<scalar_t>() : nullptr, out.data<scalar_t>(),
+                               x.dtype());
+      });
+    }
   }
   const bool nx = x.requires_grad(), nw = weight.requires_grad();
   const bool has_bias = bias.defined(), nb = has_bias && bias.requires_grad();
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
+  // The backward uses the forward's backend: both halves of a step round the same way.
   record("Conv2dBackward", inputs, {out},
-         [s, xd, wd, nx, nw, nb, has_bias](const std::vector<Tensor>& gr) {
+         [s, xd, wd, nx, nw, nb, has_bias, backend](const std::vector<Tensor>& gr) {
            Tensor go = gr[0].contiguous();
            ConvGrads cg;
-           if (s.batch == 0) {
+           if (s.batch == 0 || go.numel() == 0) {
              if (nx) cg.input = zeros(xd.shape(), xd.dtype());
              if (nw) cg.weight = zeros(wd.shape(), wd.dtype());
              if (nb) cg.bias = zeros({s.out_channels}, wd.dtype());
+           } else if (backend == ConvBackend::kOnednn) {
+             cg = onednn_backward(s, has_bias, xd, wd, go, nx, nw, nb);
            } else {
              cg = TANDEM_DISPATCH_FLOAT(xd.dtype(), "conv2d backward", [&] {
                return conv_backward<scalar_t>(s, xd, wd, go, nx, nw, nb);
