@@ -23,27 +23,11 @@
 #include <gloo/transport/tcp/device.h>
 
 #include "collectives/gloo/gloo_store.h"
+#include "collectives/work_state.h"
 
 namespace tandem {
 
 namespace {
-
-// Completion of one collective, shared by its Work (the waiter) and the background thread.
-struct WorkState {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::atomic<bool> done{false};
-  std::exception_ptr error;  // guarded by mu; read after done
-
-  void finish(std::exception_ptr e) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      error = std::move(e);
-      done.store(true, std::memory_order_release);
-    }
-    cv.notify_all();
-  }
-};
 
 class GlooWork final : public Work {
  public:

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "collectives/mpi/mpi_runtime.h"
+#include "collectives/work_state.h"
 
 namespace tandem {
 
@@ -22,23 +23,6 @@ namespace {
 // never spin: mpirun binds each rank to one core by default, so both threads share it, and a
 // spinning waiter starves the very thread it waits for. Measured at world size 1 (where the MPI
 // call itself takes 0.1 us): 6 us per collective for the two wake-ups; 110 us with a 50 us spin.
-
-// Completion of one collective, shared by its Work (the waiter) and the communication thread.
-struct WorkState {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::atomic<bool> done{false};
-  std::exception_ptr error;  // guarded by mu; read after done
-
-  void finish(std::exception_ptr e) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      error = std::move(e);
-      done.store(true, std::memory_order_release);
-    }
-    cv.notify_all();
-  }
-};
 
 class MpiWork final : public Work {
  public:
