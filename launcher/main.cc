@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -40,6 +41,16 @@ std::string hostname() {
 int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
   ExperimentConfig cfg = load_config(config_path, overrides);
   const ProcessEnvironment process = detect_environment(current_environment());
+  // training.threads = 0 means "all cores" -- unless the process was given a share of them, as
+  // `tandem launch` (and torchrun, mpirun users) do through OMP_NUM_THREADS: N processes of
+  // all-cores OpenMP teams would oversubscribe the machine.
+  if (cfg.training.threads == 0) {
+    if (const char* omp = std::getenv("OMP_NUM_THREADS")) {
+      char* end = nullptr;
+      long n = std::strtol(omp, &end, 10);
+      if (end != omp && *end == '\0' && n > 0 && n < 4096) cfg.training.threads = static_cast<int>(n);
+    }
+  }
   // tandem launch: a worker started by the agent tells it it is alive (launcher/heartbeat.h).
   auto heartbeat = WorkerHeartbeat::start_under_launcher(process);
   StrategyBuild strategy = make_strategy(cfg, process);
