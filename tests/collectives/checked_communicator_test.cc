@@ -7,6 +7,7 @@
 #include <future>
 #include <thread>
 
+#include "tests/support/test_support.h"
 #include "collectives/checked_communicator.h"
 #include "collectives/inprocess/inprocess_group.h"
 #include "collectives/store/store_server.h"
@@ -17,6 +18,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::run_threads;
 
 constexpr char kToken[] = "feedfacefeedfacefeedfacefeedface";
 constexpr char kPrefix[] = "pg/0/attempt/0";
@@ -40,22 +42,6 @@ struct CheckedWorld {
   std::vector<std::unique_ptr<CheckedCommunicator>> comms;
 };
 
-void run_ranks(int world, const std::function<void(int)>& fn) {
-  std::vector<std::exception_ptr> errors(world);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        fn(r);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-}
-
 int64_t ms_since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
 }
@@ -63,7 +49,7 @@ int64_t ms_since(Clock::time_point t) {
 TEST(CheckedCommunicator, DebugModeNamesBothRanksWhenOneSkipsACollective) {
   CheckedWorld w(2, /*debug=*/true, 2000ms);
   std::vector<std::string> errors(2);
-  run_ranks(2, [&](int r) {
+  run_threads(2, [&](int r) {
     Tensor big = ones({1000}), small = ones({10});
     try {
       if (r == 0) w.comms[r]->all_reduce(big, ReduceOp::kSum)->wait(2s);  // rank 1 skips it
@@ -83,7 +69,7 @@ TEST(CheckedCommunicator, DebugModeRunsMatchingCallsAndKeepsOneKeyPerRank) {
   const int world = 3;
   CheckedWorld w(world, /*debug=*/true, 2000ms);
   std::vector<std::vector<double>> results(world);
-  run_ranks(world, [&](int r) {
+  run_threads(world, [&](int r) {
     Communicator& c = *w.comms[r];
     Tensor t = from_vector({double(r), 1}, {2});
     c.all_reduce(t, ReduceOp::kSum)->wait(2s);  // [3, 3]
@@ -121,7 +107,7 @@ TEST(CheckedCommunicator, HangingRankIsNamedWithItsLastCollective) {
     w.comms[2]->broadcast(t, 0)->wait(2s);  // #0, then it hangs
     released.wait();
   });
-  run_ranks(2, [&](int r) {
+  run_threads(2, [&](int r) {
     Tensor t = ones({10});
     w.comms[r]->broadcast(t, 0)->wait(2s);
     Tensor g = ones({1000});
@@ -149,7 +135,7 @@ TEST(CheckedCommunicator, DebugModeNamesARankThatNeverArrives) {
   CheckedWorld w(3, /*debug=*/true, 400ms);
   std::vector<std::string> errors(2);
   std::vector<int64_t> elapsed(2);
-  run_ranks(2, [&](int r) {  // rank 2 never calls anything
+  run_threads(2, [&](int r) {  // rank 2 never calls anything
     Tensor t = ones({8});
     Clock::time_point start = Clock::now();
     try {
@@ -173,7 +159,7 @@ TEST(CheckedCommunicator, PublishesProgressAndForwardsIdentity) {
   EXPECT_EQ(w.comms[1]->rank(), 1);
   EXPECT_EQ(w.comms[1]->world_size(), 2);
   EXPECT_EQ(w.comms[1]->backend_name(), "inprocess");
-  run_ranks(2, [&](int r) {
+  run_threads(2, [&](int r) {
     Tensor t = ones({3});
     auto work = w.comms[r]->all_reduce(t, ReduceOp::kSum);
     EXPECT_EQ(work->sequence_number(), 0u);

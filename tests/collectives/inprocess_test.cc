@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "tests/support/test_support.h"
 #include "collectives/inprocess/inprocess_group.h"
 #include "core/base/error.h"
 
@@ -18,6 +19,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::run_threads;
 
 const std::vector<int> kWorldSizes = {2, 4};
 const std::vector<int64_t> kSizes = {0, 1, 7, 1'000'003};
@@ -61,23 +63,6 @@ std::string label(int world, int64_t n, DType dtype, int rank) {
   return str("world ", world, ", ", n, " elements, ", dtype_name(dtype), ", rank ", rank);
 }
 
-// Runs fn(rank) on one thread per rank; rethrows the first exception.
-void run_ranks(int world, const std::function<void(int)>& fn) {
-  std::vector<std::exception_ptr> errors(world);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        fn(r);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-}
-
 // Calls fn(world, n, dtype, inputs) for every case, with inputs[r] = rank r's `blocks` x n values.
 void for_each_case(int blocks_per_rank,
                    const std::function<void(int, int64_t, DType, const std::vector<Tensor>&)>& fn) {
@@ -100,7 +85,7 @@ TEST(InProcess, AllReduceSumsAveragesAndMaxesExactly) {
       auto comms = InProcessGroup::create(world);
       std::vector<Tensor> t;
       for (const Tensor& in : inputs) t.push_back(in.clone());
-      run_ranks(world, [&](int r) { comms[r]->all_reduce(t[r], op)->wait(10s); });
+      run_threads(world, [&](int r) { comms[r]->all_reduce(t[r], op)->wait(10s); });
       Tensor expected = tensor_of(n, dtype, [&](int64_t i) { return reduce_values(op, world, i); });
       for (int r = 0; r < world; ++r)
         expect_equal(t[r], expected, label(world, n, dtype, r) + ", " + reduce_op_name(op));
@@ -114,7 +99,7 @@ TEST(InProcess, BroadcastCopiesTheRootEverywhere) {
     auto comms = InProcessGroup::create(world);
     std::vector<Tensor> t;
     for (const Tensor& in : inputs) t.push_back(in.clone());
-    run_ranks(world, [&](int r) { comms[r]->broadcast(t[r], root)->wait(10s); });
+    run_threads(world, [&](int r) { comms[r]->broadcast(t[r], root)->wait(10s); });
     for (int r = 0; r < world; ++r) expect_equal(t[r], inputs[root], label(world, n, dtype, r));
   });
 }
@@ -124,7 +109,7 @@ TEST(InProcess, AllGatherPlacesEachRankAtItsBlock) {
     auto comms = InProcessGroup::create(world);
     std::vector<Tensor> out;
     for (int r = 0; r < world; ++r) out.push_back(full({world * n}, 99.0, dtype));
-    run_ranks(world, [&](int r) { comms[r]->all_gather(inputs[r], out[r])->wait(10s); });
+    run_threads(world, [&](int r) { comms[r]->all_gather(inputs[r], out[r])->wait(10s); });
     Tensor expected = tensor_of(world * n, dtype, [&](int64_t j) { return value(j / n, j % n); });
     for (int r = 0; r < world; ++r) expect_equal(out[r], expected, label(world, n, dtype, r));
   });
@@ -137,7 +122,7 @@ TEST(InProcess, ReduceScatterLeavesEachRankItsReducedBlock) {
       auto comms = InProcessGroup::create(world);
       std::vector<Tensor> out;
       for (int r = 0; r < world; ++r) out.push_back(full({n}, 99.0, dtype));
-      run_ranks(world, [&](int r) { comms[r]->reduce_scatter(inputs[r], out[r], op)->wait(10s); });
+      run_threads(world, [&](int r) { comms[r]->reduce_scatter(inputs[r], out[r], op)->wait(10s); });
       for (int r = 0; r < world; ++r) {
         Tensor expected =
             tensor_of(n, dtype, [&](int64_t i) { return reduce_values(op, world, r * n + i); });
@@ -155,7 +140,7 @@ TEST(InProcess, IntegersSumAndMaxButRefuseAverage) {
       sum[r] = from_vector({double(r), 1e6, -double(r) * 1000}, {3}, dtype);
       mx[r] = from_vector({double(r), -double(r), 7}, {3}, dtype);
     }
-    run_ranks(3, [&](int r) {
+    run_threads(3, [&](int r) {
       comms[r]->all_reduce(sum[r], ReduceOp::kSum)->wait(5s);
       comms[r]->all_reduce(mx[r], ReduceOp::kMax)->wait(5s);
     });
@@ -174,7 +159,7 @@ TEST(InProcess, Bf16IsReducedInF32AndRoundedOnce) {
   std::vector<Tensor> t = {from_vector({256}, {1}, DType::kBF16),
                            from_vector({1}, {1}, DType::kBF16),
                            from_vector({1}, {1}, DType::kBF16)};
-  run_ranks(3, [&](int r) { comms[r]->all_reduce(t[r], ReduceOp::kSum)->wait(5s); });
+  run_threads(3, [&](int r) { comms[r]->all_reduce(t[r], ReduceOp::kSum)->wait(5s); });
   for (int r = 0; r < 3; ++r) EXPECT_EQ(t[r].item(), 258.0);
 }
 
@@ -203,7 +188,7 @@ TEST(InProcess, BarrierReleasesNoRankBeforeAllArrive) {
   auto comms = InProcessGroup::create(world);
   std::atomic<int> arrived{0};
   std::vector<int> seen(world);
-  run_ranks(world, [&](int r) {
+  run_threads(world, [&](int r) {
     std::this_thread::sleep_for(std::chrono::milliseconds(30 * r));
     ++arrived;
     comms[r]->barrier()->wait(5s);
@@ -239,7 +224,7 @@ TEST(InProcess, ResultsAreIdenticalWhicheverRankArrivesLast) {
       delay[r] = sleep_ms(gen);
     }
     delay[trial % world] = 40;  // each rank in turn arrives last
-    run_ranks(world, [&](int r) {
+    run_threads(world, [&](int r) {
       std::this_thread::sleep_for(std::chrono::milliseconds(delay[r]));
       comms[r]->all_reduce(t[r], ReduceOp::kSum)->wait(5s);
     });
@@ -252,7 +237,7 @@ TEST(InProcess, RankThatNeverCallsIsNamedWhenTheOthersTimeOut) {
   auto comms = InProcessGroup::create(4);
   std::vector<std::string> errors(2);
   Clock::time_point start = Clock::now();
-  run_ranks(2, [&](int r) {
+  run_threads(2, [&](int r) {
     Tensor t = ones({16});
     try {
       comms[r]->all_reduce(t, ReduceOp::kSum)->wait(300ms);
@@ -285,7 +270,7 @@ TEST(InProcess, RankThatNeverCallsIsNamedWhenTheOthersTimeOut) {
 TEST(InProcess, DifferentCallsUnderOneSequenceNumberNameBothRanks) {
   auto comms = InProcessGroup::create(2);
   std::vector<std::string> errors(2);
-  run_ranks(2, [&](int r) {
+  run_threads(2, [&](int r) {
     Tensor big = ones({1000}), small = ones({10});
     try {
       if (r == 0)

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/support/test_support.h"
 #include "collectives/store/job_token.h"
 #include "collectives/store/store_client.h"
 #include "collectives/store/store_server.h"
@@ -26,28 +27,12 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::run_threads;
 
 constexpr char kToken[] = "0123456789abcdef0123456789abcdef";
 
 int64_t ms_since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
-
-// Runs fn(rank) on `n` threads and rethrows the first exception.
-void run_threads(int n, const std::function<void(int)>& fn) {
-  std::vector<std::exception_ptr> errors(n);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        fn(r);
-      } catch (...) {
-        errors[r] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
 }
 
 // Expects `fn` to throw E whose message contains every one of `parts`; returns the message.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 
 #include "core/autograd/grad_mode.h"
@@ -85,6 +86,22 @@ bool torch_available() {
   static int cached = -1;
   if (cached < 0) cached = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
   return cached == 1;
+}
+
+void run_threads(int n, const std::function<void(int)>& fn) {
+  std::vector<std::exception_ptr> errors(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        fn(r);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 std::string temp_dir() {

@@ -39,6 +39,10 @@ using TensorMap = std::vector<std::pair<std::string, Tensor>>;
 std::map<std::string, Tensor> run_torch(const std::string& case_name, const TensorMap& inputs,
                                         const std::string& args_json = "{}");
 
+// Runs fn(i) on one thread per i in [0, n) (ranks as threads); joins all, then rethrows the first
+// exception any of them threw.
+void run_threads(int n, const std::function<void(int)>& fn);
+
 // A fresh temporary directory, removed at process exit.
 std::string temp_dir();
 
