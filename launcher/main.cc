@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/submit.h"  // tandem submit, status, cancel
 #include "configs/schema/config.h"
 #include "core/base/error.h"
 #include "launcher/agent.h"  // tandem launch
@@ -154,12 +155,153 @@ int cmd_launch(LaunchCommand& c) {
 }
 // ---- end of tandem launch -----------------------------------------------------------------
 
+// ---- tandem submit slurm|k8s, status, cancel (cluster/submit.h) ----------------------------
+// Every flag is a spelling of a cluster.* key: it becomes an override applied after the user's,
+// so the config schema checks it and a bad value is reported like any other key (naming the flag).
+struct SubmitFlag {
+  const char* flag;
+  const char* key;
+  const char* help;
+};
+
+const SubmitFlag kSlurmFlags[] = {
+    {"--nodes", "cluster.slurm.nodes", "nodes (cluster.slurm.nodes)"},
+    {"--ntasks-per-node", "cluster.slurm.ntasks_per_node",
+     "training processes per node (cluster.slurm.ntasks_per_node)"},
+    {"--gpus-per-node", "cluster.slurm.gpus_per_node",
+     "GPUs per node; needs training.device cuda (cluster.slurm.gpus_per_node)"},
+    {"--cpus-per-task", "cluster.slurm.cpus_per_task", "CPUs per task (cluster.slurm.cpus_per_task)"},
+    {"--partition", "cluster.slurm.partition", "partition (cluster.slurm.partition)"},
+    {"--time", "cluster.slurm.time", "time limit HH:MM:SS or D-HH:MM:SS (cluster.slurm.time)"},
+    {"--account", "cluster.slurm.account", "account (cluster.slurm.account)"},
+    {"--launcher", "cluster.slurm.launcher",
+     "tandem: one `tandem launch` per node; mpi: srun --mpi=pmix per task (cluster.slurm.launcher)"},
+    {"--port", "cluster.slurm.port", "rendezvous base port (cluster.slurm.port)"},
+};
+
+const SubmitFlag kK8sFlags[] = {
+    {"--nodes", "cluster.kubernetes.nodes", "pods, one per node rank (cluster.kubernetes.nodes)"},
+    {"--gpus-per-node", "cluster.kubernetes.gpus_per_node",
+     "nvidia.com/gpu per pod; needs training.device cuda (cluster.kubernetes.gpus_per_node)"},
+    {"--nproc-per-node", "cluster.kubernetes.nproc_per_node",
+     "workers per pod (cluster.kubernetes.nproc_per_node)"},
+    {"--image", "cluster.kubernetes.image", "container image (cluster.kubernetes.image)"},
+    {"--namespace", "cluster.kubernetes.namespace", "namespace (cluster.kubernetes.namespace)"},
+    {"--flavor", "cluster.kubernetes.flavor",
+     "indexed: Indexed Job + headless Service; mpijob: Kubeflow MPIJob (cluster.kubernetes.flavor)"},
+    {"--port", "cluster.kubernetes.port", "the store's port on pod 0 (cluster.kubernetes.port)"},
+    {"--backoff-limit", "cluster.kubernetes.backoff_limit",
+     "the Job's backoffLimit (cluster.kubernetes.backoff_limit)"},
+};
+
+struct SubmitTarget {
+  CLI::App* app = nullptr;
+  std::string config_path;
+  std::vector<std::string> overrides;
+  std::vector<std::string> raw;                                        // one per table entry
+  bool dry_run = false;
+  std::string tandem_path;  // slurm: the tandem on the compute nodes
+};
+
+struct SubmitCommand {
+  CLI::App* app = nullptr;
+  SubmitTarget slurm, k8s;
+  CLI::App* status = nullptr;
+  CLI::App* cancel = nullptr;
+  std::string job_id;
+};
+
+template <size_t N>
+void add_submit_target(CLI::App* parent, SubmitTarget& t, const char* name, const char* help,
+                       const SubmitFlag (&flags)[N]) {
+  t.app = parent->add_subcommand(name, help);
+  t.app->add_option("config", t.config_path, "the experiment (YAML)")->required();
+  t.raw.resize(N);
+  for (size_t i = 0; i < N; ++i) t.app->add_option(flags[i].flag, t.raw[i], flags[i].help);
+  t.app->add_flag("--dry-run", t.dry_run, "print what would be submitted; write and submit nothing");
+  t.app->add_option("overrides", t.overrides, "key.path=value pairs that override the file");
+}
+
+void add_submit_commands(CLI::App& app, SubmitCommand& c) {
+  c.app = app.add_subcommand(
+      "submit",
+      "Submit an experiment to Slurm (sbatch) or Kubernetes (kubectl apply); flags default to the "
+      "config's cluster section");
+  c.app->require_subcommand(1);
+  add_submit_target(c.app, c.slurm, "slurm",
+                    "Write an sbatch script into <logging.dir>/submit/<digest>/ and submit it with "
+                    "`sbatch --parsable`; prints the job id and the output file",
+                    kSlurmFlags);
+  c.slurm.app->add_option("--tandem", c.slurm.tandem_path,
+                          "the tandem executable on the compute nodes (default: this one)");
+  add_submit_target(c.app, c.k8s, "k8s",
+                    "Write an Indexed Job, headless Service, ConfigMap and Secret (or a Kubeflow "
+                    "MPIJob) and apply them with `kubectl apply -f`",
+                    kK8sFlags);
+  c.status = app.add_subcommand("status", "Show a Slurm job's state (scontrol show job)");
+  c.status->add_option("job", c.job_id, "the Slurm job id `tandem submit slurm` printed")
+      ->required();
+  c.cancel = app.add_subcommand("cancel", "Cancel a Slurm job (scancel)");
+  c.cancel->add_option("job", c.job_id, "the Slurm job id")->required();
+}
+
+std::string this_executable() {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) throw IoError("cannot read /proc/self/exe");
+  return std::string(exe, static_cast<size_t>(n));
+}
+
+cluster::SubmitContext submit_context(bool dry_run) {
+  cluster::SubmitContext ctx;
+  const char* path = std::getenv("PATH");
+  ctx.path_env = path ? path : "";
+  char cwd[4096];
+  if (getcwd(cwd, sizeof(cwd)) == nullptr) throw IoError("cannot read the working directory");
+  ctx.workdir = cwd;
+  ctx.dry_run = dry_run;
+  ctx.out = &std::cout;
+  return ctx;
+}
+
+template <size_t N>
+int cmd_submit(SubmitTarget& t, const SubmitFlag (&flags)[N], bool slurm) {
+  std::vector<std::string> overrides = t.overrides;
+  std::vector<std::pair<std::string, std::string>> flag_of;  // override -> "--flag value"
+  for (size_t i = 0; i < N; ++i) {
+    if (t.app->count(flags[i].flag) == 0) continue;
+    std::string o = std::string(flags[i].key) + "=" + t.raw[i];
+    overrides.push_back(o);
+    flag_of.emplace_back("override '" + o + "'", std::string(flags[i].flag) + " " + t.raw[i]);
+  }
+  ExperimentConfig cfg;
+  LoadOptions options;
+  options.check_paths = false;  // the data lives on the cluster
+  try {
+    cfg = load_config(t.config_path, overrides, options);
+  } catch (const ConfigError& e) {
+    std::string msg = e.what();
+    for (const auto& [prefix, flag] : flag_of)
+      if (msg.rfind(prefix, 0) == 0) throw ConfigError(flag + msg.substr(prefix.size()));
+    throw;
+  }
+  cluster::SubmitContext ctx = submit_context(t.dry_run);
+  if (slurm) {
+    ctx.tandem_path = t.tandem_path.empty() ? this_executable() : t.tandem_path;
+    return cluster::submit_slurm(cfg, ctx);
+  }
+  return cluster::submit_k8s(cfg, ctx);
+}
+// ---- end of tandem submit -----------------------------------------------------------------
+
 int run(int argc, char** argv) {
   CLI::App app{
       "tandem: data-parallel training of neural networks from a YAML experiment.\n\n"
       "  tandem train configs/fashion_mnist_cnn.yaml\n"
       "  tandem train configs/fashion_mnist_mlp.yaml optimizer.lr=0.002 training.epochs=5\n"
-      "  tandem config show configs/fashion_mnist_cnn.yaml\n\n"
+      "  tandem config show configs/fashion_mnist_cnn.yaml\n"
+      "  tandem submit slurm configs/fashion_mnist_mlp.yaml --nodes 2 strategy.name=ddp\n"
+      "  tandem submit k8s configs/fashion_mnist_mlp.yaml --nodes 4 --dry-run\n\n"
       "Every key of the experiment is documented in configs/README.md; `key.path=value`\n"
       "arguments after the config file override it.",
       "tandem"};
@@ -183,6 +325,8 @@ int run(int argc, char** argv) {
 
   LaunchCommand launch;  // tandem launch (see above)
   add_launch_command(app, launch);
+  SubmitCommand submit;  // tandem submit, status, cancel (see above)
+  add_submit_commands(app, submit);
 
   try {
     app.parse(argc, argv);
@@ -194,6 +338,10 @@ int run(int argc, char** argv) {
   try {
     if (*train) return cmd_train(config_path, overrides);
     if (*launch.app) return cmd_launch(launch);  // tandem launch
+    if (*submit.slurm.app) return cmd_submit(submit.slurm, kSlurmFlags, true);
+    if (*submit.k8s.app) return cmd_submit(submit.k8s, kK8sFlags, false);
+    if (*submit.status) return cluster::slurm_status(submit.job_id, submit_context(false));
+    if (*submit.cancel) return cluster::slurm_cancel(submit.job_id, submit_context(false));
     if (*validate) {
       ExperimentConfig cfg = load_config(config_path, overrides);
       std::cout << config_path << ": ok\n";

@@ -12,6 +12,7 @@ packages=(
   python3 python3-numpy python3-torch python3-torchvision python3-protobuf
   libopenmpi-dev openmpi-bin libgrpc++-dev protobuf-compiler-grpc libgloo-dev
   dataset-fashion-mnist
+  slurmctld slurmd slurm-client munge   # tests/cluster: a real Slurm controller on localhost
 )
 
 missing=()

@@ -115,6 +115,7 @@ struct SlurmConfig {
   int gpus_per_node = 0;            // >= 0
   int cpus_per_task = 0;            // 0 = not passed to sbatch
   std::string launcher = "tandem";  // tandem (one `tandem launch` per node) | mpi (srun --mpi)
+  int port = 29400;                 // rendezvous base port; the job adds SLURM_JOB_ID % 1000 steps
   bool operator==(const SlurmConfig&) const = default;
 };
 
@@ -123,6 +124,7 @@ struct KubernetesConfig {
   std::string namespace_name = "default";  // YAML key `namespace`; a DNS label
   int nodes = 1;                           // >= 1
   int gpus_per_node = 0;                   // >= 0
+  int nproc_per_node = 0;                  // workers per pod; 0 = gpus_per_node, or 1 without GPUs
   int backoff_limit = 0;                   // Job backoffLimit, >= 0
   int port = 29400;                        // the Store's port on pod 0, 1..65535
   std::string flavor = "indexed";          // indexed (Indexed Job) | mpijob (Kubeflow MPIJob)

@@ -82,11 +82,13 @@ Schema::Schema(ExperimentConfig& c) {
   add("cluster.slurm.gpus_per_node", &c.cluster.slurm.gpus_per_node).ge(0);
   add("cluster.slurm.cpus_per_task", &c.cluster.slurm.cpus_per_task).ge(0);
   add("cluster.slurm.launcher", &c.cluster.slurm.launcher).one_of({"tandem", "mpi"});
+  add("cluster.slurm.port", &c.cluster.slurm.port).ge(1).le(65535);
 
   add("cluster.kubernetes.image", &c.cluster.kubernetes.image).check(check_not_empty);
   add("cluster.kubernetes.namespace", &c.cluster.kubernetes.namespace_name).check(check_dns_label);
   add("cluster.kubernetes.nodes", &c.cluster.kubernetes.nodes).ge(1);
   add("cluster.kubernetes.gpus_per_node", &c.cluster.kubernetes.gpus_per_node).ge(0);
+  add("cluster.kubernetes.nproc_per_node", &c.cluster.kubernetes.nproc_per_node).ge(0);
   add("cluster.kubernetes.backoff_limit", &c.cluster.kubernetes.backoff_limit).ge(0);
   add("cluster.kubernetes.port", &c.cluster.kubernetes.port).ge(1).le(65535);
   add("cluster.kubernetes.flavor", &c.cluster.kubernetes.flavor).one_of({"indexed", "mpijob"});

@@ -158,11 +158,13 @@ TEST(Config, MinimalConfigRendersEveryDefault) {
             "    gpus_per_node: 0\n"
             "    cpus_per_task: 0\n"
             "    launcher: tandem\n"
+            "    port: 29400\n"
             "  kubernetes:\n"
             "    image: \"tandem:latest\"\n"
             "    namespace: default\n"
             "    nodes: 1\n"
             "    gpus_per_node: 0\n"
+            "    nproc_per_node: 0\n"
             "    backoff_limit: 0\n"
             "    port: 29400\n"
             "    flavor: indexed\n");

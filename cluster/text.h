@@ -1,0 +1,25 @@
+// Quoting for the text the cluster renderers write: shell words for sbatch scripts, YAML scalars
+// for Kubernetes manifests, and names Kubernetes accepts. Every interpolated value goes through
+// one of these, so a path with a space or a quote cannot change what a script or manifest means.
+#pragma once
+
+#include <string>
+
+namespace tandem::cluster {
+
+// A POSIX shell word: unchanged when it holds only [A-Za-z0-9_@%+=:,./-], else single-quoted.
+std::string shell_quote(const std::string& s);
+
+// A YAML double-quoted scalar (JSON escapes), valid wherever a YAML value may stand.
+std::string yaml_quote(const std::string& s);
+
+// `text` as a YAML literal block scalar ("|" or "|-" and its lines indented by `indent` spaces),
+// which yields `text` back byte for byte when it has no trailing spaces on lines of only spaces
+// and no tabs at the start of a line. Throws ConfigError for text it cannot represent that way.
+std::string yaml_literal_block(const std::string& text, int indent);
+
+// A DNS-1123 label from a free-form name: lowercase, [a-z0-9-], runs of other characters become
+// one '-', no leading or trailing '-', at most max_length characters. "" when nothing is left.
+std::string dns_label(const std::string& name, size_t max_length);
+
+}  // namespace tandem::cluster
