@@ -9,7 +9,7 @@ packages=(
   libopenblas-openmp-dev libdnnl-dev zlib1g-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler
-  python3 python3-numpy python3-torch python3-torchvision python3-protobuf
+  python3 python3-numpy python3-yaml python3-torch python3-torchvision python3-protobuf
   libopenmpi-dev openmpi-bin libgrpc++-dev protobuf-compiler-grpc libgloo-dev
   dataset-fashion-mnist
   slurmctld slurmd slurm-client munge   # tests/cluster: a real Slurm controller on localhost
@@ -19,6 +19,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm (tests/cluster/k8s_schema_test.sh installs kubernetes-models with it): Debian's, unless a
+# Node.js that brings its own npm is already installed.
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-deps: installing ${missing[*]}"
