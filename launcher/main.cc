@@ -15,6 +15,7 @@
 #include "launcher/agent.h"  // tandem launch
 #include "launcher/environment.h"  // tandem launch
 #include "launcher/heartbeat.h"    // tandem launch
+#include "launcher/ps_command.h"   // tandem ps
 #include "launcher/strategy_factory.h"
 #include "strategies/trainer/trainer.h"
 
@@ -183,6 +184,8 @@ int run(int argc, char** argv) {
 
   LaunchCommand launch;  // tandem launch (see above)
   add_launch_command(app, launch);
+  PsCommand ps;  // tandem ps (launcher/ps_command.h)
+  add_ps_command(app, ps);
 
   try {
     app.parse(argc, argv);
@@ -194,6 +197,7 @@ int run(int argc, char** argv) {
   try {
     if (*train) return cmd_train(config_path, overrides);
     if (*launch.app) return cmd_launch(launch);  // tandem launch
+    if (*ps.app) return cmd_ps(ps);              // tandem ps
     if (*validate) {
       ExperimentConfig cfg = load_config(config_path, overrides);
       std::cout << config_path << ": ok\n";

@@ -1,0 +1,34 @@
+// `tandem ps CONFIG --shard I [--host H] [--port P] [overrides...]`: serves shard I of
+// strategy.num_ps parameter-server shards (strategies/parameter_server/ps_server.h) for the
+// workers of one job.
+//
+// Contract (used by `tandem launch --num-ps` and `tandem submit`): binds 127.0.0.1 unless --host
+// is given; --port 0 or absent picks a free port; the job token comes from TANDEM_JOB_TOKEN
+// (missing: a one-line error, exit 2); prints `tandem ps: shard I listening on HOST:PORT` once
+// serving; exits 0 when every worker of the job has reported that it finished training, or on
+// SIGTERM/SIGINT, in both cases after the calls in flight are answered.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace tandem {
+
+struct PsCommand {
+  CLI::App* app = nullptr;
+  std::string config_path;
+  std::vector<std::string> overrides;
+  int shard = -1;
+  std::string host;
+  int port = 0;
+};
+
+void add_ps_command(CLI::App& app, PsCommand& c);
+// Returns the exit code; throws ConfigError (exit 2) and other Errors (exit 1) like the others.
+int cmd_ps(PsCommand& c);
+
+}  // namespace tandem
