@@ -18,12 +18,15 @@ ShardPlan plan_shards(const std::vector<PlanVariable>& vars, int num_shards) {
   int64_t total = 0;
   for (const PlanVariable& v : vars) total += v.numel * v.element_bytes;
   const int64_t share = std::max<int64_t>(1, (total + num_shards - 1) / num_shards);
+  // Pieces of at most a quarter share: the greedy fill below then ends within a quarter share of
+  // perfect balance, and a message per shard holds a handful of pieces, not thousands.
+  const int64_t piece_cap = std::max<int64_t>(1, (share + 3) / 4);
 
   std::vector<Piece> pieces;
   for (int i = 0; i < static_cast<int>(vars.size()); ++i) {
     const PlanVariable& v = vars[i];
     const int64_t bytes = v.numel * v.element_bytes;
-    const int64_t n = num_shards == 1 ? 1 : std::max<int64_t>(1, (bytes + share - 1) / share);
+    const int64_t n = num_shards == 1 ? 1 : std::max<int64_t>(1, (bytes + piece_cap - 1) / piece_cap);
     for (int64_t k = 0; k < n; ++k) {
       Piece p;
       p.variable = i;

@@ -1,6 +1,6 @@
 // Which server holds which variable: the model's parameters spread over strategy.num_ps shards,
-// balanced by bytes. A tensor larger than an even share (total bytes / shards) is cut into pieces
-// along its flattened elements, so one big embedding or fc weight cannot make one server the
+// balanced by bytes. A tensor larger than a quarter of an even share (total bytes / shards) is cut
+// into pieces along its flattened elements, so one big embedding or fc weight cannot make one server the
 // bottleneck; element-wise optimizers (SGD, Adam, AdamW) give the same result on pieces.
 //
 // The plan is a pure function of the parameters' names, sizes and the shard count: every worker
@@ -32,7 +32,8 @@ struct ShardPlan {
   int64_t shard_bytes(int shard, const std::vector<PlanVariable>& vars) const;
 };
 
-// Splits variables larger than total/num_shards into ceil(bytes / share) near-equal pieces, then
+// With several shards, splits variables larger than a quarter share (total / num_shards / 4) into
+// ceil(bytes / quarter share) near-equal pieces, then
 // gives each piece, largest first (ties: earlier variable), to the shard with the fewest bytes so
 // far (ties: lowest index). Every element of every variable lands in exactly one piece.
 ShardPlan plan_shards(const std::vector<PlanVariable>& vars, int num_shards);
