@@ -20,9 +20,15 @@
 namespace tandem {
 
 struct WorkerSpec {
-  int rank = 0;                  // global rank, for the prefix and messages
-  std::vector<std::string> env;  // "NAME=value", the worker's whole environment
+  // Global rank, for the prefix and messages. A negative rank -1-S is parameter server shard S
+  // (`tandem launch --num-ps`): "[ps S] " prefix, "parameter server shard S" in messages.
+  int rank = 0;
+  std::vector<std::string> env;   // "NAME=value", the worker's whole environment
+  std::vector<std::string> argv;  // this process's command; empty: the group's argv
 };
+
+// "worker rank 3" or "parameter server shard 1" (for a negative rank, see WorkerSpec).
+std::string process_name(int rank);
 
 struct WorkerExit {
   int rank = 0;
@@ -32,7 +38,7 @@ struct WorkerExit {
 // 128 + signal for a worker killed by a signal (as a shell reports it), else its exit code.
 int exit_status_of(int wait_status);
 // "worker rank 1 exited with status 3" or "worker rank 1 exited with status 137 (killed by
-// SIGKILL)".
+// SIGKILL)" ("parameter server shard 0 exited ..." for a server).
 std::string describe_exit(const WorkerExit& e);
 
 class WorkerGroup {

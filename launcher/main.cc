@@ -54,6 +54,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   }
   // tandem launch: a worker started by the agent tells it it is alive (launcher/heartbeat.h).
   auto heartbeat = WorkerHeartbeat::start_under_launcher(process);
+  if (cfg.strategy.name == "parameter_server") keep_large_buffers_in_heap();  // ps_command.h
   StrategyBuild strategy = make_strategy(cfg, process);
   RunEnvironment env;
   env.out_is_terminal = isatty(STDOUT_FILENO) == 1;
@@ -84,6 +85,7 @@ struct LaunchCommand {
   double rdzv_timeout_s = 300;
   std::string config_path;
   std::vector<std::string> overrides;
+  int num_ps = -1;  // -1: strategy.num_ps for parameter_server experiments, else 0
 };
 
 void add_launch_command(CLI::App& app, LaunchCommand& c) {
@@ -130,12 +132,24 @@ void add_launch_command(CLI::App& app, LaunchCommand& c) {
       ->add_option("--rdzv-timeout", c.rdzv_timeout_s,
                    "seconds to wait for the store and the other nodes (default 300)")
       ->check(CLI::PositiveNumber);
+  c.app
+      ->add_option("--num-ps", c.num_ps,
+                   "parameter servers (`tandem ps`) to start on node 0 beside the workers, for "
+                   "strategy.name=parameter_server; sets strategy.num_ps (default: "
+                   "strategy.num_ps for such experiments, else 0)")
+      ->check(CLI::NonNegativeNumber);
   c.app->add_option("config", c.config_path, "the experiment (YAML)")->required();
   c.app->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
 }
 
 int cmd_launch(LaunchCommand& c) {
-  load_config(c.config_path, c.overrides);  // a bad experiment fails here, not in N workers
+  if (c.num_ps >= 0) c.overrides.push_back("strategy.num_ps=" + std::to_string(c.num_ps));
+  // A bad experiment fails here, not in N workers.
+  ExperimentConfig cfg = load_config(c.config_path, c.overrides);
+  const bool ps = cfg.strategy.name == "parameter_server";
+  if (c.num_ps > 0 && !ps)
+    throw ConfigError(str("--num-ps ", c.num_ps, " starts parameter servers, but strategy.name is '",
+                          cfg.strategy.name, "' (add strategy.name=parameter_server)"));
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
   AgentOptions& o = c.agent;
   o.monitor_interval = ms(c.monitor_interval_s);
@@ -151,6 +165,11 @@ int cmd_launch(LaunchCommand& c) {
   std::vector<std::string> argv = {std::string(exe, static_cast<size_t>(n)), "train",
                                    c.config_path};
   argv.insert(argv.end(), c.overrides.begin(), c.overrides.end());
+  if (ps) {  // node 0 starts the servers, the other nodes read their endpoints from the store
+    o.num_ps = cfg.strategy.num_ps;
+    o.ps_argv = {argv[0], "ps", c.config_path};
+    o.ps_argv.insert(o.ps_argv.end(), c.overrides.begin(), c.overrides.end());
+  }
   return run_agent(o, argv);
 }
 // ---- end of tandem launch -----------------------------------------------------------------

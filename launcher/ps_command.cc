@@ -1,5 +1,7 @@
 #include "launcher/ps_command.h"
 
+#include <malloc.h>
+
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
@@ -19,6 +21,11 @@ std::atomic<int> g_stop_signal{0};
 void on_signal(int sig) { g_stop_signal.store(sig); }
 
 }  // namespace
+
+void keep_large_buffers_in_heap() {
+  mallopt(M_MMAP_THRESHOLD, 128 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+}
 
 void add_ps_command(CLI::App& app, PsCommand& c) {
   c.app = app.add_subcommand(
@@ -54,6 +61,7 @@ int cmd_ps(PsCommand& c) {
                  "tandem ps: TANDEM_JOB_TOKEN is not set: give the servers and the workers the "
                  "same secret, e.g. export TANDEM_JOB_TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr "
                  "-d ' \\n')");
+  keep_large_buffers_in_heap();
   PsServerOptions o;
   o.host = c.host;
   o.port = c.port;
