@@ -103,6 +103,8 @@ void PsClient::call(const std::string& what, milliseconds deadline, bool wait_fo
         throw TimeoutError(str(where, ": no answer within ", deadline.count(), " ms",
                                msg.empty() ? std::string() : " (" + msg + ")",
                                "; raise strategy.timeout_s if workers are just slow"));
+      case grpc::StatusCode::ABORTED:
+        throw CommError(str(where, " aborted: ", msg));
       case grpc::StatusCode::CANCELLED:
         throw CommError(str(where, " cancelled", cancelled_.load() ? ": another shard failed" : ""));
       default:
@@ -222,6 +224,21 @@ void PsClient::done(int worker) {
   pb::DoneResponse resp;
   call("done", timeout_, false,
        [&](grpc::ClientContext& ctx) { return impl_->stub->Done(&ctx, req, &resp); });
+}
+
+}  // namespace tandem
+
+namespace tandem {
+
+void PsClient::abort(int worker, const std::string& reason) {
+  pb::AbortRequest req;
+  req.set_worker(worker);
+  req.set_reason(reason);
+  pb::AbortResponse resp;
+  grpc::ClientContext ctx;
+  if (!impl_->token.empty()) ctx.AddMetadata(kTokenHeader, impl_->token);
+  ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(2000));
+  impl_->stub->Abort(&ctx, req, &resp);  // best effort: the shard may be the one that died
 }
 
 }  // namespace tandem

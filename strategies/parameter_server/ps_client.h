@@ -56,6 +56,8 @@ class PsClient {
   std::vector<double> barrier(int worker, const std::string& key, const std::vector<double>& values);
   void save(NamedTensors* params, NamedTensors* optimizer_state);
   void done(int worker);
+  // Tells the shard that this worker failed (see ps.proto); one try, a short deadline, never throws.
+  void abort(int worker, const std::string& reason);
 
   void cancel();  // every call in flight and every later one fails at once
 

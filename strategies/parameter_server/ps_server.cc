@@ -142,6 +142,7 @@ class PsService final : public pb::ParameterServer::Service {
     pushes_applied_ = 0;
     for (auto& [id, w] : workers_) w.last_step = -1;
     initialized_ = true;
+    aborted_.clear();
     cv_.notify_all();
     return grpc::Status::OK;
   }
@@ -186,6 +187,7 @@ class PsService final : public pb::ParameterServer::Service {
     if (req->step() < 0) return invalid(str("push of worker ", req->worker(), ": negative step"));
     std::lock_guard<std::mutex> lock(mu_);
     if (auto bad = check_worker(req->worker())) return *bad;
+    if (!aborted_.empty()) return grpc::Status(grpc::StatusCode::ABORTED, aborted_);
     if (!initialized_)
       return precondition(str("push to shard ", o_.shard, " before the chief worker sent the variables"));
     std::vector<int> slot(params_.size(), -1);  // grads index of each variable
@@ -269,6 +271,17 @@ class PsService final : public pb::ParameterServer::Service {
     if (!initialized_) return precondition(str("save of shard ", o_.shard, " before it holds variables"));
     for (const auto& [name, p] : params_) to_proto(name, p, resp->add_params());
     for (const auto& [name, t] : optimizer_->state_dict()) to_proto(name, t, resp->add_optimizer());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Abort(grpc::ServerContext* ctx, const pb::AbortRequest* req,
+                     pb::AbortResponse*) override {
+    if (auto bad = authorize(ctx)) return *bad;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto bad = check_worker(req->worker())) return *bad;
+    if (aborted_.empty())
+      aborted_ = str("worker ", req->worker(), " failed: ", req->reason().substr(0, 1024));
+    cv_.notify_all();
     return grpc::Status::OK;
   }
 
@@ -415,6 +428,7 @@ class PsService final : public pb::ParameterServer::Service {
                                    int64_t timeout_ms, Ready ready, Why why) {
     const auto deadline = Clock::now() + milliseconds(std::clamp<int64_t>(timeout_ms, 0, kMaxWaitMs));
     while (!ready()) {
+      if (!aborted_.empty()) return grpc::Status(grpc::StatusCode::ABORTED, aborted_);
       if (stopping_)
         return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                             str("parameter server shard ", o_.shard, " is shutting down"));
@@ -464,6 +478,7 @@ class PsService final : public pb::ParameterServer::Service {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  std::string aborted_;  // why the job was aborted (Abort); "" while it runs
   bool initialized_ = false;
   bool finished_ = false;
   int world_size_ = 0;

@@ -37,7 +37,21 @@ PsStrategy::PsStrategy(PsStrategyOptions options) : o_(std::move(options)) {
 
 PsStrategy::~PsStrategy() = default;
 
+template <typename Fn>
+auto PsStrategy::or_abort(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    for (auto& c : clients_) c->abort(o_.rank, e.what());
+    throw;
+  }
+}
+
 void PsStrategy::on_all_shards(const std::function<void(int)>& fn) {
+  or_abort([&] { run_on_shards(fn); });
+}
+
+void PsStrategy::run_on_shards(const std::function<void(int)>& fn) {
   const int n = static_cast<int>(clients_.size());
   if (n == 1) {
     fn(0);
@@ -173,7 +187,7 @@ std::vector<double> PsStrategy::all_reduce_sum(const std::vector<double>& values
   // Every worker makes the same calls after the same steps, so the keys agree across workers
   // (and across a restart, which resumes at a step boundary).
   std::string key = str("reduce/", step_, "/", reduce_count_++);
-  return clients_[0]->barrier(o_.rank, key, values);
+  return or_abort([&] { return clients_[0]->barrier(o_.rank, key, values); });
 }
 
 void PsStrategy::before_checkpoint(Module& model, Optimizer& optimizer) {

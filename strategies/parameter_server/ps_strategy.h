@@ -67,6 +67,11 @@ class PsStrategy : public Strategy {
   // Runs fn(shard) for every shard, in parallel when there are several; the first failure
   // cancels the calls of the other shards and is rethrown.
   void on_all_shards(const std::function<void(int)>& fn);
+  void run_on_shards(const std::function<void(int)>& fn);
+  // Runs fn; when it throws, tells every shard this worker failed (ps.proto Abort: the other
+  // workers then fail at once with this reason) and rethrows.
+  template <typename Fn>
+  auto or_abort(Fn&& fn) -> decltype(fn());
   // Copies a pulled (or saved) piece into the model's parameter it belongs to.
   void store_piece(int shard, const WireTensor& t);
 
