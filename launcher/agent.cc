@@ -227,6 +227,10 @@ class Agent {
   std::string master_addr_;
   int master_port_ = 0;
   std::string bind_host_;  // node 0: the address the store (and parameter servers) listen on
+  std::string round_ps_endpoints_;  // TANDEM_PS_ENDPOINTS of the current round
+  // Restarts so far, of the whole job (a new round) or of one worker (restart_single_workers);
+  // workers see it as TANDEM_RESTART_COUNT, so it only grows.
+  int restarts_used_ = 0;
   milliseconds heartbeat_interval_{0};
   std::unique_ptr<StoreServer> server_;  // node 0 only
   std::unique_ptr<StoreClient> client_;
@@ -336,14 +340,15 @@ int Agent::run_rounds() {
       group_.say(str(r.reason, "; no restart is possible without the store"));
       return 1;
     }
-    if (round >= o_.max_restarts) {
+    if (restarts_used_ >= o_.max_restarts) {
       group_.say(str(r.reason, "; no restarts left (--max-restarts ", o_.max_restarts, ")"));
       // Agents with restarts left (another --max-restarts) must not wait for this one.
       announce_stop(str("the agent on node ", o_.node_rank, " gave up after ", r.reason));
       return 1;
     }
+    restarts_used_ += 1;
     group_.say(str(r.reason, "; restarting ", world_size() == 1 ? "" : "all ",
-                   workers(world_size()), " (restart ", round + 1, " of ", o_.max_restarts, ")"));
+                   workers(world_size()), " (restart ", restarts_used_, " of ", o_.max_restarts, ")"));
     if (o_.nnodes > 1) barrier(round_key(round, "stopped"), str("restart round ", round + 1));
   }
 }
@@ -430,7 +435,8 @@ std::optional<std::string> Agent::check_heartbeats(Clock::time_point started) {
 
 Agent::RoundEnd Agent::run_round(int round) {
   throw_if_signalled();
-  group_.start(argv_, specs(round, ps_endpoints(round)));
+  round_ps_endpoints_ = ps_endpoints(round);
+  group_.start(argv_, specs(restarts_used_, round_ps_endpoints_));
   Clock::time_point started = Clock::now();
   Clock::time_point next_tick = started + o_.monitor_interval;
   std::optional<std::string> failure;
@@ -461,8 +467,18 @@ Agent::RoundEnd Agent::run_round(int round) {
       stop_all(sig, str("stopped by ", signal_abbrev(sig)), 128 + sig);
       announce_stop(str(signal_abbrev(sig), " to the agent on node ", o_.node_rank));
     }
-    for (const WorkerExit& e : group_.take_exits())
-      if (stop_sig == 0 && !failure && e.wait_status != 0) failure = describe_exit(e);
+    for (const WorkerExit& e : group_.take_exits()) {
+      if (stop_sig != 0 || failure || e.wait_status == 0) continue;
+      if (o_.restart_single_workers && e.rank >= 0 && restarts_used_ < o_.max_restarts) {
+        restarts_used_ += 1;
+        group_.say(str(describe_exit(e), "; restarting it alone, the others keep training (restart ",
+                       restarts_used_, " of ", o_.max_restarts, ")"));
+        for (WorkerSpec& spec : specs(restarts_used_, round_ps_endpoints_))
+          if (spec.rank == e.rank) group_.restart(argv_, spec);
+        continue;
+      }
+      failure = describe_exit(e);
+    }
     if (stop_sig != 0) {
       if (group_.all_finished()) return stopped;
       continue;

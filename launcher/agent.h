@@ -57,6 +57,10 @@ struct AgentOptions {
   // servers all exited 0 (servers exit when every worker reported it finished).
   int num_ps = 0;
   std::vector<std::string> ps_argv;
+  // Async parameter_server: a worker that dies is restarted alone (it resumes from the newest
+  // checkpoint and rejoins) while the others keep training; each such restart counts against
+  // max_restarts. A dead server still restarts the whole job.
+  bool restart_single_workers = false;
   int cpu_count = 0;  // for OMP_NUM_THREADS; 0: the CPUs this process may run on
   int out_fd = 1;     // where the workers' stdout lines go
   int err_fd = 2;     // where their stderr lines and the agent's own messages go

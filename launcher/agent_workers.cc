@@ -3,6 +3,8 @@
 // and a child of a multi-threaded process may not allocate or take locks.
 #include "launcher/agent_workers.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -150,10 +152,24 @@ void WorkerGroup::start(const std::vector<std::string>& argv,
   TANDEM_CHECK_T(ConfigError, !argv.empty(), "empty worker command");
   workers_.clear();
   exits_.clear();
+  for (const WorkerSpec& spec : specs) start_one(argv, spec);
+}
+
+void WorkerGroup::restart(const std::vector<std::string>& argv, const WorkerSpec& spec) {
+  auto it = std::find_if(workers_.begin(), workers_.end(),
+                         [&](const Worker& w) { return w.rank == spec.rank; });
+  TANDEM_ASSERT(it != workers_.end() && it->exited, "restart() of a worker that is not known or still runs");
+  close_stream(*it, 0);
+  close_stream(*it, 1);
+  workers_.erase(it);
+  start_one(argv, spec);
+}
+
+void WorkerGroup::start_one(const std::vector<std::string>& argv, const WorkerSpec& spec) {
   std::vector<char*> c_argv;
   for (const std::string& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
   c_argv.push_back(nullptr);
-  for (const WorkerSpec& spec : specs) {
+  {
     std::vector<char*> own_argv;  // a process with its own command (a parameter server)
     for (const std::string& a : spec.argv) own_argv.push_back(const_cast<char*>(a.c_str()));
     own_argv.push_back(nullptr);

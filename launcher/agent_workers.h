@@ -54,6 +54,9 @@ class WorkerGroup {
   // Starts one process per spec running argv. The previous workers must all have finished.
   // Throws IoError when a process cannot be started (those already started keep running).
   void start(const std::vector<std::string>& argv, const std::vector<WorkerSpec>& specs);
+  // Starts spec.rank's process again after it exited, while the others keep running (async
+  // parameter_server: a dead worker rejoins alone). Its remaining output is written out first.
+  void restart(const std::vector<std::string>& argv, const WorkerSpec& spec);
 
   // Waits up to `timeout` for output, exits or signals, then handles whatever arrived.
   void pump(std::chrono::milliseconds timeout);
@@ -77,6 +80,7 @@ class WorkerGroup {
 
  private:
   struct Worker;
+  void start_one(const std::vector<std::string>& argv, const WorkerSpec& spec);
   void reap();
   void read_from(Worker& w, int stream);
   // Writes the complete lines buffered for one stream, and the rest too when `final`.

@@ -167,6 +167,7 @@ int cmd_launch(LaunchCommand& c) {
   argv.insert(argv.end(), c.overrides.begin(), c.overrides.end());
   if (ps) {  // node 0 starts the servers, the other nodes read their endpoints from the store
     o.num_ps = cfg.strategy.num_ps;
+    o.restart_single_workers = cfg.strategy.mode == "async";
     o.ps_argv = {argv[0], "ps", c.config_path};
     o.ps_argv.insert(o.ps_argv.end(), c.overrides.begin(), c.overrides.end());
   }

@@ -42,7 +42,10 @@ auto PsStrategy::or_abort(Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const Error& e) {
-    for (auto& c : clients_) c->abort(o_.rank, e.what());
+    // Only sync workers wait for each other; an async worker's failure must not stop the others
+    // (tandem launch restarts it alone).
+    if (o_.mode == "sync")
+      for (auto& c : clients_) c->abort(o_.rank, e.what());
     throw;
   }
 }

@@ -68,8 +68,8 @@ class PsStrategy : public Strategy {
   // cancels the calls of the other shards and is rethrown.
   void on_all_shards(const std::function<void(int)>& fn);
   void run_on_shards(const std::function<void(int)>& fn);
-  // Runs fn; when it throws, tells every shard this worker failed (ps.proto Abort: the other
-  // workers then fail at once with this reason) and rethrows.
+  // Runs fn; when it throws in sync mode, tells every shard this worker failed (ps.proto Abort:
+  // the other workers, which would wait for this one, fail at once with its reason); rethrows.
   template <typename Fn>
   auto or_abort(Fn&& fn) -> decltype(fn());
   // Copies a pulled (or saved) piece into the model's parameter it belongs to.

@@ -8,7 +8,8 @@
 #   3. the same under `tandem launch --num-ps 2 --max-restarts 1`: the job completes from the
 #      newest checkpoint -- which holds the servers' variables and Adam state -- with the same
 #      weights, bit for bit, as a run nobody killed;
-#   4. a worker killed in async mode under `--max-restarts 1`: the job completes.
+#   4. a worker killed in async mode under `--max-restarts 1`: the launcher restarts it alone (the
+#      other worker and the server keep running), it rejoins, and the job completes.
 #
 #   ps_faults.sh TANDEM_BINARY SOURCE_DIR
 #
@@ -158,6 +159,10 @@ done
 [[ -n $killed ]] || fail "never saw a checkpoint to kill worker 1 after"
 wait "$agent" || { tail -20 "$work/async.log"; fail "the async job did not complete after a worker died"; }
 grep -q "final:" "$work/async.log" || fail "the async job printed no final line"
+grep -q "worker rank 1 exited with status 137 (killed by SIGKILL); restarting it alone" "$work/async.log" ||
+  { grep "tandem launch:" "$work/async.log"; fail "the launcher did not restart worker 1 alone"; }
+! grep -q "restarting all" "$work/async.log" || fail "the launcher restarted every worker in async mode"
+[[ $(grep -c "listening on" "$work/async.log") -eq 1 ]] || fail "the server was restarted"
 echo "ok: async job completed after worker 1 was killed: $(grep -h 'final:' "$work/async.log")"
 
 /usr/bin/python3 - "$work" "$src/tests/reference" <<'PY'
