@@ -347,8 +347,12 @@ int Agent::run_rounds() {
       return 1;
     }
     restarts_used_ += 1;
+    std::string servers = o_.num_ps == 0 || o_.node_rank != 0 ? std::string()
+                          : o_.num_ps == 1 ? std::string(" and the parameter server")
+                                           : str(" and ", o_.num_ps, " parameter servers");
     group_.say(str(r.reason, "; restarting ", world_size() == 1 ? "" : "all ",
-                   workers(world_size()), " (restart ", restarts_used_, " of ", o_.max_restarts, ")"));
+                   workers(world_size()), servers, " (restart ", restarts_used_, " of ",
+                   o_.max_restarts, ")"));
     if (o_.nnodes > 1) barrier(round_key(round, "stopped"), str("restart round ", round + 1));
   }
 }

@@ -135,15 +135,16 @@ void add_launch_command(CLI::App& app, LaunchCommand& c) {
   c.app
       ->add_option("--num-ps", c.num_ps,
                    "parameter servers (`tandem ps`) to start on node 0 beside the workers, for "
-                   "strategy.name=parameter_server; sets strategy.num_ps (default: "
-                   "strategy.num_ps for such experiments, else 0)")
+                   "strategy.name=parameter_server; sets strategy.num_ps. Default: "
+                   "strategy.num_ps of them, unless TANDEM_PS_ENDPOINTS names servers started "
+                   "elsewhere; 0: start none (workers use TANDEM_PS_ENDPOINTS)")
       ->check(CLI::NonNegativeNumber);
   c.app->add_option("config", c.config_path, "the experiment (YAML)")->required();
   c.app->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
 }
 
 int cmd_launch(LaunchCommand& c) {
-  if (c.num_ps >= 0) c.overrides.push_back("strategy.num_ps=" + std::to_string(c.num_ps));
+  if (c.num_ps > 0) c.overrides.push_back("strategy.num_ps=" + std::to_string(c.num_ps));
   // A bad experiment fails here, not in N workers.
   ExperimentConfig cfg = load_config(c.config_path, c.overrides);
   const bool ps = cfg.strategy.name == "parameter_server";
@@ -165,7 +166,20 @@ int cmd_launch(LaunchCommand& c) {
   std::vector<std::string> argv = {std::string(exe, static_cast<size_t>(n)), "train",
                                    c.config_path};
   argv.insert(argv.end(), c.overrides.begin(), c.overrides.end());
-  if (ps) {  // node 0 starts the servers, the other nodes read their endpoints from the store
+  // Servers: --num-ps K starts K; without the flag, strategy.num_ps of them unless
+  // TANDEM_PS_ENDPOINTS already names servers started elsewhere; --num-ps 0 starts none.
+  const bool start_servers =
+      ps && (c.num_ps > 0 || (c.num_ps < 0 && !o.environment.count("TANDEM_PS_ENDPOINTS")));
+  if (ps && !start_servers) {
+    if (!o.environment.count("TANDEM_PS_ENDPOINTS"))
+      throw ConfigError("--num-ps 0: the workers need the servers' addresses in "
+                        "TANDEM_PS_ENDPOINTS=host:port,... (or let tandem launch start them: "
+                        "leave out --num-ps)");
+    if (o.job_token.empty())
+      throw ConfigError("servers started elsewhere (TANDEM_PS_ENDPOINTS) need the job's token: set "
+                        "TANDEM_JOB_TOKEN to the secret they were started with");
+  }
+  if (start_servers) {  // node 0 starts them, the other nodes read their endpoints from the store
     o.num_ps = cfg.strategy.num_ps;
     o.restart_single_workers = cfg.strategy.mode == "async";
     o.ps_argv = {argv[0], "ps", c.config_path};
