@@ -15,8 +15,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -142,7 +142,8 @@ int pick_free_port(const std::string& host) {
     len = sizeof(sockaddr_in);
   }
   int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw IoError(str("cannot create a socket to find a free port: ", std::strerror(errno)));
+  if (fd < 0)
+    throw IoError(str("cannot create a socket to find a free port: ", std::strerror(errno)));
   int port = 0;
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
@@ -475,8 +476,9 @@ Agent::RoundEnd Agent::run_round(int round) {
       if (stop_sig != 0 || failure || e.wait_status == 0) continue;
       if (o_.restart_single_workers && e.rank >= 0 && restarts_used_ < o_.max_restarts) {
         restarts_used_ += 1;
-        group_.say(str(describe_exit(e), "; restarting it alone, the others keep training (restart ",
-                       restarts_used_, " of ", o_.max_restarts, ")"));
+        group_.say(str(describe_exit(e),
+                       "; restarting it alone, the others keep training (restart ", restarts_used_,
+                       " of ", o_.max_restarts, ")"));
         for (WorkerSpec& spec : specs(restarts_used_, round_ps_endpoints_))
           if (spec.rank == e.rank) group_.restart(argv_, spec);
         continue;

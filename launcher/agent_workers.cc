@@ -106,8 +106,7 @@ std::string process_name(int rank) {
 }
 
 std::string describe_exit(const WorkerExit& e) {
-  std::string s =
-      str(process_name(e.rank), " exited with status ", exit_status_of(e.wait_status));
+  std::string s = str(process_name(e.rank), " exited with status ", exit_status_of(e.wait_status));
   if (WIFSIGNALED(e.wait_status))
     s += str(" (killed by ", signal_name(WTERMSIG(e.wait_status)), ")");
   return s;
@@ -158,7 +157,8 @@ void WorkerGroup::start(const std::vector<std::string>& argv,
 void WorkerGroup::restart(const std::vector<std::string>& argv, const WorkerSpec& spec) {
   auto it = std::find_if(workers_.begin(), workers_.end(),
                          [&](const Worker& w) { return w.rank == spec.rank; });
-  TANDEM_ASSERT(it != workers_.end() && it->exited, "restart() of a worker that is not known or still runs");
+  TANDEM_ASSERT(it != workers_.end() && it->exited,
+                "restart() of a worker that is not known or still runs");
   close_stream(*it, 0);
   close_stream(*it, 1);
   workers_.erase(it);

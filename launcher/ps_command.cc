@@ -18,7 +18,9 @@ namespace {
 
 std::atomic<int> g_stop_signal{0};
 
-void on_signal(int sig) { g_stop_signal.store(sig); }
+void on_signal(int sig) {
+  g_stop_signal.store(sig);
+}
 
 }  // namespace
 

@@ -44,6 +44,9 @@ class Strategy {
   virtual int world_size() const = 0;
   bool is_chief() const { return rank() == 0; }
 
+  // The optimizer step this process starts at: 0, or the step of the checkpoint it resumed.
+  // Called before prepare().
+  virtual void set_start_step(int64_t step) {}
   virtual void prepare(Module& model, Optimizer& optimizer) = 0;
   // Returns this process's mean loss over its rows (before division by micro_count). The
   // gradient accumulated is that of loss * (rows / global rows) / micro_count, so that after

@@ -21,16 +21,26 @@ constexpr milliseconds kGrace{2000};
 
 const char* code_name(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    default: return "error";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    default:
+      return "error";
   }
 }
 
@@ -44,11 +54,15 @@ struct PsClient::Impl {
 
 PsClient::PsClient(int shard, std::string endpoint, std::string token, milliseconds timeout,
                    int64_t max_message_bytes)
-    : shard_(shard), endpoint_(std::move(endpoint)), timeout_(timeout),
-      max_message_bytes_(max_message_bytes), impl_(std::make_unique<Impl>()) {
+    : shard_(shard),
+      endpoint_(std::move(endpoint)),
+      timeout_(timeout),
+      max_message_bytes_(max_message_bytes),
+      impl_(std::make_unique<Impl>()) {
   TANDEM_CHECK(timeout_.count() > 0, "parameter server client: timeout must be positive");
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(max_message_bytes + (1 << 20), INT32_MAX)));
+  args.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<int64_t>(max_message_bytes + (1 << 20), INT32_MAX)));
   args.SetMaxSendMessageSize(-1);
   // Reconnect quickly after a restart of the server, not after gRPC's default back-off of minutes.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
@@ -94,7 +108,8 @@ void PsClient::call(const std::string& what, milliseconds deadline, bool wait_fo
           continue;  // pushes are de-duplicated on (worker, step): a retry is harmless
         }
         throw CommError(str(where, " failed: the shard is unavailable (", msg,
-                            "): the `tandem ps --shard ", shard_, "` process died or is unreachable"));
+                            "): the `tandem ps --shard ", shard_,
+                            "` process died or is unreachable"));
       case grpc::StatusCode::DEADLINE_EXCEEDED:
         if (impl_->channel->GetState(false) != GRPC_CHANNEL_READY)
           throw CommError(str(where, " failed: could not reach the shard within ", deadline.count(),
@@ -106,7 +121,8 @@ void PsClient::call(const std::string& what, milliseconds deadline, bool wait_fo
       case grpc::StatusCode::ABORTED:
         throw CommError(str(where, " aborted: ", msg));
       case grpc::StatusCode::CANCELLED:
-        throw CommError(str(where, " cancelled", cancelled_.load() ? ": another shard failed" : ""));
+        throw CommError(
+            str(where, " cancelled", cancelled_.load() ? ": another shard failed" : ""));
       default:
         throw CommError(str(where, " refused: ", code_name(st.error_code()), ": ", msg));
     }

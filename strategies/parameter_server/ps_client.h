@@ -53,10 +53,12 @@ class PsClient {
   // Returns true when the shard had already applied this (worker, step).
   bool push(int worker, int64_t incarnation, int64_t step, double lr,
             const std::vector<std::pair<std::string, std::string_view>>& grads, DType dtype);
-  std::vector<double> barrier(int worker, const std::string& key, const std::vector<double>& values);
+  std::vector<double> barrier(int worker, const std::string& key,
+                              const std::vector<double>& values);
   void save(NamedTensors* params, NamedTensors* optimizer_state);
   void done(int worker);
-  // Tells the shard that this worker failed (see ps.proto); one try, a short deadline, never throws.
+  // Tells the shard that this worker failed (see ps.proto); one try, a short deadline, never
+  // throws.
   void abort(int worker, const std::string& reason);
 
   void cancel();  // every call in flight and every later one fails at once

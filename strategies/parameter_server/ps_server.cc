@@ -80,8 +80,8 @@ class PsService final : public pb::ParameterServer::Service {
                         pb::RegisterResponse* resp) override {
     if (auto bad = authorize(ctx)) return *bad;
     if (req->mode() != o_.mode)
-      return precondition(str("shard ", o_.shard, " runs strategy.mode '", o_.mode,
-                              "' but worker ", req->worker(), " runs '", req->mode(),
+      return precondition(str("shard ", o_.shard, " runs strategy.mode '", o_.mode, "' but worker ",
+                              req->worker(), " runs '", req->mode(),
                               "': start servers and workers with the same experiment"));
     if (req->num_shards() != o_.num_shards)
       return precondition(str("shard ", o_.shard, " is one of strategy.num_ps = ", o_.num_shards,
@@ -110,18 +110,21 @@ class PsService final : public pb::ParameterServer::Service {
       WireTensor t = wire_view(m);
       if (auto bad = check_wire_tensor(t, o_.max_message_bytes, "parameter")) return invalid(*bad);
       if (t.dtype != "f32" && t.dtype != "f64")
-        return invalid(str("parameter '", m.name(), "': dtype ", m.dtype(), ", expected f32 or f64"));
+        return invalid(
+            str("parameter '", m.name(), "': dtype ", m.dtype(), ", expected f32 or f64"));
       if (!names.insert(m.name()).second)
         return invalid(str("parameter '", m.name(), "' appears twice"));
       Tensor p = tensor_from_wire(t).reshape({-1}).contiguous();
       p.set_requires_grad(true);
       params.emplace_back(m.name(), p);
     }
-    if (params.empty()) return invalid("restore without parameters: every shard holds at least one");
+    if (params.empty())
+      return invalid("restore without parameters: every shard holds at least one");
     NamedTensors opt_state;
     for (const pb::Tensor& m : req->optimizer()) {
       WireTensor t = wire_view(m);
-      if (auto bad = check_wire_tensor(t, o_.max_message_bytes, "optimizer state")) return invalid(*bad);
+      if (auto bad = check_wire_tensor(t, o_.max_message_bytes, "optimizer state"))
+        return invalid(*bad);
       opt_state.emplace_back(m.name(), tensor_from_wire(t));
     }
     std::unique_ptr<Optimizer> opt;
@@ -189,7 +192,8 @@ class PsService final : public pb::ParameterServer::Service {
     if (auto bad = check_worker(req->worker())) return *bad;
     if (!aborted_.empty()) return grpc::Status(grpc::StatusCode::ABORTED, aborted_);
     if (!initialized_)
-      return precondition(str("push to shard ", o_.shard, " before the chief worker sent the variables"));
+      return precondition(
+          str("push to shard ", o_.shard, " before the chief worker sent the variables"));
     std::vector<int> slot(params_.size(), -1);  // grads index of each variable
     for (size_t g = 0; g < grads.size(); ++g) {
       auto it = index_.find(std::string(grads[g].name));
@@ -205,12 +209,13 @@ class PsService final : public pb::ParameterServer::Service {
     }
     for (size_t i = 0; i < slot.size(); ++i)
       if (slot[i] < 0)
-        return invalid(str("push of worker ", req->worker(), ": no gradient for '",
-                           params_[i].first, "'"));
+        return invalid(
+            str("push of worker ", req->worker(), ": no gradient for '", params_[i].first, "'"));
     WorkerRecord& w = workers_[req->worker()];
     if (req->incarnation() < w.incarnation)
       return precondition(str("push of worker ", req->worker(), " incarnation ", req->incarnation(),
-                              ": the worker was restarted since (incarnation ", w.incarnation, ")"));
+                              ": the worker was restarted since (incarnation ", w.incarnation,
+                              ")"));
     if (req->incarnation() > w.incarnation) {
       w = WorkerRecord{};
       w.registered = true;
@@ -268,7 +273,8 @@ class PsService final : public pb::ParameterServer::Service {
                     pb::SaveResponse* resp) override {
     if (auto bad = authorize(ctx)) return *bad;
     std::lock_guard<std::mutex> lock(mu_);
-    if (!initialized_) return precondition(str("save of shard ", o_.shard, " before it holds variables"));
+    if (!initialized_)
+      return precondition(str("save of shard ", o_.shard, " before it holds variables"));
     for (const auto& [name, p] : params_) to_proto(name, p, resp->add_params());
     for (const auto& [name, t] : optimizer_->state_dict()) to_proto(name, t, resp->add_optimizer());
     return grpc::Status::OK;
@@ -327,11 +333,11 @@ class PsService final : public pb::ParameterServer::Service {
     }
     NoGradGuard ng;
     if (p.sums.empty()) {
-      for (size_t i = 0; i < params_.size(); ++i) p.sums.push_back(tensor_from_wire(grads[slot[i]]));
+      for (size_t i = 0; i < params_.size(); ++i)
+        p.sums.push_back(tensor_from_wire(grads[slot[i]]));
       p.lr = req.lr();
     } else {
-      for (size_t i = 0; i < params_.size(); ++i)
-        add_into(p.sums[i], grads[slot[i]]);
+      for (size_t i = 0; i < params_.size(); ++i) add_into(p.sums[i], grads[slot[i]]);
     }
     p.workers.insert(req.worker());
     if (static_cast<int>(p.workers.size()) < world_size_) return grpc::Status::OK;
@@ -426,7 +432,8 @@ class PsService final : public pb::ParameterServer::Service {
   template <typename Ready, typename Why>
   std::optional<grpc::Status> wait(grpc::ServerContext* ctx, std::unique_lock<std::mutex>& lock,
                                    int64_t timeout_ms, Ready ready, Why why) {
-    const auto deadline = Clock::now() + milliseconds(std::clamp<int64_t>(timeout_ms, 0, kMaxWaitMs));
+    const auto deadline =
+        Clock::now() + milliseconds(std::clamp<int64_t>(timeout_ms, 0, kMaxWaitMs));
     while (!ready()) {
       if (!aborted_.empty()) return grpc::Status(grpc::StatusCode::ABORTED, aborted_);
       if (stopping_)
@@ -447,15 +454,15 @@ class PsService final : public pb::ParameterServer::Service {
       return invalid(str("world size ", world_size, " is out of range 1..", kMaxWorkers));
     if (world_size_ == 0) world_size_ = world_size;
     if (world_size != world_size_)
-      return precondition(str("shard ", o_.shard, " serves a job of ", world_size_,
-                              " workers, not ", world_size));
+      return precondition(
+          str("shard ", o_.shard, " serves a job of ", world_size_, " workers, not ", world_size));
     return std::nullopt;
   }
   // Requires mu_.
   std::optional<grpc::Status> check_worker(int worker) const {
     if (worker < 0 || (world_size_ > 0 && worker >= world_size_) || worker >= kMaxWorkers)
-      return invalid(str("worker ", worker, " is out of range for a job of ", world_size_,
-                         " workers"));
+      return invalid(
+          str("worker ", worker, " is out of range for a job of ", world_size_, " workers"));
     return std::nullopt;
   }
 
@@ -500,14 +507,16 @@ struct PsServer::GrpcServer {
 
 PsServer::PsServer(PsServerOptions options) {
   TANDEM_CHECK_T(ConfigError, !options.token.empty(), "parameter server: empty job token");
-  TANDEM_CHECK_T(ConfigError, options.mode == "sync" || options.mode == "async",
-                 "strategy.mode: '", options.mode, "' is not one of sync, async");
+  TANDEM_CHECK_T(ConfigError, options.mode == "sync" || options.mode == "async", "strategy.mode: '",
+                 options.mode, "' is not one of sync, async");
   TANDEM_CHECK_T(ConfigError, options.shard >= 0 && options.shard < options.num_shards, "--shard ",
                  options.shard, " is out of range for strategy.num_ps = ", options.num_shards,
                  " (expected 0 to ", options.num_shards - 1, ")");
-  TANDEM_CHECK_T(ConfigError, options.max_message_bytes > 0 && options.max_message_bytes <= (int64_t{2} << 30) - (1 << 20),
-                 "parameter server: max message size ", options.max_message_bytes,
-                 " bytes is out of range (1 byte to 2 GiB - 1 MiB)");
+  TANDEM_CHECK_T(
+      ConfigError,
+      options.max_message_bytes > 0 && options.max_message_bytes <= (int64_t{2} << 30) - (1 << 20),
+      "parameter server: max message size ", options.max_message_bytes,
+      " bytes is out of range (1 byte to 2 GiB - 1 MiB)");
   TANDEM_ASSERT(options.make_optimizer != nullptr, "PsServerOptions.make_optimizer not set");
   host_ = options.host.empty() ? std::string("127.0.0.1") : options.host;
   const int64_t max_message = options.max_message_bytes;
@@ -530,14 +539,21 @@ PsServer::PsServer(PsServerOptions options) {
   port_ = bound;
 }
 
-PsServer::~PsServer() { shutdown(); }
-
-std::string PsServer::endpoint() const {
-  return host_.find(':') != std::string::npos ? str("[", host_, "]:", port_) : str(host_, ":", port_);
+PsServer::~PsServer() {
+  shutdown();
 }
 
-bool PsServer::wait_finished(milliseconds timeout) { return service_->wait_finished(timeout); }
-bool PsServer::finished() const { return service_->finished(); }
+std::string PsServer::endpoint() const {
+  return host_.find(':') != std::string::npos ? str("[", host_, "]:", port_)
+                                              : str(host_, ":", port_);
+}
+
+bool PsServer::wait_finished(milliseconds timeout) {
+  return service_->wait_finished(timeout);
+}
+bool PsServer::finished() const {
+  return service_->finished();
+}
 
 void PsServer::shutdown(milliseconds grace) {
   if (!server_ || !server_->server) return;

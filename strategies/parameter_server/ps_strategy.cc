@@ -31,8 +31,8 @@ PsStrategy::PsStrategy(PsStrategyOptions options) : o_(std::move(options)) {
                  "parameter_server needs the job token in TANDEM_JOB_TOKEN (the servers refuse "
                  "calls without it); tandem launch --num-ps sets it");
   for (int s = 0; s < static_cast<int>(o_.endpoints.size()); ++s)
-    clients_.push_back(std::make_unique<PsClient>(s, o_.endpoints[s], o_.token, o_.timeout,
-                                                  o_.max_message_bytes));
+    clients_.push_back(
+        std::make_unique<PsClient>(s, o_.endpoints[s], o_.token, o_.timeout, o_.max_message_bytes));
 }
 
 PsStrategy::~PsStrategy() = default;
@@ -87,10 +87,11 @@ void PsStrategy::store_piece(int shard, const WireTensor& t) {
                  "the same experiment with the same strategy.num_ps?");
   const Piece& p = *it->second;
   const Tensor& param = params_[p.variable].second;
-  TANDEM_CHECK_T(CommError, wire_dtype(t.dtype) == param.dtype() && t.shape.size() == 1 &&
-                 t.shape[0] == p.numel, "parameter server shard ", shard, " sent '", t.name,
-                 "' as ", t.dtype, " ", shape_string(t.shape), ", expected ",
-                 dtype_name(param.dtype()), " [", p.numel, "]");
+  TANDEM_CHECK_T(
+      CommError,
+      wire_dtype(t.dtype) == param.dtype() && t.shape.size() == 1 && t.shape[0] == p.numel,
+      "parameter server shard ", shard, " sent '", t.name, "' as ", t.dtype, " ",
+      shape_string(t.shape), ", expected ", dtype_name(param.dtype()), " [", p.numel, "]");
   const size_t item = dtype_size(param.dtype());
   std::memcpy(static_cast<char*>(param.raw_data()) + p.offset * item, t.data.data(), t.data.size());
 }
@@ -99,8 +100,9 @@ void PsStrategy::prepare(Module& model, Optimizer& optimizer) {
   params_ = model.named_parameters();
   std::vector<PlanVariable> vars;
   for (const auto& [name, p] : params_) {
-    TANDEM_CHECK_T(ConfigError, p.is_contiguous() && (p.dtype() == DType::kF32 || p.dtype() == DType::kF64),
-                   "parameter_server: parameter '", name, "' must be a contiguous f32 or f64 tensor");
+    TANDEM_CHECK_T(
+        ConfigError, p.is_contiguous() && (p.dtype() == DType::kF32 || p.dtype() == DType::kF64),
+        "parameter_server: parameter '", name, "' must be a contiguous f32 or f64 tensor");
     vars.push_back({name, p.numel(), static_cast<int64_t>(dtype_size(p.dtype()))});
   }
   plan_ = plan_shards(vars, static_cast<int>(clients_.size()));
@@ -123,9 +125,11 @@ void PsStrategy::prepare(Module& model, Optimizer& optimizer) {
       for (const Piece& p : plan_.shards[s]) {
         const std::string& var = params_[p.variable].first;
         params.emplace_back(p.name, flat_slice(params_[p.variable].second, p.offset, p.numel));
-        if (auto it = state.find(var + ".step"); it != state.end()) opt.emplace_back(p.name + ".step", it->second);
+        if (auto it = state.find(var + ".step"); it != state.end())
+          opt.emplace_back(p.name + ".step", it->second);
         for (const std::string& b : optimizer.buffer_names())
-          opt.emplace_back(p.name + "." + b, flat_slice(state.at(var + "." + b), p.offset, p.numel));
+          opt.emplace_back(p.name + "." + b,
+                           flat_slice(state.at(var + "." + b), p.offset, p.numel));
       }
       clients_[s]->restore(o_.world_size, params, opt);
     });
@@ -166,8 +170,9 @@ void PsStrategy::apply_update(Module& model, Optimizer& optimizer) {
       TANDEM_CHECK_T(ValueError, g.is_contiguous(), "parameter_server: gradient of '",
                      params_[p.variable].first, "' is not contiguous");
       const size_t item = dtype_size(g.dtype());
-      grads.emplace_back(p.name, std::string_view(static_cast<const char*>(g.raw_data()) +
-                                                      p.offset * item, p.numel * item));
+      grads.emplace_back(p.name,
+                         std::string_view(static_cast<const char*>(g.raw_data()) + p.offset * item,
+                                          p.numel * item));
     }
     auto t0 = Clock::now();
     clients_[s]->push(o_.rank, o_.incarnation, step, lr, grads, dtype);
@@ -234,7 +239,8 @@ void PsStrategy::finish() {
 std::string PsStrategy::report() const {
   if (updates_ == 0) return "";
   char buf[160];
-  std::snprintf(buf, sizeof(buf), "parameter_server: push %.3f ms/step, pull %.3f ms/step (%s, %lld steps)",
+  std::snprintf(buf, sizeof(buf),
+                "parameter_server: push %.3f ms/step, pull %.3f ms/step (%s, %lld steps)",
                 push_seconds_ / updates_ * 1000, pull_seconds_ / updates_ * 1000, o_.mode.c_str(),
                 static_cast<long long>(updates_));
   return buf;

@@ -51,6 +51,7 @@ class PsStrategy : public Strategy {
   std::string name() const override { return "parameter_server"; }
   int rank() const override { return o_.rank; }
   int world_size() const override { return o_.world_size; }
+  void set_start_step(int64_t step) override { step_ = step - 1; }
   void prepare(Module& model, Optimizer& optimizer) override;
   double forward_backward(Module& model, const MicroBatch& micro) override;
   void synchronize(Module&) override {}
@@ -80,7 +81,7 @@ class PsStrategy : public Strategy {
   ShardPlan plan_;
   NamedTensors params_;  // the model's parameters (contiguous), in plan variable order
   std::vector<std::map<std::string, const Piece*>> piece_by_name_;  // per shard
-  int64_t step_ = 0;          // the step of the last forward_backward
+  int64_t step_ = -1;  // the step of the last forward_backward (start step - 1 before the first)
   int64_t reduce_step_ = -1;  // all_reduce_sum calls are keyed by (step_, count within it)
   int reduce_count_ = 0;
   double push_seconds_ = 0, pull_seconds_ = 0;

@@ -26,7 +26,8 @@ ShardPlan plan_shards(const std::vector<PlanVariable>& vars, int num_shards) {
   for (int i = 0; i < static_cast<int>(vars.size()); ++i) {
     const PlanVariable& v = vars[i];
     const int64_t bytes = v.numel * v.element_bytes;
-    const int64_t n = num_shards == 1 ? 1 : std::max<int64_t>(1, (bytes + piece_cap - 1) / piece_cap);
+    const int64_t n =
+        num_shards == 1 ? 1 : std::max<int64_t>(1, (bytes + piece_cap - 1) / piece_cap);
     for (int64_t k = 0; k < n; ++k) {
       Piece p;
       p.variable = i;

@@ -1,7 +1,7 @@
 // Which server holds which variable: the model's parameters spread over strategy.num_ps shards,
 // balanced by bytes. A tensor larger than a quarter of an even share (total bytes / shards) is cut
-// into pieces along its flattened elements, so one big embedding or fc weight cannot make one server the
-// bottleneck; element-wise optimizers (SGD, Adam, AdamW) give the same result on pieces.
+// into pieces along its flattened elements, so one big embedding or fc weight cannot make one
+// server the bottleneck; element-wise optimizers (SGD, Adam, AdamW) give the same result on pieces.
 //
 // The plan is a pure function of the parameters' names, sizes and the shard count: every worker
 // computes the same one, and a checkpoint (which holds whole tensors) resumes under any plan.
@@ -21,10 +21,10 @@ struct PlanVariable {
 
 // A run of elements [offset, offset + numel) of one variable's flattened data.
 struct Piece {
-  int variable = 0;     // index into the variables given to plan_shards
-  int64_t offset = 0;   // first element
+  int variable = 0;    // index into the variables given to plan_shards
+  int64_t offset = 0;  // first element
   int64_t numel = 0;
-  std::string name;     // the variable's name, or "<name>#<k>of<n>" for the k-th of n pieces
+  std::string name;  // the variable's name, or "<name>#<k>of<n>" for the k-th of n pieces
 };
 
 struct ShardPlan {

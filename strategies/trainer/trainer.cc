@@ -153,6 +153,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   state.config_digest = digest;
   state.world_size = strat.world_size();
   state.rng["seed"] = {seed};
+  strat.set_start_step(state.step);
   strat.prepare(*model_, *optimizer_);
 
   // ---- metrics (chief only)

@@ -208,7 +208,8 @@ TEST(PsServer, MessagesOverTheLimitAreRefused) {
   // A tensor over the limit inside a message gRPC accepts: refused by the server's own check.
   grpc::Status st = wire.restore(1, std::vector<float>(512, 1.0f));
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(st.error_message().find("larger than the message limit of 1024 bytes"), std::string::npos)
+  EXPECT_NE(st.error_message().find("larger than the message limit of 1024 bytes"),
+            std::string::npos)
       << st.error_message();
   // A message over the limit plus framing: refused by gRPC before it is parsed.
   st = wire.restore(1, std::vector<float>(1 << 19, 1.0f));
@@ -241,7 +242,8 @@ TEST(PsServer, CallsWithoutTheRightTokenAreRefused) {
     client.register_worker(0, 1, 0, "sync", 1);
     FAIL() << "a call without a token was accepted";
   } catch (const CommError& e) {
-    EXPECT_NE(std::string(e.what()).find("parameter server shard 0"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("parameter server shard 0"), std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find("UNAUTHENTICATED"), std::string::npos) << e.what();
   }
 }

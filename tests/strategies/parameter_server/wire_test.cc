@@ -36,14 +36,16 @@ TEST(WireTensor, ByteLengthThatDisagreesWithShapeIsRefused) {
   auto why = check_wire_tensor(f32({2, 3}, 20, data), 1 << 20, "gradient");
   ASSERT_TRUE(why.has_value());
   EXPECT_NE(why->find("byte_length 20 does not match shape [2, 3] of f32 (24 bytes)"),
-            std::string::npos) << *why;
+            std::string::npos)
+      << *why;
 }
 
 TEST(WireTensor, DataShorterThanByteLengthIsRefused) {
   std::string data(16, '\0');
   auto why = check_wire_tensor(f32({2, 3}, 24, data), 1 << 20, "gradient");
   ASSERT_TRUE(why.has_value());
-  EXPECT_NE(why->find("carries 16 bytes of data but byte_length says 24"), std::string::npos) << *why;
+  EXPECT_NE(why->find("carries 16 bytes of data but byte_length says 24"), std::string::npos)
+      << *why;
 }
 
 TEST(WireTensor, UnknownDtypeNegativeDimAndOverflowAreRefused) {
@@ -130,7 +132,8 @@ TEST(ShardPlan, IsTheSameOnEveryCall) {
   ShardPlan a = plan_shards(vars, 3), b = plan_shards(vars, 3);
   for (int s = 0; s < 3; ++s) {
     ASSERT_EQ(a.shards[s].size(), b.shards[s].size());
-    for (size_t i = 0; i < a.shards[s].size(); ++i) EXPECT_EQ(a.shards[s][i].name, b.shards[s][i].name);
+    for (size_t i = 0; i < a.shards[s].size(); ++i)
+      EXPECT_EQ(a.shards[s][i].name, b.shards[s][i].name);
   }
 }
 
