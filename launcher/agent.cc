@@ -10,10 +10,13 @@
 //   stop                           an agent got SIGINT/SIGTERM: every agent stops, none restarts
 //   left                           agents on other nodes that are exiting (node 0 waits for them
 //                                  before it closes the store)
+//   round/<n>/ps_endpoints         the parameter servers node 0 starts in round n (--num-ps)
 #include "launcher/agent.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -121,6 +124,37 @@ std::string hostname() {
   return buf;
 }
 
+// A port nobody listens on now, for a parameter server to bind right after. Another process may
+// take it in between: the server then fails to bind, which fails the round like any crash.
+int pick_free_port(const std::string& host) {
+  sockaddr_storage addr{};
+  socklen_t len;
+  int family = host.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+  if (family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    a->sin6_family = AF_INET6;
+    inet_pton(AF_INET6, host.c_str(), &a->sin6_addr);
+    len = sizeof(sockaddr_in6);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    a->sin_family = AF_INET;
+    if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) a->sin_addr.s_addr = htonl(INADDR_ANY);
+    len = sizeof(sockaddr_in);
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    throw IoError(str("cannot create a socket to find a free port: ", std::strerror(errno)));
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                    : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  int e = errno;
+  close(fd);
+  if (port == 0) throw IoError(str("cannot find a free port on ", host, ": ", std::strerror(e)));
+  return port;
+}
+
 int usable_cpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
@@ -168,7 +202,8 @@ class Agent {
   void connect();
   int run_rounds();
   RoundEnd run_round(int round);
-  std::vector<WorkerSpec> specs(int round) const;
+  std::vector<WorkerSpec> specs(int round, const std::string& ps_endpoints) const;
+  std::string ps_endpoints(int round);
   std::optional<std::string> check_heartbeats(Clock::time_point started);
   void barrier(const std::string& name, const std::string& what);
   void throw_if_signalled() {
@@ -192,6 +227,11 @@ class Agent {
   std::string token_;
   std::string master_addr_;
   int master_port_ = 0;
+  std::string bind_host_;  // node 0: the address the store (and parameter servers) listen on
+  std::string round_ps_endpoints_;  // TANDEM_PS_ENDPOINTS of the current round
+  // Restarts so far, of the whole job (a new round) or of one worker (restart_single_workers);
+  // workers see it as TANDEM_RESTART_COUNT, so it only grows.
+  int restarts_used_ = 0;
   milliseconds heartbeat_interval_{0};
   std::unique_ptr<StoreServer> server_;  // node 0 only
   std::unique_ptr<StoreClient> client_;
@@ -211,6 +251,7 @@ void Agent::connect() {
     if (!ep.host.empty() && ep.host != "localhost")
       bind = is_ip_literal(ep.host) ? ep.host : "0.0.0.0";
     server_ = std::make_unique<StoreServer>(bind, ep.port, token_);
+    bind_host_ = bind;
     master_port_ = server_->port();
     master_addr_ = ep.host.empty() ? std::string(StoreServer::kLoopback) : ep.host;
     std::string local = bind == "0.0.0.0" ? std::string(StoreServer::kLoopback) : bind;
@@ -300,19 +341,35 @@ int Agent::run_rounds() {
       group_.say(str(r.reason, "; no restart is possible without the store"));
       return 1;
     }
-    if (round >= o_.max_restarts) {
+    if (restarts_used_ >= o_.max_restarts) {
       group_.say(str(r.reason, "; no restarts left (--max-restarts ", o_.max_restarts, ")"));
       // Agents with restarts left (another --max-restarts) must not wait for this one.
       announce_stop(str("the agent on node ", o_.node_rank, " gave up after ", r.reason));
       return 1;
     }
+    restarts_used_ += 1;
+    std::string servers = o_.num_ps == 0 || o_.node_rank != 0 ? std::string()
+                          : o_.num_ps == 1 ? std::string(" and the parameter server")
+                                           : str(" and ", o_.num_ps, " parameter servers");
     group_.say(str(r.reason, "; restarting ", world_size() == 1 ? "" : "all ",
-                   workers(world_size()), " (restart ", round + 1, " of ", o_.max_restarts, ")"));
+                   workers(world_size()), servers, " (restart ", restarts_used_, " of ",
+                   o_.max_restarts, ")"));
     if (o_.nnodes > 1) barrier(round_key(round, "stopped"), str("restart round ", round + 1));
   }
 }
 
-std::vector<WorkerSpec> Agent::specs(int round) const {
+std::string Agent::ps_endpoints(int round) {
+  if (o_.num_ps == 0) return "";
+  const std::string k = round_key(round, "ps_endpoints");
+  if (o_.node_rank != 0) return client_->get(k, o_.rdzv_timeout);
+  std::string list;
+  for (int s = 0; s < o_.num_ps; ++s)
+    list += (s ? "," : "") + join_host_port(master_addr_, pick_free_port(bind_host_));
+  if (o_.nnodes > 1) client_->set(k, list);
+  return list;
+}
+
+std::vector<WorkerSpec> Agent::specs(int round, const std::string& ps_endpoints) const {
   std::vector<WorkerSpec> out;
   int threads = std::max(1, (o_.cpu_count > 0 ? o_.cpu_count : usable_cpus()) / o_.nproc_per_node);
   for (int local = 0; local < o_.nproc_per_node; ++local) {
@@ -335,8 +392,29 @@ std::vector<WorkerSpec> Agent::specs(int round) const {
     else
       env.erase("TANDEM_HEARTBEAT_INTERVAL_MS");
     env.emplace("OMP_NUM_THREADS", std::to_string(threads));  // only when unset, as torchrun
+    if (!ps_endpoints.empty()) env["TANDEM_PS_ENDPOINTS"] = ps_endpoints;
     WorkerSpec spec;
     spec.rank = rank;
+    for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);
+    out.push_back(std::move(spec));
+  }
+  if (o_.node_rank != 0) return out;
+  // Parameter servers: the endpoints' ports, bound on the store's address.
+  size_t start = 0;
+  for (int s = 0; s < o_.num_ps; ++s) {
+    size_t comma = ps_endpoints.find(',', start);
+    std::string ep = ps_endpoints.substr(start, comma - start);
+    start = comma + 1;
+    std::map<std::string, std::string> env = o_.environment;
+    env["TANDEM_JOB_TOKEN"] = token_;
+    env["TANDEM_RESTART_COUNT"] = std::to_string(round);
+    env.emplace("OMP_NUM_THREADS", "1");  // element-wise updates of one shard: one core is plenty
+    WorkerSpec spec;
+    spec.rank = -1 - s;
+    spec.argv = o_.ps_argv;
+    for (const std::string& a : {std::string("--shard"), std::to_string(s), std::string("--host"),
+                                 bind_host_, std::string("--port"), ep.substr(ep.rfind(':') + 1)})
+      spec.argv.push_back(a);
     for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);
     out.push_back(std::move(spec));
   }
@@ -362,7 +440,8 @@ std::optional<std::string> Agent::check_heartbeats(Clock::time_point started) {
 
 Agent::RoundEnd Agent::run_round(int round) {
   throw_if_signalled();
-  group_.start(argv_, specs(round));
+  round_ps_endpoints_ = ps_endpoints(round);
+  group_.start(argv_, specs(restarts_used_, round_ps_endpoints_));
   Clock::time_point started = Clock::now();
   Clock::time_point next_tick = started + o_.monitor_interval;
   std::optional<std::string> failure;
@@ -393,8 +472,19 @@ Agent::RoundEnd Agent::run_round(int round) {
       stop_all(sig, str("stopped by ", signal_abbrev(sig)), 128 + sig);
       announce_stop(str(signal_abbrev(sig), " to the agent on node ", o_.node_rank));
     }
-    for (const WorkerExit& e : group_.take_exits())
-      if (stop_sig == 0 && !failure && e.wait_status != 0) failure = describe_exit(e);
+    for (const WorkerExit& e : group_.take_exits()) {
+      if (stop_sig != 0 || failure || e.wait_status == 0) continue;
+      if (o_.restart_single_workers && e.rank >= 0 && restarts_used_ < o_.max_restarts) {
+        restarts_used_ += 1;
+        group_.say(str(describe_exit(e),
+                       "; restarting it alone, the others keep training (restart ", restarts_used_,
+                       " of ", o_.max_restarts, ")"));
+        for (WorkerSpec& spec : specs(restarts_used_, round_ps_endpoints_))
+          if (spec.rank == e.rank) group_.restart(argv_, spec);
+        continue;
+      }
+      failure = describe_exit(e);
+    }
     if (stop_sig != 0) {
       if (group_.all_finished()) return stopped;
       continue;
@@ -485,6 +575,8 @@ void validate(const AgentOptions& o) {
         str("--node-rank ", o.node_rank, " is out of range for --nnodes ", o.nnodes,
             " (expected 0 to ", o.nnodes - 1, ")"));
   check(o.max_restarts >= 0, str("--max-restarts must be at least 0, got ", o.max_restarts));
+  check(o.num_ps >= 0, str("--num-ps must be at least 0, got ", o.num_ps));
+  check(o.num_ps == 0 || !o.ps_argv.empty(), "--num-ps needs the servers' command");
   check(o.monitor_interval.count() > 0, "--monitor-interval must be positive");
   check(o.heartbeat_timeout.count() >= 0, "--heartbeat-timeout must be at least 0");
   check(o.nnodes == 1 || !o.rdzv_endpoint.empty(),

@@ -49,6 +49,18 @@ struct AgentOptions {
   std::string job_token;
   // The workers' environment before the agent adds its variables (normally the agent's own).
   std::map<std::string, std::string> environment;
+  // Parameter servers (strategy.name: parameter_server): node 0 starts num_ps processes running
+  // ps_argv plus `--shard S --host H --port P` (a free port, picked anew each round) beside its
+  // workers, and every worker gets TANDEM_PS_ENDPOINTS (other nodes read it from the store). The
+  // servers are part of the round: a server that dies fails it (and a restart restarts them, the
+  // chief then restores them from the newest checkpoint); a round succeeds once workers and
+  // servers all exited 0 (servers exit when every worker reported it finished).
+  int num_ps = 0;
+  std::vector<std::string> ps_argv;
+  // Async parameter_server: a worker that dies is restarted alone (it resumes from the newest
+  // checkpoint and rejoins) while the others keep training; each such restart counts against
+  // max_restarts. A dead server still restarts the whole job.
+  bool restart_single_workers = false;
   int cpu_count = 0;  // for OMP_NUM_THREADS; 0: the CPUs this process may run on
   int out_fd = 1;     // where the workers' stdout lines go
   int err_fd = 2;     // where their stderr lines and the agent's own messages go

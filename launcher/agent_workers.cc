@@ -3,6 +3,8 @@
 // and a child of a multi-threaded process may not allocate or take locks.
 #include "launcher/agent_workers.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -99,9 +101,12 @@ int exit_status_of(int wait_status) {
   return WEXITSTATUS(wait_status);
 }
 
+std::string process_name(int rank) {
+  return rank >= 0 ? str("worker rank ", rank) : str("parameter server shard ", -1 - rank);
+}
+
 std::string describe_exit(const WorkerExit& e) {
-  std::string s =
-      str("worker rank ", e.rank, " exited with status ", exit_status_of(e.wait_status));
+  std::string s = str(process_name(e.rank), " exited with status ", exit_status_of(e.wait_status));
   if (WIFSIGNALED(e.wait_status))
     s += str(" (killed by ", signal_name(WTERMSIG(e.wait_status)), ")");
   return s;
@@ -146,21 +151,40 @@ void WorkerGroup::start(const std::vector<std::string>& argv,
   TANDEM_CHECK_T(ConfigError, !argv.empty(), "empty worker command");
   workers_.clear();
   exits_.clear();
+  for (const WorkerSpec& spec : specs) start_one(argv, spec);
+}
+
+void WorkerGroup::restart(const std::vector<std::string>& argv, const WorkerSpec& spec) {
+  auto it = std::find_if(workers_.begin(), workers_.end(),
+                         [&](const Worker& w) { return w.rank == spec.rank; });
+  TANDEM_ASSERT(it != workers_.end() && it->exited,
+                "restart() of a worker that is not known or still runs");
+  close_stream(*it, 0);
+  close_stream(*it, 1);
+  workers_.erase(it);
+  start_one(argv, spec);
+}
+
+void WorkerGroup::start_one(const std::vector<std::string>& argv, const WorkerSpec& spec) {
   std::vector<char*> c_argv;
   for (const std::string& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
   c_argv.push_back(nullptr);
-  for (const WorkerSpec& spec : specs) {
+  {
+    std::vector<char*> own_argv;  // a process with its own command (a parameter server)
+    for (const std::string& a : spec.argv) own_argv.push_back(const_cast<char*>(a.c_str()));
+    own_argv.push_back(nullptr);
+    char** spec_argv = spec.argv.empty() ? c_argv.data() : own_argv.data();
     std::vector<char*> c_env;
     for (const std::string& e : spec.env) c_env.push_back(const_cast<char*>(e.c_str()));
     c_env.push_back(nullptr);
     int out[2], err[2], report[2];
     if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0)
       throw IoError(
-          str("cannot create pipes for worker rank ", spec.rank, ": ", std::strerror(errno)));
+          str("cannot create pipes for ", process_name(spec.rank), ": ", std::strerror(errno)));
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0)
-      exec_child(c_argv[0], c_argv.data(), c_env.data(), out[1], err[1], report[1], parent);
+      exec_child(spec_argv[0], spec_argv, c_env.data(), out[1], err[1], report[1], parent);
     close(out[1]);
     close(err[1]);
     close(report[1]);
@@ -169,7 +193,7 @@ void WorkerGroup::start(const std::vector<std::string>& argv,
       close(out[0]);
       close(err[0]);
       close(report[0]);
-      throw IoError(str("cannot fork worker rank ", spec.rank, ": ", std::strerror(e)));
+      throw IoError(str("cannot fork ", process_name(spec.rank), ": ", std::strerror(e)));
     }
     setpgid(pid, pid);  // also here, so a signal sent right away reaches the group
     int exec_errno = 0;
@@ -187,7 +211,7 @@ void WorkerGroup::start(const std::vector<std::string>& argv,
     fcntl(w.fd[1], F_SETFL, O_NONBLOCK);
     workers_.push_back(std::move(w));
     if (n > 0) {
-      throw IoError(str("cannot run '", argv[0], "' for worker rank ", spec.rank, ": ",
+      throw IoError(str("cannot run '", spec_argv[0], "' for ", process_name(spec.rank), ": ",
                         std::strerror(exec_errno)));
     }
   }
@@ -238,7 +262,7 @@ void WorkerGroup::read_from(Worker& w, int stream) {
 
 void WorkerGroup::emit_lines(Worker& w, int stream, bool final) {
   std::string& partial = w.partial[stream];
-  std::string prefix = str("[rank ", w.rank, "] ");
+  std::string prefix = w.rank >= 0 ? str("[rank ", w.rank, "] ") : str("[ps ", -1 - w.rank, "] ");
   std::string lines;
   size_t begin = 0;
   for (size_t nl; (nl = partial.find('\n', begin)) != std::string::npos; begin = nl + 1)

@@ -20,9 +20,15 @@
 namespace tandem {
 
 struct WorkerSpec {
-  int rank = 0;                  // global rank, for the prefix and messages
-  std::vector<std::string> env;  // "NAME=value", the worker's whole environment
+  // Global rank, for the prefix and messages. A negative rank -1-S is parameter server shard S
+  // (`tandem launch --num-ps`): "[ps S] " prefix, "parameter server shard S" in messages.
+  int rank = 0;
+  std::vector<std::string> env;   // "NAME=value", the worker's whole environment
+  std::vector<std::string> argv;  // this process's command; empty: the group's argv
 };
+
+// "worker rank 3" or "parameter server shard 1" (for a negative rank, see WorkerSpec).
+std::string process_name(int rank);
 
 struct WorkerExit {
   int rank = 0;
@@ -32,7 +38,7 @@ struct WorkerExit {
 // 128 + signal for a worker killed by a signal (as a shell reports it), else its exit code.
 int exit_status_of(int wait_status);
 // "worker rank 1 exited with status 3" or "worker rank 1 exited with status 137 (killed by
-// SIGKILL)".
+// SIGKILL)" ("parameter server shard 0 exited ..." for a server).
 std::string describe_exit(const WorkerExit& e);
 
 class WorkerGroup {
@@ -48,6 +54,9 @@ class WorkerGroup {
   // Starts one process per spec running argv. The previous workers must all have finished.
   // Throws IoError when a process cannot be started (those already started keep running).
   void start(const std::vector<std::string>& argv, const std::vector<WorkerSpec>& specs);
+  // Starts spec.rank's process again after it exited, while the others keep running (async
+  // parameter_server: a dead worker rejoins alone). Its remaining output is written out first.
+  void restart(const std::vector<std::string>& argv, const WorkerSpec& spec);
 
   // Waits up to `timeout` for output, exits or signals, then handles whatever arrived.
   void pump(std::chrono::milliseconds timeout);
@@ -71,6 +80,7 @@ class WorkerGroup {
 
  private:
   struct Worker;
+  void start_one(const std::vector<std::string>& argv, const WorkerSpec& spec);
   void reap();
   void read_from(Worker& w, int stream);
   // Writes the complete lines buffered for one stream, and the rest too when `final`.

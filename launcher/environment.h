@@ -32,6 +32,8 @@ struct ProcessEnvironment {
   int master_port = 29500;                // 29500: torchrun's default MASTER_PORT
   std::string job_token;                  // TANDEM_JOB_TOKEN; a secret: never print or log it
   std::string source = "single";          // "torchrun", "openmpi", "pmix", "slurm", "single"
+  // TANDEM_PS_ENDPOINTS: "host:port,host:port,..." of the parameter servers, in shard order.
+  std::string ps_endpoints;
   int restart_count = 0;  // TANDEM_RESTART_COUNT or TORCHELASTIC_RESTART_COUNT (0 when unset)
   // TANDEM_HEARTBEAT_INTERVAL_MS: set by `tandem launch` when it watches heartbeats; 0 otherwise.
   int heartbeat_interval_ms = 0;

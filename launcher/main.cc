@@ -16,6 +16,7 @@
 #include "launcher/agent.h"  // tandem launch
 #include "launcher/environment.h"  // tandem launch
 #include "launcher/heartbeat.h"    // tandem launch
+#include "launcher/ps_command.h"   // tandem ps
 #include "launcher/strategy_factory.h"
 #include "strategies/trainer/trainer.h"
 
@@ -54,6 +55,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   }
   // tandem launch: a worker started by the agent tells it it is alive (launcher/heartbeat.h).
   auto heartbeat = WorkerHeartbeat::start_under_launcher(process);
+  if (cfg.strategy.name == "parameter_server") keep_large_buffers_in_heap();  // ps_command.h
   StrategyBuild strategy = make_strategy(cfg, process);
   RunEnvironment env;
   env.out_is_terminal = isatty(STDOUT_FILENO) == 1;
@@ -84,6 +86,7 @@ struct LaunchCommand {
   double rdzv_timeout_s = 300;
   std::string config_path;
   std::vector<std::string> overrides;
+  int num_ps = -1;  // -1: strategy.num_ps for parameter_server experiments, else 0
 };
 
 void add_launch_command(CLI::App& app, LaunchCommand& c) {
@@ -130,12 +133,25 @@ void add_launch_command(CLI::App& app, LaunchCommand& c) {
       ->add_option("--rdzv-timeout", c.rdzv_timeout_s,
                    "seconds to wait for the store and the other nodes (default 300)")
       ->check(CLI::PositiveNumber);
+  c.app
+      ->add_option("--num-ps", c.num_ps,
+                   "parameter servers (`tandem ps`) to start on node 0 beside the workers, for "
+                   "strategy.name=parameter_server; sets strategy.num_ps. Default: "
+                   "strategy.num_ps of them, unless TANDEM_PS_ENDPOINTS names servers started "
+                   "elsewhere; 0: start none (workers use TANDEM_PS_ENDPOINTS)")
+      ->check(CLI::NonNegativeNumber);
   c.app->add_option("config", c.config_path, "the experiment (YAML)")->required();
   c.app->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
 }
 
 int cmd_launch(LaunchCommand& c) {
-  load_config(c.config_path, c.overrides);  // a bad experiment fails here, not in N workers
+  if (c.num_ps > 0) c.overrides.push_back("strategy.num_ps=" + std::to_string(c.num_ps));
+  // A bad experiment fails here, not in N workers.
+  ExperimentConfig cfg = load_config(c.config_path, c.overrides);
+  const bool ps = cfg.strategy.name == "parameter_server";
+  if (c.num_ps > 0 && !ps)
+    throw ConfigError(str("--num-ps ", c.num_ps, " starts parameter servers, but strategy.name is '",
+                          cfg.strategy.name, "' (add strategy.name=parameter_server)"));
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
   AgentOptions& o = c.agent;
   o.monitor_interval = ms(c.monitor_interval_s);
@@ -151,6 +167,25 @@ int cmd_launch(LaunchCommand& c) {
   std::vector<std::string> argv = {std::string(exe, static_cast<size_t>(n)), "train",
                                    c.config_path};
   argv.insert(argv.end(), c.overrides.begin(), c.overrides.end());
+  // Servers: --num-ps K starts K; without the flag, strategy.num_ps of them unless
+  // TANDEM_PS_ENDPOINTS already names servers started elsewhere; --num-ps 0 starts none.
+  const bool start_servers =
+      ps && (c.num_ps > 0 || (c.num_ps < 0 && !o.environment.count("TANDEM_PS_ENDPOINTS")));
+  if (ps && !start_servers) {
+    if (!o.environment.count("TANDEM_PS_ENDPOINTS"))
+      throw ConfigError("--num-ps 0: the workers need the servers' addresses in "
+                        "TANDEM_PS_ENDPOINTS=host:port,... (or let tandem launch start them: "
+                        "leave out --num-ps)");
+    if (o.job_token.empty())
+      throw ConfigError("servers started elsewhere (TANDEM_PS_ENDPOINTS) need the job's token: set "
+                        "TANDEM_JOB_TOKEN to the secret they were started with");
+  }
+  if (start_servers) {  // node 0 starts them, the other nodes read their endpoints from the store
+    o.num_ps = cfg.strategy.num_ps;
+    o.restart_single_workers = cfg.strategy.mode == "async";
+    o.ps_argv = {argv[0], "ps", c.config_path};
+    o.ps_argv.insert(o.ps_argv.end(), c.overrides.begin(), c.overrides.end());
+  }
   return run_agent(o, argv);
 }
 // ---- end of tandem launch -----------------------------------------------------------------
@@ -327,6 +362,8 @@ int run(int argc, char** argv) {
   add_launch_command(app, launch);
   SubmitCommand submit;  // tandem submit, status, cancel (see above)
   add_submit_commands(app, submit);
+  PsCommand ps;  // tandem ps (launcher/ps_command.h)
+  add_ps_command(app, ps);
 
   try {
     app.parse(argc, argv);
@@ -342,6 +379,7 @@ int run(int argc, char** argv) {
     if (*submit.k8s.app) return cmd_submit(submit.k8s, kK8sFlags, false);
     if (*submit.status) return cluster::slurm_status(submit.job_id, submit_context(false));
     if (*submit.cancel) return cluster::slurm_cancel(submit.job_id, submit_context(false));
+    if (*ps.app) return cmd_ps(ps);              // tandem ps
     if (*validate) {
       ExperimentConfig cfg = load_config(config_path, overrides);
       std::cout << config_path << ": ok\n";

@@ -9,6 +9,7 @@
 #include "core/base/error.h"
 #include "strategies/ddp/ddp_strategy.h"
 #include "strategies/mirrored/mirrored_strategy.h"
+#include "strategies/parameter_server/ps_strategy.h"
 #include "strategies/single/single_strategy.h"
 #include "strategies/trainer/builders.h"
 
@@ -35,6 +36,49 @@ std::string choose_backend(const ExperimentConfig& cfg, const ProcessEnvironment
 
 }  // namespace
 
+std::vector<std::string> parse_ps_endpoints(const std::string& value, int num_ps) {
+  TANDEM_CHECK_T(ConfigError, !value.empty(),
+                 "strategy.name: parameter_server needs the servers' addresses in "
+                 "TANDEM_PS_ENDPOINTS=host:port,host:port,... (one per shard, strategy.num_ps = ",
+                 num_ps, "); `tandem launch --num-ps ", num_ps, "` starts them and sets it");
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t comma = value.find(',', start);
+    std::string ep = value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t colon = ep.rfind(':');
+    bool ok = colon != std::string::npos && colon > 0 && colon + 1 < ep.size() &&
+              ep.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
+              ep.size() - colon - 1 <= 5 && std::stoi(ep.substr(colon + 1)) >= 1 &&
+              std::stoi(ep.substr(colon + 1)) <= 65535;
+    TANDEM_CHECK_T(ConfigError, ok, "TANDEM_PS_ENDPOINTS: '", ep, "' (entry ", out.size(),
+                   ") is not HOST:PORT with a port in 1..65535");
+    out.push_back(ep);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  TANDEM_CHECK_T(ConfigError, static_cast<int>(out.size()) == num_ps, "TANDEM_PS_ENDPOINTS lists ",
+                 out.size(), " servers but strategy.num_ps is ", num_ps,
+                 ": give one host:port per shard, in shard order");
+  return out;
+}
+
+std::unique_ptr<Strategy> make_ps_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
+  PsStrategyOptions o;
+  o.endpoints = parse_ps_endpoints(env.ps_endpoints, cfg.strategy.num_ps);
+  TANDEM_CHECK_T(ConfigError, !env.job_token.empty(),
+                 "strategy.name: parameter_server needs the job token in TANDEM_JOB_TOKEN (the "
+                 "servers refuse calls without it); `tandem launch --num-ps K` sets it");
+  o.token = env.job_token;
+  o.rank = env.rank;
+  o.world_size = env.world_size;
+  o.incarnation = env.restart_count;
+  o.mode = cfg.strategy.mode;
+  o.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.strategy.timeout_s * 1000));
+  o.max_message_bytes = static_cast<int64_t>(cfg.strategy.max_message_mb * 1048576.0);
+  return std::make_unique<PsStrategy>(std::move(o));
+}
+
 StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
   StrategyBuild out;
   const std::string& name = cfg.strategy.name;
@@ -52,9 +96,14 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
     });
     return out;
   }
+  if (name == "parameter_server") {
+    out.strategy = make_ps_strategy(cfg, env);
+    return out;
+  }
   if (name != "ddp") {
     throw ConfigError(where(cfg) + ": strategy.name: '" + name +
-                      "' is not available in this build (available: single, mirrored, ddp)");
+                      "' is not available in this build (available: single, mirrored, ddp, "
+                      "parameter_server)");
   }
   CommOptions opts;
   opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.strategy.timeout_s * 1000));

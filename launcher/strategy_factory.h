@@ -5,6 +5,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "collectives/store/store_client.h"
 #include "configs/schema/config.h"
@@ -19,5 +21,10 @@ struct StrategyBuild {
 };
 
 StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env);
+
+// TANDEM_PS_ENDPOINTS ("host:port,host:port,...", shard order) checked against strategy.num_ps.
+// Throws ConfigError naming the variable.
+std::vector<std::string> parse_ps_endpoints(const std::string& value, int num_ps);
+std::unique_ptr<Strategy> make_ps_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env);
 
 }  // namespace tandem

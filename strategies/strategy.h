@@ -10,6 +10,11 @@
 //                        all replicas (ddp: wait for the buckets; mirrored: sum replica grads)
 //   apply_update()       the optimizer step (parameter_server: push gradients, pull parameters)
 //   all_reduce_sum()     sums a few doubles over replicas (losses, correct counts)
+//   mean_loss()          the step's loss as shown and checked for NaN/Inf (default: the average
+//                        over replicas; parameter_server async: the worker's own, no barrier)
+//   before_checkpoint()  on the chief, before each save: bring the model and optimizer state up to
+//                        date (parameter_server: fetch them from the servers)
+//   finish()             after the last step of a completed run (parameter_server: tell servers)
 //
 // A strategy instance belongs to one process and is driven from one thread.
 #pragma once
@@ -39,6 +44,9 @@ class Strategy {
   virtual int world_size() const = 0;
   bool is_chief() const { return rank() == 0; }
 
+  // The optimizer step this process starts at: 0, or the step of the checkpoint it resumed.
+  // Called before prepare().
+  virtual void set_start_step(int64_t step) {}
   virtual void prepare(Module& model, Optimizer& optimizer) = 0;
   // Returns this process's mean loss over its rows (before division by micro_count). The
   // gradient accumulated is that of loss * (rows / global rows) / micro_count, so that after
@@ -47,6 +55,13 @@ class Strategy {
   virtual void synchronize(Module& model) = 0;
   virtual void apply_update(Module& model, Optimizer& optimizer) { optimizer.step(); }
   virtual std::vector<double> all_reduce_sum(const std::vector<double>& values) = 0;
+  virtual double mean_loss(double local_loss) {
+    return all_reduce_sum({local_loss})[0] / world_size();
+  }
+  virtual void before_checkpoint(Module& model, Optimizer& optimizer) {}
+  virtual void finish() {}
+  // A line for the chief to print after the final line ("" for none), e.g. communication times.
+  virtual std::string report() const { return ""; }
 };
 
 }  // namespace tandem

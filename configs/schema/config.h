@@ -87,6 +87,7 @@ struct StrategyConfig {
   std::string mode = "sync";         // parameter_server: sync | async
   int64_t max_staleness = 0;         // parameter_server async: steps a push may lag; 0 = unbounded
   int num_ps = 1;                    // parameter_server: number of `tandem ps` processes
+  double max_message_mb = 256.0;     // parameter_server: larger messages and tensors are refused
   bool operator==(const StrategyConfig&) const = default;
 };
 

@@ -63,6 +63,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("strategy.mode", &c.strategy.mode).one_of({"sync", "async"});
   add("strategy.max_staleness", &c.strategy.max_staleness).ge(0);
   add("strategy.num_ps", &c.strategy.num_ps).ge(1);
+  add("strategy.max_message_mb", &c.strategy.max_message_mb).gt(0).le(2047);
 
   add("checkpoint.dir", &c.checkpoint.dir).can_be_null();
   add("checkpoint.every_steps", &c.checkpoint.every_steps).ge(0);

@@ -153,6 +153,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   state.config_digest = digest;
   state.world_size = strat.world_size();
   state.rng["seed"] = {seed};
+  strat.set_start_step(state.step);
   strat.prepare(*model_, *optimizer_);
 
   // ---- metrics (chief only)
@@ -172,6 +173,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   }
   auto save = [&] {
     if (!chief) return;
+    strat.before_checkpoint(*model_, *optimizer_);
     std::filesystem::create_directories(cfg.checkpoint.dir);
     save_checkpoint(cfg.checkpoint.dir, model_->state_dict(), optimizer_->state_dict(), state,
                     cfg.checkpoint.keep);
@@ -212,7 +214,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
         loss_sum += strat.forward_backward(*model_, micro);
       }
       strat.synchronize(*model_);
-      double loss = strat.all_reduce_sum({loss_sum / accumulate})[0] / strat.world_size();
+      double loss = strat.mean_loss(loss_sum / accumulate);
       bool finite = std::isfinite(loss);
       double grad_norm = 0;
       if (finite && cfg.training.grad_clip > 0) {
@@ -342,7 +344,12 @@ TrainResult Trainer::run(int64_t stop_at_step) {
        << " test_accuracy=" << format_double(result.test_accuracy, 4)
        << " samples_per_sec=" << format_double(result.samples_per_sec, 1);
   result.final_line = line.str();
-  if (chief && !result.stopped_early) out << result.final_line << "\n" << std::flush;
+  if (!result.stopped_early) strat.finish();
+  if (chief && !result.stopped_early) {
+    out << result.final_line << "\n";
+    if (std::string extra = strat.report(); !extra.empty()) out << extra << "\n";
+    out << std::flush;
+  }
   return result;
 }
 

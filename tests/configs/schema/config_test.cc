@@ -138,6 +138,7 @@ TEST(Config, MinimalConfigRendersEveryDefault) {
             "  mode: sync\n"
             "  max_staleness: 0\n"
             "  num_ps: 1\n"
+            "  max_message_mb: 256\n"
             "checkpoint:\n"
             "  dir: runs/tiny/checkpoints\n"
             "  every_steps: 500\n"

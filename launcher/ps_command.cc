@@ -1,0 +1,94 @@
+#include "launcher/ps_command.h"
+
+#include <malloc.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <iostream>
+
+#include "configs/schema/config.h"
+#include "core/base/error.h"
+#include "launcher/environment.h"
+#include "strategies/parameter_server/ps_server.h"
+#include "strategies/trainer/builders.h"
+
+namespace tandem {
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+
+void on_signal(int sig) {
+  g_stop_signal.store(sig);
+}
+
+}  // namespace
+
+void keep_large_buffers_in_heap() {
+  mallopt(M_MMAP_THRESHOLD, 128 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+}
+
+void add_ps_command(CLI::App& app, PsCommand& c) {
+  c.app = app.add_subcommand(
+      "ps",
+      "Serve one shard of a parameter_server job's variables and optimizer state.\n"
+      "Binds 127.0.0.1 unless --host is given; needs the job token in TANDEM_JOB_TOKEN; prints\n"
+      "`tandem ps: shard I listening on HOST:PORT`; exits 0 once every worker finished, or on\n"
+      "SIGTERM/SIGINT. Workers find the shards through TANDEM_PS_ENDPOINTS=host:port,... (shard\n"
+      "order); `tandem launch --num-ps K` starts the servers and sets it.");
+  c.app->add_option("config", c.config_path, "the experiment (YAML), the same the workers run")
+      ->required();
+  c.app->add_option("--shard", c.shard, "which shard to serve, 0 .. strategy.num_ps-1")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
+  c.app->add_option("--host", c.host,
+                    "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
+  c.app->add_option("--port", c.port, "port to listen on (default 0: a free port)")
+      ->check(CLI::Range(0, 65535));
+  c.app->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
+}
+
+int cmd_ps(PsCommand& c) {
+  ExperimentConfig cfg = load_config(c.config_path, c.overrides);
+  TANDEM_CHECK_T(ConfigError, cfg.strategy.name == "parameter_server", c.config_path,
+                 ": strategy.name is '", cfg.strategy.name,
+                 "'; tandem ps serves parameter_server jobs (add strategy.name=parameter_server)");
+  TANDEM_CHECK_T(ConfigError, c.shard < cfg.strategy.num_ps, "--shard ", c.shard,
+                 " is out of range for strategy.num_ps = ", cfg.strategy.num_ps, " (expected 0 to ",
+                 cfg.strategy.num_ps - 1, ")");
+  std::map<std::string, std::string> env = current_environment();
+  auto token = env.find("TANDEM_JOB_TOKEN");
+  TANDEM_CHECK_T(ConfigError, token != env.end() && !token->second.empty(),
+                 "tandem ps: TANDEM_JOB_TOKEN is not set: give the servers and the workers the "
+                 "same secret, e.g. export TANDEM_JOB_TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr "
+                 "-d ' \\n')");
+  keep_large_buffers_in_heap();
+  PsServerOptions o;
+  o.host = c.host;
+  o.port = c.port;
+  o.token = token->second;
+  o.shard = c.shard;
+  o.num_shards = cfg.strategy.num_ps;
+  o.mode = cfg.strategy.mode;
+  o.max_staleness = cfg.strategy.max_staleness;
+  o.max_message_bytes = static_cast<int64_t>(cfg.strategy.max_message_mb * 1048576.0);
+  o.make_optimizer = [cfg](const NamedTensors& params) { return build_optimizer(cfg, params); };
+
+  g_stop_signal.store(0);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  PsServer server(o);
+  std::cout << "tandem ps: shard " << c.shard << " listening on " << server.endpoint() << std::endl;
+  while (g_stop_signal.load() == 0 && !server.wait_finished(std::chrono::milliseconds(200))) {
+  }
+  const bool finished = server.finished();
+  server.shutdown();
+  std::cout << "tandem ps: shard " << c.shard
+            << (finished ? " stopping: every worker finished"
+                         : str(" stopping on signal ", g_stop_signal.load()))
+            << std::endl;
+  return 0;
+}
+
+}  // namespace tandem

@@ -1,0 +1,260 @@
+#include "strategies/parameter_server/ps_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <thread>
+
+#include "core/base/error.h"
+#include "strategies/parameter_server/proto_tensor.h"
+#include "strategies/parameter_server/ps.grpc.pb.h"
+
+namespace tandem {
+namespace {
+
+namespace pb = ::tandem::ps;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr char kTokenHeader[] = "x-tandem-token";
+// Time for a blocking call's answer to come back once the server's own timeout has passed.
+constexpr milliseconds kGrace{2000};
+
+const char* code_name(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    default:
+      return "error";
+  }
+}
+
+}  // namespace
+
+struct PsClient::Impl {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::ParameterServer::Stub> stub;
+  std::string token;
+};
+
+PsClient::PsClient(int shard, std::string endpoint, std::string token, milliseconds timeout,
+                   int64_t max_message_bytes)
+    : shard_(shard),
+      endpoint_(std::move(endpoint)),
+      timeout_(timeout),
+      max_message_bytes_(max_message_bytes),
+      impl_(std::make_unique<Impl>()) {
+  TANDEM_CHECK(timeout_.count() > 0, "parameter server client: timeout must be positive");
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<int64_t>(max_message_bytes + (1 << 20), INT32_MAX)));
+  args.SetMaxSendMessageSize(-1);
+  // Reconnect quickly after a restart of the server, not after gRPC's default back-off of minutes.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  impl_->channel = grpc::CreateCustomChannel(endpoint_, grpc::InsecureChannelCredentials(), args);
+  impl_->stub = pb::ParameterServer::NewStub(impl_->channel);
+  impl_->token = std::move(token);
+}
+
+PsClient::~PsClient() = default;
+
+void PsClient::cancel() {
+  cancelled_.store(true);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (grpc::ClientContext* ctx : active_) ctx->TryCancel();
+}
+
+template <typename Call>
+void PsClient::call(const std::string& what, milliseconds deadline, bool wait_for_ready,
+                    Call&& rpc) {
+  const std::string where = str("parameter server shard ", shard_, " (", endpoint_, "): ", what);
+  const auto give_up = Clock::now() + std::min(deadline, kRetryWindow);
+  for (int attempt = 0;; ++attempt) {
+    if (cancelled_.load()) throw CommError(str(where, " cancelled: another shard failed"));
+    grpc::ClientContext ctx;
+    if (!impl_->token.empty()) ctx.AddMetadata(kTokenHeader, impl_->token);
+    ctx.set_deadline(std::chrono::system_clock::now() + deadline);
+    ctx.set_wait_for_ready(wait_for_ready);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      active_.insert(&ctx);
+    }
+    grpc::Status st = rpc(ctx);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      active_.erase(&ctx);
+    }
+    if (st.ok()) return;
+    const std::string& msg = st.error_message();
+    switch (st.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+        if (!cancelled_.load() && Clock::now() < give_up) {
+          std::this_thread::sleep_for(milliseconds(std::min(1000, 50 << std::min(attempt, 5))));
+          continue;  // pushes are de-duplicated on (worker, step): a retry is harmless
+        }
+        throw CommError(str(where, " failed: the shard is unavailable (", msg,
+                            "): the `tandem ps --shard ", shard_,
+                            "` process died or is unreachable"));
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        if (impl_->channel->GetState(false) != GRPC_CHANNEL_READY)
+          throw CommError(str(where, " failed: could not reach the shard within ", deadline.count(),
+                              " ms: check that `tandem ps --shard ", shard_,
+                              "` runs there (TANDEM_PS_ENDPOINTS)"));
+        throw TimeoutError(str(where, ": no answer within ", deadline.count(), " ms",
+                               msg.empty() ? std::string() : " (" + msg + ")",
+                               "; raise strategy.timeout_s if workers are just slow"));
+      case grpc::StatusCode::ABORTED:
+        throw CommError(str(where, " aborted: ", msg));
+      case grpc::StatusCode::CANCELLED:
+        throw CommError(
+            str(where, " cancelled", cancelled_.load() ? ": another shard failed" : ""));
+      default:
+        throw CommError(str(where, " refused: ", code_name(st.error_code()), ": ", msg));
+    }
+  }
+}
+
+bool PsClient::register_worker(int worker, int world_size, int64_t incarnation,
+                               const std::string& mode, int num_shards) {
+  pb::RegisterRequest req;
+  req.set_worker(worker);
+  req.set_world_size(world_size);
+  req.set_incarnation(incarnation);
+  req.set_mode(mode);
+  req.set_num_shards(num_shards);
+  pb::RegisterResponse resp;
+  call(str("register worker ", worker), timeout_, /*wait_for_ready=*/true,
+       [&](grpc::ClientContext& ctx) { return impl_->stub->Register(&ctx, req, &resp); });
+  TANDEM_CHECK_T(CommError, resp.shard() == shard_, "parameter server at ", endpoint_,
+                 " serves shard ", resp.shard(), ", but TANDEM_PS_ENDPOINTS lists it as shard ",
+                 shard_, ": list the endpoints in shard order");
+  return resp.initialized();
+}
+
+void PsClient::restore(int world_size, const NamedTensors& params,
+                       const NamedTensors& optimizer_state) {
+  pb::RestoreRequest req;
+  req.set_world_size(world_size);
+  for (const auto& [name, t] : params) to_proto(name, t, req.add_params());
+  for (const auto& [name, t] : optimizer_state) to_proto(name, t, req.add_optimizer());
+  pb::RestoreResponse resp;
+  call("restore", timeout_, false,
+       [&](grpc::ClientContext& ctx) { return impl_->stub->Restore(&ctx, req, &resp); });
+}
+
+int64_t PsClient::pull(int worker, int64_t step,
+                       const std::function<void(const WireTensor&)>& sink) {
+  pb::PullRequest req;
+  req.set_worker(worker);
+  req.set_step(step);
+  req.set_timeout_ms(timeout_.count());
+  pb::PullResponse resp;
+  const std::string what = str("pull for step ", step);
+  call(what, timeout_ + kGrace, false,
+       [&](grpc::ClientContext& ctx) { return impl_->stub->Pull(&ctx, req, &resp); });
+  for (const pb::Tensor& m : resp.params()) {
+    WireTensor t = wire_view(m);
+    if (auto bad = check_wire_tensor(t, max_message_bytes_, "parameter"))
+      throw CommError(str("parameter server shard ", shard_, " (", endpoint_, "): ", what,
+                          ": malformed answer: ", *bad));
+    sink(t);
+  }
+  return resp.applied_through();
+}
+
+bool PsClient::push(int worker, int64_t incarnation, int64_t step, double lr,
+                    const std::vector<std::pair<std::string, std::string_view>>& grads,
+                    DType dtype) {
+  pb::PushRequest req;
+  req.set_worker(worker);
+  req.set_incarnation(incarnation);
+  req.set_step(step);
+  req.set_lr(lr);
+  const int64_t item = static_cast<int64_t>(dtype_size(dtype));
+  for (const auto& [name, bytes] : grads) {
+    pb::Tensor* m = req.add_grads();
+    m->set_name(name);
+    m->set_dtype(dtype_name(dtype));
+    m->add_shape(static_cast<int64_t>(bytes.size()) / item);
+    m->set_byte_length(static_cast<int64_t>(bytes.size()));
+    m->set_data(bytes.data(), bytes.size());
+  }
+  pb::PushResponse resp;
+  call(str("push of step ", step), timeout_, false,
+       [&](grpc::ClientContext& ctx) { return impl_->stub->Push(&ctx, req, &resp); });
+  return resp.duplicate();
+}
+
+std::vector<double> PsClient::barrier(int worker, const std::string& key,
+                                      const std::vector<double>& values) {
+  pb::BarrierRequest req;
+  req.set_worker(worker);
+  req.set_key(key);
+  for (double v : values) req.add_values(v);
+  req.set_timeout_ms(timeout_.count());
+  pb::BarrierResponse resp;
+  call(str("barrier '", key, "'"), timeout_ + kGrace, false,
+       [&](grpc::ClientContext& ctx) { return impl_->stub->Barrier(&ctx, req, &resp); });
+  TANDEM_CHECK_T(CommError, resp.sums_size() == static_cast<int>(values.size()),
+                 "parameter server shard ", shard_, ": barrier '", key, "' answered ",
+                 resp.sums_size(), " sums for ", values.size(), " values");
+  return std::vector<double>(resp.sums().begin(), resp.sums().end());
+}
+
+void PsClient::save(NamedTensors* params, NamedTensors* optimizer_state) {
+  pb::SaveRequest req;
+  pb::SaveResponse resp;
+  call("save", timeout_, false,
+       [&](grpc::ClientContext& ctx) { return impl_->stub->Save(&ctx, req, &resp); });
+  auto take = [&](const auto& list, NamedTensors* out, const char* what) {
+    for (const pb::Tensor& m : list) {
+      WireTensor t = wire_view(m);
+      if (auto bad = check_wire_tensor(t, max_message_bytes_, what))
+        throw CommError(str("parameter server shard ", shard_, " (", endpoint_,
+                            "): save: malformed answer: ", *bad));
+      out->emplace_back(m.name(), tensor_from_wire(t));
+    }
+  };
+  take(resp.params(), params, "parameter");
+  take(resp.optimizer(), optimizer_state, "optimizer state");
+}
+
+void PsClient::done(int worker) {
+  pb::DoneRequest req;
+  req.set_worker(worker);
+  pb::DoneResponse resp;
+  call("done", timeout_, false,
+       [&](grpc::ClientContext& ctx) { return impl_->stub->Done(&ctx, req, &resp); });
+}
+
+}  // namespace tandem
+
+namespace tandem {
+
+void PsClient::abort(int worker, const std::string& reason) {
+  pb::AbortRequest req;
+  req.set_worker(worker);
+  req.set_reason(reason);
+  pb::AbortResponse resp;
+  grpc::ClientContext ctx;
+  if (!impl_->token.empty()) ctx.AddMetadata(kTokenHeader, impl_->token);
+  ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(2000));
+  impl_->stub->Abort(&ctx, req, &resp);  // best effort: the shard may be the one that died
+}
+
+}  // namespace tandem

@@ -1,0 +1,284 @@
+// PsServer through its wire protocol, driven by hand-made messages: exactly-once pushes, refusal
+// of inconsistent tensors and of calls without the token (the server keeps serving after each),
+// the sync rule and the staleness bound. SGD with lr 0.5 keeps the expected numbers by hand:
+// p' = p - 0.5 * g.
+#include "strategies/parameter_server/ps_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+
+#include "core/optim/sgd.h"
+#include "strategies/parameter_server/ps.grpc.pb.h"
+#include "strategies/parameter_server/ps_client.h"
+
+namespace tandem {
+namespace {
+
+namespace pb = ::tandem::ps;
+constexpr char kToken[] = "test-token";
+
+std::unique_ptr<PsServer> start_server(const std::string& mode, int64_t max_staleness = 0,
+                                       int64_t max_message_bytes = int64_t{1} << 20) {
+  PsServerOptions o;
+  o.token = kToken;
+  o.mode = mode;
+  o.max_staleness = max_staleness;
+  o.max_message_bytes = max_message_bytes;
+  o.make_optimizer = [](const NamedTensors& params) {
+    return std::make_unique<Sgd>(params, SgdOptions{.lr = 0.5});
+  };
+  return std::make_unique<PsServer>(o);
+}
+
+pb::Tensor f32_tensor(const std::string& name, const std::vector<float>& values) {
+  pb::Tensor t;
+  t.set_name(name);
+  t.set_dtype("f32");
+  t.add_shape(static_cast<int64_t>(values.size()));
+  t.set_byte_length(static_cast<int64_t>(values.size() * 4));
+  t.set_data(values.data(), values.size() * 4);
+  return t;
+}
+
+std::vector<float> floats(const pb::Tensor& t) {
+  std::vector<float> v(t.data().size() / 4);
+  std::memcpy(v.data(), t.data().data(), t.data().size());
+  return v;
+}
+
+class Wire {
+ public:
+  explicit Wire(const PsServer& server) {
+    grpc::ChannelArguments args;
+    args.SetMaxSendMessageSize(-1);
+    stub_ = pb::ParameterServer::NewStub(
+        grpc::CreateCustomChannel(server.endpoint(), grpc::InsecureChannelCredentials(), args));
+  }
+  template <typename Req, typename Resp, typename Method>
+  grpc::Status call(Method method, const Req& req, Resp* resp, const char* token = kToken) {
+    grpc::ClientContext ctx;
+    if (token != nullptr) ctx.AddMetadata("x-tandem-token", token);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return ((*stub_).*method)(&ctx, req, resp);
+  }
+  grpc::Status reg(int worker, int world, const std::string& mode, int64_t incarnation = 0) {
+    pb::RegisterRequest req;
+    req.set_worker(worker);
+    req.set_world_size(world);
+    req.set_mode(mode);
+    req.set_num_shards(1);
+    req.set_incarnation(incarnation);
+    pb::RegisterResponse resp;
+    return call(&pb::ParameterServer::Stub::Register, req, &resp);
+  }
+  grpc::Status restore(int world, const std::vector<float>& w) {
+    pb::RestoreRequest req;
+    req.set_world_size(world);
+    *req.add_params() = f32_tensor("w", w);
+    pb::RestoreResponse resp;
+    return call(&pb::ParameterServer::Stub::Restore, req, &resp);
+  }
+  grpc::Status push(int worker, int64_t step, const pb::Tensor& grad, bool* duplicate = nullptr,
+                    int64_t incarnation = 0) {
+    pb::PushRequest req;
+    req.set_worker(worker);
+    req.set_step(step);
+    req.set_lr(0.5);
+    req.set_incarnation(incarnation);
+    *req.add_grads() = grad;
+    pb::PushResponse resp;
+    grpc::Status st = call(&pb::ParameterServer::Stub::Push, req, &resp);
+    if (duplicate) *duplicate = resp.duplicate();
+    return st;
+  }
+  grpc::Status pull(int worker, int64_t step, std::vector<float>* w, int64_t timeout_ms = 5000) {
+    pb::PullRequest req;
+    req.set_worker(worker);
+    req.set_step(step);
+    req.set_timeout_ms(timeout_ms);
+    pb::PullResponse resp;
+    grpc::Status st = call(&pb::ParameterServer::Stub::Pull, req, &resp);
+    if (st.ok() && w) *w = floats(resp.params(0));
+    return st;
+  }
+
+ private:
+  std::unique_ptr<pb::ParameterServer::Stub> stub_;
+};
+
+TEST(PsServer, DuplicatedAsyncPushChangesParametersOnce) {
+  auto server = start_server("async");
+  Wire wire(*server);
+  ASSERT_TRUE(wire.reg(0, 1, "async").ok());
+  ASSERT_TRUE(wire.restore(1, {1, 2, 3}).ok());
+  bool duplicate = true;
+  ASSERT_TRUE(wire.push(0, 0, f32_tensor("w", {1, 1, 1}), &duplicate).ok());
+  EXPECT_FALSE(duplicate);
+  ASSERT_TRUE(wire.push(0, 0, f32_tensor("w", {1, 1, 1}), &duplicate).ok());  // the retry
+  EXPECT_TRUE(duplicate);
+  std::vector<float> w;
+  ASSERT_TRUE(wire.pull(0, 1, &w).ok());
+  EXPECT_EQ(w, (std::vector<float>{0.5f, 1.5f, 2.5f}));  // 1 - 0.5 * 1, once
+  ASSERT_TRUE(wire.push(0, 1, f32_tensor("w", {2, 2, 2}), &duplicate).ok());
+  EXPECT_FALSE(duplicate);
+  ASSERT_TRUE(wire.pull(0, 2, &w).ok());
+  EXPECT_EQ(w, (std::vector<float>{-0.5f, 0.5f, 1.5f}));
+}
+
+TEST(PsServer, DuplicatedSyncPushIsCountedOnceInTheAverage) {
+  auto server = start_server("sync");
+  Wire wire(*server);
+  ASSERT_TRUE(wire.reg(0, 2, "sync").ok());
+  ASSERT_TRUE(wire.reg(1, 2, "sync").ok());
+  ASSERT_TRUE(wire.restore(2, {1, 2, 3}).ok());
+  bool duplicate = false;
+  ASSERT_TRUE(wire.push(0, 0, f32_tensor("w", {2, 2, 2}), &duplicate).ok());
+  ASSERT_TRUE(wire.push(0, 0, f32_tensor("w", {2, 2, 2}), &duplicate).ok());
+  EXPECT_TRUE(duplicate);
+  std::vector<float> w;
+  // Worker 1 has not pushed step 0: a pull for step 1 waits (here: times out).
+  grpc::Status st = wire.pull(0, 1, &w, /*timeout_ms=*/200);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_NE(st.error_message().find("missing: workers 1"), std::string::npos) << st.error_message();
+  ASSERT_TRUE(wire.push(1, 0, f32_tensor("w", {4, 0, 6}), &duplicate).ok());
+  EXPECT_FALSE(duplicate);
+  ASSERT_TRUE(wire.pull(0, 1, &w).ok());
+  // average (3, 1, 4): 1 - 1.5, 2 - 0.5, 3 - 2
+  EXPECT_EQ(w, (std::vector<float>{-0.5f, 1.5f, 1.0f}));
+  // A late retry of step 0 (already applied) changes nothing.
+  ASSERT_TRUE(wire.push(1, 0, f32_tensor("w", {4, 0, 6}), &duplicate).ok());
+  EXPECT_TRUE(duplicate);
+  ASSERT_TRUE(wire.pull(1, 1, &w).ok());
+  EXPECT_EQ(w, (std::vector<float>{-0.5f, 1.5f, 1.0f}));
+}
+
+TEST(PsServer, InconsistentTensorsAreRefusedAndTheServerKeepsServing) {
+  auto server = start_server("async");
+  Wire wire(*server);
+  ASSERT_TRUE(wire.reg(0, 1, "async").ok());
+  ASSERT_TRUE(wire.restore(1, {1, 2, 3}).ok());
+  struct Case {
+    const char* what;
+    pb::Tensor t;
+    const char* expect;
+  };
+  std::vector<Case> cases;
+  pb::Tensor t = f32_tensor("w", {1, 1, 1});
+  t.set_byte_length(8);
+  cases.push_back({"byte_length", t, "byte_length 8 does not match shape [3] of f32 (12 bytes)"});
+  t = f32_tensor("w", {1, 1, 1});
+  t.set_data(std::string(8, '\0'));
+  cases.push_back({"data", t, "carries 8 bytes of data but byte_length says 12"});
+  t = f32_tensor("w", {1, 1, 1});
+  t.set_dtype("f64");
+  t.set_byte_length(24);
+  t.set_data(std::string(24, '\0'));
+  cases.push_back({"dtype", t, "dtype f64 but the variable is f32"});
+  t = f32_tensor("w", {1, 1, 1, 1});
+  cases.push_back({"shape", t, "shape [4] but the variable is [3]"});
+  t = f32_tensor("w", {1, 1, 1});
+  t.set_dtype("bf16");
+  cases.push_back({"unknown dtype", t, "dtype 'bf16' is not one of f32, f64, i64"});
+  t = f32_tensor("nope", {1, 1, 1});
+  cases.push_back({"name", t, "has no variable 'nope'"});
+  for (const Case& c : cases) {
+    grpc::Status st = wire.push(0, 0, c.t);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.what;
+    EXPECT_NE(st.error_message().find(c.expect), std::string::npos)
+        << c.what << ": " << st.error_message();
+  }
+  // Nothing changed, and the server still serves: the good push of step 0 is the first applied.
+  std::vector<float> w;
+  ASSERT_TRUE(wire.pull(0, 0, &w).ok());
+  EXPECT_EQ(w, (std::vector<float>{1, 2, 3}));
+  bool duplicate = true;
+  ASSERT_TRUE(wire.push(0, 0, f32_tensor("w", {2, 2, 2}), &duplicate).ok());
+  EXPECT_FALSE(duplicate);
+  ASSERT_TRUE(wire.pull(0, 1, &w).ok());
+  EXPECT_EQ(w, (std::vector<float>{0, 1, 2}));
+}
+
+TEST(PsServer, MessagesOverTheLimitAreRefused) {
+  auto server = start_server("async", 0, /*max_message_bytes=*/1024);
+  Wire wire(*server);
+  ASSERT_TRUE(wire.reg(0, 1, "async").ok());
+  // A tensor over the limit inside a message gRPC accepts: refused by the server's own check.
+  grpc::Status st = wire.restore(1, std::vector<float>(512, 1.0f));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("larger than the message limit of 1024 bytes"),
+            std::string::npos)
+      << st.error_message();
+  // A message over the limit plus framing: refused by gRPC before it is parsed.
+  st = wire.restore(1, std::vector<float>(1 << 19, 1.0f));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  EXPECT_TRUE(wire.restore(1, {1, 2, 3}).ok());  // still serving
+}
+
+TEST(PsServer, CallsWithoutTheRightTokenAreRefused) {
+  auto server = start_server("sync");
+  Wire wire(*server);
+  pb::RegisterRequest req;
+  req.set_worker(0);
+  req.set_world_size(1);
+  req.set_mode("sync");
+  req.set_num_shards(1);
+  pb::RegisterResponse resp;
+  grpc::Status st = wire.call(&pb::ParameterServer::Stub::Register, req, &resp, nullptr);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(st.error_message().find("missing job token"), std::string::npos);
+  st = wire.call(&pb::ParameterServer::Stub::Register, req, &resp, "wrong");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(st.error_message().find("test-token"), std::string::npos);  // never echoed
+  pb::SaveResponse save;
+  st = wire.call(&pb::ParameterServer::Stub::Save, pb::SaveRequest(), &save, nullptr);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(wire.reg(0, 1, "sync").ok());  // the right token still works
+  // Through PsClient, the refusal is an error naming the shard.
+  PsClient client(0, server->endpoint(), "", std::chrono::seconds(5), 1 << 20);
+  try {
+    client.register_worker(0, 1, 0, "sync", 1);
+    FAIL() << "a call without a token was accepted";
+  } catch (const CommError& e) {
+    EXPECT_NE(std::string(e.what()).find("parameter server shard 0"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("UNAUTHENTICATED"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PsServer, AsyncPullWaitsForWorkersBeyondMaxStaleness) {
+  auto server = start_server("async", /*max_staleness=*/1);
+  Wire wire(*server);
+  ASSERT_TRUE(wire.reg(0, 2, "async").ok());
+  ASSERT_TRUE(wire.reg(1, 2, "async").ok());
+  ASSERT_TRUE(wire.restore(2, {0, 0, 0}).ok());
+  std::vector<float> w;
+  ASSERT_TRUE(wire.push(0, 0, f32_tensor("w", {1, 1, 1})).ok());
+  ASSERT_TRUE(wire.pull(0, 1, &w).ok());  // 1 step ahead of worker 1: allowed
+  ASSERT_TRUE(wire.push(0, 1, f32_tensor("w", {1, 1, 1})).ok());
+  grpc::Status st = wire.pull(0, 2, &w, 200);  // 2 steps ahead: waits
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_NE(st.error_message().find("workers 1 to come within max_staleness 1"), std::string::npos)
+      << st.error_message();
+  ASSERT_TRUE(wire.push(1, 0, f32_tensor("w", {1, 1, 1})).ok());
+  ASSERT_TRUE(wire.pull(0, 2, &w).ok());
+  EXPECT_EQ(w, (std::vector<float>{-1.5f, -1.5f, -1.5f}));  // three pushes applied
+}
+
+TEST(PsServer, PushOfARestartedWorkersOldIncarnationIsRefused) {
+  auto server = start_server("async");
+  Wire wire(*server);
+  ASSERT_TRUE(wire.reg(0, 1, "async", /*incarnation=*/1).ok());
+  ASSERT_TRUE(wire.restore(1, {0, 0, 0}).ok());
+  grpc::Status st = wire.push(0, 5, f32_tensor("w", {1, 1, 1}), nullptr, /*incarnation=*/0);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // The new incarnation starts its own steps again (a resume from an older checkpoint).
+  bool duplicate = true;
+  ASSERT_TRUE(wire.push(0, 0, f32_tensor("w", {1, 1, 1}), &duplicate, 1).ok());
+  EXPECT_FALSE(duplicate);
+}
+
+}  // namespace
+}  // namespace tandem
