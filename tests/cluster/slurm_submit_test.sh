@@ -5,7 +5,8 @@
 #   2. launcher mpi:    srun --mpi=pmix starts 2 `tandem train` ranks (MPI backend);
 # each must finish COMPLETED with the `final:` line in its output file, a checkpoint saved by a
 # world of 2, and the same losses and accuracy as one local process (DDP computes the same math);
-#   3. tandem status / tandem cancel on a long job that is pending or running.
+#   3. strategy parameter_server (sync): 2 `tandem ps` servers as an srun step of their own;
+#   4. tandem status / tandem cancel on a long job that is pending or running.
 # Teardown stops only the daemons this test started, by pid. Usage: slurm_submit_test.sh TANDEM SRC
 set -uo pipefail
 TANDEM="$1"
@@ -121,7 +122,17 @@ grep -q 'node 0 of 1: 2 workers' "${log%.out}.err" "$log" ||
 log="$(run_job mpi "${common[@]}" --launcher mpi logging.dir=runs/mpi checkpoint.dir=runs/mpi/ckpt)" || exit 1
 check_job mpi "$log"
 
-# 3. status and cancel on a job that is still queued or running.
+# 3. strategy parameter_server (sync, the same math as ddp): 2 `tandem ps` servers as an srun
+#    step of their own on the first node, 2 workers through `tandem launch`.
+ps_args=("${common[@]/strategy.name=ddp/strategy.name=parameter_server}")
+log="$(run_job ps "${ps_args[@]}" strategy.num_ps=2 logging.dir=runs/ps checkpoint.dir=runs/ps/ckpt)" || exit 1
+check_job ps "$log"
+for shard in 0 1; do
+  grep -q "tandem ps: shard $shard listening on" "$log" "${log%.out}.err" ||
+    fail "ps: server $shard did not run as a task of the job: $(tail -n 20 "${log%.out}.err")"
+done
+
+# 4. status and cancel on a job that is still queued or running.
 out="$("$TANDEM" submit slurm "$CONFIG" "${common[@]/training.max_steps=$STEPS/training.max_steps=0}" \
   training.epochs=15 logging.dir=runs/long checkpoint.dir=runs/long/ckpt 2>&1)" ||
   fail "long: submit failed: $out"
