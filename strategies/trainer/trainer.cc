@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/autograd/grad_mode.h"
+#include "core/backends/device_backend.h"
 #include "core/data/loader.h"
 #include "core/data/sampler.h"
 #include "core/data/transforms.h"
@@ -58,10 +59,13 @@ EvalResult evaluate(Module& model, Strategy& strategy, const std::shared_ptr<con
   while (auto b = loader.next()) {
     const int64_t n = b->labels.numel();
     if (n == 0) continue;
-    Tensor logits = model.forward(b->images);
-    loss_sum += cross_entropy(logits, b->labels).item() * static_cast<double>(n);
+    const std::vector<Tensor> params = model.parameters();
+    const Device dev = params.empty() ? Device::cpu() : params.front().device();
+    Tensor labels = b->labels.to(dev);
+    Tensor logits = model.forward(b->images.to(dev));
+    loss_sum += cross_entropy(logits, labels).item() * static_cast<double>(n);
     Tensor pred = argmax(logits, 1);
-    correct += sum(eq(pred, b->labels).to(DType::kF64)).item();
+    correct += sum(eq(pred, labels).to(DType::kF64)).item();
     count += static_cast<double>(n);
   }
   std::vector<double> total = strategy.all_reduce_sum({loss_sum, correct, count});
@@ -83,10 +87,16 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   const bool chief = strat.is_chief();
   std::ostream& out = *env_.out;
   std::ostream& err = *env_.err;
-  TANDEM_CHECK_T(ConfigError, cfg.training.device == "cpu", "training.device: '", cfg.training.device,
-                 "' needs tandem built with CUDA (this build has the CPU backend only)");
-  TANDEM_CHECK_T(ConfigError, cfg.training.precision == "fp32", "training.precision: '",
-                 cfg.training.precision, "' needs a CUDA device; on the CPU only fp32 is supported");
+  const Device device = resolve_training_device(cfg, env_.local_rank);
+  TANDEM_CHECK_T(ConfigError, cfg.training.precision == "fp32" || device.is_cuda(),
+                 "training.precision: '", cfg.training.precision,
+                 "' needs a CUDA device; on the CPU only fp32 is supported");
+  // tf32: f32 storage, TF32 tensor cores in GEMMs and convolutions. bf16/fp16 need autocast and
+  // the loss scaler, which the CUDA backend does not have yet.
+  TANDEM_CHECK_T(Unimplemented, cfg.training.precision == "fp32" || cfg.training.precision == "tf32",
+                 "training.precision: '", cfg.training.precision,
+                 "' (mixed precision) is not implemented yet; use fp32 or tf32");
+  if (device.is_cuda()) backend_for("training", device).set_allow_tf32(cfg.training.precision == "tf32");
   validate_world(cfg, strat.world_size());
   set_num_threads(cfg.training.threads);
 
@@ -110,6 +120,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
 
   // ---- model, optimizer, schedule
   model_ = build_model(cfg, *train_data);
+  model_->to(device);  // before the optimizer, so its state is created on the device too
   optimizer_ = build_optimizer(cfg, model_->named_parameters());
   // The schedule spans the steps this run will take: min(max_steps, epochs x steps per epoch).
   Schedule schedule = build_schedule(cfg, total_steps);
@@ -257,6 +268,11 @@ TrainResult Trainer::run(int64_t stop_at_step) {
           if (cfg.training.log_memory) {
             AllocatorStats st = cpu_allocator_stats();
             mv.push_back({"memory/cpu_peak_allocated_mb", st.peak_allocated_bytes / 1048576.0});
+            if (device.is_cuda()) {
+              DeviceMemoryStats ds = backend_for("log_memory", device).memory_stats(device.index);
+              mv.push_back({"memory/cuda_peak_allocated_mb", ds.peak_allocated_bytes / 1048576.0});
+              mv.push_back({"memory/cuda_reserved_mb", ds.reserved_bytes / 1048576.0});
+            }
           }
           metrics->log(state.step, state.epoch, mv);
           if (tb) {
