@@ -19,6 +19,7 @@
 #include <mutex>
 
 #include "core/autograd/node.h"
+#include "core/backends/autocast.h"
 #include "core/backends/device_backend.h"
 #include "core/ops/blas.h"
 #include "core/ops/conv.h"
@@ -333,6 +334,12 @@ Tensor conv2d_device(const ConvShape& s, const Tensor& x, const Tensor& weight, 
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
+  if (autocast_applies({&x, &weight, &bias}) && weight.dim() == 4) {
+    // cuDNN in the low dtype; the bias is added in f32 (its gradient is a reduction).
+    const DType lo = autocast_dtype();
+    Tensor y = conv2d(x.to(lo), weight.to(lo), Tensor(), opt).to(DType::kF32);
+    return bias.defined() ? add(y, bias.view({1, -1, 1, 1})) : y;
+  }
   check_same_dtype("conv2d", {&x, &weight, &bias});
   if (x.is_cuda() || weight.is_cuda()) {
     check_same_device("conv2d", {&x, &weight, &bias});

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include "core/autograd/node.h"
+#include "core/backends/autocast.h"
 #include "core/backends/device_backend.h"
 #include "core/ops/blas.h"
 #include "core/ops/dispatch.h"
@@ -86,6 +87,10 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  if (autocast_applies({&a_in, &b_in})) {
+    const DType lo = autocast_dtype();
+    return matmul(a_in.to(lo), b_in.to(lo)).to(DType::kF32);
+  }
   check_same_device("matmul", {&a_in, &b_in});
   check_same_dtype("matmul", {&a_in, &b_in});
   TANDEM_CHECK_SHAPE(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 "
@@ -137,6 +142,17 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (autocast_applies({&x, &weight, &bias}) && x.dim() >= 1 && weight.dim() == 2 &&
+      x.shape().back() == weight.shape()[1]) {
+    // As 2-D products (their backward needs no reduction in the low dtype); bias added in f32.
+    const DType lo = autocast_dtype();
+    Shape os = x.shape();
+    os.back() = weight.shape()[0];
+    Tensor y = matmul(x.reshape({-1, weight.shape()[1]}).to(lo), weight.to(lo).t())
+                   .to(DType::kF32)
+                   .reshape(os);
+    return bias.defined() ? add(y, bias) : y;
+  }
   check_same_device("linear", {&x, &weight, &bias});
   check_same_dtype("linear", {&x, &weight, &bias});
   TANDEM_CHECK_SHAPE(x.dim() >= 1 && weight.dim() == 2 && x.shape().back() == weight.shape()[1],

@@ -16,6 +16,7 @@ double replica_forward_backward(Module& model, const MicroBatch& micro, double g
     loss = cross_entropy(model.forward(b.images.to(dev)), b.labels.to(dev));
   }
   double value = loss.item();
+  grad_scale *= micro.loss_scale;
   if (grad_scale == 1.0) loss.backward();
   else mul(loss, grad_scale).backward();
   return value;

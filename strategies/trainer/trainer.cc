@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/autograd/grad_mode.h"
+#include "core/backends/autocast.h"
 #include "core/backends/device_backend.h"
 #include "core/data/loader.h"
 #include "core/data/sampler.h"
@@ -19,6 +20,7 @@
 #include "core/metrics/tensorboard.h"
 #include "core/ops/ops.h"
 #include "core/optim/clip.h"
+#include "core/optim/loss_scaler.h"
 #include "core/parallel/parallel.h"
 #include "core/tensor/allocator.h"
 #include "configs/schema/config.h"
@@ -91,12 +93,16 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   TANDEM_CHECK_T(ConfigError, cfg.training.precision == "fp32" || device.is_cuda(),
                  "training.precision: '", cfg.training.precision,
                  "' needs a CUDA device; on the CPU only fp32 is supported");
-  // tf32: f32 storage, TF32 tensor cores in GEMMs and convolutions. bf16/fp16 need autocast and
-  // the loss scaler, which the CUDA backend does not have yet.
-  TANDEM_CHECK_T(Unimplemented, cfg.training.precision == "fp32" || cfg.training.precision == "tf32",
-                 "training.precision: '", cfg.training.precision,
-                 "' (mixed precision) is not implemented yet; use fp32 or tf32");
-  if (device.is_cuda()) backend_for("training", device).set_allow_tf32(cfg.training.precision == "tf32");
+  // tf32: f32 storage, TF32 tensor cores in GEMMs and convolutions. bf16/fp16: autocast of
+  // matmul/linear/conv2d (core/backends/autocast.h) with f32 master weights; fp16 adds the
+  // dynamic loss scaler.
+  const std::string& precision = cfg.training.precision;
+  if (device.is_cuda()) backend_for("training", device).set_allow_tf32(precision == "tf32");
+  set_autocast_dtype(precision == "bf16" ? DType::kBF16
+                     : precision == "fp16" ? DType::kF16
+                                           : DType::kF32);
+  std::optional<LossScaler> scaler;
+  if (precision == "fp16") scaler.emplace();
   validate_world(cfg, strat.world_size());
   set_num_threads(cfg.training.threads);
 
@@ -220,9 +226,19 @@ TrainResult Trainer::run(int64_t stop_at_step) {
         std::optional<Batch> batch = loader.next();
         TANDEM_ASSERT(batch.has_value(), "loader ran out of batches mid-epoch");
         MicroBatch micro{&*batch, state.step, m, accumulate, seed};
+        if (scaler) micro.loss_scale = scaler->scale();
         loss_sum += strat.forward_backward(*model_, micro);
       }
       strat.synchronize(*model_);
+      // fp16: a step whose scaled gradients overflowed is skipped and the scale halved (normal
+      // while the scaler finds its level; not a divergence); otherwise the gradients are unscaled.
+      bool overflow = false;
+      if (scaler) {
+        const std::vector<Tensor> params = model_->parameters();
+        overflow = !grads_finite(params);
+        if (!overflow) scale_grads(params, 1.0 / scaler->scale());
+        scaler->update(overflow);
+      }
       double loss = strat.all_reduce_sum({loss_sum / accumulate})[0] / strat.world_size();
       bool finite = std::isfinite(loss);
       double grad_norm = 0;
@@ -239,6 +255,8 @@ TrainResult Trainer::run(int64_t stop_at_step) {
                        "training diverged: ", nonfinite_in_a_row,
                        " steps in a row had a non-finite loss or gradient (training.max_nonfinite_steps = ",
                        cfg.training.max_nonfinite_steps, "); lower optimizer.lr or set training.grad_clip");
+        optimizer_->zero_grad();
+      } else if (overflow) {
         optimizer_->zero_grad();
       } else {
         nonfinite_in_a_row = 0;

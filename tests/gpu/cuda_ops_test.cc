@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "core/autograd/grad_mode.h"
+#include "core/backends/autocast.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace tandem {
@@ -190,6 +191,55 @@ TEST(CudaOpsErrors, MixingDevicesNamesBothDevices) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("cuda:0"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("cpu"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// bf16/fp16 autocast: linear and conv2d on f32 CUDA tensors compute in the low dtype and return
+// f32; forward and the f32 gradients stay within the low dtype's rounding of the CPU's f32.
+TEST(CudaAutocast, LowPrecisionLinearAndConvFollowTheF32Cpu) {
+  TANDEM_REQUIRE_CUDA();
+  struct Reset {
+    ~Reset() { set_autocast_dtype(DType::kF32); }
+  } reset;
+  for (DType lo : {DType::kBF16, DType::kF16}) {
+    const double tol = lo == DType::kBF16 ? 3e-2 : 5e-3;
+    Tensor x = uniform({6, 4, 8, 8}, -1.0, 1.0, 91), w = uniform({5, 4, 3, 3}, -0.3, 0.3, 92);
+    Tensor b = uniform({5}, -1.0, 1.0, 93);
+    Tensor lx = uniform({7, 40}, -1.0, 1.0, 94), lw = uniform({3, 40}, -0.3, 0.3, 95);
+    std::vector<Tensor> cpu{x, w, b, lx, lw}, dev;
+    for (Tensor& t : cpu) {
+      t = t.clone();
+      t.set_requires_grad(true);
+      Tensor d = t.detach().to(gpu());
+      d.set_requires_grad(true);
+      dev.push_back(d);
+    }
+    auto run = [](const std::vector<Tensor>& in) {
+      Tensor c = conv2d(in[0], in[1], in[2], Conv2dOptions{});
+      Tensor l = linear(in[3], in[4], Tensor());
+      return add(sum(mul(c, c)), sum(mul(l, l)));
+    };
+    set_autocast_dtype(DType::kF32);
+    Tensor lc = run(cpu);
+    set_autocast_dtype(lo);
+    Tensor conv_dev = conv2d(dev[0], dev[1], dev[2], Conv2dOptions{});
+    EXPECT_EQ(conv_dev.dtype(), DType::kF32) << "autocast output is f32";
+    Tensor lg = run(dev);
+    const std::string name = dtype_name(lo);
+    EXPECT_NEAR(lg.item(), lc.item(), tol * std::abs(lc.item())) << name;
+    lc.backward();
+    lg.backward();
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      ASSERT_TRUE(dev[i].grad().defined()) << name << " input " << i;
+      EXPECT_EQ(dev[i].grad().dtype(), DType::kF32) << name << " master gradient stays f32";
+      expect_matches_cpu(dev[i].grad(), cpu[i].grad(), name + " grad " + std::to_string(i), tol);
+    }
   }
 }
 
