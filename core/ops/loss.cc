@@ -398,8 +398,15 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target) {
-  check_cpu("mse_loss", {&input, &target});
   check_same_dtype("mse_loss", {&input, &target});
+  if (input.is_cuda() || target.is_cuda()) {
+    // On a device: composed from the elementwise ops and one reduction (all differentiable).
+    check_same_device("mse_loss", {&input, &target});
+    TANDEM_CHECK_SHAPE(input.numel() > 0, "mse_loss of empty tensors ", shape_str(input.shape()));
+    Tensor d = sub(input, target);
+    return mean(mul(d, d));
+  }
+  check_cpu("mse_loss", {&input, &target});
   if (input.shape() != target.shape()) {
     // Broadcasting (rare): compose differentiable ops.
     broadcast_shapes(input.shape(), target.shape());

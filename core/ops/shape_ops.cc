@@ -126,7 +126,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
   for (size_t t = 0; t < tensors.size(); ++t) {
     const Tensor& x = tensors[t];
     TANDEM_CHECK_SHAPE(x.defined(), "cat: tensor ", t, " is undefined");
-    check_cpu("cat", {&x});
+    TANDEM_CHECK(x.device() == first.device(), "cat: tensor ", t, " is on ", x.device().str(),
+                 " but tensor 0 is on ", first.device().str());
     TANDEM_CHECK_T(TypeError, x.dtype() == first.dtype(), "cat: tensor ", t, " is ",
                    dtype_name(x.dtype()), " but tensor 0 is ", dtype_name(first.dtype()));
     bool ok = x.dim() == first.dim();
@@ -136,23 +137,31 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
                        "; all sizes except dimension ", dim, " must match");
     out_shape[dim] += x.shape()[dim];
   }
-  Tensor out = empty(out_shape, first.dtype());
-  const int64_t outer = prod(out_shape, 0, dim), inner = prod(out_shape, dim + 1, first.dim());
-  const int64_t es = static_cast<int64_t>(dtype_size(first.dtype()));
-  const int64_t out_row = out_shape[dim] * inner * es;
-  char* dst = static_cast<char*>(out.raw_data());
-  int64_t off = 0;  // bytes into each output row
-  for (const Tensor& x_in : tensors) {
-    Tensor x = x_in.detach().contiguous();
-    const int64_t row = x.shape()[dim] * inner * es;
-    const char* src = static_cast<const char*>(x.raw_data());
-    if (row > 0) {
-      parallel_for(0, outer, std::max<int64_t>(1, kGrainBytes / row), [&](int64_t b, int64_t e) {
-        for (int64_t o = b; o < e; ++o)
-          std::memcpy(dst + o * out_row + off, src + o * row, static_cast<size_t>(row));
-      });
+  Tensor out = empty(out_shape, first.dtype(), first.device());
+  if (out.is_cuda()) {  // one device copy per input into its slice of the output
+    int64_t at = 0;
+    for (const Tensor& x : tensors) {
+      out.slice(dim, at, at + x.shape()[dim]).copy_(x.detach());
+      at += x.shape()[dim];
     }
-    off += row;
+  } else {
+    const int64_t outer = prod(out_shape, 0, dim), inner = prod(out_shape, dim + 1, first.dim());
+    const int64_t es = static_cast<int64_t>(dtype_size(first.dtype()));
+    const int64_t out_row = out_shape[dim] * inner * es;
+    char* dst = static_cast<char*>(out.raw_data());
+    int64_t off = 0;  // bytes into each output row
+    for (const Tensor& x_in : tensors) {
+      Tensor x = x_in.detach().contiguous();
+      const int64_t row = x.shape()[dim] * inner * es;
+      const char* src = static_cast<const char*>(x.raw_data());
+      if (row > 0) {
+        parallel_for(0, outer, std::max<int64_t>(1, kGrainBytes / row), [&](int64_t b, int64_t e) {
+          for (int64_t o = b; o < e; ++o)
+            std::memcpy(dst + o * out_row + off, src + o * row, static_cast<size_t>(row));
+        });
+      }
+      off += row;
+    }
   }
   std::vector<int64_t> starts;  // where each input begins along dim
   int64_t pos = 0;

@@ -127,8 +127,10 @@ TEST_P(CudaOps, SoftmaxAndLossesMatchCpu) {
       return cross_entropy(x[0], x[0].is_cuda() ? target_gpu : target, ls);
     });
   }
-  check_op("mse composed", {logits, u({9, 13}, 62)},
-           [](const auto& x) { return mean(mul(sub(x[0], x[1]), sub(x[0], x[1]))); });
+  check_op("mse_loss", {logits, u({9, 13}, 62)},
+           [](const auto& x) { return mse_loss(x[0], x[1]); });
+  check_op("cat dim 1", {logits, u({9, 4}, 63)},
+           [](const auto& x) { return cat({x[0], x[1]}, 1); });
 }
 
 TEST_P(CudaOps, ConvolutionPoolingAndBatchNormMatchCpu) {
