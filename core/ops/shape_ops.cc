@@ -34,9 +34,8 @@ int64_t prod(const Shape& s, int64_t begin, int64_t end) {
 Tensor checked_index(const char* op, const Tensor& index, int64_t size, bool allow_negative) {
   TANDEM_CHECK_T(TypeError, index.dtype() == DType::kI64 || index.dtype() == DType::kI32, op,
                  ": index must be an i32 or i64 tensor, got ", dtype_name(index.dtype()));
-  check_cpu(op, {&index});
   Tensor idx = empty(index.shape(), DType::kI64);  // our own copy: negatives are wrapped in place
-  idx.copy_(index.detach());
+  idx.copy_(index.detach());  // on the host (from a device index too): every entry is checked
   int64_t* p = idx.data<int64_t>();
   for (int64_t i = 0; i < idx.numel(); ++i) {
     int64_t v = p[i];
@@ -90,12 +89,38 @@ void scatter_add_rows(const T* g, int64_t outer, int64_t d, int64_t inner, const
                });
 }
 
+// On a device: one device copy per selected row (and one add per row in the backward). Correct
+// for any index; fast only for short ones (no model of the core indexes on the device per step).
+Tensor index_rows_device(const char* op, const Tensor& x, const Tensor& idx, int64_t outer,
+                         int64_t d, int64_t inner, const Shape& out_shape) {
+  Tensor xc = x.detach().contiguous().view({outer, d, inner});
+  const int64_t k = idx.numel();
+  const int64_t* p = idx.data<int64_t>();
+  Tensor out = empty({outer, k, inner}, x.dtype(), x.device());
+  for (int64_t j = 0; j < k; ++j) out.select(1, j).copy_(xc.select(1, p[j]));
+  out = out.view(out_shape);
+  Shape in_shape = x.shape();
+  record(std::string(op) == "index" ? "IndexBackward" : "IndexSelectBackward", {x}, {out},
+         [idx, in_shape, outer, d, inner, k](const std::vector<Tensor>& g) {
+           Tensor gc = g[0].contiguous().view({outer, k, inner});
+           Tensor gx = zeros({outer, d, inner}, gc.dtype(), gc.device());
+           const int64_t* p = idx.data<int64_t>();
+           for (int64_t j = 0; j < k; ++j) {
+             Tensor rows = gx.select(1, p[j]);
+             add_(rows, gc.select(1, j));
+           }
+           return std::vector<Tensor>{gx.view(in_shape)};
+         });
+  return out;
+}
+
 // x.index_select(dim, idx) for a checked 1-D i64 idx; out_shape is the result's shape.
 Tensor index_rows(const char* op, const Tensor& x, int64_t dim, const Tensor& idx,
                   const Shape& out_shape) {
-  Tensor xc = x.detach().contiguous();
   const int64_t outer = prod(x.shape(), 0, dim), d = x.shape()[dim],
                 inner = prod(x.shape(), dim + 1, x.dim());
+  if (x.is_cuda()) return index_rows_device(op, x, idx, outer, d, inner, out_shape);
+  Tensor xc = x.detach().contiguous();
   const int64_t k = idx.numel();
   Tensor out = empty(out_shape, x.dtype());
   gather_rows(xc, outer, d, inner, idx.data<int64_t>(), k, out);
@@ -183,7 +208,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
 }
 
 Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
-  check_cpu("index_select", {&x, &index});
+  if (!x.is_cuda()) check_cpu("index_select", {&x, &index});
   TANDEM_CHECK_SHAPE(x.dim() > 0, "index_select: input must have at least one dimension");
   TANDEM_CHECK_SHAPE(index.dim() <= 1, "index_select: index must be 0-d or 1-d, got shape ",
                      shape_str(index.shape()));
@@ -195,7 +220,7 @@ Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
 }
 
 Tensor index(const Tensor& x, const Tensor& index) {
-  check_cpu("index", {&x, &index});
+  if (!x.is_cuda()) check_cpu("index", {&x, &index});
   TANDEM_CHECK_SHAPE(x.dim() > 0, "index: cannot index a 0-d tensor");
   Tensor idx = checked_index("index", index, x.shape()[0], true);
   Shape out_shape = index.shape();

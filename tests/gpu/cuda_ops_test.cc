@@ -131,6 +131,13 @@ TEST_P(CudaOps, SoftmaxAndLossesMatchCpu) {
            [](const auto& x) { return mse_loss(x[0], x[1]); });
   check_op("cat dim 1", {logits, u({9, 4}, 63)},
            [](const auto& x) { return cat({x[0], x[1]}, 1); });
+  Tensor rows = from_vector({4, 0, 4, -1}, {4}, DType::kI64);  // repeats: the backward adds
+  check_op("index (negative, repeated)", {logits},
+           [&](const auto& x) { return index(x[0], rows); });
+  Tensor cols = from_vector({12, 3, 3}, {3}, DType::kI64);
+  check_op("index_select dim 1 (device index)", {logits}, [&](const auto& x) {
+    return index_select(x[0], 1, x[0].is_cuda() ? cols.to(gpu()) : cols);
+  });
 }
 
 TEST_P(CudaOps, ConvolutionPoolingAndBatchNormMatchCpu) {
