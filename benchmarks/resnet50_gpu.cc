@@ -32,10 +32,11 @@ struct Args {
 };
 
 [[noreturn]] void usage(const std::string& msg) {
-  std::fprintf(stderr,
-               "resnet50_gpu: %s\nusage: resnet50_gpu --batch B --precision {fp32,tf32,bf16,fp16} --steps N "
-               "[--warmup W] [--model resnet50|resnet18]\n",
-               msg.c_str());
+  std::fprintf(
+      stderr,
+      "resnet50_gpu: %s\nusage: resnet50_gpu --batch B --precision {fp32,tf32,bf16,fp16} --steps N "
+      "[--warmup W] [--model resnet50|resnet18]\n",
+      msg.c_str());
   std::exit(2);
 }
 
@@ -49,12 +50,18 @@ Args parse(int argc, char** argv) {
     char* end = nullptr;
     const long n = std::strtol(v, &end, 10);
     const bool is_int = end != v && *end == '\0';
-    if (k == "--batch" && is_int && n > 0) a.batch = n;
-    else if (k == "--steps" && is_int && n > 0) a.steps = static_cast<int>(n);
-    else if (k == "--warmup" && is_int && n >= 0) a.warmup = static_cast<int>(n);
-    else if (k == "--precision") a.precision = v;
-    else if (k == "--model") a.model = v;
-    else usage("bad flag or value: " + k + " " + v);
+    if (k == "--batch" && is_int && n > 0)
+      a.batch = n;
+    else if (k == "--steps" && is_int && n > 0)
+      a.steps = static_cast<int>(n);
+    else if (k == "--warmup" && is_int && n >= 0)
+      a.warmup = static_cast<int>(n);
+    else if (k == "--precision")
+      a.precision = v;
+    else if (k == "--model")
+      a.model = v;
+    else
+      usage("bad flag or value: " + k + " " + v);
   }
   if (a.precision != "fp32" && a.precision != "tf32" && a.precision != "bf16" &&
       a.precision != "fp16")
@@ -88,7 +95,8 @@ int main(int argc, char** argv) {
     Generator data_gen(1, 1);
     Tensor images = randn({a.batch, 3, 224, 224}, data_gen).to(dev);
     std::vector<double> lv(static_cast<size_t>(a.batch));
-    for (int64_t i = 0; i < a.batch; ++i) lv[static_cast<size_t>(i)] = static_cast<double>(i % 1000);
+    for (int64_t i = 0; i < a.batch; ++i)
+      lv[static_cast<size_t>(i)] = static_cast<double>(i % 1000);
     Tensor labels = from_vector(lv, {a.batch}, DType::kI64).to(dev);
     auto step = [&] {
       opt.zero_grad();

@@ -12,15 +12,13 @@
 #include "core/backends/cuda/cuda_check.h"
 #include "core/backends/cuda/cuda_context.h"
 
-#define TANDEM_NCCL_CHECK(call, comm)                                                         \
-  do {                                                                                        \
-    ncclResult_t tandem_r_ = (call);                                                          \
-    if (tandem_r_ != ncclSuccess && tandem_r_ != ncclInProgress)                             \
-      throw ::tandem::CommError(::tandem::str(__FILE__, ":", __LINE__, ": ", #call,            \
-                                              " failed: ", ncclGetErrorString(tandem_r_),      \
-                                              (comm) ? std::string(" (") +                     \
-                                                           ncclGetLastError(comm) + ")"        \
-                                                     : std::string()));                        \
+#define TANDEM_NCCL_CHECK(call, comm)                                                       \
+  do {                                                                                      \
+    ncclResult_t tandem_r_ = (call);                                                        \
+    if (tandem_r_ != ncclSuccess && tandem_r_ != ncclInProgress)                            \
+      throw ::tandem::CommError(::tandem::str(                                              \
+          __FILE__, ":", __LINE__, ": ", #call, " failed: ", ncclGetErrorString(tandem_r_), \
+          (comm) ? std::string(" (") + ncclGetLastError(comm) + ")" : std::string()));      \
   } while (0)
 
 namespace tandem {
@@ -45,22 +43,32 @@ namespace {
 
 ncclDataType_t nccl_type(DType dt) {
   switch (dt) {
-    case DType::kF32: return ncclFloat32;
-    case DType::kF64: return ncclFloat64;
-    case DType::kF16: return ncclFloat16;
-    case DType::kBF16: return ncclBfloat16;
-    case DType::kI32: return ncclInt32;
-    case DType::kI64: return ncclInt64;
-    case DType::kU8: return ncclUint8;
+    case DType::kF32:
+      return ncclFloat32;
+    case DType::kF64:
+      return ncclFloat64;
+    case DType::kF16:
+      return ncclFloat16;
+    case DType::kBF16:
+      return ncclBfloat16;
+    case DType::kI32:
+      return ncclInt32;
+    case DType::kI64:
+      return ncclInt64;
+    case DType::kU8:
+      return ncclUint8;
   }
   return ncclFloat32;
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return ncclSum;
-    case ReduceOp::kAvg: return ncclAvg;
-    case ReduceOp::kMax: return ncclMax;
+    case ReduceOp::kSum:
+      return ncclSum;
+    case ReduceOp::kAvg:
+      return ncclAvg;
+    case ReduceOp::kMax:
+      return ncclMax;
   }
   return ncclSum;
 }
@@ -159,7 +167,8 @@ NcclCommunicator::NcclCommunicator(StoreClient* store, int rank, int world_size,
                  " ranks need the rendezvous store (start the job with tandem launch)");
   if (rank == 0) {
     TANDEM_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
-    if (store != nullptr) store->set(key, std::string(reinterpret_cast<const char*>(&id), sizeof(id)));
+    if (store != nullptr)
+      store->set(key, std::string(reinterpret_cast<const char*>(&id), sizeof(id)));
   } else {
     const std::string bytes = store->get(key, options.timeout);
     TANDEM_CHECK_T(CommError, bytes.size() == sizeof(id), "nccl: the unique id under '", key,
@@ -201,10 +210,10 @@ std::unique_ptr<Work> NcclCommunicator::all_gather(const Tensor& input, Tensor& 
                      output.numel(), " elements, expected ", input.numel() * world_size_);
   cuda::DeviceGuard guard(device_);
   after_compute(*impl_);
-  TANDEM_NCCL_CHECK(ncclAllGather(input.raw_data(), output.raw_data(),
-                                  static_cast<size_t>(input.numel()), nccl_type(input.dtype()),
-                                  impl_->comm, impl_->stream),
-                    impl_->comm);
+  TANDEM_NCCL_CHECK(
+      ncclAllGather(input.raw_data(), output.raw_data(), static_cast<size_t>(input.numel()),
+                    nccl_type(input.dtype()), impl_->comm, impl_->stream),
+      impl_->comm);
   return std::make_unique<NcclWork>(impl_, impl_->next_seq++, "all_gather",
                                     std::vector<Tensor>{input, output});
 }
@@ -217,11 +226,10 @@ std::unique_ptr<Work> NcclCommunicator::reduce_scatter(const Tensor& input, Tens
                      input.numel(), " elements, expected ", output.numel() * world_size_);
   cuda::DeviceGuard guard(device_);
   after_compute(*impl_);
-  TANDEM_NCCL_CHECK(ncclReduceScatter(input.raw_data(), output.raw_data(),
-                                      static_cast<size_t>(output.numel()),
-                                      nccl_type(input.dtype()), nccl_op(op), impl_->comm,
-                                      impl_->stream),
-                    impl_->comm);
+  TANDEM_NCCL_CHECK(
+      ncclReduceScatter(input.raw_data(), output.raw_data(), static_cast<size_t>(output.numel()),
+                        nccl_type(input.dtype()), nccl_op(op), impl_->comm, impl_->stream),
+      impl_->comm);
   return std::make_unique<NcclWork>(impl_, impl_->next_seq++, "reduce_scatter",
                                     std::vector<Tensor>{input, output});
 }

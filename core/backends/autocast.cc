@@ -14,7 +14,9 @@ std::atomic<DType>& current() {
 
 }  // namespace
 
-DType autocast_dtype() { return current().load(std::memory_order_relaxed); }
+DType autocast_dtype() {
+  return current().load(std::memory_order_relaxed);
+}
 
 void set_autocast_dtype(DType dt) {
   TANDEM_CHECK_T(TypeError, dt == DType::kF32 || dt == DType::kBF16 || dt == DType::kF16,

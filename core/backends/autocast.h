@@ -14,7 +14,7 @@
 
 namespace tandem {
 
-DType autocast_dtype();           // kF32: off
+DType autocast_dtype();             // kF32: off
 void set_autocast_dtype(DType dt);  // kBF16, kF16, or kF32 to turn it off
 
 // True when autocast is on and every defined tensor is an f32 CUDA tensor.

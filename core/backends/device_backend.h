@@ -26,7 +26,7 @@ struct DeviceMemoryStats {
   int64_t reserved_bytes = 0;        // obtained from the driver (handed out + cached)
   int64_t peak_allocated_bytes = 0;  // since the last reset_peak_memory
   int64_t peak_reserved_bytes = 0;
-  int64_t device_allocs = 0;         // cudaMalloc calls so far (flat in the steady state)
+  int64_t device_allocs = 0;  // cudaMalloc calls so far (flat in the steady state)
   int64_t device_frees = 0;
 };
 
@@ -38,7 +38,7 @@ struct FusedTensor {
   void* state2 = nullptr;  // exp_avg_sq (Adam)
   DType dtype = DType::kF32;
   int64_t numel = 0;
-  int64_t step = 1;        // this parameter's step, 1 on its first update
+  int64_t step = 1;  // this parameter's step, 1 on its first update
 };
 struct FusedSgdArgs {
   double lr = 0, momentum = 0, dampening = 0, weight_decay = 0;
@@ -99,8 +99,8 @@ class DeviceBackend {
   // lse (n) keeps log-sum-exp for the backward.
   virtual void cross_entropy(const Tensor& logits, const Tensor& target, double smoothing,
                              const Tensor& loss, const Tensor& lse) = 0;
-  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target,
-                                      const Tensor& lse, double smoothing, const Tensor& grad_loss,
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
+                                      double smoothing, const Tensor& grad_loss,
                                       const Tensor& grad_logits) = 0;
 
   // ---- dropout: keep[i] for global element index first + i (the CPU's Philox mask, bit for bit)

@@ -8,12 +8,31 @@
 namespace tandem {
 
 enum class BinaryOp : uint8_t {
-  kAdd, kSub, kMul, kDiv, kMaximum, kPow,
-  kEq, kNe, kLt, kLe, kGt, kGe,  // comparisons: u8 output
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kMaximum,
+  kPow,
+  // comparisons: u8 output
+  kEq,
+  kNe,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
 };
 
 enum class UnaryOp : uint8_t {
-  kNeg, kExp, kLog, kSqrt, kAbs, kRelu, kGelu, kTanh, kSigmoid,
+  kNeg,
+  kExp,
+  kLog,
+  kSqrt,
+  kAbs,
+  kRelu,
+  kGelu,
+  kTanh,
+  kSigmoid,
   kPowScalar,  // x ^ arg
 };
 

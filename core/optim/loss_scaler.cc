@@ -9,9 +9,10 @@ namespace tandem {
 LossScaler::LossScaler(const LossScalerOptions& o) : options_(o), scale_(o.init_scale) {
   TANDEM_CHECK_T(ConfigError, std::isfinite(o.init_scale) && o.init_scale > 0,
                  "loss scaler: init_scale must be finite and > 0, got ", o.init_scale);
-  TANDEM_CHECK_T(ConfigError, o.growth_factor > 1 && o.backoff_factor > 0 && o.backoff_factor < 1 &&
-                     o.growth_interval > 0,
-                 "loss scaler: need growth_factor > 1, 0 < backoff_factor < 1, growth_interval > 0");
+  TANDEM_CHECK_T(
+      ConfigError,
+      o.growth_factor > 1 && o.backoff_factor > 0 && o.backoff_factor < 1 && o.growth_interval > 0,
+      "loss scaler: need growth_factor > 1, 0 < backoff_factor < 1, growth_interval > 0");
 }
 
 bool LossScaler::update(bool found_inf) {

@@ -41,7 +41,8 @@ void check_op(const std::string& name, const std::vector<Tensor>& inputs, const 
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!cpu_in[i].requires_grad()) continue;
     ASSERT_TRUE(gpu_in[i].grad().defined()) << name << ": input " << i << " has no cuda grad";
-    expect_matches_cpu(gpu_in[i].grad(), cpu_in[i].grad(), name + " grad of input " + std::to_string(i));
+    expect_matches_cpu(gpu_in[i].grad(), cpu_in[i].grad(),
+                       name + " grad of input " + std::to_string(i));
   }
 }
 
@@ -84,9 +85,12 @@ TEST_P(CudaOps, UnaryOpsAndActivationsMatchCpu) {
 
 TEST_P(CudaOps, ComparisonsAndWhereMatchCpu) {
   Tensor a = u({6, 8}, 21), b = u({8}, 22);
-  check_op("lt", {a, b}, [](const auto& x) { return lt(x[0], x[1]); }, false);
-  check_op("ge", {a, b}, [](const auto& x) { return ge(x[0], x[1]); }, false);
-  check_op("eq", {a, a}, [](const auto& x) { return eq(x[0], x[1]); }, false);
+  check_op(
+      "lt", {a, b}, [](const auto& x) { return lt(x[0], x[1]); }, false);
+  check_op(
+      "ge", {a, b}, [](const auto& x) { return ge(x[0], x[1]); }, false);
+  check_op(
+      "eq", {a, a}, [](const auto& x) { return eq(x[0], x[1]); }, false);
   check_op("where", {a, b}, [](const auto& x) { return where(gt(x[0], x[1]), x[0], x[1]); });
 }
 
@@ -98,7 +102,8 @@ TEST_P(CudaOps, ReductionsMatchCpu) {
   check_op("sum last", {a}, [](const auto& x) { return sum(x[0], {-1}); });
   check_op("mean dim 1", {a}, [](const auto& x) { return mean(x[0], {1}); });
   check_op("max dim 1", {a}, [](const auto& x) { return max(x[0], 1).first; });
-  check_op("argmax", {a}, [](const auto& x) { return argmax(x[0], 2); }, false);
+  check_op(
+      "argmax", {a}, [](const auto& x) { return argmax(x[0], 2); }, false);
   check_op("sum of a large vector", {u({1 << 20}, 32)}, [](const auto& x) { return sum(x[0]); });
 }
 
@@ -129,8 +134,9 @@ TEST_P(CudaOps, SoftmaxAndLossesMatchCpu) {
   }
   check_op("mse_loss", {logits, u({9, 13}, 62)},
            [](const auto& x) { return mse_loss(x[0], x[1]); });
-  check_op("cat dim 1", {logits, u({9, 4}, 63)},
-           [](const auto& x) { return cat({x[0], x[1]}, 1); });
+  check_op("cat dim 1", {logits, u({9, 4}, 63)}, [](const auto& x) {
+    return cat({x[0], x[1]}, 1);
+  });
   Tensor rows = from_vector({4, 0, 4, -1}, {4}, DType::kI64);  // repeats: the backward adds
   check_op("index (negative, repeated)", {logits},
            [&](const auto& x) { return index(x[0], rows); });
@@ -169,8 +175,8 @@ TEST_P(CudaOps, ConvolutionPoolingAndBatchNormMatchCpu) {
   Tensor rm_gpu = rm_cpu.to(gpu()), rv_gpu = rv_cpu.to(gpu());
   check_op("batch_norm training", {x, u({4}, 85, 0.5, 1.5), u({4}, 86)}, [&](const auto& in) {
     const bool on_gpu = in[0].is_cuda();
-    return batch_norm(in[0], on_gpu ? rm_gpu : rm_cpu, on_gpu ? rv_gpu : rv_cpu, in[1], in[2],
-                      true, 0.1, 1e-5);
+    return batch_norm(in[0], on_gpu ? rm_gpu : rm_cpu, on_gpu ? rv_gpu : rv_cpu, in[1], in[2], true,
+                      0.1, 1e-5);
   });
   expect_matches_cpu(rm_gpu, rm_cpu, "batch_norm running_mean");
   expect_matches_cpu(rv_gpu, rv_cpu, "batch_norm running_var");

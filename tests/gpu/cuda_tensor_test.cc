@@ -115,7 +115,8 @@ TEST(CudaDevices, AskingForAMissingDeviceNamesHowManyExist) {
     FAIL() << "cuda:" << n << " does not exist but allocation succeeded";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("only " + std::to_string(n) + " CUDA device"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
 }
 

@@ -81,8 +81,8 @@ TEST(CudaNccl, OneRankCollectivesLeaveTheRightValues) {
       if (dt == DType::kI64 && op == ReduceOp::kAvg) continue;
       Tensor t = host.to(gpu());
       comm->all_reduce(t, op)->wait(std::chrono::seconds(60));
-      expect_matches_cpu(t, host, std::string("all_reduce ") + reduce_op_name(op) + " " +
-                                      dtype_name(dt), 0.0);
+      expect_matches_cpu(
+          t, host, std::string("all_reduce ") + reduce_op_name(op) + " " + dtype_name(dt), 0.0);
     }
   }
   Tensor b = uniform({17}, 0.0, 1.0, 10).to(gpu());
@@ -134,7 +134,8 @@ NamedTensors train_mlp(Strategy& strategy, Device device, int steps) {
   return out;
 }
 
-void expect_same_weights(const NamedTensors& gpu_w, const NamedTensors& cpu_w, const std::string& what) {
+void expect_same_weights(const NamedTensors& gpu_w, const NamedTensors& cpu_w,
+                         const std::string& what) {
   ASSERT_EQ(gpu_w.size(), cpu_w.size());
   for (size_t i = 0; i < cpu_w.size(); ++i)
     expect_matches_cpu(gpu_w[i].second, cpu_w[i].second, what + " " + cpu_w[i].first, 1e-4);

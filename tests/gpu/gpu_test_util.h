@@ -13,24 +13,31 @@
 #include "core/tensor/tensor.h"
 #include "tests/support/test_support.h"
 
-#define TANDEM_REQUIRE_CUDA()                                                             \
-  do {                                                                                    \
-    if (!::tandem::cuda_available()) GTEST_SKIP() << "no CUDA device";                    \
+#define TANDEM_REQUIRE_CUDA()                                          \
+  do {                                                                 \
+    if (!::tandem::cuda_available()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
 namespace tandem::gpu_test {
 
-inline Device gpu() { return Device::cuda(0); }
+inline Device gpu() {
+  return Device::cuda(0);
+}
 
 // Relative tolerance of a CUDA result against the CPU's: the kernels sum in a different order
 // (tree reductions, cuBLAS blocking) and use the device's libm (within 2 ulp).
 inline double tolerance(DType dt) {
   switch (dt) {
-    case DType::kF64: return 1e-11;
-    case DType::kF32: return 2e-5;
-    case DType::kBF16: return 1e-2;
-    case DType::kF16: return 2e-3;
-    default: return 0.0;  // integers: exact
+    case DType::kF64:
+      return 1e-11;
+    case DType::kF32:
+      return 2e-5;
+    case DType::kBF16:
+      return 1e-2;
+    case DType::kF16:
+      return 2e-3;
+    default:
+      return 0.0;  // integers: exact
   }
 }
 
@@ -48,8 +55,8 @@ inline void expect_matches_cpu(const Tensor& actual, const Tensor& expected,
   ASSERT_TRUE(actual.defined()) << what;
   EXPECT_TRUE(actual.device().is_cuda()) << what << ": result left the device";
   EXPECT_EQ(actual.dtype(), expected.dtype()) << what;
-  testing::expect_close(actual.to(Device::cpu()), expected, tol >= 0 ? tol : tolerance(expected.dtype()),
-               what + " (cuda vs cpu)");
+  testing::expect_close(actual.to(Device::cpu()), expected,
+                        tol >= 0 ? tol : tolerance(expected.dtype()), what + " (cuda vs cpu)");
 }
 
 }  // namespace tandem::gpu_test

@@ -11,8 +11,8 @@
 namespace tandem::cuda {
 namespace {
 
-constexpr size_t kSmallStep = 512;         // cudaMalloc alignment is 256; 512 as PyTorch rounds
-constexpr size_t kSmallLimit = 1u << 20;   // 1 MiB
+constexpr size_t kSmallStep = 512;        // cudaMalloc alignment is 256; 512 as PyTorch rounds
+constexpr size_t kSmallLimit = 1u << 20;  // 1 MiB
 constexpr int kMaxDevices = 64;
 
 struct DevicePool {
@@ -43,7 +43,9 @@ void release_cached(DevicePool& p) {
   }
 }
 
-std::string mib(double bytes) { return str(static_cast<int64_t>(bytes / 1048576.0 + 0.5), " MiB"); }
+std::string mib(double bytes) {
+  return str(static_cast<int64_t>(bytes / 1048576.0 + 0.5), " MiB");
+}
 
 }  // namespace
 
@@ -83,8 +85,9 @@ void* device_alloc(size_t nbytes, int device) {
     (void)cudaMemGetInfo(&free_b, &total_b);
     throw Error(str("CUDA out of memory on cuda:", device, ": tried to allocate ",
                     mib(static_cast<double>(size)), " (", nbytes, " bytes); the device has ",
-                    mib(static_cast<double>(free_b)), " free of ", mib(static_cast<double>(total_b)),
-                    "; tandem holds ", mib(static_cast<double>(p.stats.allocated_bytes)),
+                    mib(static_cast<double>(free_b)), " free of ",
+                    mib(static_cast<double>(total_b)), "; tandem holds ",
+                    mib(static_cast<double>(p.stats.allocated_bytes)),
                     " in tensors. Reduce the batch size or use a lower training.precision"));
   }
   TANDEM_CUDA_CHECK(err);

@@ -3,10 +3,10 @@
 // on the compute stream of the tensors' device; only copies to the host wait.
 #include <cublas_v2.h>
 
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <array>
 
 #include "core/backends/cuda/caching_allocator.h"
 #include "core/backends/cuda/cuda_check.h"
@@ -43,9 +43,13 @@ int device_of(const char* op, std::initializer_list<const Tensor*> ts) {
   return dev;
 }
 
-cudaStream_t stream_of(int device) { return compute_stream(device); }
+cudaStream_t stream_of(int device) {
+  return compute_stream(device);
+}
 
-size_t nbytes(const Tensor& t) { return static_cast<size_t>(t.numel()) * dtype_size(t.dtype()); }
+size_t nbytes(const Tensor& t) {
+  return static_cast<size_t>(t.numel()) * dtype_size(t.dtype());
+}
 
 // A device copy of t made contiguous (t itself when it already is).
 Tensor contiguous_on_device(const Tensor& t) {
@@ -60,7 +64,8 @@ Operand operand_of(const Tensor& t, const Tensor& out, const char* op) {
   Operand o;
   if (!t.device().is_cuda()) {
     TANDEM_CHECK(t.numel() == 1, op, ": a ", t.device().str(), " tensor of shape ",
-                 shape_str(t.shape()), " cannot be combined with a cuda tensor; move it with .to()");
+                 shape_str(t.shape()),
+                 " cannot be combined with a cuda tensor; move it with .to()");
     o.is_scalar = true;
     o.scalar = t.item();
     return o;
@@ -74,11 +79,16 @@ Operand operand_of(const Tensor& t, const Tensor& out, const char* op) {
 
 cudaDataType_t blas_type(DType dt) {
   switch (dt) {
-    case DType::kF32: return CUDA_R_32F;
-    case DType::kF64: return CUDA_R_64F;
-    case DType::kF16: return CUDA_R_16F;
-    case DType::kBF16: return CUDA_R_16BF;
-    default: throw TypeError(str("matmul on cuda needs a floating dtype, got ", dtype_name(dt)));
+    case DType::kF32:
+      return CUDA_R_32F;
+    case DType::kF64:
+      return CUDA_R_64F;
+    case DType::kF16:
+      return CUDA_R_16F;
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    default:
+      throw TypeError(str("matmul on cuda needs a floating dtype, got ", dtype_name(dt)));
   }
 }
 
@@ -105,8 +115,8 @@ class CudaBackend final : public DeviceBackend {
         TANDEM_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), nbytes(dst),
                                           cudaMemcpyDeviceToDevice, s));
       } else {
-        launch_copy(dst.raw_data(), dst.dtype(), view_of(dst, "copy_"), src.raw_data(),
-                    src.dtype(), view_of(src, "copy_"), n, s);
+        launch_copy(dst.raw_data(), dst.dtype(), view_of(dst, "copy_"), src.raw_data(), src.dtype(),
+                    view_of(src, "copy_"), n, s);
       }
       return;
     }
@@ -127,8 +137,8 @@ class CudaBackend final : public DeviceBackend {
       cudaStream_t s = stream_of(dst.device().index);
       void* pinned = pinned_alloc(nbytes(sc));
       std::memcpy(pinned, sc.raw_data(), nbytes(sc));
-      TANDEM_CUDA_CHECK(cudaMemcpyAsync(target.raw_data(), pinned, nbytes(sc),
-                                        cudaMemcpyHostToDevice, s));
+      TANDEM_CUDA_CHECK(
+          cudaMemcpyAsync(target.raw_data(), pinned, nbytes(sc), cudaMemcpyHostToDevice, s));
       cudaEvent_t done;
       TANDEM_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
       TANDEM_CUDA_CHECK(cudaEventRecord(done, s));
@@ -140,7 +150,8 @@ class CudaBackend final : public DeviceBackend {
     Tensor sc = contiguous_on_device(src);
     cudaStream_t s = stream_of(src.device().index);
     void* pinned = pinned_alloc(nbytes(sc));
-    TANDEM_CUDA_CHECK(cudaMemcpyAsync(pinned, sc.raw_data(), nbytes(sc), cudaMemcpyDeviceToHost, s));
+    TANDEM_CUDA_CHECK(
+        cudaMemcpyAsync(pinned, sc.raw_data(), nbytes(sc), cudaMemcpyDeviceToHost, s));
     TANDEM_CUDA_CHECK(cudaStreamSynchronize(s));
     if (dst.is_contiguous() && dst.dtype() == sc.dtype()) {
       std::memcpy(dst.raw_data(), pinned, nbytes(sc));
@@ -249,16 +260,17 @@ class CudaBackend final : public DeviceBackend {
     const void* alpha = f64 ? static_cast<const void*>(&alpha64) : &alpha32;
     const void* betap = f64 ? static_cast<const void*>(&beta64) : &beta32;
     if (k == 0) {  // op(A) op(B) is zero: out = beta * out
-      if (beta == 0.0) fill(out, 0.0);
-      else mul_(out, beta);
+      if (beta == 0.0)
+        fill(out, 0.0);
+      else
+        mul_(out, beta);
       return;
     }
-    TANDEM_CUBLAS_CHECK(cublasGemmEx(h, opb, opa, static_cast<int>(n), static_cast<int>(m),
-                                     static_cast<int>(k), alpha, b.raw_data(), blas_type(dt),
-                                     static_cast<int>(ldb), a.raw_data(), blas_type(dt),
-                                     static_cast<int>(lda), betap, out.raw_data(),
-                                     blas_type(out.dtype()), static_cast<int>(n), compute,
-                                     CUBLAS_GEMM_DEFAULT));
+    TANDEM_CUBLAS_CHECK(
+        cublasGemmEx(h, opb, opa, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
+                     alpha, b.raw_data(), blas_type(dt), static_cast<int>(ldb), a.raw_data(),
+                     blas_type(dt), static_cast<int>(lda), betap, out.raw_data(),
+                     blas_type(out.dtype()), static_cast<int>(n), compute, CUBLAS_GEMM_DEFAULT));
   }
 
   void softmax(const Tensor& x, bool log, const Tensor& y) override {
@@ -355,14 +367,13 @@ class CudaBackend final : public DeviceBackend {
   void sgd_update(int device, const std::vector<FusedTensor>& params,
                   const FusedSgdArgs& a) override {
     for (DType dt : {DType::kF32, DType::kF64}) {
-      auto chunks = chunk_table(params, dt, [](const FusedTensor& p, OptimChunk& c) {
-        c.a = p.step == 1 ? 1.0 : 0.0;
-      });
+      auto chunks = chunk_table(
+          params, dt, [](const FusedTensor& p, OptimChunk& c) { c.a = p.step == 1 ? 1.0 : 0.0; });
       if (chunks.empty()) continue;
       Tensor table = upload(chunks, device);
       launch_sgd(dt, static_cast<const OptimChunk*>(table.raw_data()),
-                 static_cast<int64_t>(chunks.size()), a.lr, a.momentum, a.dampening,
-                 a.weight_decay, a.nesterov, stream_of(device));
+                 static_cast<int64_t>(chunks.size()), a.lr, a.momentum, a.dampening, a.weight_decay,
+                 a.nesterov, stream_of(device));
     }
   }
 
@@ -390,7 +401,9 @@ class CudaBackend final : public DeviceBackend {
     for (const FusedTensor& p : params) {
       if (p.dtype != dt) continue;
       for (int64_t b = 0; b < p.numel; b += kOptimChunkElems) {
-        OptimChunk c{p.param, p.grad, p.state1, p.state2, b, std::min(p.numel, b + kOptimChunkElems), 0.0, 0.0};
+        OptimChunk c{p.param,  p.grad, p.state1,
+                     p.state2, b,      std::min(p.numel, b + kOptimChunkElems),
+                     0.0,      0.0};
         scalars(p, c);
         chunks.push_back(c);
       }

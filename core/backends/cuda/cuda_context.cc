@@ -52,7 +52,8 @@ int device_count() {
 
 void check_device(int device) {
   const int n = device_count();
-  TANDEM_CHECK(n > 0, "cuda:", device, " requested but no CUDA device is visible (no GPU, no "
+  TANDEM_CHECK(n > 0, "cuda:", device,
+               " requested but no CUDA device is visible (no GPU, no "
                "driver, or CUDA_VISIBLE_DEVICES hides them); use device: cpu");
   TANDEM_CHECK(device >= 0 && device < n, "cuda:", device, " requested but only ", n,
                " CUDA device(s) are visible (cuda:0 to cuda:", n - 1, ")");
@@ -78,11 +79,15 @@ DeviceGuard::~DeviceGuard() {
   if (cudaGetDevice(&now) == cudaSuccess && now != previous_) (void)cudaSetDevice(previous_);
 }
 
-Event::Event() { TANDEM_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+Event::Event() {
+  TANDEM_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+}
 Event::~Event() {
   if (event_ != nullptr) (void)cudaEventDestroy(event_);
 }
-void Event::record(cudaStream_t stream) { TANDEM_CUDA_CHECK(cudaEventRecord(event_, stream)); }
+void Event::record(cudaStream_t stream) {
+  TANDEM_CUDA_CHECK(cudaEventRecord(event_, stream));
+}
 void Event::wait_on(cudaStream_t stream) const {
   TANDEM_CUDA_CHECK(cudaStreamWaitEvent(stream, event_, 0));
 }
@@ -92,6 +97,8 @@ bool Event::query() const {
   TANDEM_CUDA_CHECK(e);
   return true;
 }
-void Event::synchronize() const { TANDEM_CUDA_CHECK(cudaEventSynchronize(event_)); }
+void Event::synchronize() const {
+  TANDEM_CUDA_CHECK(cudaEventSynchronize(event_));
+}
 
 }  // namespace tandem::cuda

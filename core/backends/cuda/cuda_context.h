@@ -13,8 +13,8 @@
 
 namespace tandem::cuda {
 
-int device_count();                   // lazily probed once; 0 on any driver error
-void check_device(int device);        // throws naming the device and how many exist
+int device_count();                       // lazily probed once; 0 on any driver error
+void check_device(int device);            // throws naming the device and how many exist
 cudaStream_t compute_stream(int device);  // also makes `device` current on this thread
 
 // Makes a device current for a scope and restores the previous one.

@@ -10,12 +10,12 @@
 #include "core/backends/cuda/cuda_check.h"
 #include "core/backends/cuda/cuda_context.h"
 
-#define TANDEM_CUDNN_CHECK(call)                                                           \
-  do {                                                                                     \
-    cudnnStatus_t tandem_st_ = (call);                                                     \
-    if (tandem_st_ != CUDNN_STATUS_SUCCESS)                                                \
-      throw ::tandem::Error(::tandem::str(__FILE__, ":", __LINE__, ": ", #call,             \
-                                          " failed: ", cudnnGetErrorString(tandem_st_)));  \
+#define TANDEM_CUDNN_CHECK(call)                                                          \
+  do {                                                                                    \
+    cudnnStatus_t tandem_st_ = (call);                                                    \
+    if (tandem_st_ != CUDNN_STATUS_SUCCESS)                                               \
+      throw ::tandem::Error(::tandem::str(__FILE__, ":", __LINE__, ": ", #call,           \
+                                          " failed: ", cudnnGetErrorString(tandem_st_))); \
   } while (0)
 
 namespace tandem::cuda {
@@ -32,11 +32,16 @@ cudnnHandle_t handle(int device) {
 
 cudnnDataType_t data_type(DType dt, const char* op) {
   switch (dt) {
-    case DType::kF32: return CUDNN_DATA_FLOAT;
-    case DType::kF64: return CUDNN_DATA_DOUBLE;
-    case DType::kF16: return CUDNN_DATA_HALF;
-    case DType::kBF16: return CUDNN_DATA_BFLOAT16;
-    default: throw TypeError(str(op, " on cuda needs a floating dtype, got ", dtype_name(dt)));
+    case DType::kF32:
+      return CUDNN_DATA_FLOAT;
+    case DType::kF64:
+      return CUDNN_DATA_DOUBLE;
+    case DType::kF16:
+      return CUDNN_DATA_HALF;
+    case DType::kBF16:
+      return CUDNN_DATA_BFLOAT16;
+    default:
+      throw TypeError(str(op, " on cuda needs a floating dtype, got ", dtype_name(dt)));
   }
 }
 
@@ -85,7 +90,7 @@ struct FilterDesc {
 cudnnMathType_t requested_math(DType dt, bool allow_tf32) {
   if (dt == DType::kF16 || dt == DType::kBF16) return CUDNN_TENSOR_OP_MATH;
   if (dt == DType::kF32 && allow_tf32) return CUDNN_DEFAULT_MATH;  // TF32 permitted
-  return CUDNN_FMA_MATH;  // exact f32/f64 arithmetic
+  return CUDNN_FMA_MATH;                                           // exact f32/f64 arithmetic
 }
 
 struct ConvDesc {
@@ -110,9 +115,12 @@ using ConvKey = std::tuple<std::array<int64_t, 4>, std::array<int64_t, 4>, std::
                            int, int, int>;
 
 ConvKey conv_key(const Tensor& x, const Tensor& w, const Conv2dOptions& o, cudnnMathType_t math) {
-  return {nchw(x), nchw(w),
+  return {nchw(x),
+          nchw(w),
           {o.stride_h, o.stride_w, o.pad_h, o.pad_w, o.dilation_h, o.dilation_w, o.groups},
-          static_cast<int>(x.dtype()), static_cast<int>(math), x.device().index};
+          static_cast<int>(x.dtype()),
+          static_cast<int>(math),
+          x.device().index};
 }
 
 struct Choice {
@@ -171,22 +179,21 @@ void cudnn_conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Co
   Choice c = cached(caches().fwd, conv_key(x, w, o, math), [&] {
     std::array<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT> perf{};
     int n = 0;
-    TANDEM_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, xd.d, wd.d, cd.d, yd.d,
-                                                            static_cast<int>(perf.size()), &n,
-                                                            perf.data()));
+    TANDEM_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(
+        h, xd.d, wd.d, cd.d, yd.d, static_cast<int>(perf.size()), &n, perf.data()));
     return first_working(perf.data(), n, "forward");
   });
   TANDEM_CUDNN_CHECK(cudnnSetConvolutionMathType(cd.d, c.math));
   Tensor ws = workspace(c.workspace, x.device());
   Scalars s(x.dtype());
-  TANDEM_CUDNN_CHECK(cudnnConvolutionForward(
-      h, s.one(), xd.d, x.raw_data(), wd.d, w.raw_data(), cd.d,
-      static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.raw_data(), c.workspace, s.zero(), yd.d,
-      out.raw_data()));
+  TANDEM_CUDNN_CHECK(cudnnConvolutionForward(h, s.one(), xd.d, x.raw_data(), wd.d, w.raw_data(),
+                                             cd.d, static_cast<cudnnConvolutionFwdAlgo_t>(c.algo),
+                                             ws.raw_data(), c.workspace, s.zero(), yd.d,
+                                             out.raw_data()));
   if (bias.defined()) {
     TensorDesc bd(bias.dtype(), 1, bias.numel(), 1, 1, "conv2d");
-    TANDEM_CUDNN_CHECK(cudnnAddTensor(h, s.one(), bd.d, bias.raw_data(), s.one(), yd.d,
-                                      out.raw_data()));
+    TANDEM_CUDNN_CHECK(
+        cudnnAddTensor(h, s.one(), bd.d, bias.raw_data(), s.one(), yd.d, out.raw_data()));
   }
 }
 
@@ -213,10 +220,10 @@ void cudnn_conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& gout,
     });
     TANDEM_CUDNN_CHECK(cudnnSetConvolutionMathType(cd.d, c.math));
     Tensor ws = workspace(c.workspace, x.device());
-    TANDEM_CUDNN_CHECK(cudnnConvolutionBackwardData(
-        h, s.one(), wd.d, w.raw_data(), yd.d, gout.raw_data(), cd.d,
-        static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.raw_data(), c.workspace, s.zero(),
-        xd.d, gx.raw_data()));
+    TANDEM_CUDNN_CHECK(
+        cudnnConvolutionBackwardData(h, s.one(), wd.d, w.raw_data(), yd.d, gout.raw_data(), cd.d,
+                                     static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo),
+                                     ws.raw_data(), c.workspace, s.zero(), xd.d, gx.raw_data()));
   }
   if (gw.defined()) {
     ConvDesc cd(o, x.dtype(), math);
@@ -231,10 +238,10 @@ void cudnn_conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& gout,
     });
     TANDEM_CUDNN_CHECK(cudnnSetConvolutionMathType(cd.d, c.math));
     Tensor ws = workspace(c.workspace, x.device());
-    TANDEM_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-        h, s.one(), xd.d, x.raw_data(), yd.d, gout.raw_data(), cd.d,
-        static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.raw_data(), c.workspace,
-        s.zero(), gwd.d, gw.raw_data()));
+    TANDEM_CUDNN_CHECK(
+        cudnnConvolutionBackwardFilter(h, s.one(), xd.d, x.raw_data(), yd.d, gout.raw_data(), cd.d,
+                                       static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo),
+                                       ws.raw_data(), c.workspace, s.zero(), gwd.d, gw.raw_data()));
   }
   if (gb.defined()) {
     TensorDesc bd(gb.dtype(), 1, gb.numel(), 1, 1, "conv2d backward");
@@ -250,8 +257,9 @@ struct PoolDesc {
   PoolDesc(bool max, const Pool2dOptions& o) {
     TANDEM_CUDNN_CHECK(cudnnCreatePoolingDescriptor(&d));
     const cudnnPoolingMode_t mode = max ? CUDNN_POOLING_MAX_DETERMINISTIC
-                                    : o.count_include_pad ? CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING
-                                                          : CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
+                                    : o.count_include_pad
+                                        ? CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING
+                                        : CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
     TANDEM_CUDNN_CHECK(cudnnSetPooling2dDescriptor(
         d, mode, CUDNN_PROPAGATE_NAN, static_cast<int>(o.kernel_h), static_cast<int>(o.kernel_w),
         static_cast<int>(o.pad_h), static_cast<int>(o.pad_w), static_cast<int>(o.stride_h),
@@ -271,8 +279,8 @@ void cudnn_pool2d(bool max, const Tensor& x, const Pool2dOptions& o, const Tenso
   TensorDesc yd(out.dtype(), ys[0], ys[1], ys[2], ys[3], "pool2d");
   PoolDesc pd(max, o);
   Scalars s(x.dtype());
-  TANDEM_CUDNN_CHECK(cudnnPoolingForward(h, pd.d, s.one(), xd.d, x.raw_data(), s.zero(), yd.d,
-                                         out.raw_data()));
+  TANDEM_CUDNN_CHECK(
+      cudnnPoolingForward(h, pd.d, s.one(), xd.d, x.raw_data(), s.zero(), yd.d, out.raw_data()));
 }
 
 void cudnn_pool2d_backward(bool max, const Tensor& x, const Tensor& out, const Tensor& gout,
@@ -316,8 +324,8 @@ void cudnn_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
   Scalars s(x.dtype());
   if (training) {
     TANDEM_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
-        h, CUDNN_BATCHNORM_SPATIAL, s.one(), s.zero(), xd.d, x.raw_data(), xd.d, y.raw_data(),
-        pd.d, weight.raw_data(), bias.raw_data(), momentum,
+        h, CUDNN_BATCHNORM_SPATIAL, s.one(), s.zero(), xd.d, x.raw_data(), xd.d, y.raw_data(), pd.d,
+        weight.raw_data(), bias.raw_data(), momentum,
         running_mean.defined() ? running_mean.raw_data() : nullptr,
         running_var.defined() ? running_var.raw_data() : nullptr, eps, save_mean.raw_data(),
         save_invstd.raw_data()));

@@ -30,7 +30,8 @@ __global__ void copy_kernel(void* dst, DType dd, Strided dv, bool dc, const void
   }
 }
 
-__global__ void fill_kernel(void* dst, DType dt, Strided v, bool contiguous, int64_t n, double value) {
+__global__ void fill_kernel(void* dst, DType dt, Strided v, bool contiguous, int64_t n,
+                            double value) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     store_double(dst, dt, contiguous ? i : strided_offset(v, i), value);
@@ -50,19 +51,30 @@ bool is_contiguous(const Strided& v) {
 template <typename T>
 __device__ inline T apply_binary(BinaryOp op, T x, T y) {
   switch (op) {
-    case BinaryOp::kAdd: return x + y;
-    case BinaryOp::kSub: return x - y;
-    case BinaryOp::kMul: return x * y;
-    case BinaryOp::kDiv: return x / y;
-    case BinaryOp::kMaximum: return x >= y ? x : y;
+    case BinaryOp::kAdd:
+      return x + y;
+    case BinaryOp::kSub:
+      return x - y;
+    case BinaryOp::kMul:
+      return x * y;
+    case BinaryOp::kDiv:
+      return x / y;
+    case BinaryOp::kMaximum:
+      return x >= y ? x : y;
     case BinaryOp::kPow:
       return static_cast<T>(::pow(static_cast<double>(x), static_cast<double>(y)));
-    case BinaryOp::kEq: return x == y;
-    case BinaryOp::kNe: return x != y;
-    case BinaryOp::kLt: return x < y;
-    case BinaryOp::kLe: return x <= y;
-    case BinaryOp::kGt: return x > y;
-    case BinaryOp::kGe: return x >= y;
+    case BinaryOp::kEq:
+      return x == y;
+    case BinaryOp::kNe:
+      return x != y;
+    case BinaryOp::kLt:
+      return x < y;
+    case BinaryOp::kLe:
+      return x <= y;
+    case BinaryOp::kGt:
+      return x > y;
+    case BinaryOp::kGe:
+      return x >= y;
   }
   return T(0);
 }
@@ -97,24 +109,34 @@ __global__ void binary_f32x4_kernel(BinaryOp op, Operand a, Operand b, float* ou
   }
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 // ------------------------------------------------------------------ unary and backward
 template <typename T>
 __device__ inline T apply_unary(UnaryOp op, T x, double arg) {
   switch (op) {
-    case UnaryOp::kNeg: return -x;
-    case UnaryOp::kExp: return ::exp(x);
-    case UnaryOp::kLog: return ::log(x);
-    case UnaryOp::kSqrt: return ::sqrt(x);
-    case UnaryOp::kAbs: return ::fabs(x);
-    case UnaryOp::kRelu: return x > T(0) ? x : T(0);
+    case UnaryOp::kNeg:
+      return -x;
+    case UnaryOp::kExp:
+      return ::exp(x);
+    case UnaryOp::kLog:
+      return ::log(x);
+    case UnaryOp::kSqrt:
+      return ::sqrt(x);
+    case UnaryOp::kAbs:
+      return ::fabs(x);
+    case UnaryOp::kRelu:
+      return x > T(0) ? x : T(0);
     case UnaryOp::kGelu:
       return static_cast<T>(0.5 * x * (1.0 + ::erf(x * 0.70710678118654752440)));
-    case UnaryOp::kTanh: return ::tanh(x);
+    case UnaryOp::kTanh:
+      return ::tanh(x);
     case UnaryOp::kSigmoid:
       return x >= T(0) ? T(1) / (T(1) + ::exp(-x)) : ::exp(x) / (T(1) + ::exp(x));
-    case UnaryOp::kPowScalar: return static_cast<T>(::pow(static_cast<double>(x), arg));
+    case UnaryOp::kPowScalar:
+      return static_cast<T>(::pow(static_cast<double>(x), arg));
   }
   return T(0);
 }
@@ -131,22 +153,28 @@ __device__ inline T apply_backward(BackwardOp op, T x, T g, double e) {
   switch (op) {
     case BackwardOp::kPow:
       return e == 0.0 ? T(0) : static_cast<T>(g * e * ::pow(static_cast<double>(x), e - 1.0));
-    case BackwardOp::kSqrt: return g / (x + x);
-    case BackwardOp::kAbs: return x > T(0) ? g : (x < T(0) ? -g : T(0));
-    case BackwardOp::kRelu: return x > T(0) ? g : T(0);
+    case BackwardOp::kSqrt:
+      return g / (x + x);
+    case BackwardOp::kAbs:
+      return x > T(0) ? g : (x < T(0) ? -g : T(0));
+    case BackwardOp::kRelu:
+      return x > T(0) ? g : T(0);
     case BackwardOp::kGelu: {
       const double cdf = 0.5 * (1.0 + ::erf(x * 0.70710678118654752440));
       const double pdf = ::exp(-0.5 * x * x) * 0.3989422804014327;  // 1/sqrt(2 pi)
       return static_cast<T>(g * (cdf + x * pdf));
     }
-    case BackwardOp::kTanh: return g * (1 - x * x);
-    case BackwardOp::kSigmoid: return g * x * (1 - x);
+    case BackwardOp::kTanh:
+      return g * (1 - x * x);
+    case BackwardOp::kSigmoid:
+      return g * x * (1 - x);
   }
   return T(0);
 }
 
 template <typename T>
-__global__ void backward_kernel(BackwardOp op, const T* x, const T* g, T* out, int64_t n, double arg) {
+__global__ void backward_kernel(BackwardOp op, const T* x, const T* g, T* out, int64_t n,
+                                double arg) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     out[i] = apply_backward<T>(op, x[i], g[i], arg);
@@ -183,7 +211,10 @@ __device__ inline uint4 philox(uint64_t key, uint64_t hi, uint64_t lo) {
     const uint32_t lo0 = 0xD2511F53u * c0, hi0 = __umulhi(0xD2511F53u, c0);
     const uint32_t lo1 = 0xCD9E8D57u * c2, hi1 = __umulhi(0xCD9E8D57u, c2);
     const uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
@@ -225,7 +256,8 @@ void launch_copy(void* dst, DType dd, const Strided& dv, const void* src, DType 
   check_launch("copy");
 }
 
-void launch_fill(void* dst, DType dt, const Strided& v, int64_t n, double value, cudaStream_t stream) {
+void launch_fill(void* dst, DType dt, const Strided& v, int64_t n, double value,
+                 cudaStream_t stream) {
   if (n == 0) return;
   fill_kernel<<<blocks_for(n), kThreads, 0, stream>>>(dst, dt, v, is_contiguous(v), n, value);
   check_launch("fill");
@@ -235,20 +267,21 @@ void launch_binary(BinaryOp op, DType dt, const Operand& a, const Operand& b, vo
                    cudaStream_t stream) {
   if (n == 0) return;
   const bool cmp = is_comparison(op);
-  if (!cmp && dt == DType::kF32 && n % 4 == 0 && (a.is_scalar || (a.contiguous && aligned16(a.ptr))) &&
+  if (!cmp && dt == DType::kF32 && n % 4 == 0 &&
+      (a.is_scalar || (a.contiguous && aligned16(a.ptr))) &&
       (b.is_scalar || (b.contiguous && aligned16(b.ptr))) && aligned16(out)) {
-    binary_f32x4_kernel<<<blocks_for(n / 4), kThreads, 0, stream>>>(op, a, b, static_cast<float*>(out),
-                                                                  n / 4);
+    binary_f32x4_kernel<<<blocks_for(n / 4), kThreads, 0, stream>>>(
+        op, a, b, static_cast<float*>(out), n / 4);
     check_launch("binary_f32x4");
     return;
   }
   TANDEM_CUDA_ALL_TYPES(dt, "elementwise op", [&] {
     if (cmp) {
-      binary_kernel<scalar_t, uint8_t><<<blocks_for(n), kThreads, 0, stream>>>(
-          op, a, b, static_cast<uint8_t*>(out), n);
+      binary_kernel<scalar_t, uint8_t>
+          <<<blocks_for(n), kThreads, 0, stream>>>(op, a, b, static_cast<uint8_t*>(out), n);
     } else {
-      binary_kernel<scalar_t, scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-          op, a, b, static_cast<scalar_t*>(out), n);
+      binary_kernel<scalar_t, scalar_t>
+          <<<blocks_for(n), kThreads, 0, stream>>>(op, a, b, static_cast<scalar_t*>(out), n);
     }
   });
   check_launch("binary");
@@ -289,8 +322,9 @@ void launch_where(DType dt, const uint8_t* c, const void* a, const void* b, void
 void launch_axpy(DType dt, void* a, const void* b, double alpha, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   TANDEM_CUDA_FLOAT_TYPES(dt, "add_", [&] {
-    axpy_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        static_cast<scalar_t*>(a), static_cast<const scalar_t*>(b), static_cast<scalar_t>(alpha), n);
+    axpy_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<scalar_t*>(a),
+                                                                  static_cast<const scalar_t*>(b),
+                                                                  static_cast<scalar_t>(alpha), n);
   });
   check_launch("axpy");
 }
@@ -299,7 +333,7 @@ void launch_scale(DType dt, void* a, double s, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   TANDEM_CUDA_FLOAT_TYPES(dt, "mul_", [&] {
     scale_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<scalar_t*>(a),
-                                                                  static_cast<scalar_t>(s), n);
+                                                                   static_cast<scalar_t>(s), n);
   });
   check_launch("scale");
 }
@@ -308,7 +342,7 @@ void launch_dropout_mask(uint64_t seed, uint64_t stream_id, uint64_t first, uint
                          uint8_t* keep, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   dropout_mask_kernel<<<blocks_for((n + 7) / 4), kThreads, 0, stream>>>(seed, stream_id, first,
-                                                                         threshold, keep, n);
+                                                                        threshold, keep, n);
   check_launch("dropout_mask");
 }
 

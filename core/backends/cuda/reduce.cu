@@ -83,7 +83,8 @@ __global__ void max_rows_kernel(const T* x, int64_t rows, int64_t red, T* values
 }
 
 template <typename T>
-__global__ void scatter_rows_kernel(const T* g, const int64_t* idx, int64_t rows, int64_t red, T* gi) {
+__global__ void scatter_rows_kernel(const T* g, const int64_t* idx, int64_t rows, int64_t red,
+                                    T* gi) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows;
        i += int64_t(gridDim.x) * blockDim.x)
     gi[i * red + idx[i]] += g[i];
@@ -109,7 +110,8 @@ template <typename T, bool kLog>
 __global__ void softmax_backward_kernel(const T* y, const T* g, T* gx, int64_t n) {
   const int64_t base = blockIdx.x * n;
   T s = 0;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += kLog ? g[base + j] : g[base + j] * y[base + j];
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+    s += kLog ? g[base + j] : g[base + j] * y[base + j];
   s = block_reduce<T, false>(s);
   for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
     const T yj = y[base + j], gj = g[base + j];
@@ -144,8 +146,8 @@ __global__ void cross_entropy_kernel(const T* x, const int64_t* target, int64_t 
 
 template <typename T>
 __global__ void cross_entropy_backward_kernel(const T* x, const int64_t* target, const T* lse,
-                                              int64_t rows, int64_t c, double ls, const T* grad_loss,
-                                              T* gx) {
+                                              int64_t rows, int64_t c, double ls,
+                                              const T* grad_loss, T* gx) {
   const int64_t i = blockIdx.x;
   const T scale = static_cast<T>(static_cast<double>(grad_loss[0]) / static_cast<double>(rows));
   const T off = static_cast<T>(ls / static_cast<double>(c)), hit = static_cast<T>(1.0 - ls);
@@ -191,8 +193,8 @@ void launch_sum_cols(DType dt, const void* x, int64_t red, int64_t inner, void* 
   check_launch("sum_cols");
 }
 
-void launch_max_rows(DType dt, const void* x, int64_t rows, int64_t red, void* values,
-                     int64_t* idx, cudaStream_t stream) {
+void launch_max_rows(DType dt, const void* x, int64_t rows, int64_t red, void* values, int64_t* idx,
+                     cudaStream_t stream) {
   if (rows == 0) return;
   TANDEM_CUDA_ALL_TYPES(dt, "max", [&] {
     max_rows_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, stream>>>(
@@ -218,8 +220,12 @@ void launch_softmax(DType dt, const void* x, void* y, int64_t rows, int64_t n, b
   TANDEM_CUDA_FLOAT_TYPES(dt, "softmax", [&] {
     const auto* px = static_cast<const scalar_t*>(x);
     auto* py = static_cast<scalar_t*>(y);
-    if (log) softmax_kernel<scalar_t, true><<<static_cast<unsigned>(rows), row_threads(n), 0, stream>>>(px, py, n);
-    else softmax_kernel<scalar_t, false><<<static_cast<unsigned>(rows), row_threads(n), 0, stream>>>(px, py, n);
+    if (log)
+      softmax_kernel<scalar_t, true>
+          <<<static_cast<unsigned>(rows), row_threads(n), 0, stream>>>(px, py, n);
+    else
+      softmax_kernel<scalar_t, false>
+          <<<static_cast<unsigned>(rows), row_threads(n), 0, stream>>>(px, py, n);
   });
   check_launch("softmax");
 }
@@ -233,8 +239,10 @@ void launch_softmax_backward(DType dt, const void* y, const void* g, void* gx, i
     const auto* pg = static_cast<const scalar_t*>(g);
     auto* po = static_cast<scalar_t*>(gx);
     const unsigned grid = static_cast<unsigned>(rows);
-    if (log) softmax_backward_kernel<scalar_t, true><<<grid, row_threads(n), 0, stream>>>(py, pg, po, n);
-    else softmax_backward_kernel<scalar_t, false><<<grid, row_threads(n), 0, stream>>>(py, pg, po, n);
+    if (log)
+      softmax_backward_kernel<scalar_t, true><<<grid, row_threads(n), 0, stream>>>(py, pg, po, n);
+    else
+      softmax_backward_kernel<scalar_t, false><<<grid, row_threads(n), 0, stream>>>(py, pg, po, n);
   });
   check_launch("softmax_backward");
 }
@@ -244,9 +252,10 @@ void launch_cross_entropy(DType dt, const void* x, const int64_t* target, int64_
                           cudaStream_t stream) {
   check_rows(rows);
   TANDEM_CUDA_FLOAT_TYPES(dt, "cross_entropy", [&] {
-    cross_entropy_kernel<scalar_t><<<static_cast<unsigned>(rows), row_threads(classes), 0, stream>>>(
-        static_cast<const scalar_t*>(x), target, rows, classes, ls, static_cast<scalar_t*>(lse),
-        row_loss);
+    cross_entropy_kernel<scalar_t>
+        <<<static_cast<unsigned>(rows), row_threads(classes), 0, stream>>>(
+            static_cast<const scalar_t*>(x), target, rows, classes, ls, static_cast<scalar_t*>(lse),
+            row_loss);
   });
   check_launch("cross_entropy");
 }
