@@ -60,6 +60,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   RunEnvironment env;
   env.out_is_terminal = isatty(STDOUT_FILENO) == 1;
   env.hostname = hostname();
+  env.local_rank = process.local_rank;
   Trainer trainer(cfg, std::move(strategy.strategy), env);
   g_trainer = &trainer;
   std::signal(SIGINT, on_stop_signal);

@@ -4,6 +4,8 @@
 
 #include "collectives/checked_communicator.h"
 #include "collectives/gloo/gloo_communicator.h"
+#include "collectives/nccl_factory.h"
+#include "strategies/trainer/builders.h"
 #include "collectives/inprocess/inprocess_group.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "core/base/error.h"
@@ -30,6 +32,7 @@ void require_world_of_one(const ExperimentConfig& cfg, const ProcessEnvironment&
 std::string choose_backend(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
   const std::string& b = cfg.strategy.backend;
   if (b != "auto") return b;
+  if (cfg.training.device != "cpu") return "nccl";  // CUDA tensors
   if (env.source == "openmpi" || env.source == "pmix") return "mpi";
   return env.world_size == 1 ? "inprocess" : "gloo";
 }
@@ -81,6 +84,8 @@ std::unique_ptr<Strategy> make_ps_strategy(const ExperimentConfig& cfg, const Pr
 
 StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
   StrategyBuild out;
+  // The device first (LOCAL_RANK picks the GPU), before a communicator touches CUDA.
+  const Device device = resolve_training_device(cfg, env.local_rank);
   const std::string& name = cfg.strategy.name;
   if (name == "single") {
     require_world_of_one(cfg, env);
@@ -125,6 +130,16 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
     comm = std::make_unique<GlooCommunicator>(*out.store, env.rank, env.world_size, go, opts);
     comm = std::make_unique<CheckedCommunicator>(std::move(comm), out.store,
                                                  "checked/attempt" + std::to_string(env.restart_count));
+  } else if (backend == "nccl") {
+    TANDEM_CHECK_T(ConfigError, device.is_cuda(), "strategy.backend: nccl reduces CUDA tensors; "
+                   "set training.device=cuda or use gloo or mpi");
+    if (env.world_size > 1) {
+      TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: nccl needs the "
+                     "rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is not set)");
+      out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
+    }
+    comm = make_nccl_communicator(out.store.get(), env.rank, env.world_size, device.index,
+                                  "nccl/attempt" + std::to_string(env.restart_count), opts);
   } else if (backend == "inprocess") {
     TANDEM_CHECK_T(ConfigError, env.world_size == 1, where(cfg), ": strategy.backend: inprocess "
                    "connects threads of one process; with ", env.world_size,

@@ -34,6 +34,7 @@ struct MicroBatch {
   int micro_index = 0;           // 0 .. micro_count-1 (training.accumulate_steps)
   int micro_count = 1;
   uint64_t seed = 0;             // keys dropout with (step, global sample position)
+  double loss_scale = 1.0;       // fp16: the loss scaler's factor on the loss before backward
 };
 
 class Strategy {

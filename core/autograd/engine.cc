@@ -96,6 +96,7 @@ void record(const std::string& name, const std::vector<Tensor>& inputs,
     TensorImpl* o = outputs[i].impl();
     node->output_shapes.push_back(o->shape);
     node->output_dtypes.push_back(o->dtype);
+    node->output_devices.push_back(o->storage->device());
     o->requires_grad = true;
     o->grad_fn = node;
     o->output_nr = i;
@@ -155,7 +156,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     in.resize(n->num_outputs());
     for (uint32_t i = 0; i < in.size(); ++i) {
       if (!in[i].defined() && i < n->output_shapes.size())
-        in[i] = zeros(n->output_shapes[i], n->output_dtypes[i]);
+        in[i] = zeros(n->output_shapes[i], n->output_dtypes[i], n->output_devices[i]);
     }
     std::vector<Tensor> out = n->apply(std::move(in));
     if (auto* acc = dynamic_cast<AccumulateGrad*>(n)) {

@@ -41,6 +41,7 @@ class Node {
   // Shapes of this node's outputs (zeros are filled in for outputs that got no gradient).
   std::vector<Shape> output_shapes;
   std::vector<DType> output_dtypes;
+  std::vector<Device> output_devices;  // zeros for an output without a gradient are made there
 
  protected:
   bool released_ = false;

@@ -57,7 +57,7 @@ bool all_digits(const std::string& s) {
 }
 
 uint32_t tensor_crc(const Tensor& t) {
-  Tensor c = t.contiguous();
+  Tensor c = t.contiguous().to(Device::cpu());
   return crc32c(c.raw_data(), static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
 }
 
@@ -169,7 +169,7 @@ FileRecord write_tensor_file(const std::string& path, const NamedTensors& tensor
                  "; copy it to the CPU before saving");
     TANDEM_CHECK(name != "__metadata__" && !metadata.contains(kCrcPrefix + name), what,
                  ": tensor name '", name, "' is reserved or used twice");
-    data.push_back(t.contiguous());
+    data.push_back(t.contiguous().to(Device::cpu()));  // device tensors: saved from a host copy
     metadata[kCrcPrefix + name] = hex32(tensor_crc(data.back()));
   }
   nlohmann::ordered_json header = nlohmann::ordered_json::object();

@@ -72,7 +72,7 @@ std::string safetensors_serialize(const std::vector<std::pair<std::string, Tenso
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
   out += h;
   for (const auto& [name, t] : tensors) {
-    Tensor c = t.contiguous();
+    Tensor c = t.contiguous().to(Device::cpu());  // device tensors are saved from a host copy
     out.append(static_cast<const char*>(c.raw_data()), static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
   }
   return out;

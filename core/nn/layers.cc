@@ -137,7 +137,11 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
                        ": expected more than 1 value per channel when training, got input ",
                        shape_str(x.shape()));
     NoGradGuard no_grad;
-    num_batches_tracked_.data<int64_t>()[0] += 1;
+    if (num_batches_tracked_.is_cuda()) {
+      num_batches_tracked_.copy_(add(num_batches_tracked_, 1.0));  // stays on the device
+    } else {
+      num_batches_tracked_.data<int64_t>()[0] += 1;
+    }
   }
   return batch_norm(x, running_mean_, running_var_, weight_, bias_, training_, momentum_, eps_);
 }

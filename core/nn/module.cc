@@ -191,7 +191,29 @@ void convert_in_place(const Tensor& t, DType dtype) {
   }
 }
 
+// Replaces t's storage with a copy on `device`; the handle stays valid.
+void move_in_place(const Tensor& t, Device device) {
+  if (t.device() == device) return;
+  Tensor c;
+  {
+    NoGradGuard no_grad;
+    c = t.detach().contiguous().to(device);
+  }
+  TensorImpl* impl = t.impl();
+  impl->storage = c.storage();
+  impl->strides = c.strides();
+  impl->offset = c.offset();
+  if (impl->grad.defined()) {
+    NoGradGuard no_grad;
+    impl->grad = impl->grad.to(device);
+  }
+}
+
 }  // namespace
+
+void Module::to(Device device) {
+  for (auto& [n, t] : state_dict()) move_in_place(t, device);
+}
 
 void Module::to(DType dtype) {
   TANDEM_CHECK_T(TypeError, is_floating(dtype),

@@ -89,6 +89,8 @@ class Module {
   // Converts every floating parameter and buffer (and gradient) to `dtype` in place: the tensor
   // handles stay the same, their storage and dtype change. Integer buffers are left alone.
   void to(DType dtype);
+  // Moves every parameter and buffer (and gradient) to `device` in place, the same way.
+  void to(Device device);
 
   // Dotted path from the root of the tree this module was registered in ("" for a root), and
   // "path (describe())" for error messages.

@@ -9,6 +9,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/ops.h"
 #include "core/parallel/parallel.h"
@@ -262,9 +263,48 @@ std::vector<Tensor> batch_norm_backward(const BnSaved& sv, const Tensor& g_in) {
 
 }  // namespace
 
+namespace {
+
+// batch_norm on a device backend (cuDNN's spatial batch norm on CUDA), after the checks below.
+Tensor batch_norm_device(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var,
+                         const Tensor& weight, const Tensor& bias, bool use_batch_stats,
+                         bool update_running, double momentum, double eps, int64_t c) {
+  check_same_device("batch_norm", {&x_in, &running_mean, &running_var, &weight, &bias});
+  for (const Tensor* t : {&running_mean, &running_var})
+    TANDEM_CHECK(!t->defined() || t->is_contiguous(),
+                 "batch_norm on cuda needs contiguous running statistics");
+  Tensor x = x_in.detach().contiguous();
+  const Device dev = x.device();
+  Tensor w = weight.defined() ? weight.detach().contiguous() : ones({c}, x.dtype(), dev);
+  Tensor b = bias.defined() ? bias.detach().contiguous() : zeros({c}, x.dtype(), dev);
+  Tensor y = empty(x.shape(), x.dtype(), dev);
+  Tensor save_mean = empty({c}, w.dtype(), dev), save_invstd = empty({c}, w.dtype(), dev);
+  backend_for("batch_norm", dev)
+      .batch_norm(x, w, b, update_running ? running_mean : Tensor(),
+                  update_running ? running_var : Tensor(), use_batch_stats, momentum, eps, y,
+                  save_mean, save_invstd);
+  const bool nx = x_in.requires_grad(), nw = weight.defined() && weight.requires_grad();
+  const bool nb = bias.defined() && bias.requires_grad();
+  if (nx || nw || nb) {
+    record("BatchNormBackward", {x_in, weight, bias}, {y},
+           [x, w, save_mean, save_invstd, eps, use_batch_stats, nx, nw, nb](const std::vector<Tensor>& g) {
+             if (!use_batch_stats)
+               throw Unimplemented("batch_norm backward in eval mode on cuda");
+             Tensor gx = empty(x.shape(), x.dtype(), x.device());
+             Tensor gw = empty(w.shape(), w.dtype(), w.device());
+             Tensor gb = empty(w.shape(), w.dtype(), w.device());
+             backend_for("batch_norm backward", x.device())
+                 .batch_norm_backward(x, g[0].contiguous(), w, save_mean, save_invstd, eps, gx, gw, gb);
+             return std::vector<Tensor>{nx ? gx : Tensor(), nw ? gw : Tensor(), nb ? gb : Tensor()};
+           });
+  }
+  return y;
+}
+
+}  // namespace
+
 Tensor batch_norm(const Tensor& x_in, Tensor running_mean, Tensor running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum, double eps) {
-  check_cpu("batch_norm", {&x_in, &running_mean, &running_var, &weight, &bias});
   TANDEM_CHECK_SHAPE(x_in.dim() >= 2, "batch_norm: input must be (N, C, ...), got ",
                      shape_str(x_in.shape()));
   TANDEM_CHECK_SHAPE(running_mean.defined() == running_var.defined(),
@@ -282,6 +322,13 @@ Tensor batch_norm(const Tensor& x_in, Tensor running_mean, Tensor running_var, c
                "batch_norm: expected more than 1 value per channel when training, got input ",
                shape_str(x_in.shape()));
   TANDEM_CHECK(eps > 0, "batch_norm: eps must be positive, got ", eps);
+  if (x_in.is_cuda()) {
+    // Inference reads the running statistics; training updates them when given.
+    const bool pass_running = use_batch_stats ? (training && running_mean.defined()) : true;
+    return batch_norm_device(x_in, running_mean, running_var, weight, bias, use_batch_stats,
+                             pass_running, momentum, eps, d.c);
+  }
+  check_cpu("batch_norm", {&x_in, &running_mean, &running_var, &weight, &bias});
 
   Tensor x = x_in.detach().contiguous();
   Tensor y = empty(x.shape(), x.dtype());

@@ -19,6 +19,8 @@
 #include <mutex>
 
 #include "core/autograd/node.h"
+#include "core/backends/autocast.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/blas.h"
 #include "core/ops/conv.h"
 #include "core/ops/conv_dnnl.h"
@@ -301,9 +303,49 @@ const char* conv2d_backend_for(const Tensor& x, const Tensor& weight, const Conv
              : "im2col";
 }
 
+// conv2d on a device backend (cuDNN on CUDA): same shapes and autograd as the CPU path.
+Tensor conv2d_device(const ConvShape& s, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                     const Conv2dOptions& opt) {
+  Tensor xd = x.detach().contiguous(), wd = weight.detach().contiguous();
+  Tensor bd = bias.defined() ? bias.detach().contiguous() : Tensor();
+  Tensor out = empty({s.batch, s.out_channels, s.geo.out_h, s.geo.out_w}, x.dtype(), x.device());
+  if (out.numel() > 0) backend_for("conv2d", x.device()).conv2d(xd, wd, bd, opt, out);
+  const bool nx = x.requires_grad(), nw = weight.requires_grad();
+  const bool has_bias = bias.defined(), nb = has_bias && bias.requires_grad();
+  std::vector<Tensor> inputs{x, weight};
+  if (has_bias) inputs.push_back(bias);
+  record("Conv2dBackward", inputs, {out},
+         [xd, wd, opt, nx, nw, nb, has_bias](const std::vector<Tensor>& gr) {
+           Tensor go = gr[0].contiguous();
+           Tensor gx = nx ? empty(xd.shape(), xd.dtype(), xd.device()) : Tensor();
+           Tensor gw = nw ? empty(wd.shape(), wd.dtype(), wd.device()) : Tensor();
+           Tensor gb = nb ? empty({wd.shape()[0]}, wd.dtype(), wd.device()) : Tensor();
+           if (go.numel() == 0) {
+             for (Tensor* t : {&gx, &gw, &gb})
+               if (t->defined()) t->zero_();
+           } else {
+             backend_for("conv2d backward", xd.device()).conv2d_backward(xd, wd, go, opt, gx, gw, gb);
+           }
+           std::vector<Tensor> grads{gx, gw};
+           if (has_bias) grads.push_back(gb);
+           return grads;
+         });
+  return out;
+}
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
-  check_cpu("conv2d", {&x, &weight, &bias});
+  if (autocast_applies({&x, &weight, &bias}) && weight.dim() == 4) {
+    // cuDNN in the low dtype; the bias is added in f32 (its gradient is a reduction).
+    const DType lo = autocast_dtype();
+    Tensor y = conv2d(x.to(lo), weight.to(lo), Tensor(), opt).to(DType::kF32);
+    return bias.defined() ? add(y, bias.view({1, -1, 1, 1})) : y;
+  }
   check_same_dtype("conv2d", {&x, &weight, &bias});
+  if (x.is_cuda() || weight.is_cuda()) {
+    check_same_device("conv2d", {&x, &weight, &bias});
+    return conv2d_device(conv_shape(x, weight, bias, opt), x, weight, bias, opt);
+  }
+  check_cpu("conv2d", {&x, &weight, &bias});
   ConvShape s = conv_shape(x, weight, bias, opt);
   const ConvGeometry& g = s.geo;
   const ConvBackend backend = choose_backend(s, x.dtype());

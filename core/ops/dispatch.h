@@ -46,6 +46,8 @@ namespace tandem {
 
 // Throws Unimplemented unless every defined tensor is on the CPU.
 void check_cpu(const char* op, std::initializer_list<const Tensor*> tensors);
+// Throws ValueError unless every defined tensor is on the device of the first.
+void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
 // Throws TypeError unless every defined tensor has the dtype of the first.
 void check_same_dtype(const char* op, std::initializer_list<const Tensor*> tensors);
 

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/autograd/node.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/ops.h"
 #include "core/parallel/parallel.h"
@@ -52,7 +53,11 @@ void masked_scale(const T* x, const uint8_t* keep, T s, int64_t n, T* out) {
 
 Tensor apply_mask(const Tensor& x_in, const Tensor& mask, double scale, const char* name) {
   Tensor x = x_in.contiguous();
-  Tensor out = empty(x.shape(), x.dtype());
+  Tensor out = empty(x.shape(), x.dtype(), x.device());
+  if (x.is_cuda()) {
+    backend_for(name, x.device()).masked_scale(x, mask, scale, out);
+    return out;
+  }
   const int64_t n = x.numel();
   const uint8_t* keep = mask.data<uint8_t>();
   TANDEM_DISPATCH_FLOAT(x.dtype(), name, [&] {
@@ -65,7 +70,6 @@ Tensor apply_mask(const Tensor& x_in, const Tensor& mask, double scale, const ch
 }  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, const DropoutKey& key) {
-  check_cpu("dropout", {&x});
   TANDEM_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability must be in [0, 1], got ", p);
   TANDEM_CHECK(key.first_sample >= 0, "dropout: first_sample must be >= 0, got ", key.first_sample);
   TANDEM_CHECK_T(TypeError, is_floating(x.dtype()), "dropout needs a floating tensor, got ",
@@ -74,13 +78,16 @@ Tensor dropout(const Tensor& x, double p, bool training, const DropoutKey& key) 
   const int64_t n = x.numel();
   const int64_t rows = x.dim() == 0 ? 1 : x.shape()[0];
   const int64_t per_sample = rows == 0 ? 0 : n / rows;
-  Tensor mask = empty(x.shape(), DType::kU8);
+  Tensor mask = empty(x.shape(), DType::kU8, x.device());
   double scale = 0.0;
+  const uint64_t first = static_cast<uint64_t>(key.first_sample) * static_cast<uint64_t>(per_sample);
   if (p >= 1.0) {
     mask.zero_();  // every element dropped (PyTorch returns zeros)
+  } else if (x.is_cuda()) {
+    backend_for("dropout", x.device()).dropout_mask(key.seed, key.stream, first, p, mask);
+    scale = 1.0 / (1.0 - p);
   } else {
-    draw_mask(key, static_cast<uint64_t>(key.first_sample) * static_cast<uint64_t>(per_sample), n,
-              p, mask.data<uint8_t>());
+    draw_mask(key, first, n, p, mask.data<uint8_t>());
     scale = 1.0 / (1.0 - p);
   }
   Tensor out = apply_mask(x.detach(), mask, scale, "dropout");

@@ -5,6 +5,7 @@
 
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/ops.h"
 #include "core/parallel/parallel.h"
@@ -89,19 +90,32 @@ void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   });
 }
 
+// The device of a binary op: a CUDA operand decides (the other may be a CPU scalar).
+Device op_device(const Tensor& a, const Tensor& b) { return a.is_cuda() ? a.device() : b.device(); }
+
 template <typename F>
-Tensor binary_float(const char* name, const Tensor& a, const Tensor& b, F f) {
-  check_cpu(name, {&a, &b});
+Tensor binary_float(const char* name, BinaryOp op, const Tensor& a, const Tensor& b, F f) {
   check_same_dtype(name, {&a, &b});
+  if (a.is_cuda() || b.is_cuda()) {
+    const Device dev = op_device(a, b);
+    Tensor out = empty(broadcast_shapes(a.shape(), b.shape()), a.dtype(), dev);
+    backend_for(name, dev).binary(op, a.detach(), b.detach(), out);
+    return out;
+  }
   Tensor out = empty(broadcast_shapes(a.shape(), b.shape()), a.dtype());
   TANDEM_DISPATCH_ALL(a.dtype(), name, [&] { binary_kernel<scalar_t, scalar_t>(a, b, out, f); });
   return out;
 }
 
 template <typename F>
-Tensor compare(const char* name, const Tensor& a, const Tensor& b, F f) {
-  check_cpu(name, {&a, &b});
+Tensor compare(const char* name, BinaryOp op, const Tensor& a, const Tensor& b, F f) {
   check_same_dtype(name, {&a, &b});
+  if (a.is_cuda() || b.is_cuda()) {
+    const Device dev = op_device(a, b);
+    Tensor out = empty(broadcast_shapes(a.shape(), b.shape()), DType::kU8, dev);
+    backend_for(name, dev).binary(op, a.detach(), b.detach(), out);
+    return out;
+  }
   Tensor out = empty(broadcast_shapes(a.shape(), b.shape()), DType::kU8);
   TANDEM_DISPATCH_ALL(a.dtype(), name, [&] {
     binary_kernel<scalar_t, uint8_t>(a, b, out, [&](scalar_t x, scalar_t y) -> uint8_t { return f(x, y) ? 1 : 0; });
@@ -111,8 +125,12 @@ Tensor compare(const char* name, const Tensor& a, const Tensor& b, F f) {
 
 // out[i] = f(a[i]) for a float tensor (a made contiguous).
 template <typename F>
-Tensor unary_float(const char* name, const Tensor& a_in, F f) {
-  check_cpu(name, {&a_in});
+Tensor unary_float(const char* name, UnaryOp op, double arg, const Tensor& a_in, F f) {
+  if (a_in.is_cuda()) {
+    Tensor out = empty(a_in.shape(), a_in.dtype(), a_in.device());
+    backend_for(name, a_in.device()).unary(op, a_in.detach(), arg, out);
+    return out;
+  }
   Tensor a = a_in.detach().contiguous();
   Tensor out = empty(a.shape(), a.dtype());
   const int64_t n = a.numel();
@@ -127,8 +145,15 @@ Tensor unary_float(const char* name, const Tensor& a_in, F f) {
 }
 
 // r[i] = f(x[i], y[i], g[i]) for three same-shape float tensors: fused backward formulas.
+// (x and y are the same tensor at every call site; the CUDA path reads x and g.)
 template <typename F>
-Tensor ternary_float(const char* name, const Tensor& x_in, const Tensor& y_in, const Tensor& g_in, F f) {
+Tensor ternary_float(const char* name, BackwardOp op, double arg, const Tensor& x_in,
+                     const Tensor& y_in, const Tensor& g_in, F f) {
+  if (x_in.is_cuda()) {
+    Tensor out = empty(x_in.shape(), x_in.dtype(), x_in.device());
+    backend_for(name, x_in.device()).backward(op, x_in.detach(), g_in.detach(), arg, out);
+    return out;
+  }
   Tensor x = x_in.contiguous(), y = y_in.contiguous(), g = g_in.contiguous();
   Tensor out = empty(x.shape(), x.dtype());
   const int64_t n = x.numel();
@@ -150,7 +175,7 @@ Tensor scalar_like(const Tensor& a, double v) { return scalar_tensor(v, a.dtype(
 
 // ------------------------------------------------------------------ arithmetic
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_float("add", a, b, [](auto x, auto y) { return x + y; });
+  Tensor out = binary_float("add", BinaryOp::kAdd, a, b, [](auto x, auto y) { return x + y; });
   Shape sa = a.shape(), sb = b.shape();
   record("AddBackward", {a, b}, {out}, [sa, sb](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{sum_to(g[0], sa), sum_to(g[0], sb)};
@@ -159,7 +184,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_float("sub", a, b, [](auto x, auto y) { return x - y; });
+  Tensor out = binary_float("sub", BinaryOp::kSub, a, b, [](auto x, auto y) { return x - y; });
   Shape sa = a.shape(), sb = b.shape();
   record("SubBackward", {a, b}, {out}, [sa, sb](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{sum_to(g[0], sa), sum_to(neg(g[0]), sb)};
@@ -168,7 +193,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_float("mul", a, b, [](auto x, auto y) { return x * y; });
+  Tensor out = binary_float("mul", BinaryOp::kMul, a, b, [](auto x, auto y) { return x * y; });
   Tensor ad = a.detach(), bd = b.detach();
   bool na = a.requires_grad(), nb = b.requires_grad();
   record("MulBackward", {a, b}, {out}, [ad, bd, na, nb](const std::vector<Tensor>& g) {
@@ -179,7 +204,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_float("div", a, b, [](auto x, auto y) { return x / y; });
+  Tensor out = binary_float("div", BinaryOp::kDiv, a, b, [](auto x, auto y) { return x / y; });
   Tensor ad = a.detach(), bd = b.detach();
   bool na = a.requires_grad(), nb = b.requires_grad();
   record("DivBackward", {a, b}, {out}, [ad, bd, na, nb](const std::vector<Tensor>& g) {
@@ -191,31 +216,31 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor add(const Tensor& a, double b) {
-  Tensor out = binary_float("add", a, scalar_like(a, b), [](auto x, auto y) { return x + y; });
+  Tensor out = binary_float("add", BinaryOp::kAdd, a, scalar_like(a, b), [](auto x, auto y) { return x + y; });
   record("AddScalarBackward", {a}, {out},
          [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
   return out;
 }
 
 Tensor mul(const Tensor& a, double b) {
-  Tensor out = binary_float("mul", a, scalar_like(a, b), [](auto x, auto y) { return x * y; });
+  Tensor out = binary_float("mul", BinaryOp::kMul, a, scalar_like(a, b), [](auto x, auto y) { return x * y; });
   record("MulScalarBackward", {a}, {out},
          [b](const std::vector<Tensor>& g) { return std::vector<Tensor>{mul(g[0], b)}; });
   return out;
 }
 
 Tensor neg(const Tensor& a) {
-  Tensor out = unary_float("neg", a, [](auto x) { return -x; });
+  Tensor out = unary_float("neg", UnaryOp::kNeg, 0.0, a, [](auto x) { return -x; });
   record("NegBackward", {a}, {out},
          [](const std::vector<Tensor>& g) { return std::vector<Tensor>{neg(g[0])}; });
   return out;
 }
 
 Tensor pow(const Tensor& a, double e) {
-  Tensor out = unary_float("pow", a, [e](auto x) { return static_cast<decltype(x)>(std::pow(x, e)); });
+  Tensor out = unary_float("pow", UnaryOp::kPowScalar, e, a, [e](auto x) { return static_cast<decltype(x)>(std::pow(x, e)); });
   Tensor ad = a.detach();
   record("PowBackward", {a}, {out}, [ad, e](const std::vector<Tensor>& g) {
-    Tensor d = ternary_float("pow_backward", ad, ad, g[0], [e](auto x, auto, auto gg) {
+    Tensor d = ternary_float("pow_backward", BackwardOp::kPow, e, ad, ad, g[0], [e](auto x, auto, auto gg) {
       using T = decltype(x);
       return e == 0.0 ? T(0) : static_cast<T>(gg * e * std::pow(x, e - 1.0));
     });
@@ -225,7 +250,7 @@ Tensor pow(const Tensor& a, double e) {
 }
 
 Tensor pow(const Tensor& a, const Tensor& e) {
-  Tensor out = binary_float("pow", a, e, [](auto x, auto y) { return static_cast<decltype(x)>(std::pow(x, y)); });
+  Tensor out = binary_float("pow", BinaryOp::kPow, a, e, [](auto x, auto y) { return static_cast<decltype(x)>(std::pow(x, y)); });
   Tensor ad = a.detach(), ed = e.detach(), od = out.detach();
   record("PowTensorBackward", {a, e}, {out}, [ad, ed, od](const std::vector<Tensor>& g) {
     Tensor ga = mul(g[0], mul(ed, pow(ad, sub(ed, scalar_like(ed, 1.0)))));
@@ -236,7 +261,7 @@ Tensor pow(const Tensor& a, const Tensor& e) {
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_float("maximum", a, b, [](auto x, auto y) { return x >= y ? x : y; });
+  Tensor out = binary_float("maximum", BinaryOp::kMaximum, a, b, [](auto x, auto y) { return x >= y ? x : y; });
   Tensor ad = a.detach(), bd = b.detach();
   record("MaximumBackward", {a, b}, {out}, [ad, bd](const std::vector<Tensor>& g) {
     Tensor mask = ge(ad, bd).to(g[0].dtype());
@@ -249,7 +274,7 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
 
 // ------------------------------------------------------------------ activations
 Tensor exp(const Tensor& a) {
-  Tensor out = unary_float("exp", a, [](auto x) { return std::exp(x); });
+  Tensor out = unary_float("exp", UnaryOp::kExp, 0.0, a, [](auto x) { return std::exp(x); });
   Tensor od = out.detach();
   record("ExpBackward", {a}, {out},
          [od](const std::vector<Tensor>& g) { return std::vector<Tensor>{mul(g[0], od)}; });
@@ -257,7 +282,7 @@ Tensor exp(const Tensor& a) {
 }
 
 Tensor log(const Tensor& a) {
-  Tensor out = unary_float("log", a, [](auto x) { return std::log(x); });
+  Tensor out = unary_float("log", UnaryOp::kLog, 0.0, a, [](auto x) { return std::log(x); });
   Tensor ad = a.detach();
   record("LogBackward", {a}, {out},
          [ad](const std::vector<Tensor>& g) { return std::vector<Tensor>{div(g[0], ad)}; });
@@ -265,20 +290,20 @@ Tensor log(const Tensor& a) {
 }
 
 Tensor sqrt(const Tensor& a) {
-  Tensor out = unary_float("sqrt", a, [](auto x) { return std::sqrt(x); });
+  Tensor out = unary_float("sqrt", UnaryOp::kSqrt, 0.0, a, [](auto x) { return std::sqrt(x); });
   Tensor od = out.detach();
   record("SqrtBackward", {a}, {out}, [od](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("sqrt_backward", od, od, g[0],
+    return std::vector<Tensor>{ternary_float("sqrt_backward", BackwardOp::kSqrt, 0.0, od, od, g[0],
                                              [](auto y, auto, auto gg) { return gg / (y + y); })};
   });
   return out;
 }
 
 Tensor abs(const Tensor& a) {
-  Tensor out = unary_float("abs", a, [](auto x) { return std::abs(x); });
+  Tensor out = unary_float("abs", UnaryOp::kAbs, 0.0, a, [](auto x) { return std::abs(x); });
   Tensor ad = a.detach();
   record("AbsBackward", {a}, {out}, [ad](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("abs_backward", ad, ad, g[0], [](auto x, auto, auto gg) {
+    return std::vector<Tensor>{ternary_float("abs_backward", BackwardOp::kAbs, 0.0, ad, ad, g[0], [](auto x, auto, auto gg) {
       using T = decltype(x);
       return x > T(0) ? gg : (x < T(0) ? -gg : T(0));
     })};
@@ -287,10 +312,10 @@ Tensor abs(const Tensor& a) {
 }
 
 Tensor relu(const Tensor& a) {
-  Tensor out = unary_float("relu", a, [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
+  Tensor out = unary_float("relu", UnaryOp::kRelu, 0.0, a, [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
   Tensor od = out.detach();
   record("ReluBackward", {a}, {out}, [od](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("relu_backward", od, od, g[0], [](auto y, auto, auto gg) {
+    return std::vector<Tensor>{ternary_float("relu_backward", BackwardOp::kRelu, 0.0, od, od, g[0], [](auto y, auto, auto gg) {
       return y > decltype(y)(0) ? gg : decltype(y)(0);
     })};
   });
@@ -298,13 +323,13 @@ Tensor relu(const Tensor& a) {
 }
 
 Tensor gelu(const Tensor& a) {
-  Tensor out = unary_float("gelu", a, [](auto x) {
+  Tensor out = unary_float("gelu", UnaryOp::kGelu, 0.0, a, [](auto x) {
     using T = decltype(x);
     return static_cast<T>(0.5 * x * (1.0 + std::erf(x * M_SQRT1_2)));
   });
   Tensor ad = a.detach();
   record("GeluBackward", {a}, {out}, [ad](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("gelu_backward", ad, ad, g[0], [](auto x, auto, auto gg) {
+    return std::vector<Tensor>{ternary_float("gelu_backward", BackwardOp::kGelu, 0.0, ad, ad, g[0], [](auto x, auto, auto gg) {
       using T = decltype(x);
       double cdf = 0.5 * (1.0 + std::erf(x * M_SQRT1_2));
       double pdf = std::exp(-0.5 * x * x) * 0.3989422804014327;  // 1/sqrt(2 pi)
@@ -315,52 +340,56 @@ Tensor gelu(const Tensor& a) {
 }
 
 Tensor tanh(const Tensor& a) {
-  Tensor out = unary_float("tanh", a, [](auto x) { return std::tanh(x); });
+  Tensor out = unary_float("tanh", UnaryOp::kTanh, 0.0, a, [](auto x) { return std::tanh(x); });
   Tensor od = out.detach();
   record("TanhBackward", {a}, {out}, [od](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("tanh_backward", od, od, g[0],
+    return std::vector<Tensor>{ternary_float("tanh_backward", BackwardOp::kTanh, 0.0, od, od, g[0],
                                              [](auto y, auto, auto gg) { return gg * (1 - y * y); })};
   });
   return out;
 }
 
 Tensor sigmoid(const Tensor& a) {
-  Tensor out = unary_float("sigmoid", a, [](auto x) {
+  Tensor out = unary_float("sigmoid", UnaryOp::kSigmoid, 0.0, a, [](auto x) {
     using T = decltype(x);
     return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
   });
   Tensor od = out.detach();
   record("SigmoidBackward", {a}, {out}, [od](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("sigmoid_backward", od, od, g[0],
+    return std::vector<Tensor>{ternary_float("sigmoid_backward", BackwardOp::kSigmoid, 0.0, od, od, g[0],
                                              [](auto y, auto, auto gg) { return gg * y * (1 - y); })};
   });
   return out;
 }
 
 // ------------------------------------------------------------------ comparisons
-Tensor eq(const Tensor& a, const Tensor& b) { return compare("eq", a, b, [](auto x, auto y) { return x == y; }); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare("ne", a, b, [](auto x, auto y) { return x != y; }); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare("lt", a, b, [](auto x, auto y) { return x < y; }); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare("le", a, b, [](auto x, auto y) { return x <= y; }); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare("gt", a, b, [](auto x, auto y) { return x > y; }); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare("ge", a, b, [](auto x, auto y) { return x >= y; }); }
+Tensor eq(const Tensor& a, const Tensor& b) { return compare("eq", BinaryOp::kEq, a, b, [](auto x, auto y) { return x == y; }); }
+Tensor ne(const Tensor& a, const Tensor& b) { return compare("ne", BinaryOp::kNe, a, b, [](auto x, auto y) { return x != y; }); }
+Tensor lt(const Tensor& a, const Tensor& b) { return compare("lt", BinaryOp::kLt, a, b, [](auto x, auto y) { return x < y; }); }
+Tensor le(const Tensor& a, const Tensor& b) { return compare("le", BinaryOp::kLe, a, b, [](auto x, auto y) { return x <= y; }); }
+Tensor gt(const Tensor& a, const Tensor& b) { return compare("gt", BinaryOp::kGt, a, b, [](auto x, auto y) { return x > y; }); }
+Tensor ge(const Tensor& a, const Tensor& b) { return compare("ge", BinaryOp::kGe, a, b, [](auto x, auto y) { return x >= y; }); }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   TANDEM_CHECK_T(TypeError, cond.dtype() == DType::kU8, "where: condition must be u8, got ",
                  dtype_name(cond.dtype()));
-  check_cpu("where", {&cond, &a, &b});
   check_same_dtype("where", {&a, &b});
   Shape s = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape()), b.shape());
   Tensor c = cond.detach().expand(s).contiguous();
-  Tensor ea = a.detach().expand(s).contiguous(), eb = b.detach().expand(s).contiguous();
-  Tensor out = empty(s, a.dtype());
-  TANDEM_DISPATCH_ALL(a.dtype(), "where", [&] {
+  Tensor out = empty(s, a.dtype(), a.device());
+  if (a.is_cuda()) {
+    backend_for("where", a.device()).where(c, a.detach(), b.detach(), out);
+  } else {
+    check_cpu("where", {&cond, &a, &b});
+    Tensor ea = a.detach().expand(s).contiguous(), eb = b.detach().expand(s).contiguous();
+    TANDEM_DISPATCH_ALL(a.dtype(), "where", [&] {
     const uint8_t* pc = c.data<uint8_t>();
     const scalar_t* pa = ea.data<scalar_t>();
     const scalar_t* pb = eb.data<scalar_t>();
     scalar_t* o = out.data<scalar_t>();
     for (int64_t i = 0; i < out.numel(); ++i) o[i] = pc[i] ? pa[i] : pb[i];
-  });
+    });
+  }
   Tensor cd = c;
   Shape sa = a.shape(), sb = b.shape();
   record("WhereBackward", {a, b}, {out}, [cd, sa, sb](const std::vector<Tensor>& g) {
@@ -372,10 +401,14 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 // ------------------------------------------------------------------ in place
 void add_(Tensor& a, const Tensor& b, double alpha) {
-  check_cpu("add_", {&a, &b});
   check_same_dtype("add_", {&a, &b});
   TANDEM_CHECK_SHAPE(broadcast_shapes(a.shape(), b.shape()) == a.shape(), "add_: cannot add ",
                      shape_str(b.shape()), " into ", shape_str(a.shape()));
+  if (a.is_cuda()) {
+    backend_for("add_", a.device()).add_(a, b.detach(), alpha);
+    return;
+  }
+  check_cpu("add_", {&a, &b});
   TANDEM_DISPATCH_FLOAT(a.dtype(), "add_", [&] {
     const scalar_t al = static_cast<scalar_t>(alpha);
     if (a.is_contiguous() && b.is_contiguous() && a.numel() == b.numel()) {
@@ -395,6 +428,10 @@ void add_(Tensor& a, const Tensor& b, double alpha) {
 }
 
 void mul_(Tensor& a, double s) {
+  if (a.is_cuda()) {
+    backend_for("mul_", a.device()).mul_(a, s);
+    return;
+  }
   check_cpu("mul_", {&a});
   TANDEM_DISPATCH_FLOAT(a.dtype(), "mul_", [&] {
     scalar_t* pa = a.data<scalar_t>();

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "core/autograd/node.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/ops.h"
 #include "core/parallel/parallel.h"
@@ -216,10 +217,31 @@ void for_each_row(const Rows& r, F row_fn) {
   });
 }
 
+// On a device: softmax over the last dim of a contiguous tensor (others are permuted there).
+template <bool kLog>
+Tensor softmax_device(const char* name, const Tensor& x_in, int64_t dim) {
+  const int64_t last = std::max<int64_t>(x_in.dim() - 1, 0);
+  Tensor x = x_in.detach();
+  if (dim != last) x = x.transpose(dim, last);
+  x = x.contiguous();
+  Tensor y = empty(x.shape(), x.dtype(), x.device());
+  backend_for(name, x.device()).softmax(x, kLog, y);
+  Tensor yd = y.detach();
+  Tensor out = dim != last ? y.transpose(dim, last) : y;
+  record(kLog ? "LogSoftmaxBackward" : "SoftmaxBackward", {x_in}, {out},
+         [yd, dim, last, name](const std::vector<Tensor>& g) {
+           Tensor gc = (dim != last ? g[0].transpose(dim, last) : g[0]).contiguous();
+           Tensor gx = empty(yd.shape(), yd.dtype(), yd.device());
+           backend_for(name, yd.device()).softmax_backward(yd, gc, kLog, gx);
+           return std::vector<Tensor>{dim != last ? gx.transpose(dim, last) : gx};
+         });
+  return out;
+}
+
 template <bool kLog>
 Tensor softmax_impl(const char* name, const Tensor& x_in, int64_t dim_in) {
-  check_cpu(name, {&x_in});
   const int64_t dim = wrap(dim_in, x_in.dim(), name);
+  if (x_in.is_cuda()) return softmax_device<kLog>(name, x_in, dim);
   Tensor x = x_in.detach().contiguous();
   Tensor y = empty(x.shape(), x.dtype());
   const Rows r = rows_of(x, dim);
@@ -258,6 +280,15 @@ Tensor checked_targets(const Tensor& target, int64_t n, int64_t classes) {
                      "cross_entropy: target has shape ", shape_str(target.shape()), ", expected [",
                      n, "] (one class index per row)");
   Tensor t = target.detach().to(DType::kI64).contiguous();
+  if (t.is_cuda()) {  // checked on the host: a bad label must be named, not read out of bounds
+    Tensor host = t.to(Device::cpu());
+    const int64_t* p = host.data<int64_t>();
+    for (int64_t i = 0; i < n; ++i)
+      TANDEM_CHECK(p[i] >= 0 && p[i] < classes, "cross_entropy: target ", p[i], " at position ",
+                   i, " is out of range for ", classes, " classes (expected 0 <= target < ",
+                   classes, ")");
+    return t;
+  }
   const int64_t* p = t.data<int64_t>();
   for (int64_t i = 0; i < n; ++i)
     TANDEM_CHECK(p[i] >= 0 && p[i] < classes, "cross_entropy: target ", p[i], " at position ", i,
@@ -296,7 +327,8 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
 }
 
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label_smoothing) {
-  check_cpu("cross_entropy", {&logits_in, &target});
+  if (logits_in.is_cuda() || target.is_cuda()) check_same_device("cross_entropy", {&logits_in, &target});
+  else check_cpu("cross_entropy", {&logits_in, &target});
   TANDEM_CHECK_SHAPE(logits_in.dim() == 2, "cross_entropy: logits must be (N, C), got ",
                      shape_str(logits_in.shape()));
   TANDEM_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
@@ -305,6 +337,20 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label
   TANDEM_CHECK_SHAPE(n > 0 && c > 0, "cross_entropy: empty logits ", shape_str(logits_in.shape()));
   Tensor tgt = checked_targets(target, n, c);
   Tensor x = logits_in.detach().contiguous();
+  if (x.is_cuda()) {
+    Tensor loss = empty({}, x.dtype(), x.device());
+    Tensor lse = empty({2, n}, x.dtype(), x.device());
+    backend_for("cross_entropy", x.device()).cross_entropy(x, tgt, label_smoothing, loss, lse);
+    const double ls = label_smoothing;
+    record("CrossEntropyBackward", {logits_in}, {loss},
+           [x, tgt, lse, ls](const std::vector<Tensor>& g) {
+             Tensor gx = empty(x.shape(), x.dtype(), x.device());
+             backend_for("cross_entropy_backward", x.device())
+                 .cross_entropy_backward(x, tgt, lse, ls, g[0], gx);
+             return std::vector<Tensor>{gx};
+           });
+    return loss;
+  }
   Tensor loss = empty({}, x.dtype());
   Tensor lse_t = empty({2, n}, x.dtype());  // per row: max and log(sum(exp(x - max)))
   const double ls = label_smoothing;
@@ -352,8 +398,15 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target) {
-  check_cpu("mse_loss", {&input, &target});
   check_same_dtype("mse_loss", {&input, &target});
+  if (input.is_cuda() || target.is_cuda()) {
+    // On a device: composed from the elementwise ops and one reduction (all differentiable).
+    check_same_device("mse_loss", {&input, &target});
+    TANDEM_CHECK_SHAPE(input.numel() > 0, "mse_loss of empty tensors ", shape_str(input.shape()));
+    Tensor d = sub(input, target);
+    return mean(mul(d, d));
+  }
+  check_cpu("mse_loss", {&input, &target});
   if (input.shape() != target.shape()) {
     // Broadcasting (rare): compose differentiable ops.
     broadcast_shapes(input.shape(), target.shape());

@@ -3,6 +3,8 @@
 #include <cblas.h>
 
 #include "core/autograd/node.h"
+#include "core/backends/autocast.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/blas.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/ops.h"
@@ -49,6 +51,11 @@ BlasOperand blas_operand(const Tensor& x) {
 void mm_into(const Tensor& a, const Tensor& b, Tensor& out, double beta) {
   BlasOperand oa = blas_operand(a), ob = blas_operand(b);
   const int64_t m = a.shape()[0], k = a.shape()[1], n = b.shape()[1];
+  if (out.is_cuda()) {
+    backend_for("matmul", out.device())
+        .gemm(oa.trans, ob.trans, m, n, k, oa.t, oa.ld, ob.t, ob.ld, beta, out);
+    return;
+  }
   TANDEM_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
     if (k == 0) {
       if (beta == 0.0) out.zero_();
@@ -61,7 +68,7 @@ void mm_into(const Tensor& a, const Tensor& b, Tensor& out, double beta) {
 }
 
 Tensor mm(const Tensor& a, const Tensor& b) {
-  Tensor out = empty({a.shape()[0], b.shape()[1]}, a.dtype());
+  Tensor out = empty({a.shape()[0], b.shape()[1]}, a.dtype(), a.device());
   mm_into(a, b, out, 0.0);
   return out;
 }
@@ -69,7 +76,7 @@ Tensor mm(const Tensor& a, const Tensor& b) {
 // Batched: a (B, m, k), b (B, k, n) -> (B, m, n).
 Tensor bmm(const Tensor& a, const Tensor& b) {
   const int64_t batch = a.shape()[0];
-  Tensor out = empty({batch, a.shape()[1], b.shape()[2]}, a.dtype());
+  Tensor out = empty({batch, a.shape()[1], b.shape()[2]}, a.dtype(), a.device());
   for (int64_t i = 0; i < batch; ++i) {
     Tensor o = out.select(0, i);
     mm_into(a.select(0, i), b.select(0, i), o, 0.0);
@@ -80,7 +87,11 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  check_cpu("matmul", {&a_in, &b_in});
+  if (autocast_applies({&a_in, &b_in})) {
+    const DType lo = autocast_dtype();
+    return matmul(a_in.to(lo), b_in.to(lo)).to(DType::kF32);
+  }
+  check_same_device("matmul", {&a_in, &b_in});
   check_same_dtype("matmul", {&a_in, &b_in});
   TANDEM_CHECK_SHAPE(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 "
                      "dimension, got ", shape_str(a_in.shape()), " and ", shape_str(b_in.shape()));
@@ -131,7 +142,18 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_cpu("linear", {&x, &weight, &bias});
+  if (autocast_applies({&x, &weight, &bias}) && x.dim() >= 1 && weight.dim() == 2 &&
+      x.shape().back() == weight.shape()[1]) {
+    // As 2-D products (their backward needs no reduction in the low dtype); bias added in f32.
+    const DType lo = autocast_dtype();
+    Shape os = x.shape();
+    os.back() = weight.shape()[0];
+    Tensor y = matmul(x.reshape({-1, weight.shape()[1]}).to(lo), weight.to(lo).t())
+                   .to(DType::kF32)
+                   .reshape(os);
+    return bias.defined() ? add(y, bias) : y;
+  }
+  check_same_device("linear", {&x, &weight, &bias});
   check_same_dtype("linear", {&x, &weight, &bias});
   TANDEM_CHECK_SHAPE(x.dim() >= 1 && weight.dim() == 2 && x.shape().back() == weight.shape()[1],
                      "linear: input ", shape_str(x.shape()), " does not match weight ",
@@ -142,9 +164,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                      " outputs");
   Tensor x2 = x.detach().reshape({-1, in});
   const int64_t rows = x2.shape()[0];
-  Tensor out = empty({rows, outf}, x.dtype());
+  Tensor out = empty({rows, outf}, x.dtype(), x.device());
   double beta = 0.0;
-  if (bias.defined()) {
+  if (bias.defined() && x.is_cuda()) {
+    out.copy_(bias.detach());  // broadcast over the rows
+    beta = 1.0;
+  } else if (bias.defined()) {
     // Fold the bias into the GEMM: start from the bias in every row and accumulate (beta = 1).
     TANDEM_DISPATCH_FLOAT(x.dtype(), "linear", [&] {
       Tensor bc = bias.detach().contiguous();

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "core/autograd/node.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/ops.h"
 #include "core/parallel/parallel.h"
@@ -309,9 +310,38 @@ Tensor avg_like(const char* op, const char* node_name, const Tensor& x, const Pl
   return out;
 }
 
+// Pooling on a device backend (cuDNN on CUDA), whose windows are PyTorch's in floor mode; ceil
+// mode is supported where it gives the same output size.
+Tensor pool_device(bool max, const char* op, const Tensor& x, const PlaneShape& p,
+                   const Pool2dOptions& opt) {
+  Pool2dOptions floor_opt = opt;
+  floor_opt.ceil_mode = false;
+  const int64_t fh = pooled_size(p.height, opt.kernel_h, opt.pad_h, opt.stride_h, false);
+  const int64_t fw = pooled_size(p.width, opt.kernel_w, opt.pad_w, opt.stride_w, false);
+  if (fh != p.out_h || fw != p.out_w)
+    throw Unimplemented(str(op, " with ceil_mode on ", x.device().str(), " for input ",
+                            shape_str(x.shape()), " (ceil and floor sizes differ)"));
+  Tensor xd = x.detach().contiguous();
+  Tensor out = empty(p.out_shape, x.dtype(), x.device());
+  if (out.numel() > 0) backend_for(op, x.device()).pool2d(max, xd, floor_opt, out);
+  Tensor od = out.detach();
+  record(max ? "MaxPool2dBackward" : "AvgPool2dBackward", {x}, {out},
+         [max, op, xd, od, floor_opt](const std::vector<Tensor>& g) {
+           Tensor gin = empty(xd.shape(), xd.dtype(), xd.device());
+           if (od.numel() == 0) {
+             gin.zero_();
+           } else {
+             backend_for(op, xd.device()).pool2d_backward(max, xd, od, g[0].contiguous(), floor_opt, gin);
+           }
+           return std::vector<Tensor>{gin};
+         });
+  return out;
+}
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
+  if (x.is_cuda()) return pool_device(true, "max_pool2d", x, pool_shape("max_pool2d", x, opt), opt);
   check_cpu("max_pool2d", {&x});
   PlaneShape p = pool_shape("max_pool2d", x, opt);
   TANDEM_CHECK_SHAPE(p.height * p.width <= std::numeric_limits<int32_t>::max(),
@@ -337,6 +367,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
+  if (x.is_cuda()) return pool_device(false, "avg_pool2d", x, pool_shape("avg_pool2d", x, opt), opt);
   check_cpu("avg_pool2d", {&x});
   PlaneShape p = pool_shape("avg_pool2d", x, opt);
   return avg_like("avg_pool2d", "AvgPool2dBackward", x, p,
@@ -344,13 +375,23 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
-  check_cpu("adaptive_avg_pool2d", {&x});
   PlaneShape p = plane_shape("adaptive_avg_pool2d", x);
   TANDEM_CHECK_SHAPE(out_h >= 1 && out_w >= 1, "adaptive_avg_pool2d: output size (", out_h, ", ",
                      out_w, ") must be positive");
   TANDEM_CHECK_SHAPE(p.height >= 1 && p.width >= 1, "adaptive_avg_pool2d: input ",
                      shape_str(x.shape()), " has an empty plane");
   set_out_shape(p, out_h, out_w);
+  if (x.is_cuda()) {
+    // Equal windows (the input divides evenly, as global pooling does) are a plain average pool.
+    if (p.height % out_h != 0 || p.width % out_w != 0)
+      throw Unimplemented(str("adaptive_avg_pool2d on ", x.device().str(), " from ", p.height, "x",
+                              p.width, " to ", out_h, "x", out_w, " (uneven windows)"));
+    Pool2dOptions o;
+    o.kernel_h = o.stride_h = p.height / out_h;
+    o.kernel_w = o.stride_w = p.width / out_w;
+    return pool_device(false, "adaptive_avg_pool2d", x, p, o);
+  }
+  check_cpu("adaptive_avg_pool2d", {&x});
   return avg_like("adaptive_avg_pool2d", "AdaptiveAvgPool2dBackward", x, p,
                   [p](int64_t oh, int64_t ow) { return adaptive_window(p, oh, ow); });
 }

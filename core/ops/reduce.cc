@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/autograd/node.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/ops.h"
 #include "core/parallel/parallel.h"
@@ -42,13 +43,26 @@ Tensor sum_kernel(const Tensor& x_in, const std::vector<int64_t>& dims) {
   Tensor x = x_in.detach();
   const int64_t nd = x.dim();
   Shape kept = reduced_shape(x.shape(), dims, false);
-  Tensor out = empty(kept, x.dtype());
+  Tensor out = empty(kept, x.dtype(), x.device());
   int64_t red = 1;
   for (int64_t d : dims) red *= x.shape()[d];
   const int64_t outer = out.numel();
   // Reduced dims leading: (red, inner) layout.
   bool leading = x.is_contiguous();
   for (size_t i = 0; i < dims.size() && leading; ++i) leading = dims[i] == static_cast<int64_t>(i);
+  if (x.is_cuda()) {
+    DeviceBackend& be = backend_for("sum", x.device());
+    if (leading && !dims.empty() && static_cast<int64_t>(dims.size()) < nd) {
+      be.sum_cols(x, red, outer, out);
+      return out;
+    }
+    std::vector<int64_t> perm;
+    for (int64_t d = 0; d < nd; ++d)
+      if (!std::binary_search(dims.begin(), dims.end(), d)) perm.push_back(d);
+    for (int64_t d : dims) perm.push_back(d);
+    be.sum_rows(x.permute(perm).contiguous(), outer, red, out);
+    return out;
+  }
   TANDEM_DISPATCH_FLOAT(x.dtype(), "sum", [&] {
     scalar_t* o = out.data<scalar_t>();
     if (leading && !dims.empty() && static_cast<int64_t>(dims.size()) < nd) {
@@ -85,7 +99,6 @@ Tensor sum_kernel(const Tensor& x_in, const std::vector<int64_t>& dims) {
 }  // namespace
 
 Tensor sum(const Tensor& a, std::vector<int64_t> dims_in, bool keepdim) {
-  check_cpu("sum", {&a});
   std::vector<int64_t> dims = normalise_dims(std::move(dims_in), a.dim(), "sum");
   Tensor out = sum_kernel(a, dims);
   if (keepdim) out = out.view(reduced_shape(a.shape(), dims, true));
@@ -112,7 +125,6 @@ namespace {
 
 // Max along dim: values and i64 indices (first occurrence; NaN propagates as in PyTorch).
 std::pair<Tensor, Tensor> max_kernel(const Tensor& a, int64_t dim) {
-  check_cpu("max", {&a});
   const int64_t nd = a.dim();
   TANDEM_CHECK_SHAPE(nd > 0, "max over a dimension needs at least one dimension");
   TANDEM_CHECK_SHAPE(dim >= -nd && dim < nd, "max: dimension ", dim, " out of range");
@@ -126,6 +138,11 @@ std::pair<Tensor, Tensor> max_kernel(const Tensor& a, int64_t dim) {
   const int64_t red = a.shape()[dim];
   const int64_t outer = xc.numel() / red;
   Shape kept = reduced_shape(a.shape(), {dim}, false);
+  if (a.is_cuda()) {
+    Tensor values = empty(kept, a.dtype(), a.device()), indices = empty(kept, DType::kI64, a.device());
+    backend_for("max", a.device()).max_rows(xc, outer, red, values, indices);
+    return {values, indices};
+  }
   Tensor values = empty(kept, a.dtype()), indices = empty(kept, DType::kI64);
   TANDEM_DISPATCH_ALL(a.dtype(), "max", [&] {
     const scalar_t* p = xc.data<scalar_t>();
@@ -164,6 +181,21 @@ std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim) {
   Tensor idx = indices.detach();
   record("MaxBackward", {a}, {values}, [in_shape, idx, d](const std::vector<Tensor>& g) {
     // Scatter g into the argmax positions along d.
+    if (g[0].is_cuda()) {  // in the layout with d last, then permuted back
+      std::vector<int64_t> perm, inverse(in_shape.size());
+      Shape ps;
+      for (int64_t k = 0; k < static_cast<int64_t>(in_shape.size()); ++k)
+        if (k != d) perm.push_back(k);
+      perm.push_back(d);
+      for (size_t k = 0; k < perm.size(); ++k) {
+        ps.push_back(in_shape[perm[k]]);
+        inverse[perm[k]] = static_cast<int64_t>(k);
+      }
+      Tensor gp = zeros(ps, g[0].dtype(), g[0].device());
+      backend_for("max_backward", gp.device())
+          .scatter_rows(g[0].contiguous(), idx.contiguous(), in_shape[d], gp);
+      return std::vector<Tensor>{gp.permute(inverse).contiguous()};
+    }
     Tensor gi = zeros(in_shape, g[0].dtype());
     Shape ks = in_shape;
     ks[d] = 1;

@@ -34,9 +34,8 @@ int64_t prod(const Shape& s, int64_t begin, int64_t end) {
 Tensor checked_index(const char* op, const Tensor& index, int64_t size, bool allow_negative) {
   TANDEM_CHECK_T(TypeError, index.dtype() == DType::kI64 || index.dtype() == DType::kI32, op,
                  ": index must be an i32 or i64 tensor, got ", dtype_name(index.dtype()));
-  check_cpu(op, {&index});
   Tensor idx = empty(index.shape(), DType::kI64);  // our own copy: negatives are wrapped in place
-  idx.copy_(index.detach());
+  idx.copy_(index.detach());  // on the host (from a device index too): every entry is checked
   int64_t* p = idx.data<int64_t>();
   for (int64_t i = 0; i < idx.numel(); ++i) {
     int64_t v = p[i];
@@ -90,12 +89,38 @@ void scatter_add_rows(const T* g, int64_t outer, int64_t d, int64_t inner, const
                });
 }
 
+// On a device: one device copy per selected row (and one add per row in the backward). Correct
+// for any index; fast only for short ones (no model of the core indexes on the device per step).
+Tensor index_rows_device(const char* op, const Tensor& x, const Tensor& idx, int64_t outer,
+                         int64_t d, int64_t inner, const Shape& out_shape) {
+  Tensor xc = x.detach().contiguous().view({outer, d, inner});
+  const int64_t k = idx.numel();
+  const int64_t* p = idx.data<int64_t>();
+  Tensor out = empty({outer, k, inner}, x.dtype(), x.device());
+  for (int64_t j = 0; j < k; ++j) out.select(1, j).copy_(xc.select(1, p[j]));
+  out = out.view(out_shape);
+  Shape in_shape = x.shape();
+  record(std::string(op) == "index" ? "IndexBackward" : "IndexSelectBackward", {x}, {out},
+         [idx, in_shape, outer, d, inner, k](const std::vector<Tensor>& g) {
+           Tensor gc = g[0].contiguous().view({outer, k, inner});
+           Tensor gx = zeros({outer, d, inner}, gc.dtype(), gc.device());
+           const int64_t* p = idx.data<int64_t>();
+           for (int64_t j = 0; j < k; ++j) {
+             Tensor rows = gx.select(1, p[j]);
+             add_(rows, gc.select(1, j));
+           }
+           return std::vector<Tensor>{gx.view(in_shape)};
+         });
+  return out;
+}
+
 // x.index_select(dim, idx) for a checked 1-D i64 idx; out_shape is the result's shape.
 Tensor index_rows(const char* op, const Tensor& x, int64_t dim, const Tensor& idx,
                   const Shape& out_shape) {
-  Tensor xc = x.detach().contiguous();
   const int64_t outer = prod(x.shape(), 0, dim), d = x.shape()[dim],
                 inner = prod(x.shape(), dim + 1, x.dim());
+  if (x.is_cuda()) return index_rows_device(op, x, idx, outer, d, inner, out_shape);
+  Tensor xc = x.detach().contiguous();
   const int64_t k = idx.numel();
   Tensor out = empty(out_shape, x.dtype());
   gather_rows(xc, outer, d, inner, idx.data<int64_t>(), k, out);
@@ -126,7 +151,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
   for (size_t t = 0; t < tensors.size(); ++t) {
     const Tensor& x = tensors[t];
     TANDEM_CHECK_SHAPE(x.defined(), "cat: tensor ", t, " is undefined");
-    check_cpu("cat", {&x});
+    TANDEM_CHECK(x.device() == first.device(), "cat: tensor ", t, " is on ", x.device().str(),
+                 " but tensor 0 is on ", first.device().str());
     TANDEM_CHECK_T(TypeError, x.dtype() == first.dtype(), "cat: tensor ", t, " is ",
                    dtype_name(x.dtype()), " but tensor 0 is ", dtype_name(first.dtype()));
     bool ok = x.dim() == first.dim();
@@ -136,23 +162,31 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
                        "; all sizes except dimension ", dim, " must match");
     out_shape[dim] += x.shape()[dim];
   }
-  Tensor out = empty(out_shape, first.dtype());
-  const int64_t outer = prod(out_shape, 0, dim), inner = prod(out_shape, dim + 1, first.dim());
-  const int64_t es = static_cast<int64_t>(dtype_size(first.dtype()));
-  const int64_t out_row = out_shape[dim] * inner * es;
-  char* dst = static_cast<char*>(out.raw_data());
-  int64_t off = 0;  // bytes into each output row
-  for (const Tensor& x_in : tensors) {
-    Tensor x = x_in.detach().contiguous();
-    const int64_t row = x.shape()[dim] * inner * es;
-    const char* src = static_cast<const char*>(x.raw_data());
-    if (row > 0) {
-      parallel_for(0, outer, std::max<int64_t>(1, kGrainBytes / row), [&](int64_t b, int64_t e) {
-        for (int64_t o = b; o < e; ++o)
-          std::memcpy(dst + o * out_row + off, src + o * row, static_cast<size_t>(row));
-      });
+  Tensor out = empty(out_shape, first.dtype(), first.device());
+  if (out.is_cuda()) {  // one device copy per input into its slice of the output
+    int64_t at = 0;
+    for (const Tensor& x : tensors) {
+      out.slice(dim, at, at + x.shape()[dim]).copy_(x.detach());
+      at += x.shape()[dim];
     }
-    off += row;
+  } else {
+    const int64_t outer = prod(out_shape, 0, dim), inner = prod(out_shape, dim + 1, first.dim());
+    const int64_t es = static_cast<int64_t>(dtype_size(first.dtype()));
+    const int64_t out_row = out_shape[dim] * inner * es;
+    char* dst = static_cast<char*>(out.raw_data());
+    int64_t off = 0;  // bytes into each output row
+    for (const Tensor& x_in : tensors) {
+      Tensor x = x_in.detach().contiguous();
+      const int64_t row = x.shape()[dim] * inner * es;
+      const char* src = static_cast<const char*>(x.raw_data());
+      if (row > 0) {
+        parallel_for(0, outer, std::max<int64_t>(1, kGrainBytes / row), [&](int64_t b, int64_t e) {
+          for (int64_t o = b; o < e; ++o)
+            std::memcpy(dst + o * out_row + off, src + o * row, static_cast<size_t>(row));
+        });
+      }
+      off += row;
+    }
   }
   std::vector<int64_t> starts;  // where each input begins along dim
   int64_t pos = 0;
@@ -174,7 +208,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
 }
 
 Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
-  check_cpu("index_select", {&x, &index});
+  if (!x.is_cuda()) check_cpu("index_select", {&x, &index});
   TANDEM_CHECK_SHAPE(x.dim() > 0, "index_select: input must have at least one dimension");
   TANDEM_CHECK_SHAPE(index.dim() <= 1, "index_select: index must be 0-d or 1-d, got shape ",
                      shape_str(index.shape()));
@@ -186,7 +220,7 @@ Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
 }
 
 Tensor index(const Tensor& x, const Tensor& index) {
-  check_cpu("index", {&x, &index});
+  if (!x.is_cuda()) check_cpu("index", {&x, &index});
   TANDEM_CHECK_SHAPE(x.dim() > 0, "index: cannot index a 0-d tensor");
   Tensor idx = checked_index("index", index, x.shape()[0], true);
   Shape out_shape = index.shape();

@@ -70,6 +70,18 @@ Adam::Adam(NamedTensors params, const AdamOptions& options, bool decoupled_weigh
 
 void Adam::update(const std::vector<FusedParam>& active) {
   const double step_lr = lr();
+  if (!active.empty() && active.front().device.is_cuda()) {
+    FusedAdamArgs a;
+    a.lr = step_lr;
+    a.beta1 = options_.beta1;
+    a.beta2 = options_.beta2;
+    a.eps = options_.eps;
+    a.weight_decay = options_.weight_decay;
+    a.decoupled = decoupled_;
+    const Device dev = active.front().device;
+    backend_for(decoupled_ ? "adamw" : "adam", dev).adam_update(dev.index, fused_tensors(active), a);
+    return;
+  }
   for_each_fused_chunk(active, [&](const FusedParam& fp, int64_t b, int64_t e) {
     if (fp.dtype == DType::kF64) {
       adam_chunk<double>(fp, b, e, options_, step_lr, decoupled_);

@@ -8,9 +8,33 @@
 
 namespace tandem {
 
+namespace {
+
+// On a device: the squared norms summed on the device in f64, one copy of the total to the host.
+double clip_grad_norm_device(const std::vector<Tensor>& grads, double max_norm) {
+  Tensor total_sq;
+  for (const Tensor& g : grads) {
+    Tensor gd = g.detach().to(DType::kF64);
+    Tensor s = sum(mul(gd, gd));
+    total_sq = total_sq.defined() ? add(total_sq, s) : s;
+  }
+  const double total = std::sqrt(total_sq.item());
+  if (!std::isfinite(total)) return total;
+  const double coef = max_norm / (total + 1e-6);  // 1e-6: torch's guard against a zero norm
+  if (coef >= 1.0) return total;
+  for (Tensor g : grads) mul_(g, coef);
+  return total;
+}
+
+}  // namespace
+
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   TANDEM_CHECK_T(ConfigError, std::isfinite(max_norm) && max_norm > 0.0,
                  "clip_grad_norm: max_norm must be finite and > 0, got ", max_norm);
+  std::vector<Tensor> device_grads;
+  for (const Tensor& p : params)
+    if (p.defined() && p.grad().defined() && p.grad().is_cuda()) device_grads.push_back(p.grad());
+  if (!device_grads.empty()) return clip_grad_norm_device(device_grads, max_norm);
   std::vector<FusedParam> fused;
   std::vector<Tensor> grads, keep_alive;
   for (const Tensor& p : params) {

@@ -63,15 +63,34 @@ void Optimizer::set_lr(double lr) {
   lr_ = lr;
 }
 
+std::vector<FusedTensor> fused_tensors(const std::vector<FusedParam>& params) {
+  std::vector<FusedTensor> out;
+  out.reserve(params.size());
+  for (const FusedParam& p : params) {
+    FusedTensor t;
+    t.param = p.param;
+    t.grad = p.grad;
+    t.state1 = p.buffers.size() > 0 ? p.buffers[0] : nullptr;
+    t.state2 = p.buffers.size() > 1 ? p.buffers[1] : nullptr;
+    t.dtype = p.dtype;
+    t.numel = p.numel;
+    t.step = p.step;
+    out.push_back(t);
+  }
+  return out;
+}
+
 void Optimizer::step() {
   std::vector<size_t> active;
+  Device device = params_.front().second.device();
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& [pname, p] = params_[i];
     const Tensor& g = p.grad();
     if (!g.defined()) continue;
-    TANDEM_CHECK_T(Unimplemented, p.device().is_cpu() && g.device().is_cpu(), name(), " on ",
-                   p.device().is_cpu() ? g.device().str() : p.device().str(), " (parameter '",
-                   pname, "')");
+    if (active.empty()) device = p.device();
+    TANDEM_CHECK(p.device() == device && g.device() == device, name(), ": parameter '", pname,
+                 "' is on ", p.device().str(), " with its grad on ", g.device().str(),
+                 ", other parameters on ", device.str(), "; one optimizer updates one device");
     TANDEM_CHECK_SHAPE(g.shape() == p.shape(), name(), ": grad of '", pname, "' has shape ",
                        shape_str(g.shape()), ", parameter has ", shape_str(p.shape()));
     TANDEM_CHECK_T(TypeError, g.dtype() == p.dtype(), name(), ": grad of '", pname, "' is ",
@@ -108,6 +127,7 @@ void Optimizer::step() {
     f.dtype = p.dtype();
     f.numel = p.numel();
     f.step = st.step;
+    f.device = device;
     fused.push_back(std::move(f));
   }
   update(fused);

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/backends/device_backend.h"
 #include "core/tensor/tensor.h"
 
 namespace tandem {
@@ -33,7 +34,11 @@ struct FusedParam {
   DType dtype = DType::kF32;
   int64_t numel = 0;
   int64_t step = 0;  // this parameter's step count, already advanced for the current step
+  Device device;      // every FusedParam of one update is on the same device
 };
+
+// The FusedParams as the device backend's fused-update table (CUDA parameters).
+std::vector<FusedTensor> fused_tensors(const std::vector<FusedParam>& params);
 
 // Calls fn(param, begin, end) on chunks of at most chunk_elems elements covering every element of
 // every FusedParam, in one parallel_for (inline when there is too little work for threads). Chunk

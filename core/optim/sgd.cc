@@ -59,6 +59,17 @@ Sgd::Sgd(NamedTensors params, const SgdOptions& options)
 
 void Sgd::update(const std::vector<FusedParam>& active) {
   const double step_lr = lr();  // set_lr may have changed options_.lr
+  if (!active.empty() && active.front().device.is_cuda()) {
+    FusedSgdArgs a;
+    a.lr = step_lr;
+    a.momentum = options_.momentum;
+    a.dampening = options_.dampening;
+    a.weight_decay = options_.weight_decay;
+    a.nesterov = options_.nesterov;
+    const Device dev = active.front().device;
+    backend_for("sgd", dev).sgd_update(dev.index, fused_tensors(active), a);
+    return;
+  }
   for_each_fused_chunk(active, [&](const FusedParam& fp, int64_t b, int64_t e) {
     if (fp.dtype == DType::kF64) {
       sgd_chunk<double>(fp, b, e, options_, step_lr);

@@ -1,15 +1,25 @@
 #include "core/tensor/storage.h"
 
+#include "core/backends/device_backend.h"
 #include "core/base/error.h"
 #include "core/tensor/allocator.h"
 
 namespace tandem {
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  if (!device.is_cpu()) throw Unimplemented("storage on " + device.str() + ": built without CUDA");
-  data_ = cpu_alloc(nbytes);
+  if (device.is_cpu()) {
+    data_ = cpu_alloc(nbytes);
+  } else {
+    data_ = backend_for("storage", device).allocate(nbytes, device.index);
+  }
 }
 
-Storage::~Storage() { cpu_free(data_, nbytes_); }
+Storage::~Storage() {
+  if (device_.is_cpu()) {
+    cpu_free(data_, nbytes_);
+  } else if (DeviceBackend* b = cuda_backend_or_null()) {
+    b->deallocate(data_, nbytes_, device_.index);
+  }
+}
 
 }  // namespace tandem

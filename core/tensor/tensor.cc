@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/autograd/grad_mode.h"
+#include "core/backends/device_backend.h"
 #include "core/autograd/node.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/ops.h"
@@ -100,12 +101,12 @@ void* Tensor::raw_data() const {
 double Tensor::item() const {
   TANDEM_CHECK_SHAPE(numel() == 1, "item() needs a one-element tensor, got shape ",
                      shape_str(shape()));
-  check_cpu("item", {this});
+  if (is_cuda()) return to(Device::cpu()).item();
   return load_as_double(raw_data(), dtype());
 }
 
 std::vector<double> Tensor::to_vector() const {
-  check_cpu("to_vector", {this});
+  if (is_cuda()) return to(Device::cpu()).to_vector();
   std::vector<double> out(static_cast<size_t>(numel()));
   const char* base = static_cast<const char*>(raw_data());
   const size_t es = dtype_size(dtype());
@@ -232,8 +233,9 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   Tensor out = make_view(*this, s, st, offset() + start * strides()[d]);
   Shape in_shape = shape();
   DType dt = dtype();
-  record("SliceBackward", {*this}, {out}, [in_shape, dt, d, start, end, step](const std::vector<Tensor>& g) {
-    Tensor gi = zeros(in_shape, dt);
+  Device dev = device();
+  record("SliceBackward", {*this}, {out}, [in_shape, dt, dev, d, start, end, step](const std::vector<Tensor>& g) {
+    Tensor gi = zeros(in_shape, dt, dev);
     Tensor dst = gi.slice(d, start, end, step);
     dst.copy_(g[0]);
     return std::vector<Tensor>{gi};
@@ -343,6 +345,21 @@ Tensor Tensor::to(DType dt) const {
   return out;
 }
 
+Tensor Tensor::to(Device dev) const {
+  if (dev == device()) return *this;
+  Tensor out = empty(shape(), dtype(), dev);
+  {
+    NoGradGuard g;
+    out.copy_(*this);
+  }
+  if (is_floating(dtype())) {
+    Device src = device();
+    record("ToDeviceBackward", {*this}, {out},
+           [src](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(src)}; });
+  }
+  return out;
+}
+
 Tensor Tensor::detach() const {
   return make_view(*this, shape(), strides(), offset());
 }
@@ -373,11 +390,14 @@ void copy_typed(D* dst, const Shape& shape, const Shape& dst_strides, const S* s
 }  // namespace
 
 Tensor& Tensor::copy_(const Tensor& src) {
-  check_cpu("copy_", {this, &src});
   Tensor s = src.detach();
   if (s.shape() != shape()) s = s.expand(shape());
   const int64_t n = numel();
   if (n == 0) return *this;
+  if (is_cuda() || s.is_cuda()) {
+    backend_for("copy_", is_cuda() ? device() : s.device()).copy(*this, s);
+    return *this;
+  }
   const bool dc = is_contiguous(), sc = s.is_contiguous();
   DType dd = dtype(), sd = s.dtype();
   auto slow = [&] {
@@ -419,8 +439,11 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::fill_(double value) {
-  check_cpu("fill_", {this});
   const int64_t n = numel();
+  if (is_cuda()) {
+    backend_for("fill_", device()).fill(*this, value);
+    return *this;
+  }
   if (dtype() == DType::kF16 || dtype() == DType::kBF16) {
     char* base = static_cast<char*>(raw_data());
     for_each_offset(shape(), strides(), 0, n, [&](int64_t, int64_t off) {
@@ -550,6 +573,16 @@ void check_cpu(const char* op, std::initializer_list<const Tensor*> tensors) {
   for (const Tensor* t : tensors)
     if (t != nullptr && t->defined() && !t->device().is_cpu())
       throw Unimplemented(str(op, " on ", t->device().str(), ": no kernel for this device"));
+}
+
+void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (t == nullptr || !t->defined()) continue;
+    if (first == nullptr) first = t;
+    TANDEM_CHECK(t->device() == first->device(), op, ": operands on ", first->device().str(),
+                 " and ", t->device().str(), "; move them to one device with .to()");
+  }
 }
 
 void check_same_dtype(const char* op, std::initializer_list<const Tensor*> tensors) {

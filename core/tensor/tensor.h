@@ -54,7 +54,9 @@ class Tensor {
   const std::shared_ptr<Storage>& storage() const;
   std::string str() const;  // "Tensor(f32, [2, 3], cpu)"
 
-  // ---- data access (CPU). data<T>() checks T against dtype(); points at element 0 of the view.
+  // ---- data access. data<T>() and raw_data() point at element 0 of the view in the tensor's own
+  // memory (device memory for a CUDA tensor); item(), to_vector() and values() copy a CUDA
+  // tensor to the host first.
   void* raw_data() const;
   template <typename T>
   T* data() const {
@@ -87,6 +89,10 @@ class Tensor {
   // ---- copies and conversions
   Tensor clone() const;          // contiguous copy (differentiable)
   Tensor to(DType dtype) const;  // converted copy (differentiable between float types)
+  // Copy on another device (self when already there; differentiable). Host to device goes through
+  // a pinned buffer and does not wait; device to host waits for the data.
+  Tensor to(Device device) const;
+  bool is_cuda() const { return device().is_cuda(); }
   Tensor detach() const;         // shares storage, no autograd history
 
   // ---- in place (never recorded by autograd; for optimizers, initialisers, buffers)

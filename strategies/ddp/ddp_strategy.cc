@@ -24,6 +24,8 @@ void DdpStrategy::broadcast_tensors(const NamedTensors& tensors) {
 }
 
 void DdpStrategy::prepare(Module& model, Optimizer& optimizer) {
+  const std::vector<Tensor> params = model.parameters();
+  device_ = params.empty() ? Device::cpu() : params.front().device();
   broadcast_tensors(model.named_parameters());
   broadcast_tensors(model.named_buffers());
   reducer_ = std::make_unique<Reducer>(model.named_parameters(), *comm_, options_);
@@ -41,7 +43,7 @@ double DdpStrategy::forward_backward(Module& model, const MicroBatch& micro) {
 void DdpStrategy::synchronize(Module&) { reducer_->finalize(); }
 
 std::vector<double> DdpStrategy::all_reduce_sum(const std::vector<double>& values) {
-  Tensor t = from_vector(values, {static_cast<int64_t>(values.size())}, DType::kF64);
+  Tensor t = from_vector(values, {static_cast<int64_t>(values.size())}, DType::kF64).to(device_);
   all_reduce_sync(*comm_, t, ReduceOp::kSum);
   return t.to_vector();
 }

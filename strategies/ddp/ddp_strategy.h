@@ -27,6 +27,7 @@ class DdpStrategy : public Strategy {
   Communicator& communicator() { return *comm_; }
 
  private:
+  Device device_;  // the model's device (prepare); small reductions travel there for NCCL
   void broadcast_tensors(const NamedTensors& tensors);
 
   std::shared_ptr<Communicator> comm_;

@@ -61,9 +61,10 @@ void Reducer::plan(const std::vector<int>& order) {
       n += params_[p].second.numel();
     }
     DType dt = params_[bk.params[0]].second.dtype();
-    bk.buffer = zeros({n}, dt);
+    const Device dev = params_[bk.params[0]].second.device();  // buckets live with the grads
+    bk.buffer = zeros({n}, dt, dev);
     if (options_.compression != "none")
-      bk.wire = empty({n}, options_.compression == "bf16" ? DType::kBF16 : DType::kF16);
+      bk.wire = empty({n}, options_.compression == "bf16" ? DType::kBF16 : DType::kF16, dev);
     for (size_t j = 0; j < bk.params.size(); ++j) {
       int p = bk.params[j];
       const Tensor& param = params_[p].second;
@@ -163,7 +164,8 @@ void Reducer::finalize() {
     Tensor order = empty({static_cast<int64_t>(params_.size())}, DType::kI64);
     int64_t* po = order.data<int64_t>();
     for (size_t i = 0; i < arrival_order_.size(); ++i) po[i] = arrival_order_[i];
-    Tensor order_f = order.to(DType::kF64);  // collectives reduce floats; indices are exact in f64
+    // Collectives reduce floats (indices are exact in f64), on the gradients' device (NCCL: CUDA).
+    Tensor order_f = order.to(DType::kF64).to(params_.front().second.device());
     broadcast_sync(comm_, order_f, 0);
     std::vector<double> v = order_f.to_vector();
     std::vector<int> new_order(v.begin(), v.end());

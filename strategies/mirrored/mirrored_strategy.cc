@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "core/autograd/grad_mode.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/ops.h"
 #include "strategies/single/single_strategy.h"
 
@@ -26,9 +27,13 @@ void MirroredStrategy::copy_state_to_replicas(Module& model, bool buffers_too) {
 
 void MirroredStrategy::prepare(Module& model, Optimizer&) {
   others_.clear();
+  // On CUDA, replica r runs on cuda:(r mod visible devices): one replica per GPU.
+  const std::vector<Tensor> params = model.parameters();
+  const Device dev = params.empty() ? Device::cpu() : params.front().device();
   for (int r = 1; r < replicas_; ++r) {
     others_.push_back(make_replica_());
     others_.back()->train(model.is_training());
+    if (dev.is_cuda()) others_.back()->to(Device::cuda(r % std::max(cuda_device_count(), 1)));
   }
   copy_state_to_replicas(model, /*buffers_too=*/true);
 }
@@ -85,7 +90,7 @@ void MirroredStrategy::synchronize(Module& model) {
     // Sum in replica order, then scale: the same result on every run.
     for (auto& t : theirs) {
       const Tensor& other = t[i].second.grad();
-      if (other.defined()) add_(g, other);
+      if (other.defined()) add_(g, other.device() == g.device() ? other : other.to(g.device()));
     }
     mul_(g, inv);
   }

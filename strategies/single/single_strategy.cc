@@ -7,12 +7,16 @@ namespace tandem {
 
 double replica_forward_backward(Module& model, const MicroBatch& micro, double grad_scale) {
   const Batch& b = *micro.batch;
+  // The batch goes where the model is (host to device through pinned memory on CUDA).
+  const std::vector<Tensor> params = model.parameters();
+  const Device dev = params.empty() ? Device::cpu() : params.front().device();
   Tensor loss;
   {
     DropoutScope scope(micro.seed, static_cast<uint64_t>(micro.step), b.first_global_position);
-    loss = cross_entropy(model.forward(b.images), b.labels);
+    loss = cross_entropy(model.forward(b.images.to(dev)), b.labels.to(dev));
   }
   double value = loss.item();
+  grad_scale *= micro.loss_scale;
   if (grad_scale == 1.0) loss.backward();
   else mul(loss, grad_scale).backward();
   return value;

@@ -1,5 +1,7 @@
 #include "strategies/trainer/builders.h"
 
+#include "core/backends/device_backend.h"
+
 #include "core/base/error.h"
 #include "core/nn/models.h"
 #include "core/optim/adam.h"
@@ -67,6 +69,34 @@ Schedule build_schedule(const ExperimentConfig& cfg, int64_t total_steps) {
   // Linear warm-up reaching optimizer.lr after warmup_steps steps, starting at lr / warmup_steps.
   so.warmup_start_factor = cfg.schedule.warmup_steps > 0 ? 1.0 / cfg.schedule.warmup_steps : 1.0;
   return make_schedule(cfg.schedule.name, so);
+}
+
+Device resolve_training_device(const ExperimentConfig& cfg, int local_rank) {
+  const std::string& spec = cfg.training.device;
+  if (spec == "cpu") return Device::cpu();
+  int index = local_rank;
+  if (spec.rfind("cuda:", 0) == 0) {
+    const std::string n = spec.substr(5);
+    TANDEM_CHECK_T(ConfigError, !n.empty() && n.size() < 4 &&
+                                    n.find_first_not_of("0123456789") == std::string::npos,
+                   "training.device: '", spec, "' is not cpu, cuda or cuda:N");
+    index = std::stoi(n);
+  } else {
+    TANDEM_CHECK_T(ConfigError, spec == "cuda", "training.device: '", spec,
+                   "' is not cpu, cuda or cuda:N");
+  }
+  const int count = cuda_device_count();
+  TANDEM_CHECK_T(ConfigError, count > 0, "training.device: '", spec, "' but ",
+                 cuda_backend_or_null() == nullptr
+                     ? "this build has the CPU backend only (configure with -DTANDEM_CUDA=ON)"
+                     : "no CUDA device is visible (no GPU or driver, or CUDA_VISIBLE_DEVICES)",
+                 "; use training.device=cpu");
+  TANDEM_CHECK_T(ConfigError, index >= 0 && index < count, "training.device: '", spec,
+                 "' selects cuda:", index, (spec == "cuda" ? " (LOCAL_RANK)" : ""), " but only ",
+                 count, " CUDA device(s) are visible");
+  Device dev = Device::cuda(index);
+  zeros({1}, DType::kF32, dev);  // makes it current and creates its stream before anything else
+  return dev;
 }
 
 }  // namespace tandem

@@ -17,4 +17,10 @@ std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& 
 std::unique_ptr<Optimizer> build_optimizer(const ExperimentConfig& cfg, const NamedTensors& params);
 Schedule build_schedule(const ExperimentConfig& cfg, int64_t total_steps);
 
+// training.device as a Device: "cpu", "cuda" (the GPU of this process's LOCAL_RANK: one process
+// per GPU), or "cuda:N". ConfigError naming the key when the device does not exist. Selecting a
+// CUDA device here, before the strategy's communicator or any tensor touches CUDA, makes it the
+// process's current device (DESIGN.md: LOCAL_RANK selects the device before any other CUDA call).
+Device resolve_training_device(const ExperimentConfig& cfg, int local_rank);
+
 }  // namespace tandem

@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "core/autograd/grad_mode.h"
+#include "core/backends/autocast.h"
+#include "core/backends/device_backend.h"
 #include "core/data/loader.h"
 #include "core/data/sampler.h"
 #include "core/data/transforms.h"
@@ -18,6 +20,7 @@
 #include "core/metrics/tensorboard.h"
 #include "core/ops/ops.h"
 #include "core/optim/clip.h"
+#include "core/optim/loss_scaler.h"
 #include "core/parallel/parallel.h"
 #include "core/tensor/allocator.h"
 #include "configs/schema/config.h"
@@ -58,10 +61,13 @@ EvalResult evaluate(Module& model, Strategy& strategy, const std::shared_ptr<con
   while (auto b = loader.next()) {
     const int64_t n = b->labels.numel();
     if (n == 0) continue;
-    Tensor logits = model.forward(b->images);
-    loss_sum += cross_entropy(logits, b->labels).item() * static_cast<double>(n);
+    const std::vector<Tensor> params = model.parameters();
+    const Device dev = params.empty() ? Device::cpu() : params.front().device();
+    Tensor labels = b->labels.to(dev);
+    Tensor logits = model.forward(b->images.to(dev));
+    loss_sum += cross_entropy(logits, labels).item() * static_cast<double>(n);
     Tensor pred = argmax(logits, 1);
-    correct += sum(eq(pred, b->labels).to(DType::kF64)).item();
+    correct += sum(eq(pred, labels).to(DType::kF64)).item();
     count += static_cast<double>(n);
   }
   std::vector<double> total = strategy.all_reduce_sum({loss_sum, correct, count});
@@ -83,10 +89,20 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   const bool chief = strat.is_chief();
   std::ostream& out = *env_.out;
   std::ostream& err = *env_.err;
-  TANDEM_CHECK_T(ConfigError, cfg.training.device == "cpu", "training.device: '", cfg.training.device,
-                 "' needs tandem built with CUDA (this build has the CPU backend only)");
-  TANDEM_CHECK_T(ConfigError, cfg.training.precision == "fp32", "training.precision: '",
-                 cfg.training.precision, "' needs a CUDA device; on the CPU only fp32 is supported");
+  const Device device = resolve_training_device(cfg, env_.local_rank);
+  TANDEM_CHECK_T(ConfigError, cfg.training.precision == "fp32" || device.is_cuda(),
+                 "training.precision: '", cfg.training.precision,
+                 "' needs a CUDA device; on the CPU only fp32 is supported");
+  // tf32: f32 storage, TF32 tensor cores in GEMMs and convolutions. bf16/fp16: autocast of
+  // matmul/linear/conv2d (core/backends/autocast.h) with f32 master weights; fp16 adds the
+  // dynamic loss scaler.
+  const std::string& precision = cfg.training.precision;
+  if (device.is_cuda()) backend_for("training", device).set_allow_tf32(precision == "tf32");
+  set_autocast_dtype(precision == "bf16" ? DType::kBF16
+                     : precision == "fp16" ? DType::kF16
+                                           : DType::kF32);
+  std::optional<LossScaler> scaler;
+  if (precision == "fp16") scaler.emplace();
   validate_world(cfg, strat.world_size());
   set_num_threads(cfg.training.threads);
 
@@ -110,6 +126,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
 
   // ---- model, optimizer, schedule
   model_ = build_model(cfg, *train_data);
+  model_->to(device);  // before the optimizer, so its state is created on the device too
   optimizer_ = build_optimizer(cfg, model_->named_parameters());
   // The schedule spans the steps this run will take: min(max_steps, epochs x steps per epoch).
   Schedule schedule = build_schedule(cfg, total_steps);
@@ -211,9 +228,19 @@ TrainResult Trainer::run(int64_t stop_at_step) {
         std::optional<Batch> batch = loader.next();
         TANDEM_ASSERT(batch.has_value(), "loader ran out of batches mid-epoch");
         MicroBatch micro{&*batch, state.step, m, accumulate, seed};
+        if (scaler) micro.loss_scale = scaler->scale();
         loss_sum += strat.forward_backward(*model_, micro);
       }
       strat.synchronize(*model_);
+      // fp16: a step whose scaled gradients overflowed is skipped and the scale halved (normal
+      // while the scaler finds its level; not a divergence); otherwise the gradients are unscaled.
+      bool overflow = false;
+      if (scaler) {
+        const std::vector<Tensor> params = model_->parameters();
+        overflow = !grads_finite(params);
+        if (!overflow) scale_grads(params, 1.0 / scaler->scale());
+        scaler->update(overflow);
+      }
       double loss = strat.mean_loss(loss_sum / accumulate);
       bool finite = std::isfinite(loss);
       double grad_norm = 0;
@@ -230,6 +257,8 @@ TrainResult Trainer::run(int64_t stop_at_step) {
                        "training diverged: ", nonfinite_in_a_row,
                        " steps in a row had a non-finite loss or gradient (training.max_nonfinite_steps = ",
                        cfg.training.max_nonfinite_steps, "); lower optimizer.lr or set training.grad_clip");
+        optimizer_->zero_grad();
+      } else if (overflow) {
         optimizer_->zero_grad();
       } else {
         nonfinite_in_a_row = 0;
@@ -259,6 +288,11 @@ TrainResult Trainer::run(int64_t stop_at_step) {
           if (cfg.training.log_memory) {
             AllocatorStats st = cpu_allocator_stats();
             mv.push_back({"memory/cpu_peak_allocated_mb", st.peak_allocated_bytes / 1048576.0});
+            if (device.is_cuda()) {
+              DeviceMemoryStats ds = backend_for("log_memory", device).memory_stats(device.index);
+              mv.push_back({"memory/cuda_peak_allocated_mb", ds.peak_allocated_bytes / 1048576.0});
+              mv.push_back({"memory/cuda_reserved_mb", ds.reserved_bytes / 1048576.0});
+            }
           }
           metrics->log(state.step, state.epoch, mv);
           if (tb) {

@@ -26,6 +26,7 @@ struct RunEnvironment {
   std::ostream* err = &std::cerr;  // warnings
   bool out_is_terminal = false;    // draw a live progress bar instead of plain lines
   std::string hostname = "localhost";
+  int local_rank = 0;  // selects the GPU when training.device is "cuda"
 };
 
 struct TrainResult {
