@@ -62,10 +62,14 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
   const std::string backend = choose_backend(cfg, env);
   std::unique_ptr<Communicator> comm;
   if (backend == "mpi") {
+    // The Store first, while no communication thread calls MPI yet.
+    out.rendezvous = MpiRendezvous::start(opts.timeout);
+    out.store = out.rendezvous->store();
     comm = std::make_unique<MpiCommunicator>(opts);
     TANDEM_CHECK_T(ConfigError, comm->world_size() == env.world_size, "strategy.backend: mpi sees ",
                    comm->world_size(), " ranks but the environment (", env.source, ") says ",
                    env.world_size, "; start the job with mpirun or srun --mpi=pmix");
+    comm = std::make_unique<CheckedCommunicator>(std::move(comm), out.store, "checked/mpi");
   } else if (backend == "gloo") {
     TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: gloo needs the rendezvous "
                    "store started by `tandem launch` (TANDEM_JOB_TOKEN is not set); start the job "
