@@ -11,6 +11,10 @@
 
 #include <chrono>
 
+#include "collectives/gloo/gloo_communicator.h"
+#include "collectives/shm/shm_communicator.h"
+#include "collectives/store/job_token.h"
+#include "collectives/store/store_server.h"
 #include "core/base/error.h"
 #include "core/nn/layers.h"
 #include "core/nn/sequential.h"
@@ -84,6 +88,34 @@ TEST(DdpStrategy, TwoAndFourRanksMatchOneProcessOnMlpWithSgdMomentumAndAdam) {
 TEST(DdpStrategy, TwoAndFourRanksMatchOneProcessOnLenetWithDropout) {
   expect_ddp_matches_single("lenet", "sgd");
   expect_ddp_matches_single("lenet", "adam");
+}
+
+// The same runs with the gradients all-reduced through shared memory (collectives/shm, what
+// tandem launch picks on one host): bit-identical to the in-process backend at two ranks (both
+// sum a + b, then halve), so within the tolerance of one process too.
+TEST(DdpStrategy, OverSharedMemoryTwoRanksAreBitIdenticalToTheInProcessBackend) {
+  const std::string yaml = testing::small_yaml("lenet", "adam");
+  const std::string token = generate_job_token();
+  StoreServer server("127.0.0.1", 0, token);
+  auto over_shm = [&](std::shared_ptr<Communicator> ignored, int rank) -> std::unique_ptr<Strategy> {
+    auto store = std::make_shared<StoreClient>(server.endpoint(), token, std::chrono::seconds(30));
+    auto gloo = std::make_unique<GlooCommunicator>(*store, rank, 2);
+    auto shm = std::make_shared<ShmCommunicator>(std::move(gloo), *store, "ddp-shm-test");
+    shm->set_options(ignored->options());
+    // The store client must outlive the communicator: keep it in the deleter.
+    std::shared_ptr<Communicator> comm(shm.get(), [shm, store](Communicator*) mutable {
+      shm.reset();
+      store.reset();
+    });
+    return std::make_unique<DdpStrategy>(comm, test_buckets());
+  };
+  std::vector<RankOutcome> shm = run_ddp(yaml, {}, 2, over_shm);
+  std::vector<RankOutcome> inprocess = run_ddp(yaml, {}, 2);
+  if (shm[0].error || inprocess[0].error) return;
+  EXPECT_EQ(shm[0].result.step, 20);
+  testing::expect_bit_identical(shm[0].state, inprocess[0].state, "shm vs in-process");
+  const RankOutcome single = testing::run_single(yaml, {});
+  EXPECT_LE(testing::max_abs_difference(shm[0].state, single.state), 1e-5);
 }
 
 TEST(DdpStrategy, TwoRunsWithTheSameWorldSizeAreBitIdentical) {
