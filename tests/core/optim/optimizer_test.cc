@@ -332,8 +332,9 @@ TEST(Optimizer, StepRangesCoveringEveryElementEqualStepAndLeaveTheRestUntouched)
     for (size_t j = 0; j < w0.size(); ++j) ASSERT_EQ(w_half[j], j < 100 ? w_full[j] : w0[j]) << j;
     EXPECT_EQ(c[1].second.to_vector(), start[1].second.to_vector());
     EXPECT_EQ(full->state_dict().size(), half->state_dict().size());
-    for (const auto& [n, t] : half->state_dict())
+    for (const auto& [n, t] : half->state_dict()) {
       if (n == "b.step" || n == "w.step") EXPECT_EQ(t.item(), 3.0) << n;
+    }
   }
 }
 
