@@ -333,7 +333,9 @@ TEST(Optimizer, StepRangesCoveringEveryElementEqualStepAndLeaveTheRestUntouched)
     EXPECT_EQ(c[1].second.to_vector(), start[1].second.to_vector());
     EXPECT_EQ(full->state_dict().size(), half->state_dict().size());
     for (const auto& [n, t] : half->state_dict()) {
-      if (n == "b.step" || n == "w.step") EXPECT_EQ(t.item(), 3.0) << n;
+      if (n == "b.step" || n == "w.step") {
+        EXPECT_EQ(t.item(), 3.0) << n;
+      }
     }
   }
 }
