@@ -77,7 +77,8 @@ class NumberedWork final : public Work {
 };
 
 struct ShmOp {
-  Tensor tensor;  // keeps the storage alive until done
+  Tensor tensor;  // all_reduce: in place; all_gather: the input. Keeps the storage alive.
+  Tensor output;  // all_gather only
   ReduceOp op = ReduceOp::kSum;
   std::shared_ptr<WorkState> state;
 };
@@ -169,6 +170,25 @@ struct ShmCommunicator::Impl {
     }
   }
 
+  // Each round: every rank copies up to a chunk of its input into its slot; once all have, each
+  // copies every slot into its block of the output; once all have, the slots are free again.
+  template <typename T>
+  void all_gather(const T* in, T* out, int64_t n) {
+    const int64_t per_chunk = kChunkBytes / static_cast<int64_t>(sizeof(T));
+    for (int64_t begin = 0; begin < n || (n == 0 && begin == 0); begin += per_chunk) {
+      const int64_t m = std::min(per_chunk, n - begin);
+      const uint32_t g = ++round;
+      std::memcpy(slots + rank * kChunkBytes, in + begin, static_cast<size_t>(m) * sizeof(T));
+      publish(&RankControl::arrived, g);
+      wait_all(&RankControl::arrived, g);
+      for (int r = 0; r < world; ++r)
+        std::memcpy(out + r * n + begin, slots + r * kChunkBytes, static_cast<size_t>(m) * sizeof(T));
+      publish(&RankControl::reduced, g);
+      wait_all(&RankControl::reduced, g);
+      if (n == 0) break;
+    }
+  }
+
   void run() {
     for (;;) {
       ShmOp op;
@@ -181,7 +201,12 @@ struct ShmCommunicator::Impl {
       }
       std::exception_ptr error;
       try {
-        if (op.tensor.dtype() == DType::kF64) {
+        const bool f64 = op.tensor.dtype() == DType::kF64;
+        if (op.output.defined() && f64) {
+          all_gather(op.tensor.data<double>(), op.output.data<double>(), op.tensor.numel());
+        } else if (op.output.defined()) {
+          all_gather(op.tensor.data<float>(), op.output.data<float>(), op.tensor.numel());
+        } else if (f64) {
           all_reduce(op.tensor.data<double>(), op.tensor.numel(), op.op);
         } else {
           all_reduce(op.tensor.data<float>(), op.tensor.numel(), op.op);
@@ -262,18 +287,28 @@ int ShmCommunicator::rank() const { return impl_->rank; }
 int ShmCommunicator::world_size() const { return impl_->world; }
 std::string ShmCommunicator::backend_name() const { return "shm+" + inner_->backend_name(); }
 
-std::unique_ptr<Work> ShmCommunicator::all_reduce(Tensor& tensor, ReduceOp op) {
-  const bool ours = tensor.defined() && tensor.device().is_cpu() && tensor.is_contiguous() &&
-                    (tensor.dtype() == DType::kF32 || tensor.dtype() == DType::kF64);
-  if (!ours || impl_->world == 1) return numbered(inner_->all_reduce(tensor, op));
-  CollectiveCall call{CollectiveKind::kAllReduce, tensor.dtype(), tensor.shape(), -1, op};
+namespace {
+bool shm_can_take(const Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.is_contiguous() &&
+         (t.dtype() == DType::kF32 || t.dtype() == DType::kF64);
+}
+}  // namespace
+
+std::unique_ptr<Work> ShmCommunicator::enqueue(CollectiveCall call, Tensor tensor, Tensor output,
+                                               ReduceOp op) {
   auto state = std::make_shared<WorkState>();
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
-    impl_->queue.push_back(ShmOp{tensor, op, state});
+    impl_->queue.push_back(ShmOp{std::move(tensor), std::move(output), op, state});
   }
   impl_->cv.notify_one();
   return std::make_unique<ShmWork>(std::move(state), std::move(call), next_seq_++);
+}
+
+std::unique_ptr<Work> ShmCommunicator::all_reduce(Tensor& tensor, ReduceOp op) {
+  if (!shm_can_take(tensor) || impl_->world == 1) return numbered(inner_->all_reduce(tensor, op));
+  return enqueue({CollectiveKind::kAllReduce, tensor.dtype(), tensor.shape(), -1, op}, tensor,
+                 Tensor(), op);
 }
 
 std::unique_ptr<Work> ShmCommunicator::numbered(std::unique_ptr<Work> inner_work) {
@@ -284,7 +319,11 @@ std::unique_ptr<Work> ShmCommunicator::broadcast(Tensor& tensor, int root) {
   return numbered(inner_->broadcast(tensor, root));
 }
 std::unique_ptr<Work> ShmCommunicator::all_gather(const Tensor& input, Tensor& output) {
-  return numbered(inner_->all_gather(input, output));
+  const bool ours = shm_can_take(input) && shm_can_take(output) && input.dtype() == output.dtype() &&
+                    output.numel() == input.numel() * impl_->world && impl_->world > 1;
+  if (!ours) return numbered(inner_->all_gather(input, output));  // checks and errors there
+  return enqueue({CollectiveKind::kAllGather, input.dtype(), input.shape()}, input, output,
+                 ReduceOp::kSum);
 }
 std::unique_ptr<Work> ShmCommunicator::reduce_scatter(const Tensor& input, Tensor& output,
                                                       ReduceOp op) {

@@ -9,7 +9,8 @@
 // through in chunks of kChunkBytes per rank.
 //
 // Results: for each element, the ranks' values are summed in rank order (0, 1, ...), then divided
-// by W for kAvg -- so every rank gets the same bits, and two ranks get what Gloo's sum gives. f32
+// by W for kAvg -- so every rank gets the same bits, and two ranks get what Gloo's sum gives.
+// all_gather goes through the segment too (ddp's sharded update gathers parameters with it). f32
 // and f64; other dtypes (bf16 compression) and the other collectives go to `inner`.
 //
 // Ordering: shared-memory all-reduces run in issue order on this communicator's own thread, the
@@ -56,6 +57,7 @@ class ShmCommunicator final : public Communicator {
 
  private:
   std::unique_ptr<Work> numbered(std::unique_ptr<Work> inner_work);
+  std::unique_ptr<Work> enqueue(CollectiveCall call, Tensor tensor, Tensor output, ReduceOp op);
 
   std::unique_ptr<Communicator> inner_;
   std::shared_ptr<Impl> impl_;  // shared with the Works and the thread

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -98,6 +99,26 @@ TEST(ShmCommunicator, AllReduceIsExactForEveryOpDtypeAndSizeAtTwoThreeAndFourRan
     });
   }
   EXPECT_EQ(tandem_segments_in_dev_shm(), before) << "a segment was left in /dev/shm";
+}
+
+TEST(ShmCommunicator, AllGatherPutsEveryRanksBlockInPlaceAcrossSeveralRounds) {
+  for (int world : {2, 3}) {
+    run_ranks(world, [world](int rank, ShmCommunicator& comm, Communicator&) {
+      for (DType dtype : {DType::kF32, DType::kF64}) {
+        for (int64_t n : {int64_t{0}, int64_t{7}, int64_t{1'300'001}}) {  // f32 1.3 M: 2 rounds
+          Tensor in = pattern(rank, n, dtype);
+          Tensor out = full({world * n}, -99.0, dtype);
+          comm.all_gather(in, out)->wait(60'000ms);
+          const std::vector<double> got = out.to_vector();
+          for (int r = 0; r < world; ++r) {
+            const std::vector<double> want = pattern(r, n, dtype).to_vector();
+            EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin() + r * n))
+                << dtype_name(dtype) << " n=" << n << " block " << r;
+          }
+        }
+      }
+    });
+  }
 }
 
 TEST(ShmCommunicator, TwoRanksGetGloosBitsOnRandomValues) {
