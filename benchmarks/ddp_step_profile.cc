@@ -5,13 +5,14 @@
 //   forward      model forward + loss
 //   backward     backward, including the reducer's hooks and the bucket all-reduces they start
 //   finalize     the reducer's wait for the buckets still in flight after backward
-//   optimizer    the optimizer step (the full update on every rank)
+//   optimizer    the optimizer step (the full update on every rank; with --shard-optimizer this
+//                rank's block plus the all-gather of parameters)
 //   step         all of it
 // and, measured alone on the same ranks after the steps: the all-reduce of every gradient bucket
 // (the communication a step pays) and one optimizer step.
 //
 //   ddp_step_profile [--model lenet] [--batch 64] [--steps 30] [--ranks 2] [--backend gloo|shm]
-//                    [--optimizer adam|sgd]
+//                    [--optimizer adam|sgd] [--shard-optimizer]
 // The ranks are processes started by the program itself (as tandem launch does: a Store on
 // 127.0.0.1, torchrun variables); synthetic in-memory inputs, so no data loading is timed.
 #include <unistd.h>
@@ -33,7 +34,7 @@
 #include "core/optim/adam.h"
 #include "core/optim/sgd.h"
 #include "core/parallel/parallel.h"
-#include "strategies/ddp/reducer.h"
+#include "strategies/ddp/ddp_strategy.h"
 #include "tests/collectives/local_spawner.h"
 
 namespace tandem {
@@ -48,6 +49,7 @@ struct Args {
   int ranks = 2;
   std::string backend = "gloo";
   std::string optimizer = "adam";
+  bool shard_optimizer = false;
   bool child = false;
 };
 
@@ -95,8 +97,15 @@ int run_rank(const Args& a, int rank, int world) {
   for (int64_t i = 0; i < rows; ++i) labels.push_back(static_cast<double>(i % 10));
   Tensor y = from_vector(labels, {rows}, DType::kI64);
   std::unique_ptr<Optimizer> opt = make_optimizer(a, model->named_parameters());
-  std::unique_ptr<Reducer> reducer;
-  if (world > 1) reducer = std::make_unique<Reducer>(model->named_parameters(), *comm, ReducerOptions{});
+  std::unique_ptr<DdpStrategy> ddp;
+  Reducer* reducer = nullptr;
+  if (world > 1) {
+    ddp = std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)),
+                                        ReducerOptions{}, a.shard_optimizer);
+    ddp->prepare(*model, *opt);
+    reducer = ddp->reducer();
+  }
+  Communicator* c = ddp ? &ddp->communicator() : comm.get();
 
   std::vector<double> fwd, bwd, fin, upd, total;
   const int warmup = 5;
@@ -113,7 +122,8 @@ int run_rank(const Args& a, int rank, int world) {
     if (reducer) reducer->finalize();
     const double z = ms_since(t1);
     t1 = Clock::now();
-    opt->step();
+    if (ddp) ddp->apply_update(*model, *opt);
+    else opt->step();
     const double u = ms_since(t1);
     if (s < warmup) continue;
     fwd.push_back(f);
@@ -129,26 +139,28 @@ int run_rank(const Args& a, int rank, int world) {
   if (world > 1) {
     Tensor flat = zeros({grad_bytes / 4});
     for (int s = 0; s < 10; ++s) {
-      comm->barrier()->wait(std::chrono::seconds(60));
+      c->barrier()->wait(std::chrono::seconds(60));
       const Clock::time_point t0 = Clock::now();
-      comm->all_reduce(flat, ReduceOp::kAvg)->wait(std::chrono::seconds(60));
+      c->all_reduce(flat, ReduceOp::kAvg)->wait(std::chrono::seconds(60));
       comm_ms.push_back(ms_since(t0));
     }
   }
   for (int s = 0; s < 10; ++s) {
     const Clock::time_point t0 = Clock::now();
-    opt->step();
+    if (ddp) ddp->apply_update(*model, *opt);
+    else opt->step();
     opt_ms.push_back(ms_since(t0));
   }
   if (rank == 0) {
     const double step = median(total);
-    std::printf("%-10s %-5s b%-4d %dx1 rank0  forward %6.2f  backward %6.2f  finalize %6.2f  optimizer "
+    std::printf("%-10s %-5s%s b%-4d %dx1 rank0  forward %6.2f  backward %6.2f  finalize %6.2f  optimizer "
                 "%6.2f  step %6.2f ms  -> %7.0f samples/s | alone: all_reduce %.1f MB %6.2f ms, "
                 "optimizer %6.2f ms\n",
-                a.model.c_str(), world > 1 ? a.backend.c_str() : "-", a.batch, world, median(fwd), median(bwd), median(fin), median(upd),
+                a.model.c_str(), world > 1 ? a.backend.c_str() : "-",
+                world > 1 && a.shard_optimizer ? " sharded" : "        ", a.batch, world, median(fwd), median(bwd), median(fin), median(upd),
                 step, a.batch / step * 1000.0, grad_bytes / 1e6, median(comm_ms), median(opt_ms));
   }
-  if (world > 1) comm->barrier()->wait(std::chrono::seconds(60));
+  if (world > 1) c->barrier()->wait(std::chrono::seconds(60));
   return 0;
 }
 
@@ -167,6 +179,7 @@ int main(int argc, char** argv) {
     else if (s == "--optimizer") a.optimizer = next();
     else if (s == "--backend") a.backend = next();
     else if (s == "--child") a.child = true;
+    else if (s == "--shard-optimizer") a.shard_optimizer = true;
     else {
       std::fprintf(stderr, "ddp_step_profile: unknown argument '%s'\n", s.c_str());
       return 2;
@@ -185,6 +198,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> child = {"--child", "--model", a.model, "--batch", std::to_string(a.batch),
                                       "--steps", std::to_string(a.steps), "--optimizer", a.optimizer,
                                       "--backend", a.backend};
+    if (a.shard_optimizer) child.push_back("--shard-optimizer");
     return tandem::testing::spawn_local_ranks(self, child, a.ranks, std::chrono::seconds(3600));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ddp_step_profile: %s\n", e.what());

@@ -104,7 +104,8 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
   ro.first_bucket_bytes = static_cast<int64_t>(cfg.strategy.first_bucket_mb * 1048576.0);
   ro.bucket_bytes = static_cast<int64_t>(cfg.strategy.bucket_mb * 1048576.0);
   ro.compression = cfg.strategy.compression;
-  out.strategy = std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro);
+  out.strategy = std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro,
+                                               cfg.strategy.shard_optimizer);
   return out;
 }
 

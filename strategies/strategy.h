@@ -10,6 +10,8 @@
 //                        all replicas (ddp: wait for the buckets; mirrored: sum replica grads)
 //   apply_update()       the optimizer step (parameter_server: push gradients, pull parameters)
 //   all_reduce_sum()     sums a few doubles over replicas (losses, correct counts)
+//   before_checkpoint()  on every rank before the chief saves (ddp with a sharded optimizer:
+//                        gather the optimizer state, so checkpoints hold full tensors)
 //
 // A strategy instance belongs to one process and is driven from one thread.
 #pragma once
@@ -47,6 +49,7 @@ class Strategy {
   virtual void synchronize(Module& model) = 0;
   virtual void apply_update(Module& model, Optimizer& optimizer) { optimizer.step(); }
   virtual std::vector<double> all_reduce_sum(const std::vector<double>& values) = 0;
+  virtual void before_checkpoint(Optimizer& /*optimizer*/) {}
 };
 
 }  // namespace tandem

@@ -82,6 +82,7 @@ struct StrategyConfig {
   double bucket_mb = 25.0;           // ddp bucket cap, MiB (25: PyTorch DDP's default)
   double first_bucket_mb = 1.0;      // ddp first bucket, MiB (1: PyTorch DDP's default)
   std::string compression = "none";  // ddp bucket compression: none | bf16 | fp16
+  bool shard_optimizer = false;      // ddp: each rank updates 1/world of the elements, then gathers
   double timeout_s = 600.0;          // any collective or store wait longer than this fails
   bool debug_collectives = false;    // check op/dtype/shape across ranks before each collective
   std::string mode = "sync";         // parameter_server: sync | async

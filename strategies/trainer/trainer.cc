@@ -171,6 +171,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     }
   }
   auto save = [&] {
+    strat.before_checkpoint(*optimizer_);  // collective: every rank, before the chief saves
     if (!chief) return;
     std::filesystem::create_directories(cfg.checkpoint.dir);
     save_checkpoint(cfg.checkpoint.dir, model_->state_dict(), optimizer_->state_dict(), state,

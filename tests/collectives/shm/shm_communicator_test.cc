@@ -3,7 +3,7 @@
 // opened by name and mapped once per rank, as separate processes do. Exact values for every op,
 // dtype and size (including sizes that take several 4 MiB rounds); the same bits as Gloo's own
 // all-reduce for two ranks; the other collectives and bf16 still work (through Gloo) and keep one
-// sequence of numbers; nothing is left in /dev/shm.
+// sequence of numbers; all_gather places every block; nothing is left in /dev/shm.
 #include "collectives/shm/shm_communicator.h"
 
 #include <dirent.h>
@@ -134,7 +134,7 @@ TEST(ShmCommunicator, TwoRanksGetGloosBitsOnRandomValues) {
   });
 }
 
-TEST(ShmCommunicator, OtherCollectivesAndBf16GoThroughGlooInOneSequence) {
+TEST(ShmCommunicator, Bf16AndTheOtherCollectivesWorkInOneSequenceOfNumbers) {
   run_ranks(3, [](int rank, ShmCommunicator& comm, Communicator&) {
     Tensor x = from_vector({1.0 * (rank + 1), 0.5}, {2});
     auto w0 = comm.all_reduce(x, ReduceOp::kSum);  // shm
@@ -143,7 +143,7 @@ TEST(ShmCommunicator, OtherCollectivesAndBf16GoThroughGlooInOneSequence) {
     Tensor b = full({4}, rank + 10, DType::kF64);
     auto w2 = comm.broadcast(b, 2);
     Tensor out = zeros({6});
-    auto w3 = comm.all_gather(full({2}, rank), out);
+    auto w3 = comm.all_gather(full({2}, rank), out);  // shm
     auto w4 = comm.barrier();
     EXPECT_EQ(w0->sequence_number(), 0u);
     EXPECT_EQ(w1->sequence_number(), 1u);

@@ -18,6 +18,7 @@
 #include "core/base/error.h"
 #include "core/nn/layers.h"
 #include "core/nn/sequential.h"
+#include "core/optim/adam.h"
 #include "core/optim/sgd.h"
 #include "strategies/trainer/builders.h"
 #include "tests/strategies/ddp/chain_model.h"
@@ -37,15 +38,25 @@ ReducerOptions test_buckets() {
   return o;
 }
 
-testing::StrategyMaker ddp(ReducerOptions options = test_buckets()) {
-  return [options](std::shared_ptr<Communicator> comm, int) {
-    return std::make_unique<DdpStrategy>(std::move(comm), options);
+testing::StrategyMaker ddp(ReducerOptions options = test_buckets(), bool shard_optimizer = false) {
+  return [options, shard_optimizer](std::shared_ptr<Communicator> comm, int) {
+    return std::make_unique<DdpStrategy>(std::move(comm), options, shard_optimizer);
   };
 }
 
 std::vector<std::string> with_ddp(std::vector<std::string> overrides) {
   overrides.push_back("strategy.name=ddp");
   return overrides;
+}
+
+// A chain batch as rank `rank` of two would get it.
+Batch as_batch(const testing::ChainBatch& cb, int rank, int rows) {
+  Batch b;
+  b.images = cb.x;
+  b.labels = cb.labels;
+  b.first_global_position = rank * rows;
+  b.global_batch_size = 2 * rows;
+  return b;
 }
 
 // Runs `world` ddp ranks; every rank must succeed and end with the same parameters.
@@ -125,6 +136,56 @@ TEST(DdpStrategy, TwoRunsWithTheSameWorldSizeAreBitIdentical) {
   testing::expect_bit_identical(a[0].state, b[0].state, "run a vs run b");
   EXPECT_EQ(a[0].result.train_loss, b[0].result.train_loss);
   EXPECT_EQ(a[0].result.test_loss, b[0].result.test_loss);
+}
+
+// ------------------------------------------------------------------------ sharded update
+
+// Each rank updates its block of elements, then the blocks are gathered: the same bits as every
+// rank updating everything (the element-wise update is the same arithmetic on the same inputs).
+TEST(DdpStrategy, ShardedOptimizerUpdateIsBitIdenticalToTheFullUpdateAtTwoAndFourRanks) {
+  for (const auto& [model, optimizer] : {std::pair<std::string, std::string>{"lenet", "adam"},
+                                         {"mlp", "sgd"}}) {
+    const std::string yaml = testing::small_yaml(model, optimizer);
+    for (int world : {2, 4}) {
+      SCOPED_TRACE(model + " " + optimizer + " world " + std::to_string(world));
+      std::vector<RankOutcome> full = run_ddp(yaml, {}, world);
+      std::vector<RankOutcome> sharded = run_ddp(yaml, {}, world, ddp(test_buckets(), true));
+      if (full[0].error || sharded[0].error) continue;
+      EXPECT_EQ(sharded[0].result.step, 20);
+      testing::expect_bit_identical(sharded[0].state, full[0].state, "sharded vs full");
+    }
+  }
+}
+
+// Before a checkpoint every rank gathers the optimizer state, so the chief saves what an
+// unsharded run would: without the gather, rank 0's moments are stale outside its block.
+TEST(DdpStrategy, ShardedOptimizerGathersTheFullStateBeforeACheckpoint) {
+  std::vector<NamedTensors> state(2), stale(2), reference(2);
+  for (bool shard : {false, true}) {
+    auto errors = testing::run_on_threads(2, [&](int rank, std::shared_ptr<Communicator> comm) {
+      testing::Chain::Options co;
+      auto model = testing::make_chain(1, co);
+      AdamOptions ao;
+      ao.lr = 0.01;
+      Adam adam(model->named_parameters(), ao);
+      DdpStrategy strategy(comm, test_buckets(), shard);
+      strategy.prepare(*model, adam);
+      for (int step = 0; step < 3; ++step) {
+        adam.zero_grad();
+        testing::ChainBatch cb = testing::chain_batch(50 + 10 * step + rank, 4);
+        Batch b = as_batch(cb, rank, 4);
+        strategy.forward_backward(*model, MicroBatch{&b, step, 0, 1, 1});
+        strategy.synchronize(*model);
+        strategy.apply_update(*model, adam);
+      }
+      if (shard) stale[rank] = testing::snapshot(adam.state_dict());
+      strategy.before_checkpoint(adam);
+      (shard ? state : reference)[rank] = testing::snapshot(adam.state_dict());
+    });
+    for (int r = 0; r < 2; ++r) ASSERT_FALSE(errors[r]) << testing::error_message(errors[r]);
+  }
+  for (int r = 0; r < 2; ++r) testing::expect_bit_identical(state[r], reference[0], "rank " + std::to_string(r));
+  EXPECT_GT(testing::max_abs_difference(stale[0], reference[0]), 0.0) << "the gather did nothing";
 }
 
 // ------------------------------------------------------------------- broadcast in prepare
@@ -288,15 +349,6 @@ class Branchy : public Module {
  private:
   std::shared_ptr<Linear> trunk_, branch_, head_;
 };
-
-Batch as_batch(const testing::ChainBatch& cb, int rank, int rows) {
-  Batch b;
-  b.images = cb.x;
-  b.labels = cb.labels;
-  b.first_global_position = rank * rows;
-  b.global_batch_size = 2 * rows;
-  return b;
-}
 
 SgdOptions plain_sgd() {
   SgdOptions so;
