@@ -136,7 +136,8 @@ int run_gloo(const Args& args) {
   std::shared_ptr<gloo::Context> context = gloo_comm->context();
   std::unique_ptr<Communicator> comm = std::move(gloo_comm);
   // --backend shm: tandem's shared-memory all-reduce against the raw Gloo call it replaces.
-  if (args.backend == "shm") comm = std::make_unique<ShmCommunicator>(std::move(comm), store, "shm");
+  if (args.backend == "shm")
+    comm = std::make_unique<ShmCommunicator>(std::move(comm), store, "shm");
   uint32_t tag = 1u << 31;  // apart from the communicator's tags (its sequence numbers)
   auto raw = [&](Tensor& b) {
     gloo::AllreduceOptions opts(context);
@@ -174,7 +175,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if ((args.backend != "mpi" && args.backend != "gloo" && args.backend != "shm") || args.iters < 1) {
+  if ((args.backend != "mpi" && args.backend != "gloo" && args.backend != "shm") ||
+      args.iters < 1) {
     std::fprintf(stderr,
                  "usage: allreduce_busbw --backend {mpi,gloo,shm} [--spawn N] [--iters K] "
                  "[--max-bytes B]\n");

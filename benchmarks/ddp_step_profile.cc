@@ -82,7 +82,8 @@ int run_rank(const Args& a, int rank, int world) {
     store = std::make_unique<StoreClient>(endpoint, std::getenv("TANDEM_JOB_TOKEN"),
                                           std::chrono::seconds(60));
     comm = std::make_unique<GlooCommunicator>(*store, rank, world);
-    if (a.backend == "shm") comm = std::make_unique<ShmCommunicator>(std::move(comm), *store, "shm");
+    if (a.backend == "shm")
+      comm = std::make_unique<ShmCommunicator>(std::move(comm), *store, "shm");
   } else {
     comm = InProcessGroup(1).communicator(0, CommOptions{});
   }
@@ -122,8 +123,10 @@ int run_rank(const Args& a, int rank, int world) {
     if (reducer) reducer->finalize();
     const double z = ms_since(t1);
     t1 = Clock::now();
-    if (ddp) ddp->apply_update(*model, *opt);
-    else opt->step();
+    if (ddp)
+      ddp->apply_update(*model, *opt);
+    else
+      opt->step();
     const double u = ms_since(t1);
     if (s < warmup) continue;
     fwd.push_back(f);
@@ -147,18 +150,22 @@ int run_rank(const Args& a, int rank, int world) {
   }
   for (int s = 0; s < 10; ++s) {
     const Clock::time_point t0 = Clock::now();
-    if (ddp) ddp->apply_update(*model, *opt);
-    else opt->step();
+    if (ddp)
+      ddp->apply_update(*model, *opt);
+    else
+      opt->step();
     opt_ms.push_back(ms_since(t0));
   }
   if (rank == 0) {
     const double step = median(total);
-    std::printf("%-10s %-5s%s b%-4d %dx1 rank0  forward %6.2f  backward %6.2f  finalize %6.2f  optimizer "
-                "%6.2f  step %6.2f ms  -> %7.0f samples/s | alone: all_reduce %.1f MB %6.2f ms, "
-                "optimizer %6.2f ms\n",
-                a.model.c_str(), world > 1 ? a.backend.c_str() : "-",
-                world > 1 && a.shard_optimizer ? " sharded" : "        ", a.batch, world, median(fwd), median(bwd), median(fin), median(upd),
-                step, a.batch / step * 1000.0, grad_bytes / 1e6, median(comm_ms), median(opt_ms));
+    std::printf(
+        "%-10s %-5s%s b%-4d %dx1 rank0  forward %6.2f  backward %6.2f  finalize %6.2f  optimizer "
+        "%6.2f  step %6.2f ms  -> %7.0f samples/s | alone: all_reduce %.1f MB %6.2f ms, "
+        "optimizer %6.2f ms\n",
+        a.model.c_str(), world > 1 ? a.backend.c_str() : "-",
+        world > 1 && a.shard_optimizer ? " sharded" : "        ", a.batch, world, median(fwd),
+        median(bwd), median(fin), median(upd), step, a.batch / step * 1000.0, grad_bytes / 1e6,
+        median(comm_ms), median(opt_ms));
   }
   if (world > 1) c->barrier()->wait(std::chrono::seconds(60));
   return 0;
@@ -172,14 +179,22 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (s == "--model") a.model = next();
-    else if (s == "--batch") a.batch = std::atoi(next().c_str());
-    else if (s == "--steps") a.steps = std::atoi(next().c_str());
-    else if (s == "--ranks") a.ranks = std::atoi(next().c_str());
-    else if (s == "--optimizer") a.optimizer = next();
-    else if (s == "--backend") a.backend = next();
-    else if (s == "--child") a.child = true;
-    else if (s == "--shard-optimizer") a.shard_optimizer = true;
+    if (s == "--model")
+      a.model = next();
+    else if (s == "--batch")
+      a.batch = std::atoi(next().c_str());
+    else if (s == "--steps")
+      a.steps = std::atoi(next().c_str());
+    else if (s == "--ranks")
+      a.ranks = std::atoi(next().c_str());
+    else if (s == "--optimizer")
+      a.optimizer = next();
+    else if (s == "--backend")
+      a.backend = next();
+    else if (s == "--child")
+      a.child = true;
+    else if (s == "--shard-optimizer")
+      a.shard_optimizer = true;
     else {
       std::fprintf(stderr, "ddp_step_profile: unknown argument '%s'\n", s.c_str());
       return 2;
@@ -187,7 +202,8 @@ int main(int argc, char** argv) {
   }
   try {
     if (a.child) {
-      return tandem::run_rank(a, std::atoi(std::getenv("RANK")), std::atoi(std::getenv("WORLD_SIZE")));
+      return tandem::run_rank(a, std::atoi(std::getenv("RANK")),
+                              std::atoi(std::getenv("WORLD_SIZE")));
     }
     // 1 x 1 first, then N x 1, in the same invocation.
     tandem::run_rank(a, 0, 1);
@@ -195,9 +211,17 @@ int main(int argc, char** argv) {
     ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (len <= 0) return 2;
     self[len] = '\0';
-    std::vector<std::string> child = {"--child", "--model", a.model, "--batch", std::to_string(a.batch),
-                                      "--steps", std::to_string(a.steps), "--optimizer", a.optimizer,
-                                      "--backend", a.backend};
+    std::vector<std::string> child = {"--child",
+                                      "--model",
+                                      a.model,
+                                      "--batch",
+                                      std::to_string(a.batch),
+                                      "--steps",
+                                      std::to_string(a.steps),
+                                      "--optimizer",
+                                      a.optimizer,
+                                      "--backend",
+                                      a.backend};
     if (a.shard_optimizer) child.push_back("--shard-optimizer");
     return tandem::testing::spawn_local_ranks(self, child, a.ranks, std::chrono::seconds(3600));
   } catch (const std::exception& e) {

@@ -75,12 +75,13 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
     comm = std::make_unique<CheckedCommunicator>(std::move(comm), out.store, "checked/mpi");
   } else if (backend == "gloo" || backend == "shm") {
     TANDEM_CHECK_T(ConfigError, backend == "gloo" || env.local_world_size == env.world_size,
-                   where(cfg), ": strategy.backend: shm connects the ranks of one host, but this job "
-                   "has ", env.world_size, " ranks and ", env.local_world_size, " on this host; use "
-                   "gloo (or auto)");
-    TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: ", backend, " needs the rendezvous "
-                   "store started by `tandem launch` (TANDEM_JOB_TOKEN is not set); start the job "
-                   "with tandem launch, or use mpirun with strategy.backend=mpi");
+                   where(cfg), ": strategy.backend: shm connects the ranks of one host, but this ",
+                   "job has ", env.world_size, " ranks and ", env.local_world_size,
+                   " on this host; use gloo (or auto)");
+    TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: ", backend,
+                   " needs the rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is ",
+                   "not set); start the job with tandem launch, or use mpirun with ",
+                   "strategy.backend=mpi");
     out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
     GlooOptions go;
     go.key_prefix = "gloo/attempt" + std::to_string(env.restart_count);
@@ -97,7 +98,7 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
     comm = InProcessGroup(1).communicator(0, opts);
   } else {
     throw ConfigError(where(cfg) + ": strategy.backend: '" + backend +
-                      "' is not available in this build (CPU: mpi, gloo, inprocess; nccl needs CUDA)");
+                      "' is not available in this build (CPU: mpi, gloo, shm, inprocess; nccl needs CUDA)");
   }
   comm->set_options(opts);
   ReducerOptions ro;

@@ -15,7 +15,8 @@ std::string mpi_broadcast_string(const std::string& value, int root) {
   TANDEM_MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD));
   std::vector<char> bytes(value.begin(), value.end());
   bytes.resize(static_cast<size_t>(n));
-  if (n > 0) TANDEM_MPI_CHECK(MPI_Bcast(bytes.data(), static_cast<int>(n), MPI_CHAR, root, MPI_COMM_WORLD));
+  if (n > 0)
+    TANDEM_MPI_CHECK(MPI_Bcast(bytes.data(), static_cast<int>(n), MPI_CHAR, root, MPI_COMM_WORLD));
   return std::string(bytes.begin(), bytes.end());
 }
 

@@ -90,7 +90,8 @@ void reduce_slice(T* out, const std::vector<const T*>& slots, int64_t lo, int64_
   for (size_t r = 1; r < slots.size(); ++r) {
     const T* s = slots[r];
     if (op == ReduceOp::kMax) {
-      for (int64_t i = lo; i < hi; ++i) out[i] = (out[i] > s[i] || out[i] != out[i]) ? out[i] : s[i];
+      for (int64_t i = lo; i < hi; ++i)
+        out[i] = (out[i] > s[i] || out[i] != out[i]) ? out[i] : s[i];
     } else {
       for (int64_t i = lo; i < hi; ++i) out[i] += s[i];
     }
@@ -133,7 +134,8 @@ struct ShmCommunicator::Impl {
       for (int spin = 0;; ++spin) {
         const uint32_t v = word.load(std::memory_order_acquire);
         if (reached(v, target)) break;
-        if (stopping.load(std::memory_order_relaxed)) throw CommError("shm: communicator destroyed");
+        if (stopping.load(std::memory_order_relaxed))
+          throw CommError("shm: communicator destroyed");
         if (spin < 200) continue;
         const timespec one_ms{0, 1'000'000};
         futex(&word, FUTEX_WAIT, v, &one_ms);
@@ -151,7 +153,8 @@ struct ShmCommunicator::Impl {
   void all_reduce(T* data, int64_t n, ReduceOp op) {
     const int64_t per_chunk = kChunkBytes / static_cast<int64_t>(sizeof(T));
     std::vector<const T*> slot_ptrs(world);
-    for (int r = 0; r < world; ++r) slot_ptrs[r] = reinterpret_cast<const T*>(slots + r * kChunkBytes);
+    for (int r = 0; r < world; ++r)
+      slot_ptrs[r] = reinterpret_cast<const T*>(slots + r * kChunkBytes);
     T* mine = reinterpret_cast<T*>(slots + rank * kChunkBytes);
     T* out = reinterpret_cast<T*>(result);
     for (int64_t begin = 0; begin < n || (n == 0 && begin == 0); begin += per_chunk) {
@@ -182,7 +185,8 @@ struct ShmCommunicator::Impl {
       publish(&RankControl::arrived, g);
       wait_all(&RankControl::arrived, g);
       for (int r = 0; r < world; ++r)
-        std::memcpy(out + r * n + begin, slots + r * kChunkBytes, static_cast<size_t>(m) * sizeof(T));
+        std::memcpy(out + r * n + begin, slots + r * kChunkBytes,
+                    static_cast<size_t>(m) * sizeof(T));
       publish(&RankControl::reduced, g);
       wait_all(&RankControl::reduced, g);
       if (n == 0) break;
@@ -241,7 +245,8 @@ ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClien
       const int e = errno;
       close(fd);
       shm_unlink(name.c_str());
-      throw CommError(str("shm: sizing the segment to ", s.bytes, " bytes failed: ", std::strerror(e)));
+      throw CommError(
+          str("shm: sizing the segment to ", s.bytes, " bytes failed: ", std::strerror(e)));
     }
     store.set(key, name);
   } else {
@@ -261,8 +266,8 @@ ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClien
     barrier_error = std::current_exception();
   }
   if (s.rank == 0) shm_unlink(name.c_str());
-  TANDEM_CHECK_T(CommError, s.base != MAP_FAILED, "shm: mmap of ", s.bytes, " bytes failed: ",
-                 std::strerror(map_errno));
+  TANDEM_CHECK_T(CommError, s.base != MAP_FAILED, "shm: mmap of ", s.bytes,
+                 " bytes failed: ", std::strerror(map_errno));
   if (barrier_error) std::rethrow_exception(barrier_error);
   s.control = static_cast<RankControl*>(s.base);  // zero-filled by ftruncate
   s.slots = static_cast<char*>(s.base) + control_bytes;
@@ -283,9 +288,15 @@ ShmCommunicator::~ShmCommunicator() {
     op.state->finish(std::make_exception_ptr(CommError("shm: communicator destroyed")));
 }
 
-int ShmCommunicator::rank() const { return impl_->rank; }
-int ShmCommunicator::world_size() const { return impl_->world; }
-std::string ShmCommunicator::backend_name() const { return "shm+" + inner_->backend_name(); }
+int ShmCommunicator::rank() const {
+  return impl_->rank;
+}
+int ShmCommunicator::world_size() const {
+  return impl_->world;
+}
+std::string ShmCommunicator::backend_name() const {
+  return "shm+" + inner_->backend_name();
+}
 
 namespace {
 bool shm_can_take(const Tensor& t) {
@@ -319,7 +330,8 @@ std::unique_ptr<Work> ShmCommunicator::broadcast(Tensor& tensor, int root) {
   return numbered(inner_->broadcast(tensor, root));
 }
 std::unique_ptr<Work> ShmCommunicator::all_gather(const Tensor& input, Tensor& output) {
-  const bool ours = shm_can_take(input) && shm_can_take(output) && input.dtype() == output.dtype() &&
+  const bool ours = shm_can_take(input) && shm_can_take(output) &&
+                    input.dtype() == output.dtype() &&
                     output.numel() == input.numel() * impl_->world && impl_->world > 1;
   if (!ours) return numbered(inner_->all_gather(input, output));  // checks and errors there
   return enqueue({CollectiveKind::kAllGather, input.dtype(), input.shape()}, input, output,
@@ -329,6 +341,8 @@ std::unique_ptr<Work> ShmCommunicator::reduce_scatter(const Tensor& input, Tenso
                                                       ReduceOp op) {
   return numbered(inner_->reduce_scatter(input, output, op));
 }
-std::unique_ptr<Work> ShmCommunicator::barrier() { return numbered(inner_->barrier()); }
+std::unique_ptr<Work> ShmCommunicator::barrier() {
+  return numbered(inner_->barrier());
+}
 
 }  // namespace tandem

@@ -40,7 +40,8 @@ class ShmCommunicator final : public Communicator {
  public:
   static constexpr int64_t kChunkBytes = 4 << 20;  // per rank and round: 4 MiB
 
-  ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClient& store, const std::string& prefix);
+  ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClient& store,
+                  const std::string& prefix);
   ~ShmCommunicator() override;
 
   int rank() const override;

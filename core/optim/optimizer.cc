@@ -63,9 +63,13 @@ void Optimizer::set_lr(double lr) {
   lr_ = lr;
 }
 
-void Optimizer::step() { step_impl(nullptr); }
+void Optimizer::step() {
+  step_impl(nullptr);
+}
 
-void Optimizer::step_ranges(const std::vector<ElementRange>& ranges) { step_impl(&ranges); }
+void Optimizer::step_ranges(const std::vector<ElementRange>& ranges) {
+  step_impl(&ranges);
+}
 
 void Optimizer::step_impl(const std::vector<ElementRange>* ranges) {
   std::vector<size_t> active;
@@ -105,7 +109,8 @@ void Optimizer::step_impl(const std::vector<ElementRange>* ranges) {
       FusedParam f;
       f.param = static_cast<char*>(p.raw_data()) + skip;
       f.grad = static_cast<const char*>(p.grad().raw_data()) + skip;
-      for (Tensor& b : state_[r.param].buffers) f.buffers.push_back(static_cast<char*>(b.raw_data()) + skip);
+      for (Tensor& b : state_[r.param].buffers)
+        f.buffers.push_back(static_cast<char*>(b.raw_data()) + skip);
       f.dtype = p.dtype();
       f.numel = r.end - r.begin;
       f.step = state_[r.param].step;

@@ -76,7 +76,9 @@ class Optimizer {
   const std::vector<std::string>& buffer_names() const { return buffer_names_; }
   // The live state buffer `buffer` (buffer_names() order) of parameter `param`: contiguous, the
   // parameter's shape and dtype (ddp's sharded update gathers it before a checkpoint).
-  const Tensor& state_buffer(size_t param, size_t buffer) const { return state_[param].buffers[buffer]; }
+  const Tensor& state_buffer(size_t param, size_t buffer) const {
+    return state_[param].buffers[buffer];
+  }
 
   // A copy of the state: "step" (i64 scalar, step_count()), and for every parameter when the
   // algorithm keeps state: "<param>.step" (i64 scalar, that parameter's count) and

@@ -477,7 +477,8 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
   run_backward({*this}, {g}, retain_graph);
 }
 
-HookHandle Tensor::register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const {
+HookHandle Tensor::register_post_accumulate_grad_hook(
+    std::function<void(const Tensor&)> hook) const {
   TANDEM_CHECK_T(AutogradError, is_leaf() && requires_grad(),
                  "post-accumulate-grad hooks can only be registered on leaves that require grad");
   static std::atomic<uint64_t> next_id{1};

@@ -124,7 +124,8 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;  // null for leaves
   uint32_t output_nr = 0;
   Tensor grad;
-  std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>> post_accumulate_hooks;  // (id, hook)
+  std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>>
+      post_accumulate_hooks;             // (id, hook)
   std::weak_ptr<Node> grad_accumulator;  // cached AccumulateGrad of a leaf
 };
 

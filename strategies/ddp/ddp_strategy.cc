@@ -40,9 +40,10 @@ void DdpStrategy::plan_shards(const Optimizer& optimizer) {
   const DType dtype = params.empty() ? DType::kF32 : params[0].second.dtype();
   int64_t total = 0;
   for (const auto& [name, p] : params) {
-    TANDEM_CHECK_T(ConfigError, p.dtype() == dtype && p.is_contiguous(),
-                   "strategy.shard_optimizer: every parameter must be contiguous and of one dtype; '",
-                   name, "' is ", dtype_name(p.dtype()), " (first: ", dtype_name(dtype), ")");
+    TANDEM_CHECK_T(
+        ConfigError, p.dtype() == dtype && p.is_contiguous(),
+        "strategy.shard_optimizer: every parameter must be contiguous and of one dtype; '", name,
+        "' is ", dtype_name(p.dtype()), " (first: ", dtype_name(dtype), ")");
     offsets_.push_back(total);
     total += p.numel();
   }
@@ -50,7 +51,8 @@ void DdpStrategy::plan_shards(const Optimizer& optimizer) {
   block_ = (total + world - 1) / world;
   const int64_t lo = std::min(total, rank * block_), hi = std::min(total, lo + block_);
   for (size_t i = 0; i < params.size(); ++i) {
-    const int64_t b = std::max(lo, offsets_[i]), e = std::min(hi, offsets_[i] + params[i].second.numel());
+    const int64_t b = std::max(lo, offsets_[i]),
+                  e = std::min(hi, offsets_[i] + params[i].second.numel());
     if (b < e) my_ranges_.push_back({i, b - offsets_[i], e - offsets_[i]});
   }
   send_ = zeros({block_}, dtype);
@@ -63,9 +65,11 @@ void DdpStrategy::gather_blocks(const std::vector<Tensor>& tensors) {
   // Each tensor's overlap with flat range [lo, hi): (tensor, first element, block position, count).
   auto for_overlaps = [&](int64_t lo, int64_t hi, auto&& fn) {
     for (size_t i = 0; i < tensors.size(); ++i) {
-      const int64_t b = std::max(lo, offsets_[i]), e = std::min(hi, offsets_[i] + tensors[i].numel());
-      if (b < e) fn(static_cast<char*>(tensors[i].raw_data()) + (b - offsets_[i]) * elem,
-                    (b - lo) * elem, (e - b) * elem);
+      const int64_t b = std::max(lo, offsets_[i]),
+                    e = std::min(hi, offsets_[i] + tensors[i].numel());
+      if (b < e)
+        fn(static_cast<char*>(tensors[i].raw_data()) + (b - offsets_[i]) * elem, (b - lo) * elem,
+           (e - b) * elem);
     }
   };
   const int64_t total = offsets_.empty() ? 0 : offsets_.back() + tensors.back().numel();
@@ -103,7 +107,8 @@ void DdpStrategy::before_checkpoint(Optimizer& optimizer) {
   if (!shard_optimizer_ || comm_->world_size() == 1) return;
   for (size_t k = 0; k < optimizer.buffer_names().size(); ++k) {
     std::vector<Tensor> buffers;
-    for (size_t i = 0; i < optimizer.params().size(); ++i) buffers.push_back(optimizer.state_buffer(i, k));
+    for (size_t i = 0; i < optimizer.params().size(); ++i)
+      buffers.push_back(optimizer.state_buffer(i, k));
     gather_blocks(buffers);
   }
 }

@@ -48,10 +48,10 @@ class DdpStrategy : public Strategy {
   ReducerOptions options_;
   std::unique_ptr<Reducer> reducer_;
   bool shard_optimizer_ = false;
-  int64_t block_ = 0;                                  // elements per rank's block
-  std::vector<int64_t> offsets_;                       // flat offset of each parameter
-  std::vector<Optimizer::ElementRange> my_ranges_;     // this rank's block, per parameter
-  Tensor send_, receive_;                              // [block_], [world x block_]
+  int64_t block_ = 0;                               // elements per rank's block
+  std::vector<int64_t> offsets_;                    // flat offset of each parameter
+  std::vector<Optimizer::ElementRange> my_ranges_;  // this rank's block, per parameter
+  Tensor send_, receive_;                           // [block_], [world x block_]
 };
 
 }  // namespace tandem

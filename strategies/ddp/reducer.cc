@@ -173,11 +173,14 @@ void Reducer::mark_unused_ready() {
     std::ostringstream line;
     line << "ddp rank " << comm_.rank() << ": warning: " << first_time.size()
          << " parameter(s) received no gradient in a step: ";
-    for (size_t k = 0; k < first_time.size() && k < 10; ++k) line << (k ? ", " : "") << first_time[k];
+    for (size_t k = 0; k < first_time.size() && k < 10; ++k)
+      line << (k ? ", " : "") << first_time[k];
     if (first_time.size() > 10) line << " and " << first_time.size() - 10 << " more";
     line << "; they take part with a zero gradient from this rank (named once)";
-    if (options_.warn) options_.warn(line.str());
-    else std::cerr << line.str() << "\n";
+    if (options_.warn)
+      options_.warn(line.str());
+    else
+      std::cerr << line.str() << "\n";
   }
   // Launch what they held back, in bucket order, as their hooks would have.
   for (size_t i = 0; i < params_.size(); ++i) {

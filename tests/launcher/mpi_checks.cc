@@ -42,9 +42,10 @@ bool contains(const std::string& s, const std::string& part) {
 
 int run(const std::string& which) {
   const bool debug = which == "mismatch";
-  const std::string yaml = std::string("model: {name: mlp}\ndata: {name: synthetic}\n") +
-                           "strategy: {name: ddp, timeout_s: 2, debug_collectives: " +
-                           (debug ? "true" : "false") + "}\n";
+  const std::string yaml =
+      std::string("model: {name: mlp}\ndata: {name: synthetic}\n") +
+      "strategy: {name: ddp, timeout_s: 2, debug_collectives: " + (debug ? "true" : "false") +
+      "}\n";
   ExperimentConfig cfg = parse_config(yaml, "mpi_checks.yaml", {});
   const ProcessEnvironment env = detect_environment(current_environment());
   StrategyBuild build = make_strategy(cfg, env);
@@ -74,7 +75,8 @@ int run(const std::string& which) {
     if (comm.rank() == 0) {
       expect(contains(message, "all_reduce #1") && contains(message, "rank 1 did not arrive"),
              "the timeout names the op and rank 1: '" + message + "'");
-      expect(seconds < 3.5, "it fails within the 2 s timeout (took " + std::to_string(seconds) + " s)");
+      expect(seconds < 3.5,
+             "it fails within the 2 s timeout (took " + std::to_string(seconds) + " s)");
       // Rank 1 arrives late: the collective still completes with the right sum.
       work->wait(std::chrono::seconds(30));
     } else {

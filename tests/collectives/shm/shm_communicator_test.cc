@@ -77,14 +77,15 @@ TEST(ShmCommunicator, AllReduceIsExactForEveryOpDtypeAndSizeAtTwoThreeAndFourRan
       const double W = world, tri = W * (W + 1) / 2;
       for (DType dtype : {DType::kF32, DType::kF64}) {
         // 3,000,007 f32 = 12 MB: three 4 MiB rounds, the last one partial.
-        for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{1'000'003}, int64_t{3'000'007}}) {
+        for (int64_t n :
+             {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{1'000'003}, int64_t{3'000'007}}) {
           for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
             Tensor x = pattern(rank, n, dtype);
             comm.all_reduce(x, op)->wait(60'000ms);
             const std::vector<double> got = x.to_vector();
             for (int64_t i = 0; i < n; ++i) {
               const double k = static_cast<double>(i % 7 - 3);
-              const double want = op == ReduceOp::kSum ? tri * k
+              const double want = op == ReduceOp::kSum   ? tri * k
                                   : op == ReduceOp::kAvg ? tri * k / W
                                                          : (k >= 0 ? W * k : k);
               if (got[i] != want) {

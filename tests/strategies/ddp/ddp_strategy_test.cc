@@ -108,7 +108,8 @@ TEST(DdpStrategy, OverSharedMemoryTwoRanksAreBitIdenticalToTheInProcessBackend) 
   const std::string yaml = testing::small_yaml("lenet", "adam");
   const std::string token = generate_job_token();
   StoreServer server("127.0.0.1", 0, token);
-  auto over_shm = [&](std::shared_ptr<Communicator> ignored, int rank) -> std::unique_ptr<Strategy> {
+  auto over_shm = [&](std::shared_ptr<Communicator> ignored,
+                      int rank) -> std::unique_ptr<Strategy> {
     auto store = std::make_shared<StoreClient>(server.endpoint(), token, std::chrono::seconds(30));
     auto gloo = std::make_unique<GlooCommunicator>(*store, rank, 2);
     auto shm = std::make_shared<ShmCommunicator>(std::move(gloo), *store, "ddp-shm-test");
@@ -143,8 +144,8 @@ TEST(DdpStrategy, TwoRunsWithTheSameWorldSizeAreBitIdentical) {
 // Each rank updates its block of elements, then the blocks are gathered: the same bits as every
 // rank updating everything (the element-wise update is the same arithmetic on the same inputs).
 TEST(DdpStrategy, ShardedOptimizerUpdateIsBitIdenticalToTheFullUpdateAtTwoAndFourRanks) {
-  for (const auto& [model, optimizer] : {std::pair<std::string, std::string>{"lenet", "adam"},
-                                         {"mlp", "sgd"}}) {
+  for (const auto& [model, optimizer] :
+       {std::pair<std::string, std::string>{"lenet", "adam"}, {"mlp", "sgd"}}) {
     const std::string yaml = testing::small_yaml(model, optimizer);
     for (int world : {2, 4}) {
       SCOPED_TRACE(model + " " + optimizer + " world " + std::to_string(world));
@@ -184,7 +185,8 @@ TEST(DdpStrategy, ShardedOptimizerGathersTheFullStateBeforeACheckpoint) {
     });
     for (int r = 0; r < 2; ++r) ASSERT_FALSE(errors[r]) << testing::error_message(errors[r]);
   }
-  for (int r = 0; r < 2; ++r) testing::expect_bit_identical(state[r], reference[0], "rank " + std::to_string(r));
+  for (int r = 0; r < 2; ++r)
+    testing::expect_bit_identical(state[r], reference[0], "rank " + std::to_string(r));
   EXPECT_GT(testing::max_abs_difference(stale[0], reference[0]), 0.0) << "the gather did nothing";
 }
 
