@@ -241,12 +241,16 @@ ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClien
     fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
     TANDEM_CHECK_T(CommError, fd >= 0, "shm: shm_open(", name, ") failed: ", std::strerror(errno),
                    "; is /dev/shm mounted and writable? (strategy.backend=gloo avoids it)");
-    if (ftruncate(fd, static_cast<off_t>(s.bytes)) != 0) {
-      const int e = errno;
+    // posix_fallocate, not ftruncate alone: /dev/shm is often small (64 MiB in a default Docker
+    // container), and a sparse segment that does not fit fails later with SIGBUS on first touch.
+    // Allocated pages read as zeros, which the counters start from.
+    const int rc = posix_fallocate(fd, 0, static_cast<off_t>(s.bytes));
+    if (rc != 0) {
       close(fd);
       shm_unlink(name.c_str());
-      throw CommError(
-          str("shm: sizing the segment to ", s.bytes, " bytes failed: ", std::strerror(e)));
+      throw CommError(str("shm: reserving ", s.bytes, " bytes in /dev/shm failed: ",
+                          std::strerror(rc), "; enlarge /dev/shm (docker --shm-size) or set ",
+                          "strategy.backend=gloo"));
     }
     store.set(key, name);
   } else {
@@ -269,7 +273,7 @@ ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClien
   TANDEM_CHECK_T(CommError, s.base != MAP_FAILED, "shm: mmap of ", s.bytes,
                  " bytes failed: ", std::strerror(map_errno));
   if (barrier_error) std::rethrow_exception(barrier_error);
-  s.control = static_cast<RankControl*>(s.base);  // zero-filled by ftruncate
+  s.control = static_cast<RankControl*>(s.base);  // zero-filled: fresh tmpfs pages
   s.slots = static_cast<char*>(s.base) + control_bytes;
   s.result = s.slots + static_cast<size_t>(s.world) * kChunkBytes;
   s.thread = std::thread([impl = impl_.get()] { impl->run(); });
