@@ -270,6 +270,7 @@ ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClien
     barrier_error = std::current_exception();
   }
   if (s.rank == 0) shm_unlink(name.c_str());
+  segment_name_ = name;
   TANDEM_CHECK_T(CommError, s.base != MAP_FAILED, "shm: mmap of ", s.bytes,
                  " bytes failed: ", std::strerror(map_errno));
   if (barrier_error) std::rethrow_exception(barrier_error);

@@ -47,6 +47,9 @@ class ShmCommunicator final : public Communicator {
   int rank() const override;
   int world_size() const override;
   std::string backend_name() const override;  // "shm+<inner>"
+  // The segment's shm_open name ("/tandem-..."); rank 0 has unlinked it when its constructor
+  // returns.
+  const std::string& segment_name() const { return segment_name_; }
 
   std::unique_ptr<Work> all_reduce(Tensor& tensor, ReduceOp op) override;
   std::unique_ptr<Work> broadcast(Tensor& tensor, int root) override;
@@ -63,6 +66,7 @@ class ShmCommunicator final : public Communicator {
   std::unique_ptr<Communicator> inner_;
   std::shared_ptr<Impl> impl_;  // shared with the Works and the thread
   uint64_t next_seq_ = 0;
+  std::string segment_name_;
 };
 
 }  // namespace tandem
