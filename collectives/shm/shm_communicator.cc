@@ -248,9 +248,9 @@ ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClien
     if (rc != 0) {
       close(fd);
       shm_unlink(name.c_str());
-      throw CommError(str("shm: reserving ", s.bytes, " bytes in /dev/shm failed: ",
-                          std::strerror(rc), "; enlarge /dev/shm (docker --shm-size) or set ",
-                          "strategy.backend=gloo"));
+      throw CommError(
+          str("shm: reserving ", s.bytes, " bytes in /dev/shm failed: ", std::strerror(rc),
+              "; enlarge /dev/shm (docker --shm-size) or set ", "strategy.backend=gloo"));
     }
     store.set(key, name);
   } else {
