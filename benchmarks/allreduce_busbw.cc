@@ -7,6 +7,7 @@
 //
 //   mpirun --allow-run-as-root -np 2 allreduce_busbw --backend mpi
 //   allreduce_busbw --backend gloo --spawn 2
+//   allreduce_busbw --backend shm --spawn 2     (tandem = shared-memory all-reduce, raw = Gloo's)
 // Options: --iters K (per size, default 40; 10 above 4 MiB), --max-bytes B (default 64 MiB).
 // Each timed call starts after a raw barrier; raw and tandem calls alternate (and swap which goes
 // first every iteration) so load from other processes hits both alike.
@@ -28,6 +29,7 @@
 #include "collectives/gloo/gloo_communicator.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/mpi/mpi_runtime.h"
+#include "collectives/shm/shm_communicator.h"
 #include "collectives/store/store_client.h"
 #include "tests/collectives/local_spawner.h"
 
@@ -130,8 +132,12 @@ int run_gloo(const Args& args) {
   const int world = std::atoi(env_or_die("WORLD_SIZE").c_str());
   StoreClient store(env_or_die("MASTER_ADDR") + ":" + env_or_die("MASTER_PORT"),
                     env_or_die("TANDEM_JOB_TOKEN"), std::chrono::milliseconds(60'000));
-  GlooCommunicator comm(store, rank, world);
-  std::shared_ptr<gloo::Context> context = comm.context();
+  auto gloo_comm = std::make_unique<GlooCommunicator>(store, rank, world);
+  std::shared_ptr<gloo::Context> context = gloo_comm->context();
+  std::unique_ptr<Communicator> comm = std::move(gloo_comm);
+  // --backend shm: tandem's shared-memory all-reduce against the raw Gloo call it replaces.
+  if (args.backend == "shm")
+    comm = std::make_unique<ShmCommunicator>(std::move(comm), store, "shm");
   uint32_t tag = 1u << 31;  // apart from the communicator's tags (its sequence numbers)
   auto raw = [&](Tensor& b) {
     gloo::AllreduceOptions opts(context);
@@ -146,7 +152,7 @@ int run_gloo(const Args& args) {
     opts.setTag(tag++);
     gloo::barrier(opts);
   };
-  return run(args, comm, raw, barrier, ", raw = gloo::allreduce on the communicator's context");
+  return run(args, *comm, raw, barrier, ", raw = gloo::allreduce on the communicator's context");
 }
 
 }  // namespace
@@ -169,9 +175,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if ((args.backend != "mpi" && args.backend != "gloo") || args.iters < 1) {
+  if ((args.backend != "mpi" && args.backend != "gloo" && args.backend != "shm") ||
+      args.iters < 1) {
     std::fprintf(stderr,
-                 "usage: allreduce_busbw --backend {mpi,gloo} [--spawn N] [--iters K] "
+                 "usage: allreduce_busbw --backend {mpi,gloo,shm} [--spawn N] [--iters K] "
                  "[--max-bytes B]\n");
     return 2;
   }

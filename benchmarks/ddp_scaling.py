@@ -4,6 +4,9 @@
 For each model, in one invocation and alternating, --rounds times:
   tandem 1x1   `tandem train CONFIG training.threads=1`                      (1 rank x 1 thread)
   tandem 2x1   `tandem launch --nproc-per-node 2 CONFIG strategy.name=ddp training.threads=1`
+               (backend auto: all-reduce through shared memory, the rest over Gloo)
+  tandem gloo  the same with strategy.backend=gloo (all-reduce over loopback TCP)
+  tandem shard the same as tandem 2x1 with strategy.shard_optimizer=true
   torch 1x1    PyTorch 1.13, one process, 1 thread
   torch 2x1    PyTorch DDP (gloo backend), 2 processes x 1 thread
 Same model, optimizer (Adam 1e-3) and global batch everywhere. tandem reads its data through its
@@ -35,7 +38,7 @@ CONFIGS = {
 }
 
 
-def tandem_run(binary, model, batch, steps, ranks):
+def tandem_run(binary, model, batch, steps, ranks, backend="auto", extra_overrides=()):
     cfg, extra = CONFIGS[model]
     with tempfile.TemporaryDirectory() as work:
         overrides = extra + [f"data.batch_size={batch}", f"training.max_steps={steps}", "training.threads=1",
@@ -47,7 +50,7 @@ def tandem_run(binary, model, batch, steps, ranks):
             cmd = [binary, "train", os.path.join(ROOT, cfg)] + overrides
         else:
             cmd = [binary, "launch", "--nproc-per-node", str(ranks), os.path.join(ROOT, cfg),
-                   "strategy.name=ddp"] + overrides
+                   "strategy.name=ddp", f"strategy.backend={backend}"] + list(extra_overrides) + overrides
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     m = re.search(r"final: .*samples_per_sec=([0-9.]+)", out)
     assert m, out
@@ -127,10 +130,12 @@ def main():
     for spec in args.models.split(","):
         model, batch = spec.split(":")
         batch = int(batch)
-        runs = {k: [] for k in ("t1", "t2", "p1", "p2")}
+        runs = {k: [] for k in ("t1", "t2", "tg", "ts", "p1", "p2")}
         for r in range(args.rounds):
             runs["t1"].append(tandem_run(binary, model, batch, args.steps, 1))
             runs["t2"].append(tandem_run(binary, model, batch, args.steps, 2))
+            runs["tg"].append(tandem_run(binary, model, batch, args.steps, 2, "gloo"))
+            runs["ts"].append(tandem_run(binary, model, batch, args.steps, 2, "auto", ["strategy.shard_optimizer=true"]))
             runs["p1"].append(torch_run(model, batch, args.steps, 1, port))
             port += 1
             runs["p2"].append(torch_run(model, batch, args.steps, 2, port))
@@ -139,10 +144,12 @@ def main():
         med = {k: statistics.median(v) for k, v in runs.items()}
         rows.append((model, batch, med))
     print()
-    print("| model | global batch | tandem 1x1 | tandem ddp 2x1 | tandem scaling | PyTorch 1x1 | PyTorch DDP 2x1 | PyTorch scaling | tandem ddp / PyTorch DDP |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | global batch | tandem 1x1 | tandem ddp 2x1 | tandem scaling | tandem ddp 2x1 over gloo | scaling over gloo | tandem ddp 2x1 sharded optimizer | scaling sharded | PyTorch 1x1 | PyTorch DDP 2x1 | PyTorch scaling | tandem ddp / PyTorch DDP |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for model, batch, m in rows:
         print(f"| {model} | {batch} | {m['t1']:.0f} | {m['t2']:.0f} | {m['t2'] / (2 * m['t1']):.0%} | "
+              f"{m['tg']:.0f} | {m['tg'] / (2 * m['t1']):.0%} | "
+              f"{m['ts']:.0f} | {m['ts'] / (2 * m['t1']):.0%} | "
               f"{m['p1']:.0f} | {m['p2']:.0f} | {m['p2'] / (2 * m['p1']):.0%} | {m['t2'] / m['p2']:.2f} |")
     print(f"\nsamples/s, medians of {args.rounds} alternating rounds of {args.steps} steps; {time.strftime('%Y-%m-%d %H:%M')}")
 

@@ -8,6 +8,7 @@
 #include "strategies/trainer/builders.h"
 #include "collectives/inprocess/inprocess_group.h"
 #include "collectives/mpi/mpi_communicator.h"
+#include "collectives/shm/shm_communicator.h"
 #include "core/base/error.h"
 #include "strategies/ddp/ddp_strategy.h"
 #include "strategies/mirrored/mirrored_strategy.h"
@@ -34,7 +35,9 @@ std::string choose_backend(const ExperimentConfig& cfg, const ProcessEnvironment
   if (b != "auto") return b;
   if (cfg.training.device != "cpu") return "nccl";  // CUDA tensors
   if (env.source == "openmpi" || env.source == "pmix") return "mpi";
-  return env.world_size == 1 ? "inprocess" : "gloo";
+  if (env.world_size == 1) return "inprocess";
+  // Every rank on this host: all-reduce through shared memory instead of loopback TCP.
+  return env.local_world_size == env.world_size ? "shm" : "gloo";
 }
 
 }  // namespace
@@ -116,18 +119,30 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
   const std::string backend = choose_backend(cfg, env);
   std::unique_ptr<Communicator> comm;
   if (backend == "mpi") {
+    // The Store first, while no communication thread calls MPI yet.
+    out.rendezvous = MpiRendezvous::start(opts.timeout);
+    out.store = out.rendezvous->store();
     comm = std::make_unique<MpiCommunicator>(opts);
     TANDEM_CHECK_T(ConfigError, comm->world_size() == env.world_size, "strategy.backend: mpi sees ",
                    comm->world_size(), " ranks but the environment (", env.source, ") says ",
                    env.world_size, "; start the job with mpirun or srun --mpi=pmix");
-  } else if (backend == "gloo") {
-    TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: gloo needs the rendezvous "
-                   "store started by `tandem launch` (TANDEM_JOB_TOKEN is not set); start the job "
-                   "with tandem launch, or use mpirun with strategy.backend=mpi");
+    comm = std::make_unique<CheckedCommunicator>(std::move(comm), out.store, "checked/mpi");
+  } else if (backend == "gloo" || backend == "shm") {
+    TANDEM_CHECK_T(ConfigError, backend == "gloo" || env.local_world_size == env.world_size,
+                   where(cfg), ": strategy.backend: shm connects the ranks of one host, but this ",
+                   "job has ", env.world_size, " ranks and ", env.local_world_size,
+                   " on this host; use gloo (or auto)");
+    TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: ", backend,
+                   " needs the rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is ",
+                   "not set); start the job with tandem launch, or use mpirun with ",
+                   "strategy.backend=mpi");
     out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
     GlooOptions go;
     go.key_prefix = "gloo/attempt" + std::to_string(env.restart_count);
     comm = std::make_unique<GlooCommunicator>(*out.store, env.rank, env.world_size, go, opts);
+    if (backend == "shm")
+      comm = std::make_unique<ShmCommunicator>(std::move(comm), *out.store,
+                                               "shm/attempt" + std::to_string(env.restart_count));
     comm = std::make_unique<CheckedCommunicator>(std::move(comm), out.store,
                                                  "checked/attempt" + std::to_string(env.restart_count));
   } else if (backend == "nccl") {
@@ -147,14 +162,15 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
     comm = InProcessGroup(1).communicator(0, opts);
   } else {
     throw ConfigError(where(cfg) + ": strategy.backend: '" + backend +
-                      "' is not available in this build (CPU: mpi, gloo, inprocess; nccl needs CUDA)");
+                      "' is not available in this build (CPU: mpi, gloo, shm, inprocess; nccl needs CUDA)");
   }
   comm->set_options(opts);
   ReducerOptions ro;
   ro.first_bucket_bytes = static_cast<int64_t>(cfg.strategy.first_bucket_mb * 1048576.0);
   ro.bucket_bytes = static_cast<int64_t>(cfg.strategy.bucket_mb * 1048576.0);
   ro.compression = cfg.strategy.compression;
-  out.strategy = std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro);
+  out.strategy = std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro,
+                                               cfg.strategy.shard_optimizer);
   return out;
 }
 

@@ -1,7 +1,8 @@
 // Picks and builds the Strategy a `tandem train` process runs, from its config and the
 // environment the launcher detected (DESIGN.md sections 3-5): single and mirrored need a world
-// of one; ddp talks over MPI when started by mpirun/srun --mpi, else over Gloo bootstrapped
-// through the launcher's Store.
+// of one; ddp talks over MPI when started by mpirun/srun --mpi (with a Store hosted by rank 0,
+// launcher/mpi_rendezvous.h), else over Gloo bootstrapped through the launcher's Store. Either way
+// the communicator is wrapped in a CheckedCommunicator on that Store.
 #pragma once
 
 #include <memory>
@@ -11,12 +12,15 @@
 #include "collectives/store/store_client.h"
 #include "configs/schema/config.h"
 #include "launcher/environment.h"
+#include "launcher/mpi_rendezvous.h"
 #include "strategies/strategy.h"
 
 namespace tandem {
 
+// Keep it alive while the strategy runs, and destroy the strategy first.
 struct StrategyBuild {
   std::unique_ptr<Strategy> strategy;
+  std::unique_ptr<MpiRendezvous> rendezvous;  // under MPI: the Store rank 0 hosts
   std::shared_ptr<StoreClient> store;  // set when the process talks to a rendezvous store
 };
 

@@ -12,8 +12,9 @@
 //   all_reduce_sum()     sums a few doubles over replicas (losses, correct counts)
 //   mean_loss()          the step's loss as shown and checked for NaN/Inf (default: the average
 //                        over replicas; parameter_server async: the worker's own, no barrier)
-//   before_checkpoint()  on the chief, before each save: bring the model and optimizer state up to
-//                        date (parameter_server: fetch them from the servers)
+//   before_checkpoint()  on every rank before the chief saves: bring the model and optimizer
+//                        state up to date (ddp with a sharded optimizer: gather the optimizer
+//                        state; parameter_server: the chief fetches it from the servers)
 //   finish()             after the last step of a completed run (parameter_server: tell servers)
 //
 // A strategy instance belongs to one process and is driven from one thread.

@@ -78,10 +78,11 @@ struct TrainingConfig {
 struct StrategyConfig {
   std::string name = "single";       // single | mirrored | ddp | parameter_server
   int replicas = 1;                  // mirrored on CPU: replicas (threads) in the one process
-  std::string backend = "auto";      // auto | mpi | gloo | nccl | inprocess
+  std::string backend = "auto";      // auto | mpi | gloo | shm | nccl | inprocess
   double bucket_mb = 25.0;           // ddp bucket cap, MiB (25: PyTorch DDP's default)
   double first_bucket_mb = 1.0;      // ddp first bucket, MiB (1: PyTorch DDP's default)
   std::string compression = "none";  // ddp bucket compression: none | bf16 | fp16
+  bool shard_optimizer = false;      // ddp: each rank updates 1/world of the elements, then gathers
   double timeout_s = 600.0;          // any collective or store wait longer than this fails
   bool debug_collectives = false;    // check op/dtype/shape across ranks before each collective
   std::string mode = "sync";         // parameter_server: sync | async

@@ -40,7 +40,7 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grad_outputs) {
 
 void AccumulateGrad::run_hooks() {
   Tensor leaf(leaf_);
-  for (auto& hook : leaf_->post_accumulate_hooks) hook(leaf);
+  for (auto& [id, hook] : leaf_->post_accumulate_hooks) hook(leaf);
 }
 
 std::vector<Tensor> FunctionNode::apply(std::vector<Tensor>&& grad_outputs) {

@@ -81,6 +81,14 @@ std::vector<FusedTensor> fused_tensors(const std::vector<FusedParam>& params) {
 }
 
 void Optimizer::step() {
+  step_impl(nullptr);
+}
+
+void Optimizer::step_ranges(const std::vector<ElementRange>& ranges) {
+  step_impl(&ranges);
+}
+
+void Optimizer::step_impl(const std::vector<ElementRange>* ranges) {
   std::vector<size_t> active;
   Device device = params_.front().second.device();
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -99,6 +107,37 @@ void Optimizer::step() {
   }
   ++step_count_;
   if (active.empty()) return;
+  if (ranges != nullptr) {
+    std::vector<bool> is_active(params_.size(), false);
+    for (size_t i : active) {
+      is_active[i] = true;
+      ++state_[i].step;
+      TANDEM_CHECK(params_[i].second.is_contiguous() && params_[i].second.grad().is_contiguous(),
+                   name(), ": a sharded step needs contiguous parameters and grads ('",
+                   params_[i].first, "' is not)");
+    }
+    std::vector<FusedParam> fused;
+    for (const ElementRange& r : *ranges) {
+      TANDEM_ASSERT(r.param < params_.size() && r.begin >= 0 && r.begin <= r.end &&
+                        r.end <= params_[r.param].second.numel(),
+                    "bad element range");
+      if (!is_active[r.param] || r.begin == r.end) continue;
+      const Tensor& p = params_[r.param].second;
+      const size_t elem = dtype_size(p.dtype());
+      const size_t skip = static_cast<size_t>(r.begin) * elem;
+      FusedParam f;
+      f.param = static_cast<char*>(p.raw_data()) + skip;
+      f.grad = static_cast<const char*>(p.grad().raw_data()) + skip;
+      for (Tensor& b : state_[r.param].buffers)
+        f.buffers.push_back(static_cast<char*>(b.raw_data()) + skip);
+      f.dtype = p.dtype();
+      f.numel = r.end - r.begin;
+      f.step = state_[r.param].step;
+      fused.push_back(std::move(f));
+    }
+    if (!fused.empty()) update(fused);
+    return;
+  }
 
   // Contiguous copies stand in for non-contiguous parameters and grads; parameters are written
   // back.

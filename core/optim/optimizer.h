@@ -59,6 +59,15 @@ class Optimizer {
   // Grads must match their parameter's shape and dtype; everything is checked before anything
   // changes.
   void step();
+  // The sharded update of ddp (strategy.shard_optimizer): like step(), but only elements
+  // [begin, end) of the listed parameters change, with their state. Every parameter whose grad is
+  // defined still advances its step count, so counts -- and bias corrections -- stay those of an
+  // unsharded step(). Parameters and grads must be contiguous.
+  struct ElementRange {
+    size_t param = 0;  // index into params()
+    int64_t begin = 0, end = 0;
+  };
+  void step_ranges(const std::vector<ElementRange>& ranges);
   // Zeroes every defined grad in place, keeping its buffer (the DDP reducer makes grads views into
   // its buckets, so they must never be replaced). set_to_none drops the grads instead.
   void zero_grad(bool set_to_none = false);
@@ -70,6 +79,11 @@ class Optimizer {
   const NamedTensors& params() const { return params_; }
   // Per-parameter state names, e.g. {"exp_avg", "exp_avg_sq"}; empty for plain SGD.
   const std::vector<std::string>& buffer_names() const { return buffer_names_; }
+  // The live state buffer `buffer` (buffer_names() order) of parameter `param`: contiguous, the
+  // parameter's shape and dtype (ddp's sharded update gathers it before a checkpoint).
+  const Tensor& state_buffer(size_t param, size_t buffer) const {
+    return state_[param].buffers[buffer];
+  }
 
   // A copy of the state: "step" (i64 scalar, step_count()), and for every parameter when the
   // algorithm keeps state: "<param>.step" (i64 scalar, that parameter's count) and
@@ -89,6 +103,8 @@ class Optimizer {
   virtual void update(const std::vector<FusedParam>& active) = 0;
 
  private:
+  void step_impl(const std::vector<ElementRange>* ranges);
+
   struct ParamState {
     int64_t step = 0;
     std::vector<Tensor> buffers;  // contiguous, parameter's shape and dtype

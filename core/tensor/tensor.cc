@@ -1,6 +1,7 @@
 #include "core/tensor/tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <sstream>
 
@@ -499,10 +500,26 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
   run_backward({*this}, {g}, retain_graph);
 }
 
-void Tensor::register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const {
+HookHandle Tensor::register_post_accumulate_grad_hook(
+    std::function<void(const Tensor&)> hook) const {
   TANDEM_CHECK_T(AutogradError, is_leaf() && requires_grad(),
                  "post-accumulate-grad hooks can only be registered on leaves that require grad");
-  impl_->post_accumulate_hooks.push_back(std::move(hook));
+  static std::atomic<uint64_t> next_id{1};
+  const uint64_t id = next_id.fetch_add(1);
+  impl_->post_accumulate_hooks.emplace_back(id, std::move(hook));
+  return HookHandle(impl_, id);
+}
+
+void HookHandle::remove() {
+  std::shared_ptr<TensorImpl> impl = tensor_.lock();
+  tensor_.reset();
+  if (!impl) return;
+  auto& hooks = impl->post_accumulate_hooks;
+  for (auto it = hooks.begin(); it != hooks.end(); ++it) {
+    if (it->first != id_) continue;
+    hooks.erase(it);
+    return;
+  }
 }
 
 // ------------------------------------------------------------------ creation

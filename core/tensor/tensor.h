@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/autograd/hook_handle.h"
 #include "core/base/error.h"
 #include "core/tensor/device.h"
 #include "core/tensor/dtype.h"
@@ -111,7 +112,8 @@ class Tensor {
   // Runs backward from this tensor. A non-scalar needs a gradient of its shape.
   void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
   // Called after a backward has accumulated this leaf's gradient for good (DDP's reducer hook).
-  void register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const;
+  // Hooks run in registration order; the handle removes this one (core/autograd/hook_handle.h).
+  HookHandle register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const;
 
  private:
   std::shared_ptr<TensorImpl> impl_;
@@ -128,7 +130,8 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;  // null for leaves
   uint32_t output_nr = 0;
   Tensor grad;
-  std::vector<std::function<void(const Tensor&)>> post_accumulate_hooks;
+  std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>>
+      post_accumulate_hooks;             // (id, hook)
   std::weak_ptr<Node> grad_accumulator;  // cached AccumulateGrad of a leaf
 };
 

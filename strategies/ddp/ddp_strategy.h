@@ -2,6 +2,15 @@
 // bucketed Reducer during backward. Parameters and buffers start as rank 0's (broadcast in
 // prepare); buffers (batch-norm statistics) are re-broadcast from rank 0 before each step, as
 // PyTorch DDP does by default.
+//
+// With shard_optimizer (ZeRO stage 1's idea, on top of the all-reduce): the elements of all
+// parameters, in the optimizer's order, are split into world-size equal blocks; each rank updates
+// only its block (Optimizer::step_ranges) -- the optimizer's memory traffic, a fixed cost per step
+// that does not shrink with the per-rank batch, is divided by the world size -- then the blocks are
+// all-gathered into every rank's parameters. Gradients are still all-reduced in full, so clipping
+// and the non-finite check see what they see without sharding, and results are bit-identical to
+// the full update. Each rank's optimizer state is current only in its block: before_checkpoint
+// gathers it, so checkpoints hold full tensors and resume at any world size.
 #pragma once
 
 #include <memory>
@@ -14,7 +23,8 @@ namespace tandem {
 
 class DdpStrategy : public Strategy {
  public:
-  DdpStrategy(std::shared_ptr<Communicator> comm, ReducerOptions options);
+  DdpStrategy(std::shared_ptr<Communicator> comm, ReducerOptions options,
+              bool shard_optimizer = false);
   std::string name() const override { return "ddp"; }
   int rank() const override { return comm_->rank(); }
   int world_size() const override { return comm_->world_size(); }
@@ -22,6 +32,8 @@ class DdpStrategy : public Strategy {
   double forward_backward(Module& model, const MicroBatch& micro) override;
   void synchronize(Module& model) override;
   std::vector<double> all_reduce_sum(const std::vector<double>& values) override;
+  void apply_update(Module& model, Optimizer& optimizer) override;
+  void before_checkpoint(Module& model, Optimizer& optimizer) override;
 
   Reducer* reducer() { return reducer_.get(); }
   Communicator& communicator() { return *comm_; }
@@ -29,10 +41,18 @@ class DdpStrategy : public Strategy {
  private:
   Device device_;  // the model's device (prepare); small reductions travel there for NCCL
   void broadcast_tensors(const NamedTensors& tensors);
+  void plan_shards(const Optimizer& optimizer);
+  // Every rank's block of `tensors` (the optimizer's parameter order) into every rank's tensors.
+  void gather_blocks(const std::vector<Tensor>& tensors);
 
   std::shared_ptr<Communicator> comm_;
   ReducerOptions options_;
   std::unique_ptr<Reducer> reducer_;
+  bool shard_optimizer_ = false;
+  int64_t block_ = 0;                               // elements per rank's block
+  std::vector<int64_t> offsets_;                    // flat offset of each parameter
+  std::vector<Optimizer::ElementRange> my_ranges_;  // this rank's block, per parameter
+  Tensor send_, receive_;                           // [block_], [world x block_]
 };
 
 }  // namespace tandem

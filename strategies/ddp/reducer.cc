@@ -1,6 +1,7 @@
 #include "strategies/ddp/reducer.h"
 
 #include <algorithm>
+#include <iostream>
 #include <sstream>
 
 #include "core/autograd/grad_mode.h"
@@ -17,13 +18,17 @@ Reducer::Reducer(NamedTensors params, Communicator& comm, ReducerOptions options
   std::vector<int> reverse(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) reverse[i] = static_cast<int>(params_.size() - 1 - i);
   plan(reverse);
+  warned_unused_.assign(params_.size(), false);
   for (size_t i = 0; i < params_.size(); ++i) {
     int index = static_cast<int>(i);
-    params_[i].second.register_post_accumulate_grad_hook([this, index](const Tensor&) { on_grad_ready(index); });
+    hooks_.push_back(params_[i].second.register_post_accumulate_grad_hook(
+        [this, index](const Tensor&) { on_grad_ready(index); }));
   }
 }
 
-Reducer::~Reducer() = default;
+Reducer::~Reducer() {
+  for (HookHandle& h : hooks_) h.remove();
+}
 
 void Reducer::plan(const std::vector<int>& order) {
   // Keep current gradient values across a re-plan.
@@ -76,6 +81,13 @@ void Reducer::plan(const std::vector<int>& order) {
   }
 }
 
+Tensor Reducer::bucket_view(int p) const {
+  const Bucket& b = buckets_[bucket_of_[p]];
+  const Tensor& param = params_[p].second;
+  size_t j = std::find(b.params.begin(), b.params.end(), p) - b.params.begin();
+  return b.buffer.slice(0, b.offsets[j], b.offsets[j] + param.numel()).view(param.shape());
+}
+
 std::vector<std::vector<std::string>> Reducer::bucket_layout() const {
   std::vector<std::vector<std::string>> out;
   for (const Bucket& b : buckets_) {
@@ -108,9 +120,8 @@ void Reducer::on_grad_ready(int p) {
   // A hook that found the gradient replaced (not our view) copies it back into the bucket.
   Bucket& b = buckets_[bucket_of_[p]];
   const Tensor& param = params_[p].second;
-  size_t j = std::find(b.params.begin(), b.params.end(), p) - b.params.begin();
-  Tensor view = b.buffer.slice(0, b.offsets[j], b.offsets[j] + param.numel()).view(param.shape());
   if (param.grad().storage() != b.buffer.storage()) {
+    Tensor view = bucket_view(p);
     view.copy_(param.grad());
     param.set_grad(view);
   }
@@ -135,23 +146,58 @@ void Reducer::launch_ready_buckets() {
   }
 }
 
+void Reducer::mark_unused_ready() {
+  unused_last_step_.clear();
+  std::vector<std::string> first_time;
+  NoGradGuard ng;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (ready_[i]) continue;
+    const int p = static_cast<int>(i);
+    const Tensor& param = params_[p].second;
+    Tensor view = bucket_view(p);
+    // Our view holds this step's accumulation so far (zero unless an earlier micro-batch reached
+    // the parameter); a gradient set to none is zero; a replaced one is copied in.
+    if (!param.grad().defined()) {
+      view.zero_();
+      param.set_grad(view);
+    } else if (param.grad().storage() != view.storage()) {
+      view.copy_(param.grad());
+      param.set_grad(view);
+    }
+    unused_last_step_.push_back(params_[p].first);
+    if (!warned_unused_[p]) {
+      warned_unused_[p] = true;
+      first_time.push_back(params_[p].first);
+    }
+  }
+  if (!first_time.empty()) {
+    std::ostringstream line;
+    line << "ddp rank " << comm_.rank() << ": warning: " << first_time.size()
+         << " parameter(s) received no gradient in a step: ";
+    for (size_t k = 0; k < first_time.size() && k < 10; ++k)
+      line << (k ? ", " : "") << first_time[k];
+    if (first_time.size() > 10) line << " and " << first_time.size() - 10 << " more";
+    line << "; they take part with a zero gradient from this rank (named once)";
+    if (options_.warn)
+      options_.warn(line.str());
+    else
+      std::cerr << line.str() << "\n";
+  }
+  // Launch what they held back, in bucket order, as their hooks would have.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (ready_[i]) continue;
+    const int p = static_cast<int>(i);
+    ready_[p] = true;
+    --params_pending_;
+    if (steps_ == 0) arrival_order_.push_back(p);
+    --buckets_[bucket_of_[p]].pending;
+  }
+  launch_ready_buckets();
+}
+
 void Reducer::finalize() {
   if (!sync_) return;
-  if (params_pending_ > 0) {
-    std::ostringstream names;
-    int shown = 0;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      if (ready_[i]) continue;
-      if (shown++ < 10) names << (shown > 1 ? ", " : "") << params_[i].first;
-    }
-    if (shown > 10) names << " and " << shown - 10 << " more";
-    // Let the collectives already issued finish so no rank is left waiting on a half-step.
-    for (Bucket& b : buckets_)
-      if (b.work) b.work->wait(comm_.options().timeout);
-    throw AutogradError(str("ddp: ", params_pending_, " parameter(s) received no gradient this step: ",
-                            names.str(), ". Every parameter must take part in the loss on every "
-                            "step; remove unused parameters from the model"));
-  }
+  if (params_pending_ > 0) mark_unused_ready();
   for (Bucket& b : buckets_) {
     TANDEM_ASSERT(b.work != nullptr, "bucket not launched");
     b.work->wait(comm_.options().timeout);

@@ -10,10 +10,23 @@
 // After the first step the buckets are re-planned once from the order in which gradients actually
 // arrived (rank 0's order, broadcast, so all ranks agree).
 //
+// Parameters that got no gradient in a step (a branch one rank skipped, a layer nobody called) are
+// handled as PyTorch DDP's find_unused_parameters does, at the end of backward (finalize): each is
+// marked ready with the gradient it holds -- zero, or what earlier accumulation micro-batches left
+// -- so every bucket completes on every rank and no rank waits for a collective that never comes.
+// The averaged gradient is then the one of the global loss, in which that rank's rows did not
+// involve the parameter. They are named once, in a warning. Unlike PyTorch, a parameter unused on
+// *every* rank gets a zero gradient rather than none (knowing that would cost one more collective
+// per step): SGD without weight decay and Adam from fresh state leave it unchanged all the same.
+//
+// The reducer's hooks capture `this`: the destructor removes them, so a model that outlives its
+// reducer (a strategy rebuilt, a failed run) can still run backward.
+//
 // Thread-safety: hooks run on the thread that calls backward; one step at a time.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +41,9 @@ struct ReducerOptions {
   int64_t bucket_bytes = 25 << 20;        // PyTorch DDP: 25 MiB
   std::string compression = "none";       // none | bf16 | fp16: halves the bytes on the wire
   bool rebuild_after_first_step = true;
+  // Where warnings go (parameters without a gradient), one line each, already prefixed with the
+  // rank; null: standard error.
+  std::function<void(const std::string&)> warn;
 };
 
 // One entry of the launch log: which bucket started, and how many parameters were still waiting
@@ -46,14 +62,17 @@ class Reducer {
   // Before a step's first backward. sync=false: this backward only accumulates (gradient
   // accumulation micro-batches); the hooks launch nothing.
   void prepare_for_backward(bool sync);
-  // After the last backward: waits for every bucket, writes averaged gradients back, checks that
-  // every parameter received a gradient (names those that did not).
+  // After the last backward: parameters that got no gradient are marked ready (see the note at
+  // the top; named in a warning the first time), then waits for every bucket and writes averaged
+  // gradients back.
   void finalize();
 
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
   // Parameter names per bucket, in bucket order (for tests and logs).
   std::vector<std::vector<std::string>> bucket_layout() const;
   const std::vector<BucketLaunch>& launch_log() const { return launch_log_; }
+  // Names of the parameters that got no gradient on this rank in the last synchronised step.
+  const std::vector<std::string>& unused_last_step() const { return unused_last_step_; }
 
  private:
   struct Bucket {
@@ -69,6 +88,8 @@ class Reducer {
   void plan(const std::vector<int>& order);
   void on_grad_ready(int param_index);
   void launch_ready_buckets();
+  void mark_unused_ready();
+  Tensor bucket_view(int param_index) const;
 
   NamedTensors params_;
   Communicator& comm_;
@@ -83,6 +104,9 @@ class Reducer {
   bool rebuilt_ = false;
   int64_t steps_ = 0;
   std::vector<BucketLaunch> launch_log_;
+  std::vector<HookHandle> hooks_;
+  std::vector<bool> warned_unused_;  // named in a warning already
+  std::vector<std::string> unused_last_step_;
 };
 
 }  // namespace tandem

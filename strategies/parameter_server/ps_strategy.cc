@@ -199,6 +199,7 @@ std::vector<double> PsStrategy::all_reduce_sum(const std::vector<double>& values
 }
 
 void PsStrategy::before_checkpoint(Module& model, Optimizer& optimizer) {
+  if (o_.rank != 0) return;  // only the chief saves
   NoGradGuard ng;
   std::vector<NamedTensors> params(clients_.size()), states(clients_.size());
   on_all_shards([&](int s) { clients_[s]->save(&params[s], &states[s]); });

@@ -189,8 +189,8 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     }
   }
   auto save = [&] {
+    strat.before_checkpoint(*model_, *optimizer_);  // every rank, before the chief saves
     if (!chief) return;
-    strat.before_checkpoint(*model_, *optimizer_);
     std::filesystem::create_directories(cfg.checkpoint.dir);
     save_checkpoint(cfg.checkpoint.dir, model_->state_dict(), optimizer_->state_dict(), state,
                     cfg.checkpoint.keep);

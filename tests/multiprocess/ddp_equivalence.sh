@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The same experiment trained by one process and by two DDP processes -- under `tandem launch`
-# (Gloo) and under `mpirun` (MPI) -- and by the mirrored strategy with two replicas must end with
-# the same weights (max |difference| <= 1e-5 over every parameter), dropout included: lenet on
-# Fashion-MNIST for 20 Adam steps. Compares the checkpoints' model.safetensors with PyTorch's
-# reader in tests/reference/safetensors_io.py.
+# (all-reduce through shared memory, the default on one host; Gloo; shared memory with the sharded
+# optimizer update) and under `mpirun` (MPI) -- and by the mirrored strategy with two replicas must
+# end with the same weights (max |difference| <= 1e-5 over every parameter), dropout included:
+# lenet on Fashion-MNIST for 20 Adam steps. The sharded run must also save the very same optimizer
+# state as the unsharded one (gathered before the checkpoint). Compares the checkpoints'
+# safetensors files with PyTorch's reader in tests/reference/safetensors_io.py.
 #
 #   ddp_equivalence.sh TANDEM_BINARY SOURCE_DIR
 #
@@ -37,7 +39,11 @@ run() {  # NAME COMMAND...
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 run single "$tandem" train "$cfg" "${common[@]}" training.threads=1
-run launch_gloo "$tandem" launch --nproc-per-node 2 "$cfg" "${common[@]}" strategy.name=ddp
+run launch_shm "$tandem" launch --nproc-per-node 2 "$cfg" "${common[@]}" strategy.name=ddp
+run launch_gloo "$tandem" launch --nproc-per-node 2 "$cfg" "${common[@]}" strategy.name=ddp \
+  strategy.backend=gloo
+run launch_sharded "$tandem" launch --nproc-per-node 2 "$cfg" "${common[@]}" strategy.name=ddp \
+  strategy.shard_optimizer=true
 run mpirun_mpi mpirun --oversubscribe --bind-to none -np 2 "$tandem" train "$cfg" "${common[@]}" \
   strategy.name=ddp training.threads=1
 run mirrored "$tandem" train "$cfg" "${common[@]}" strategy.name=mirrored strategy.replicas=2
@@ -48,14 +54,14 @@ work, ref = sys.argv[1], sys.argv[2]
 sys.path.insert(0, ref)
 import safetensors_io
 
-def weights(name):
-    paths = sorted(glob.glob(f"{work}/{name}/ck/step-*/model.safetensors"))
+def weights(name, file="model.safetensors"):
+    paths = sorted(glob.glob(f"{work}/{name}/ck/step-*/{file}"))
     assert paths, f"{name}: no checkpoint written"
     return safetensors_io.load(paths[-1])
 
 base = weights("single")
 failed = False
-for name in ("launch_gloo", "mpirun_mpi", "mirrored"):
+for name in ("launch_shm", "launch_gloo", "launch_sharded", "mpirun_mpi", "mirrored"):
     other = weights(name)
     assert other.keys() == base.keys(), f"{name}: different tensors"
     worst = max(float((other[k].double() - base[k].double()).abs().max()) for k in base
@@ -63,5 +69,10 @@ for name in ("launch_gloo", "mpirun_mpi", "mirrored"):
     ok = worst <= 1e-5
     failed |= not ok
     print(f"{name}: max |w - w_single| = {worst:.3e} {'ok' if ok else 'FAIL (> 1e-5)'}")
+for file in ("model.safetensors", "optimizer.safetensors"):
+    a, b = weights("launch_sharded", file), weights("launch_shm", file)
+    same = a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    failed |= not same
+    print(f"launch_sharded vs launch_shm {file}: {'bit-identical' if same else 'FAIL (differs)'}")
 sys.exit(1 if failed else 0)
 PY

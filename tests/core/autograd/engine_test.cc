@@ -127,6 +127,33 @@ TEST(Engine, PostAccumulateHooksFireOncePerBackwardWithTheFinalGradient) {
   EXPECT_DOUBLE_EQ(seen[1][0], expected[0] + 1);
 }
 
+TEST(Engine, ARemovedHookNoLongerFiresAndTheOthersStillDo) {
+  Tensor x = leaf({1, 2}, {2});
+  std::vector<std::string> log;
+  HookHandle a = x.register_post_accumulate_grad_hook([&](const Tensor&) { log.push_back("a"); });
+  HookHandle b = x.register_post_accumulate_grad_hook([&](const Tensor&) { log.push_back("b"); });
+  x.register_post_accumulate_grad_hook([&](const Tensor&) { log.push_back("c"); });
+  sum(x).backward();
+  EXPECT_EQ(log, (std::vector<std::string>{"a", "b", "c"}));
+  b.remove();
+  b.remove();  // idempotent: must not take off another hook
+  log.clear();
+  sum(x).backward();
+  EXPECT_EQ(log, (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{2, 2}));
+  // A handle whose tensor is gone is harmless.
+  HookHandle orphan;
+  {
+    Tensor y = leaf({1}, {1});
+    orphan = y.register_post_accumulate_grad_hook([&](const Tensor&) { log.push_back("y"); });
+  }
+  orphan.remove();
+  a.remove();
+  log.clear();
+  sum(x).backward();
+  EXPECT_EQ(log, (std::vector<std::string>{"c"}));
+}
+
 TEST(Engine, HooksFireLastLayerFirstWhileEarlierLayersStillCompute) {
   Generator g(3);
   const int64_t width = 4;

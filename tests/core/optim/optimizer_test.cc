@@ -282,6 +282,64 @@ void expect_resume_is_exact(const MakeOptimizer& make, DType dt) {
   EXPECT_GT(max_rel_error(c[0].second, a[0].second), 1e-4);
 }
 
+// ddp's sharded update: ranges that together cover every element give step()'s bits (parameters
+// and state); a range leaves everything outside it untouched while step counts still advance.
+TEST(Optimizer, StepRangesCoveringEveryElementEqualStepAndLeaveTheRestUntouched) {
+  for (const std::string algo : {"sgd", "adam", "adamw"}) {
+    SCOPED_TRACE(algo);
+    auto make_params = [&](uint64_t seed) {
+      Generator g(seed);
+      NamedTensors p;
+      p.emplace_back("w", randn({37, 11}, g).set_requires_grad(true));
+      p.emplace_back("b", randn({5}, g).set_requires_grad(true));
+      return p;
+    };
+    auto make_opt = [&](NamedTensors p) -> std::unique_ptr<Optimizer> {
+      if (algo == "sgd") {
+        SgdOptions o;
+        o.lr = 0.1;
+        o.momentum = 0.9;
+        o.weight_decay = 0.01;
+        return std::make_unique<Sgd>(std::move(p), o);
+      }
+      AdamOptions o;
+      o.lr = 0.01;
+      o.weight_decay = 0.01;
+      if (algo == "adam") return std::make_unique<Adam>(std::move(p), o);
+      return std::make_unique<AdamW>(std::move(p), o);
+    };
+    NamedTensors a = make_params(1), b = make_params(1), c = make_params(1);
+    auto full = make_opt(a), pieces = make_opt(b), half = make_opt(c);
+    for (int step = 0; step < 3; ++step) {
+      for (NamedTensors* set : {&a, &b, &c}) {
+        Generator same(100 + step);
+        for (auto& [n, t] : *set) t.set_grad(randn(t.shape(), same));
+      }
+      full->step();
+      // Uneven pieces, a boundary inside "w", listed out of order.
+      pieces->step_ranges({{1, 0, 5}, {0, 200, 407}, {0, 0, 200}});
+      half->step_ranges({{0, 0, 100}});
+    }
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].second.to_vector(), b[i].second.to_vector()) << a[i].first;
+      for (size_t k = 0; k < full->buffer_names().size(); ++k)
+        EXPECT_EQ(full->state_buffer(i, k).to_vector(), pieces->state_buffer(i, k).to_vector());
+    }
+    // half: w[0:100] as in `full`, the rest of w and all of b as they started; counts advanced.
+    NamedTensors start = make_params(1);
+    const std::vector<double> w_full = a[0].second.to_vector(), w_half = c[0].second.to_vector();
+    const std::vector<double> w0 = start[0].second.to_vector();
+    for (size_t j = 0; j < w0.size(); ++j) ASSERT_EQ(w_half[j], j < 100 ? w_full[j] : w0[j]) << j;
+    EXPECT_EQ(c[1].second.to_vector(), start[1].second.to_vector());
+    EXPECT_EQ(full->state_dict().size(), half->state_dict().size());
+    for (const auto& [n, t] : half->state_dict()) {
+      if (n == "b.step" || n == "w.step") {
+        EXPECT_EQ(t.item(), 3.0) << n;
+      }
+    }
+  }
+}
+
 TEST(Optimizer, StateRoundTripResumesBitForBit) {
   expect_resume_is_exact(maker<Adam>(AdamOptions{.lr = 0.05, .weight_decay = 0.01}), DType::kF32);
   expect_resume_is_exact(maker<AdamW>(AdamOptions{.lr = 0.05, .weight_decay = 0.1}), DType::kF64);

@@ -169,6 +169,24 @@ logging: {dir: '@DIR@/logs', progress: plain, every_steps: 4}
   return path;
 }
 
+// Shared memory connects the ranks of one host only: a job spread over hosts (LOCAL_WORLD_SIZE <
+// WORLD_SIZE) that asks for it is a config error naming the key, before anything connects.
+TEST(Cli, SharedMemoryBackendAcrossHostsExitsTwoNamingTheKey) {
+  const std::string dir = testing::temp_dir();
+  const std::string cfg = tiny_experiment(dir);
+  // Run with torchrun-style variables of rank 0 of 2 on a node holding 1 of them.
+  const std::string env = "RANK=0 LOCAL_RANK=0 WORLD_SIZE=2 LOCAL_WORLD_SIZE=1 "
+                          "MASTER_ADDR=127.0.0.1 MASTER_PORT=1 TANDEM_JOB_TOKEN=x ";
+  const std::string cmd = env + "'" TANDEM_BINARY "' train '" + cfg +
+                          "' strategy.name=ddp strategy.backend=shm >'" + dir + "/o' 2>'" + dir +
+                          "/e' </dev/null";
+  const int status = std::system(cmd.c_str());
+  const std::string err = read_file(dir + "/e");
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2) << err;
+  EXPECT_TRUE(contains(err, "strategy.backend: shm connects the ranks of one host")) << err;
+  EXPECT_TRUE(contains(err, "2 ranks and 1 on this host")) << err;
+}
+
 TEST(Cli, TrainPrintsTheFinalLineWithEveryFigure) {
   const std::string dir = testing::temp_dir();
   Outcome o = tandem("train '" + tiny_experiment(dir) + "'");

@@ -2,17 +2,23 @@
 // Trainer (one per rank, as `tandem launch` would run them): it must compute what one process
 // computes on the same global batch -- dropout included, since masks are keyed by global sample
 // position -- with and without gradient accumulation, and do so reproducibly. Also: rank 0's
-// initial state is broadcast, accumulation micro-batches issue no collective, unused parameters
-// are named on every rank without a hang, and bucket compression stays close to fp32.
+// initial state is broadcast, accumulation micro-batches issue no collective, parameters unused
+// on some or all ranks take part with zero gradients (named once, no hang), and bucket
+// compression stays close to fp32.
 #include "strategies/ddp/ddp_strategy.h"
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 
+#include "collectives/gloo/gloo_communicator.h"
+#include "collectives/shm/shm_communicator.h"
+#include "collectives/store/job_token.h"
+#include "collectives/store/store_server.h"
 #include "core/base/error.h"
 #include "core/nn/layers.h"
 #include "core/nn/sequential.h"
+#include "core/optim/adam.h"
 #include "core/optim/sgd.h"
 #include "strategies/trainer/builders.h"
 #include "tests/strategies/ddp/chain_model.h"
@@ -32,15 +38,25 @@ ReducerOptions test_buckets() {
   return o;
 }
 
-testing::StrategyMaker ddp(ReducerOptions options = test_buckets()) {
-  return [options](std::shared_ptr<Communicator> comm, int) {
-    return std::make_unique<DdpStrategy>(std::move(comm), options);
+testing::StrategyMaker ddp(ReducerOptions options = test_buckets(), bool shard_optimizer = false) {
+  return [options, shard_optimizer](std::shared_ptr<Communicator> comm, int) {
+    return std::make_unique<DdpStrategy>(std::move(comm), options, shard_optimizer);
   };
 }
 
 std::vector<std::string> with_ddp(std::vector<std::string> overrides) {
   overrides.push_back("strategy.name=ddp");
   return overrides;
+}
+
+// A chain batch as rank `rank` of two would get it.
+Batch as_batch(const testing::ChainBatch& cb, int rank, int rows) {
+  Batch b;
+  b.images = cb.x;
+  b.labels = cb.labels;
+  b.first_global_position = rank * rows;
+  b.global_batch_size = 2 * rows;
+  return b;
 }
 
 // Runs `world` ddp ranks; every rank must succeed and end with the same parameters.
@@ -85,6 +101,35 @@ TEST(DdpStrategy, TwoAndFourRanksMatchOneProcessOnLenetWithDropout) {
   expect_ddp_matches_single("lenet", "adam");
 }
 
+// The same runs with the gradients all-reduced through shared memory (collectives/shm, what
+// tandem launch picks on one host): bit-identical to the in-process backend at two ranks (both
+// sum a + b, then halve), so within the tolerance of one process too.
+TEST(DdpStrategy, OverSharedMemoryTwoRanksAreBitIdenticalToTheInProcessBackend) {
+  const std::string yaml = testing::small_yaml("lenet", "adam");
+  const std::string token = generate_job_token();
+  StoreServer server("127.0.0.1", 0, token);
+  auto over_shm = [&](std::shared_ptr<Communicator> ignored,
+                      int rank) -> std::unique_ptr<Strategy> {
+    auto store = std::make_shared<StoreClient>(server.endpoint(), token, std::chrono::seconds(30));
+    auto gloo = std::make_unique<GlooCommunicator>(*store, rank, 2);
+    auto shm = std::make_shared<ShmCommunicator>(std::move(gloo), *store, "ddp-shm-test");
+    shm->set_options(ignored->options());
+    // The store client must outlive the communicator: keep it in the deleter.
+    std::shared_ptr<Communicator> comm(shm.get(), [shm, store](Communicator*) mutable {
+      shm.reset();
+      store.reset();
+    });
+    return std::make_unique<DdpStrategy>(comm, test_buckets());
+  };
+  std::vector<RankOutcome> shm = run_ddp(yaml, {}, 2, over_shm);
+  std::vector<RankOutcome> inprocess = run_ddp(yaml, {}, 2);
+  if (shm[0].error || inprocess[0].error) return;
+  EXPECT_EQ(shm[0].result.step, 20);
+  testing::expect_bit_identical(shm[0].state, inprocess[0].state, "shm vs in-process");
+  const RankOutcome single = testing::run_single(yaml, {});
+  EXPECT_LE(testing::max_abs_difference(shm[0].state, single.state), 1e-5);
+}
+
 TEST(DdpStrategy, TwoRunsWithTheSameWorldSizeAreBitIdentical) {
   const std::string yaml = testing::small_yaml("lenet", "adam");
   std::vector<RankOutcome> a = run_ddp(yaml, {}, 2), b = run_ddp(yaml, {}, 2);
@@ -92,6 +137,57 @@ TEST(DdpStrategy, TwoRunsWithTheSameWorldSizeAreBitIdentical) {
   testing::expect_bit_identical(a[0].state, b[0].state, "run a vs run b");
   EXPECT_EQ(a[0].result.train_loss, b[0].result.train_loss);
   EXPECT_EQ(a[0].result.test_loss, b[0].result.test_loss);
+}
+
+// ------------------------------------------------------------------------ sharded update
+
+// Each rank updates its block of elements, then the blocks are gathered: the same bits as every
+// rank updating everything (the element-wise update is the same arithmetic on the same inputs).
+TEST(DdpStrategy, ShardedOptimizerUpdateIsBitIdenticalToTheFullUpdateAtTwoAndFourRanks) {
+  for (const auto& [model, optimizer] :
+       {std::pair<std::string, std::string>{"lenet", "adam"}, {"mlp", "sgd"}}) {
+    const std::string yaml = testing::small_yaml(model, optimizer);
+    for (int world : {2, 4}) {
+      SCOPED_TRACE(model + " " + optimizer + " world " + std::to_string(world));
+      std::vector<RankOutcome> full = run_ddp(yaml, {}, world);
+      std::vector<RankOutcome> sharded = run_ddp(yaml, {}, world, ddp(test_buckets(), true));
+      if (full[0].error || sharded[0].error) continue;
+      EXPECT_EQ(sharded[0].result.step, 20);
+      testing::expect_bit_identical(sharded[0].state, full[0].state, "sharded vs full");
+    }
+  }
+}
+
+// Before a checkpoint every rank gathers the optimizer state, so the chief saves what an
+// unsharded run would: without the gather, rank 0's moments are stale outside its block.
+TEST(DdpStrategy, ShardedOptimizerGathersTheFullStateBeforeACheckpoint) {
+  std::vector<NamedTensors> state(2), stale(2), reference(2);
+  for (bool shard : {false, true}) {
+    auto errors = testing::run_on_threads(2, [&](int rank, std::shared_ptr<Communicator> comm) {
+      testing::Chain::Options co;
+      auto model = testing::make_chain(1, co);
+      AdamOptions ao;
+      ao.lr = 0.01;
+      Adam adam(model->named_parameters(), ao);
+      DdpStrategy strategy(comm, test_buckets(), shard);
+      strategy.prepare(*model, adam);
+      for (int step = 0; step < 3; ++step) {
+        adam.zero_grad();
+        testing::ChainBatch cb = testing::chain_batch(50 + 10 * step + rank, 4);
+        Batch b = as_batch(cb, rank, 4);
+        strategy.forward_backward(*model, MicroBatch{&b, step, 0, 1, 1});
+        strategy.synchronize(*model);
+        strategy.apply_update(*model, adam);
+      }
+      if (shard) stale[rank] = testing::snapshot(adam.state_dict());
+      strategy.before_checkpoint(*model, adam);
+      (shard ? state : reference)[rank] = testing::snapshot(adam.state_dict());
+    });
+    for (int r = 0; r < 2; ++r) ASSERT_FALSE(errors[r]) << testing::error_message(errors[r]);
+  }
+  for (int r = 0; r < 2; ++r)
+    testing::expect_bit_identical(state[r], reference[0], "rank " + std::to_string(r));
+  EXPECT_GT(testing::max_abs_difference(stale[0], reference[0]), 0.0) << "the gather did nothing";
 }
 
 // ------------------------------------------------------------------- broadcast in prepare
@@ -235,53 +331,158 @@ TEST(DdpStrategy, AccumulationMicroBatchesIssueNoCollectiveAndTheResultMatchesOn
 
 // ------------------------------------------------------------------------ unused parameters
 
-TEST(DdpStrategy, AnUnusedParameterIsNamedOnEveryRankWithoutAHang) {
-  std::vector<double> seconds(2);
+// trunk -> (branch, added back, when this rank takes it) -> head; registered trunk, branch, head.
+class Branchy : public Module {
+ public:
+  Branchy(uint64_t seed, bool take_branch) : take_branch_(take_branch) {
+    Generator gen(seed, /*stream=*/1);
+    trunk_ = register_module("trunk", std::make_shared<Linear>(gen, 8, 8));
+    branch_ = register_module("branch", std::make_shared<Linear>(gen, 8, 8));
+    head_ = register_module("head", std::make_shared<Linear>(gen, 8, 8));
+  }
+  Tensor forward(const Tensor& x) override {
+    Tensor h = relu(trunk_->forward(x));
+    if (take_branch_) h = add(h, relu(branch_->forward(h)));
+    return head_->forward(h);
+  }
+  std::string describe() const override { return "Branchy"; }
+  bool take_branch_;
+
+ private:
+  std::shared_ptr<Linear> trunk_, branch_, head_;
+};
+
+SgdOptions plain_sgd() {
+  SgdOptions so;
+  so.lr = 0.1;
+  return so;
+}
+
+// Rank 1 never takes the branch. Its buckets holding branch.* must still complete (with a zero
+// contribution from rank 1), and the result must be the one process's: the gradient of the mean
+// loss over both ranks' rows, where rank 1's rows do not involve the branch.
+TEST(DdpStrategy, ABranchSkippedOnOneRankTakesPartWithAZeroGradientAndMatchesOneProcess) {
+  constexpr int kSteps = 3, kRows = 4;
+  auto batch_of = [](int step, int rank) {
+    return testing::chain_batch(100 + 10 * step + rank, kRows);
+  };
+
+  // The reference, by hand in one process: loss = (mean CE of rank 0's rows through the branch +
+  // mean CE of rank 1's rows without it) / 2, plain SGD.
+  Branchy reference(7, true);
+  Sgd reference_sgd(reference.named_parameters(), plain_sgd());
+  const NamedTensors initial = testing::snapshot(reference.state_dict());
+  for (int step = 0; step < kSteps; ++step) {
+    reference_sgd.zero_grad();
+    testing::ChainBatch b0 = batch_of(step, 0), b1 = batch_of(step, 1);
+    reference.take_branch_ = true;
+    Tensor l0 = cross_entropy(reference.forward(b0.x), b0.labels);
+    reference.take_branch_ = false;
+    Tensor l1 = cross_entropy(reference.forward(b1.x), b1.labels);
+    mul(add(l0, l1), 0.5).backward();
+    reference_sgd.step();
+  }
+
+  std::vector<NamedTensors> after(2);
+  std::vector<std::vector<std::string>> warnings(2);
   auto errors = testing::run_on_threads(
       2,
       [&](int rank, std::shared_ptr<Communicator> comm) {
-        testing::Chain::Options co;
-        co.with_unused = true;
+        Branchy model(7, /*take_branch=*/rank == 0);
+        Sgd sgd(model.named_parameters(), plain_sgd());
+        ReducerOptions ro;
+        ro.first_bucket_bytes = 100;  // [head.bias], then buckets that wait for branch.*
+        ro.bucket_bytes = 300;
+        ro.warn = [&warnings, rank](const std::string& line) { warnings[rank].push_back(line); };
+        DdpStrategy strategy(comm, ro);
+        strategy.prepare(model, sgd);
+        for (int step = 0; step < kSteps; ++step) {
+          sgd.zero_grad();
+          testing::ChainBatch cb = batch_of(step, rank);
+          Batch b = as_batch(cb, rank, kRows);
+          strategy.forward_backward(model, MicroBatch{&b, step, 0, 1, 1});
+          strategy.synchronize(model);
+          const std::vector<std::string> expected_unused =
+              rank == 0 ? std::vector<std::string>{}
+                        : std::vector<std::string>{"branch.weight", "branch.bias"};
+          EXPECT_EQ(strategy.reducer()->unused_last_step(), expected_unused);
+          strategy.apply_update(model, sgd);
+        }
+        after[rank] = testing::snapshot(model.state_dict());
+      },
+      /*timeout=*/std::chrono::seconds(10));
+  for (int r = 0; r < 2; ++r)
+    ASSERT_FALSE(errors[r]) << "rank " << r << ": " << testing::error_message(errors[r]);
+  testing::expect_bit_identical(after[1], after[0], "rank 1 vs rank 0");
+  EXPECT_LE(testing::max_abs_difference(after[0], reference.state_dict()), 1e-6);
+  // The branch did train (from rank 0's rows), so the comparison above means something.
+  EXPECT_GT(testing::max_abs_difference(after[0], initial), 1e-3);
+  // Named once, by the rank that skipped it, with its rank.
+  EXPECT_TRUE(warnings[0].empty()) << warnings[0][0];
+  ASSERT_EQ(warnings[1].size(), 1u);
+  EXPECT_NE(warnings[1][0].find("ddp rank 1"), std::string::npos) << warnings[1][0];
+  EXPECT_NE(warnings[1][0].find("branch.weight, branch.bias"), std::string::npos) << warnings[1][0];
+  EXPECT_EQ(warnings[1][0].find("trunk."), std::string::npos) << warnings[1][0];
+}
+
+// A layer nobody calls: named once on every rank, no hang, no error; it gets a zero gradient
+// (plain SGD leaves it as it was) and everything else matches one process on both ranks' rows.
+TEST(DdpStrategy, AParameterUnusedOnEveryRankIsNamedOnceAndLeftUnchanged) {
+  constexpr int kSteps = 2, kRows = 4;
+  testing::Chain::Options co;
+  co.with_unused = true;
+  auto reference = testing::make_chain(1, co);
+  const NamedTensors initial = testing::snapshot(reference->state_dict());
+  Sgd reference_sgd(reference->named_parameters(), plain_sgd());
+  for (int step = 0; step < kSteps; ++step) {
+    reference_sgd.zero_grad();
+    testing::ChainBatch b0 = testing::chain_batch(30 + 10 * step, kRows);
+    testing::ChainBatch b1 = testing::chain_batch(31 + 10 * step, kRows);
+    Tensor l0 = cross_entropy(reference->forward(b0.x), b0.labels);
+    Tensor l1 = cross_entropy(reference->forward(b1.x), b1.labels);
+    mul(add(l0, l1), 0.5).backward();
+    reference_sgd.step();
+  }
+
+  std::vector<NamedTensors> after(2);
+  std::vector<std::vector<std::string>> warnings(2);
+  auto errors = testing::run_on_threads(
+      2,
+      [&](int rank, std::shared_ptr<Communicator> comm) {
         auto model = testing::make_chain(1, co);
-        Sgd sgd(model->named_parameters(), SgdOptions{});
+        Sgd sgd(model->named_parameters(), plain_sgd());
         ReducerOptions ro;
         ro.first_bucket_bytes = 100;  // [third.bias] launches; later buckets wait for "unused"
         ro.bucket_bytes = 300;
+        ro.warn = [&warnings, rank](const std::string& line) { warnings[rank].push_back(line); };
         DdpStrategy strategy(comm, ro);
         strategy.prepare(*model, sgd);
-        testing::ChainBatch cb = testing::chain_batch(30 + rank, 4);
-        Batch b;
-        b.images = cb.x;
-        b.labels = cb.labels;
-        b.first_global_position = rank * 4;
-        b.global_batch_size = 8;
-        auto start = std::chrono::steady_clock::now();
-        try {
-          strategy.forward_backward(*model, MicroBatch{&b, 0, 0, 1, 1});
+        for (int step = 0; step < kSteps; ++step) {
+          sgd.zero_grad();
+          testing::ChainBatch cb = testing::chain_batch(30 + 10 * step + rank, kRows);
+          Batch b = as_batch(cb, rank, kRows);
+          strategy.forward_backward(*model, MicroBatch{&b, step, 0, 1, 1});
           strategy.synchronize(*model);
-        } catch (...) {
-          seconds[rank] =
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-          throw;
+          strategy.apply_update(*model, sgd);
         }
+        after[rank] = testing::snapshot(model->state_dict());
       },
-      /*timeout=*/10s);
+      /*timeout=*/std::chrono::seconds(10));
   for (int r = 0; r < 2; ++r) {
     SCOPED_TRACE("rank " + std::to_string(r));
-    ASSERT_TRUE(errors[r]) << "finalize must throw";
-    try {
-      std::rethrow_exception(errors[r]);
-    } catch (const AutogradError& e) {
-      const std::string what = e.what();
-      EXPECT_NE(what.find("unused.weight"), std::string::npos) << what;
-      EXPECT_NE(what.find("unused.bias"), std::string::npos) << what;
-      EXPECT_NE(what.find("2 parameter(s)"), std::string::npos) << what;
-      EXPECT_EQ(what.find("first.weight"), std::string::npos) << what;
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "expected the AutogradError naming the parameter, got: " << e.what();
-    }
-    EXPECT_LT(seconds[r], 5.0) << "no rank waited for a collective that never came";
+    ASSERT_FALSE(errors[r]) << testing::error_message(errors[r]);
+    EXPECT_LE(testing::max_abs_difference(after[r], reference->state_dict()), 1e-6);
+    ASSERT_EQ(warnings[r].size(), 1u);
+    const std::string& w = warnings[r][0];
+    EXPECT_NE(w.find("ddp rank " + std::to_string(r)), std::string::npos) << w;
+    EXPECT_NE(w.find("2 parameter(s)"), std::string::npos) << w;
+    EXPECT_NE(w.find("unused.weight, unused.bias"), std::string::npos) << w;
+    EXPECT_EQ(w.find("first.weight"), std::string::npos) << w;
   }
+  for (size_t i = 0; i < initial.size(); ++i)
+    if (initial[i].first.rfind("unused.", 0) == 0)
+      testing::expect_bit_identical({after[0][i]}, {initial[i]}, initial[i].first);
+  EXPECT_GT(testing::max_abs_difference(after[0], initial), 1e-3);
 }
 
 // ----------------------------------------------------------------------------- compression

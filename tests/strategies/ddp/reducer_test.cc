@@ -144,6 +144,30 @@ TEST(Reducer, GradientsAreViewsIntoTheirBucketAndBackwardAccumulatesThereInPlace
   }
 }
 
+TEST(Reducer, AModelThatOutlivesItsReducerRunsBackwardWithoutCallingIntoIt) {
+  auto model = make_chain(1), reference = make_chain(1);
+  auto comm = InProcessGroup::create(1);
+  const ChainBatch b = chain_batch(5, 6);
+  {
+    Reducer reducer(model->named_parameters(), *comm[0], small_buckets());
+    for (const auto& [n, p] : model->named_parameters())
+      EXPECT_EQ(p.impl()->post_accumulate_hooks.size(), 1u) << n;
+    reduce_step(*model, reducer, b);
+  }
+  // The reducer is gone: its hooks went with it (else the next backward calls into freed memory).
+  for (const auto& [n, p] : model->named_parameters())
+    EXPECT_EQ(p.impl()->post_accumulate_hooks.size(), 0u) << n;
+  // The model trains on without it: backward accumulates as usual, exactly as a model that never
+  // had a reducer.
+  for (const auto& [n, p] : model->named_parameters()) Tensor(p.grad()).zero_();
+  const ChainBatch b2 = chain_batch(6, 6);
+  cross_entropy(model->forward(b2.x), b2.labels).backward();
+  cross_entropy(reference->forward(b2.x), b2.labels).backward();
+  for (const auto& [n, p] : model->named_parameters())
+    EXPECT_EQ(testing::max_abs_difference({{n, p.grad()}}, {{n, grad_of(*reference, n)}}), 0.0)
+        << n;
+}
+
 TEST(Reducer, ReplansOnceFromTheOrderGradientsArrivedInTheFirstStep) {
   auto model = make_chain(1), reference = make_chain(1);
   auto comm = InProcessGroup::create(1);

@@ -1,0 +1,72 @@
+// ShmCommunicator: all-reduce through one shared-memory segment for ranks on one node, every other
+// collective through an inner communicator (Gloo). On one host, Gloo's TCP all-reduce copies every
+// byte through the kernel several times; here each rank copies its tensor into its slot of the
+// segment, reduces its 1/W slice of every rank's slot into a shared result, and copies the result
+// back: no sockets, no system calls but futex waits, and each element summed by one rank only.
+//
+// The decision: copy in and out instead of keeping DDP's buckets in the segment. It costs two
+// memcpys per all-reduce but leaves tensors, storage and the reducer as they are; large tensors go
+// through in chunks of kChunkBytes per rank.
+//
+// Results: for each element, the ranks' values are summed in rank order (0, 1, ...), then divided
+// by W for kAvg -- so every rank gets the same bits, and two ranks get what Gloo's sum gives.
+// all_gather goes through the segment too (ddp's sharded update gathers parameters with it). f32
+// and f64; other dtypes (bf16 compression) and the other collectives go to `inner`.
+//
+// Ordering: shared-memory all-reduces run in issue order on this communicator's own thread, the
+// inner communicator's collectives in issue order on its own; since every rank issues the same
+// sequence, both streams match across ranks (a later inner collective may complete before an
+// earlier all-reduce here). Sequence numbers count every call on this communicator.
+//
+// Setup (collective, all ranks of `inner` on one host): rank 0 creates the segment (shm_open with
+// a random name), publishes the name in `store` under "<prefix>/segment", the others open it,
+// and once everyone has mapped it (an inner barrier) rank 0 unlinks the name, so nothing is left
+// in /dev/shm whatever happens to the job. A peer that dies mid-collective leaves the others
+// waiting: Work::wait's timeout reports it (wrap in CheckedCommunicator to name the rank); the
+// destructor stops the thread without waiting for peers.
+//
+// Thread-safety: as for every Communicator, one thread at a time issues collectives.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "collectives/communicator.h"
+#include "collectives/store/store_client.h"
+
+namespace tandem {
+
+class ShmCommunicator final : public Communicator {
+ public:
+  static constexpr int64_t kChunkBytes = 4 << 20;  // per rank and round: 4 MiB
+
+  ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClient& store,
+                  const std::string& prefix);
+  ~ShmCommunicator() override;
+
+  int rank() const override;
+  int world_size() const override;
+  std::string backend_name() const override;  // "shm+<inner>"
+  // The segment's shm_open name ("/tandem-..."); rank 0 has unlinked it when its constructor
+  // returns.
+  const std::string& segment_name() const { return segment_name_; }
+
+  std::unique_ptr<Work> all_reduce(Tensor& tensor, ReduceOp op) override;
+  std::unique_ptr<Work> broadcast(Tensor& tensor, int root) override;
+  std::unique_ptr<Work> all_gather(const Tensor& input, Tensor& output) override;
+  std::unique_ptr<Work> reduce_scatter(const Tensor& input, Tensor& output, ReduceOp op) override;
+  std::unique_ptr<Work> barrier() override;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Work> numbered(std::unique_ptr<Work> inner_work);
+  std::unique_ptr<Work> enqueue(CollectiveCall call, Tensor tensor, Tensor output, ReduceOp op);
+
+  std::unique_ptr<Communicator> inner_;
+  std::shared_ptr<Impl> impl_;  // shared with the Works and the thread
+  uint64_t next_seq_ = 0;
+  std::string segment_name_;
+};
+
+}  // namespace tandem

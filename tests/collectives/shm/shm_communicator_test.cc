@@ -1,0 +1,174 @@
+// Shared-memory all-reduce (collectives/shm): ranks as threads, each with its own Gloo
+// communicator over a Store served from the test and the ShmCommunicator on top -- the segment is
+// opened by name and mapped once per rank, as separate processes do. Exact values for every op,
+// dtype and size (including sizes that take several 4 MiB rounds); the same bits as Gloo's own
+// all-reduce for two ranks; the other collectives and bf16 still work (through Gloo) and keep one
+// sequence of numbers; all_gather places every block; nothing is left in /dev/shm.
+#include "collectives/shm/shm_communicator.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "collectives/gloo/gloo_communicator.h"
+#include "collectives/store/job_token.h"
+#include "collectives/store/store_server.h"
+#include "core/random/philox.h"
+
+namespace tandem {
+namespace {
+
+using namespace std::chrono_literals;
+
+// fn(rank, shm communicator, the gloo communicator it wraps) on `world` threads.
+void run_ranks(int world, const std::function<void(int, ShmCommunicator&, Communicator&)>& fn) {
+  const std::string token = generate_job_token();
+  StoreServer server("127.0.0.1", 0, token);
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(world);
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        StoreClient client(server.endpoint(), token, 30'000ms);
+        GlooOptions go;
+        go.key_prefix = "shm-test-inner";
+        auto gloo = std::make_unique<GlooCommunicator>(client, r, world, go);
+        Communicator* raw_gloo = gloo.get();
+        ShmCommunicator comm(std::move(gloo), client, "shm-test");
+        fn(r, comm, *raw_gloo);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < world; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+}
+
+// Element i of rank r: (r + 1) * (i % 7 - 3), so every sum, average and max is exact.
+Tensor pattern(int rank, int64_t n, DType dtype) {
+  std::vector<double> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = (rank + 1) * static_cast<double>(i % 7 - 3);
+  return from_vector(v, {n}, dtype);
+}
+
+TEST(ShmCommunicator, AllReduceIsExactForEveryOpDtypeAndSizeAtTwoThreeAndFourRanks) {
+  for (int world : {2, 3, 4}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    run_ranks(world, [world](int rank, ShmCommunicator& comm, Communicator&) {
+      EXPECT_EQ(comm.backend_name(), "shm+gloo");
+      // Rank 0 removes the name once every rank has mapped it: nothing can leak.
+      ASSERT_EQ(comm.segment_name().rfind("/tandem-", 0), 0u) << comm.segment_name();
+      if (rank == 0) EXPECT_FALSE(std::filesystem::exists("/dev/shm" + comm.segment_name()));
+      const double W = world, tri = W * (W + 1) / 2;
+      for (DType dtype : {DType::kF32, DType::kF64}) {
+        // 3,000,007 f32 = 12 MB: three 4 MiB rounds, the last one partial.
+        for (int64_t n :
+             {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{1'000'003}, int64_t{3'000'007}}) {
+          for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
+            Tensor x = pattern(rank, n, dtype);
+            comm.all_reduce(x, op)->wait(60'000ms);
+            const std::vector<double> got = x.to_vector();
+            for (int64_t i = 0; i < n; ++i) {
+              const double k = static_cast<double>(i % 7 - 3);
+              const double want = op == ReduceOp::kSum   ? tri * k
+                                  : op == ReduceOp::kAvg ? tri * k / W
+                                                         : (k >= 0 ? W * k : k);
+              if (got[i] != want) {
+                ADD_FAILURE() << dtype_name(dtype) << " n=" << n << " " << reduce_op_name(op)
+                              << ": element " << i << " is " << got[i] << ", expected " << want;
+                break;
+              }
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
+TEST(ShmCommunicator, AllGatherPutsEveryRanksBlockInPlaceAcrossSeveralRounds) {
+  for (int world : {2, 3}) {
+    run_ranks(world, [world](int rank, ShmCommunicator& comm, Communicator&) {
+      for (DType dtype : {DType::kF32, DType::kF64}) {
+        for (int64_t n : {int64_t{0}, int64_t{7}, int64_t{1'300'001}}) {  // f32 1.3 M: 2 rounds
+          Tensor in = pattern(rank, n, dtype);
+          Tensor out = full({world * n}, -99.0, dtype);
+          comm.all_gather(in, out)->wait(60'000ms);
+          const std::vector<double> got = out.to_vector();
+          for (int r = 0; r < world; ++r) {
+            const std::vector<double> want = pattern(r, n, dtype).to_vector();
+            EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin() + r * n))
+                << dtype_name(dtype) << " n=" << n << " block " << r;
+          }
+        }
+      }
+    });
+  }
+}
+
+TEST(ShmCommunicator, TwoRanksGetGloosBitsOnRandomValues) {
+  run_ranks(2, [](int rank, ShmCommunicator& comm, Communicator& gloo) {
+    Generator gen(40 + rank);
+    for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg}) {
+      Tensor a = randn({1'500'001}, gen);
+      Tensor b = a.clone();
+      comm.all_reduce(a, op)->wait(60'000ms);
+      gloo.all_reduce(b, op)->wait(60'000ms);
+      EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.numel() * 4), 0) << reduce_op_name(op);
+    }
+  });
+}
+
+TEST(ShmCommunicator, Bf16AndTheOtherCollectivesWorkInOneSequenceOfNumbers) {
+  run_ranks(3, [](int rank, ShmCommunicator& comm, Communicator&) {
+    Tensor x = from_vector({1.0 * (rank + 1), 0.5}, {2});
+    auto w0 = comm.all_reduce(x, ReduceOp::kSum);  // shm
+    Tensor h = from_vector({1.0 * rank, -1.0 * rank}, {2}, DType::kBF16);
+    auto w1 = comm.all_reduce(h, ReduceOp::kMax);  // bf16: gloo
+    Tensor b = full({4}, rank + 10, DType::kF64);
+    auto w2 = comm.broadcast(b, 2);
+    Tensor out = zeros({6});
+    auto w3 = comm.all_gather(full({2}, rank), out);  // shm
+    auto w4 = comm.barrier();
+    EXPECT_EQ(w0->sequence_number(), 0u);
+    EXPECT_EQ(w1->sequence_number(), 1u);
+    EXPECT_EQ(w2->sequence_number(), 2u);
+    EXPECT_EQ(w3->sequence_number(), 3u);
+    EXPECT_EQ(w4->sequence_number(), 4u);
+    for (auto* w : {&w0, &w1, &w2, &w3, &w4}) (*w)->wait(30'000ms);
+    EXPECT_EQ(x.to_vector(), (std::vector<double>{6, 1.5}));
+    EXPECT_EQ(h.to_vector(), (std::vector<double>{2, 0}));
+    EXPECT_EQ(b.to_vector(), (std::vector<double>(4, 12)));
+    EXPECT_EQ(out.to_vector(), (std::vector<double>{0, 0, 1, 1, 2, 2}));
+  });
+}
+
+TEST(ShmCommunicator, WaitTimesOutNamingTheCollectiveWhileAPeerIsLate) {
+  run_ranks(2, [](int rank, ShmCommunicator& comm, Communicator&) {
+    Tensor x = full({3}, rank + 1);
+    if (rank == 1) std::this_thread::sleep_for(600ms);
+    auto work = comm.all_reduce(x, ReduceOp::kSum);
+    if (rank == 0) {
+      std::string message;
+      try {
+        work->wait(100ms);
+      } catch (const TimeoutError& e) {
+        message = e.what();
+      }
+      EXPECT_NE(message.find("all_reduce #0"), std::string::npos) << message;
+    }
+    work->wait(30'000ms);  // the late rank arrives: it completes
+    EXPECT_EQ(x.to_vector(), (std::vector<double>(3, 3)));
+  });
+}
+
+}  // namespace
+}  // namespace tandem
