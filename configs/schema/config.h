@@ -65,7 +65,7 @@ struct TrainingConfig {
   int epochs = 1;                  // >= 1
   int64_t max_steps = 0;           // stop after this many optimizer steps; 0 = no limit
   int threads = 0;                 // intra-op CPU threads per process; 0 = all cores
-  std::string precision = "fp32";  // fp32 | tf32 | bf16 | fp16
+  std::string precision = "fp32";  // fp32 | tf32 | bf16 | fp16 | fp64
   double grad_clip = 0.0;          // clip the global gradient norm to this; 0 = off
   int accumulate_steps = 1;        // micro-batches whose gradients are summed per optimizer step
   std::string device = "cpu";      // cpu | cuda | cuda:N

@@ -44,7 +44,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("training.epochs", &c.training.epochs).ge(1);
   add("training.max_steps", &c.training.max_steps).ge(0);
   add("training.threads", &c.training.threads).ge(0);
-  add("training.precision", &c.training.precision).one_of({"fp32", "tf32", "bf16", "fp16"});
+  add("training.precision", &c.training.precision).one_of({"fp32", "tf32", "bf16", "fp16", "fp64"});
   add("training.grad_clip", &c.training.grad_clip).ge(0);
   add("training.accumulate_steps", &c.training.accumulate_steps).ge(1);
   add("training.device", &c.training.device).check(check_device);

@@ -5,15 +5,24 @@
 
 namespace tandem {
 
+Tensor model_input(const Tensor& images, const std::vector<Tensor>& params) {
+  if (params.empty()) return images;
+  const Tensor& p = params.front();
+  // The batch goes where the model is (host to device through pinned memory on CUDA), and is
+  // widened to f64 for an fp64 model (training.precision: fp64).
+  Tensor x = images.to(p.device());
+  if (p.dtype() == DType::kF64 && x.dtype() != DType::kF64) x = x.to(DType::kF64);
+  return x;
+}
+
 double replica_forward_backward(Module& model, const MicroBatch& micro, double grad_scale) {
   const Batch& b = *micro.batch;
-  // The batch goes where the model is (host to device through pinned memory on CUDA).
   const std::vector<Tensor> params = model.parameters();
   const Device dev = params.empty() ? Device::cpu() : params.front().device();
   Tensor loss;
   {
     DropoutScope scope(micro.seed, static_cast<uint64_t>(micro.step), b.first_global_position);
-    loss = cross_entropy(model.forward(b.images.to(dev)), b.labels.to(dev));
+    loss = cross_entropy(model.forward(model_input(b.images, params)), b.labels.to(dev));
   }
   double value = loss.item();
   grad_scale *= micro.loss_scale;

@@ -21,4 +21,8 @@ class SingleStrategy : public Strategy {
 // dropout keyed by the batch's global sample positions. Shared by every strategy.
 double replica_forward_backward(Module& model, const MicroBatch& micro, double grad_scale);
 
+// A batch's images as the model takes them: on the device of its parameters, and in f64 when
+// they are f64 (training.precision: fp64). Shared with the trainer's evaluation.
+Tensor model_input(const Tensor& images, const std::vector<Tensor>& params);
+
 }  // namespace tandem

@@ -34,7 +34,10 @@ std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& 
   // Parameter initialisation is keyed by the seed alone (DESIGN.md section 2): every replica
   // builds the same weights.
   Generator gen(static_cast<uint64_t>(cfg.seed), /*stream=*/0x1a17);
-  return make_model(cfg.model.name, mo, gen);
+  std::shared_ptr<Module> model = make_model(cfg.model.name, mo, gen);
+  // fp64: the f32 initial weights widened, so an fp64 run starts where the fp32 run does.
+  if (cfg.training.precision == "fp64") model->to(DType::kF64);
+  return model;
 }
 
 std::unique_ptr<Optimizer> build_optimizer(const ExperimentConfig& cfg, const NamedTensors& params) {

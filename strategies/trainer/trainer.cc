@@ -24,6 +24,7 @@
 #include "core/parallel/parallel.h"
 #include "core/tensor/allocator.h"
 #include "configs/schema/config.h"
+#include "strategies/single/single_strategy.h"
 #include "strategies/trainer/builders.h"
 
 namespace tandem {
@@ -64,7 +65,7 @@ EvalResult evaluate(Module& model, Strategy& strategy, const std::shared_ptr<con
     const std::vector<Tensor> params = model.parameters();
     const Device dev = params.empty() ? Device::cpu() : params.front().device();
     Tensor labels = b->labels.to(dev);
-    Tensor logits = model.forward(b->images.to(dev));
+    Tensor logits = model.forward(model_input(b->images, params));
     loss_sum += cross_entropy(logits, labels).item() * static_cast<double>(n);
     Tensor pred = argmax(logits, 1);
     correct += sum(eq(pred, labels).to(DType::kF64)).item();
@@ -89,10 +90,14 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   const bool chief = strat.is_chief();
   std::ostream& out = *env_.out;
   std::ostream& err = *env_.err;
+  const bool fp64 = cfg.training.precision == "fp64";
+  TANDEM_CHECK_T(ConfigError, !fp64 || cfg.training.device == "cpu",
+                 "training.precision: 'fp64' runs on the CPU only (training.device is '",
+                 cfg.training.device, "'); use fp32 or tf32 on GPUs");
   const Device device = resolve_training_device(cfg, env_.local_rank);
-  TANDEM_CHECK_T(ConfigError, cfg.training.precision == "fp32" || device.is_cuda(),
+  TANDEM_CHECK_T(ConfigError, cfg.training.precision == "fp32" || fp64 || device.is_cuda(),
                  "training.precision: '", cfg.training.precision,
-                 "' needs a CUDA device; on the CPU only fp32 is supported");
+                 "' needs a CUDA device; on the CPU use fp32 (or fp64)");
   // tf32: f32 storage, TF32 tensor cores in GEMMs and convolutions. bf16/fp16: autocast of
   // matmul/linear/conv2d (core/backends/autocast.h) with f32 master weights; fp16 adds the
   // dynamic loss scaler.

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The same experiment trained by one process and by two DDP processes -- under `tandem launch`
-# (all-reduce through shared memory, the default on one host; Gloo; shared memory with the sharded
-# optimizer update) and under `mpirun` (MPI) -- and by the mirrored strategy with two replicas must
-# end with the same weights (max |difference| <= 1e-5 over every parameter), dropout included:
-# lenet on Fashion-MNIST for 20 Adam steps. The sharded run must also save the very same optimizer
-# state as the unsharded one (gathered before the checkpoint). Compares the checkpoints'
-# safetensors files with PyTorch's reader in tests/reference/safetensors_io.py.
+# The same experiment -- lenet on Fashion-MNIST, dropout included, 20 Adam steps, f32 -- trained by
+# two DDP processes under `tandem launch` (all-reduce through shared memory, the default on one
+# host; Gloo; shared memory with the sharded optimizer update) and under `mpirun` (MPI) must end
+# with the very same weights, bit for bit, as the mirrored strategy with two replicas (the same
+# per-replica sums, added in the same order); the sharded run must also save the very same
+# optimizer state as the unsharded one (gathered before the checkpoint). The distance to one
+# process is printed: in f32 it is rounding, amplified by Adam (see ddp_matrix.sh, which bounds it
+# in fp64). Compares the checkpoints' safetensors files with tests/reference/safetensors_io.py.
 #
 #   ddp_equivalence.sh TANDEM_BINARY SOURCE_DIR
 #
@@ -59,16 +60,18 @@ def weights(name, file="model.safetensors"):
     assert paths, f"{name}: no checkpoint written"
     return safetensors_io.load(paths[-1])
 
-base = weights("single")
+def distance(a, b):
+    assert a.keys() == b.keys(), "different tensors"
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a
+               if a[k].is_floating_point())
+
+single, mirrored = weights("single"), weights("mirrored")
 failed = False
-for name in ("launch_shm", "launch_gloo", "launch_sharded", "mpirun_mpi", "mirrored"):
-    other = weights(name)
-    assert other.keys() == base.keys(), f"{name}: different tensors"
-    worst = max(float((other[k].double() - base[k].double()).abs().max()) for k in base
-                if base[k].is_floating_point())
-    ok = worst <= 1e-5
-    failed |= not ok
-    print(f"{name}: max |w - w_single| = {worst:.3e} {'ok' if ok else 'FAIL (> 1e-5)'}")
+for name in ("launch_shm", "launch_gloo", "launch_sharded", "mpirun_mpi"):
+    worst = distance(weights(name), mirrored)
+    failed |= worst != 0
+    print(f"{name} vs mirrored: {'bit-identical' if worst == 0 else f'FAIL (differs by {worst:.3e})'}")
+print(f"  (f32, not asserted) mirrored: max |w - w_single| = {distance(mirrored, single):.3e}")
 for file in ("model.safetensors", "optimizer.safetensors"):
     a, b = weights("launch_sharded", file), weights("launch_shm", file)
     same = a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)

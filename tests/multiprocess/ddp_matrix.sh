@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # DDP equals one process, as real processes, across the matrix the distributed issue asks for:
 # one model (CONFIG: mlp or lenet on Fashion-MNIST, dropout included) and one optimizer (sgd with
-# momentum or adam), trained 20 steps at the same global batch by
+# momentum or adam), trained 20 steps at the same global batch of 32 by
 #   - one process (the reference),
-#   - `tandem launch` with 2 and 4 workers over Gloo, and 4 over shared memory (the default),
+#   - `tandem launch` with 2 and 4 workers over Gloo and over shared memory (the default),
 #   - `mpirun -np 2` and `-np 4` (MPI),
-# must end with the same weights (max |difference| <= 1e-5 over every parameter); every 4-rank
-# run must also equal the mirrored strategy with 4 replicas in one process (the same per-replica
-# batch of 8) to 1e-5; a second 4-worker Gloo run must be bit-identical to the first.
+#   - the mirrored strategy with 2 and 4 replicas in one process,
+# and a second 4-worker Gloo run, which must be bit-identical to the first.
 #
-#   ddp_matrix.sh TANDEM_BINARY SOURCE_DIR CONFIG OPTIMIZER [TOLERANCE_4_RANKS_VS_SINGLE]
+#   ddp_matrix.sh TANDEM_BINARY SOURCE_DIR CONFIG sgd|adam fp64|fp32
 #
-# The optional last argument loosens only the 4-rank-vs-one-process comparison, for lenet + Adam:
-# f32 convolutions of 8 rows round differently from those of 32 rows, a ReLU input within rounding
-# of zero flips, and Adam turns the resulting ~1e-9 gradient of an otherwise dead fc1 input into
-# an update of order lr (mirrored with 4 replicas shows the same difference bit for bit, so it is
-# the per-replica batch, not the collectives; SGD stays within 1e-8).
+# fp64 (training.precision: fp64) asserts the issue's bound: every run ends within 1e-5 of the
+# one-process weights (in practice ~1e-15: the same math, summed in another order).
+#
+# fp32 asserts what f32 can promise bit for bit: every 2-rank run equals mirrored x2, and shm x4
+# equals mirrored x4 (the same sums in the same order); the distance to one process is printed,
+# not asserted. In f32 the per-rank partial sums round differently from one process's sum, a
+# ReLU input within rounding of zero flips, and Adam divides a near-zero gradient by its own
+# magnitude: lenet + Adam drifts to ~5e-4 in 20 steps. PyTorch does the same -- 1.9e-4 for this
+# LeNet, 2 or 4 averaged shards against one batch, 20 Adam steps in f32, and 1.5e-15 in f64
+# (tests/reference/split_batch_drift.py) -- so no f32 bound below the learning rate is honest.
 #
 # Exit 0 pass, 1 fail, 77 skipped (no Fashion-MNIST, no mpirun or no torch).
 set -euo pipefail
@@ -24,7 +28,7 @@ tandem=$1
 src=$2
 cfg=$src/configs/$3
 optimizer=$4
-tol4=${5:-1e-5}
+precision=$5
 data=/usr/share/datasets/fashion-mnist
 [[ -e $data/train-images-idx3-ubyte.gz ]] || { echo "SKIPPED: $data not found"; exit 77; }
 command -v mpirun >/dev/null || { echo "SKIPPED: mpirun not found (openmpi-bin)"; exit 77; }
@@ -32,15 +36,20 @@ command -v mpirun >/dev/null || { echo "SKIPPED: mpirun not found (openmpi-bin)"
 
 case $optimizer in
   sgd) opt=(optimizer.name=sgd optimizer.lr=0.01 optimizer.momentum=0.9) ;;
-  adam) opt=(optimizer.name=adam optimizer.lr=2e-4) ;;  # Adam divides by sqrt(v): keep lr small
-  *) echo "usage: ddp_matrix.sh TANDEM SRC CONFIG sgd|adam" >&2; exit 2 ;;
+  adam) opt=(optimizer.name=adam optimizer.lr=2e-4) ;;
+  *) echo "usage: ddp_matrix.sh TANDEM SRC CONFIG sgd|adam fp64|fp32" >&2; exit 2 ;;
+esac
+case $precision in
+  fp64 | fp32) ;;
+  *) echo "usage: ddp_matrix.sh TANDEM SRC CONFIG sgd|adam fp64|fp32" >&2; exit 2 ;;
 esac
 
 work=$(mktemp -d /tmp/tandem-ddp-matrix-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 common=(training.max_steps=20 data.batch_size=32 data.workers=1 training.threads=1
-        checkpoint.resume=never logging.progress=none logging.tensorboard=false
-        training.eval_every_epoch=false schedule.name=constant "${opt[@]}")
+        training.precision=$precision checkpoint.resume=never logging.progress=none
+        logging.tensorboard=false training.eval_every_epoch=false schedule.name=constant
+        "${opt[@]}")
 
 run() {  # NAME COMMAND...
   local name=$1
@@ -58,17 +67,18 @@ run single "$tandem" train "$cfg" "${common[@]}"
 for n in 2 4; do
   run "gloo_$n" "$tandem" launch --nproc-per-node $n "$cfg" "${common[@]}" strategy.name=ddp \
     strategy.backend=gloo
+  run "shm_$n" "$tandem" launch --nproc-per-node $n "$cfg" "${common[@]}" strategy.name=ddp
   run "mpi_$n" mpirun --oversubscribe --bind-to none -np $n "$tandem" train "$cfg" "${common[@]}" \
     strategy.name=ddp
+  run "mirrored_$n" "$tandem" train "$cfg" "${common[@]}" strategy.name=mirrored \
+    strategy.replicas=$n
 done
-run shm_4 "$tandem" launch --nproc-per-node 4 "$cfg" "${common[@]}" strategy.name=ddp
-run mirrored_4 "$tandem" train "$cfg" "${common[@]}" strategy.name=mirrored strategy.replicas=4
 run gloo_4_again "$tandem" launch --nproc-per-node 4 "$cfg" "${common[@]}" strategy.name=ddp \
   strategy.backend=gloo
 
-/usr/bin/python3 - "$work" "$src/tests/reference" "$tol4" <<'PY'
+/usr/bin/python3 - "$work" "$src/tests/reference" "$precision" <<'PY'
 import glob, sys
-work, ref, tol4 = sys.argv[1], sys.argv[2], float(sys.argv[3])
+work, ref, precision = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, ref)
 import safetensors_io
 
@@ -78,25 +88,41 @@ def weights(name):
     return safetensors_io.load(paths[-1])
 
 failed = False
-def compare(name, ref_name, tol):
-    global failed
+def distance(name, ref_name):
     base, other = weights(ref_name), weights(name)
     assert other.keys() == base.keys(), f"{name}: different tensors"
-    worst = max(float((other[k].double() - base[k].double()).abs().max()) for k in base
-                if base[k].is_floating_point())
+    want = "F64" if precision == "fp64" else "F32"
+    for k in base:
+        assert str(base[k].dtype) == {"F64": "torch.float64", "F32": "torch.float32"}[want], \
+            f"{ref_name}: {k} is {base[k].dtype}, expected {want}"
+    return max(float((other[k].double() - base[k].double()).abs().max()) for k in base)
+
+def within(name, ref_name, tol):
+    global failed
+    worst = distance(name, ref_name)
     ok = worst <= tol
     failed |= not ok
     print(f"{name}: max |w - w_{ref_name}| = {worst:.3e} {'ok' if ok else f'FAIL (> {tol:g})'}")
 
-for name in ("gloo_2", "mpi_2"):
-    compare(name, "single", 1e-5)
-for name in ("gloo_4", "mpi_4", "shm_4", "mirrored_4"):
-    compare(name, "single", tol4)
-for name in ("gloo_4", "mpi_4", "shm_4"):
-    compare(name, "mirrored_4", 1e-5)
-a, b = weights("gloo_4"), weights("gloo_4_again")
-same = a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
-failed |= not same
-print(f"gloo_4 vs gloo_4_again: {'bit-identical' if same else 'FAIL (differs)'}")
+def identical(name, ref_name):
+    global failed
+    worst = distance(name, ref_name)
+    failed |= worst != 0
+    print(f"{name} vs {ref_name}: {'bit-identical' if worst == 0 else f'FAIL (differs by {worst:.3e})'}")
+
+runs = ("gloo_2", "shm_2", "mpi_2", "mirrored_2", "gloo_4", "shm_4", "mpi_4", "mirrored_4")
+if precision == "fp64":
+    for name in runs:
+        within(name, "single", 1e-5)
+else:
+    for name in ("gloo_2", "shm_2", "mpi_2"):
+        identical(name, "mirrored_2")
+    identical("shm_4", "mirrored_4")
+    # Information, not asserted: f32 rounding of sums taken in another order.
+    for name in ("gloo_4", "mpi_4"):  # ring / tree orders, not rank order
+        print(f"  (f32) {name}: max |w - w_mirrored_4| = {distance(name, 'mirrored_4'):.3e}")
+    for name in runs:
+        print(f"  (f32) {name}: max |w - w_single| = {distance(name, 'single'):.3e}")
+identical("gloo_4_again", "gloo_4")
 sys.exit(1 if failed else 0)
 PY

@@ -147,7 +147,7 @@ TEST(ConfigErrors, BadEnumValuesListTheValidOnes) {
       "exp.yaml:6:9: optimizer.name: unknown value 'sgdd'; expected one of: sgd, adam, adamw");
   EXPECT_EQ(error_of(kMinimal + "training:\n  precision: fp8\n"),
             "exp.yaml:6:14: training.precision: unknown value 'fp8'; expected one of: fp32, tf32, "
-            "bf16, fp16");
+            "bf16, fp16, fp64");
   EXPECT_EQ(
       error_of(kMinimal + "strategy:\n  name: horovod\n"),
       "exp.yaml:6:9: strategy.name: unknown value 'horovod'; expected one of: single, mirrored, "

@@ -243,6 +243,54 @@ TEST(Trainer, TwoAccumulatedBatchesOfEightMatchOneBatchOfSixteen) {
     testing::expect_close(pa[i].second, pb[i].second, 1e-6, pa[i].first);
 }
 
+// ------------------------------------------------------------------------------------- fp64
+
+// training.precision: fp64 widens the fp32 initial weights, trains in f64 (the saved checkpoint
+// holds F64 tensors) and, over 3 SGD steps, agrees with the fp32 run to f32 rounding -- while the
+// parameters moved by far more than that.
+TEST(Trainer, Fp64TrainsInDoublesFromTheFp32InitialWeightsAndTracksTheFp32Run) {
+  Captured c32, c64;
+  const std::vector<std::string> steps = {"training.max_steps=3",
+                                          "training.eval_every_epoch=false"};
+  std::vector<std::string> doubles = steps;
+  doubles.push_back("training.precision=fp64");
+  const std::string dir64 = testing::temp_dir();
+  ExperimentConfig cfg32 = config(mlp_yaml(testing::temp_dir()), steps);
+  ExperimentConfig cfg64 = config(mlp_yaml(dir64), doubles);
+  NamedTensors init32 = build_model(cfg32, *build_dataset(cfg32, "train"))->state_dict();
+  NamedTensors init64 = build_model(cfg64, *build_dataset(cfg64, "train"))->state_dict();
+  ASSERT_EQ(init32.size(), init64.size());
+  for (size_t i = 0; i < init32.size(); ++i) {
+    EXPECT_EQ(init64[i].second.dtype(), DType::kF64) << init64[i].first;
+    EXPECT_EQ(init64[i].second.to_vector(), init32[i].second.to_vector()) << init64[i].first;
+  }
+  Trainer t32(cfg32, std::make_unique<SingleStrategy>(), c32.env());
+  Trainer t64(cfg64, std::make_unique<SingleStrategy>(), c64.env());
+  TrainResult r32 = t32.run(), r64 = t64.run();
+  EXPECT_EQ(r64.step, 3);
+  EXPECT_NEAR(r32.train_loss, r64.train_loss, 1e-5);
+  const NamedTensors p32 = t32.model().state_dict(), p64 = t64.model().state_dict();
+  EXPECT_GT(max_abs_difference(init64, p64), 1e-3);
+  EXPECT_LT(max_abs_difference(p32, p64), 1e-5);
+  LoadedCheckpoint ck = load_checkpoint(*find_latest_checkpoint(dir64 + "/checkpoints"));
+  for (const auto& [name, t] : ck.model) EXPECT_EQ(t.dtype(), DType::kF64) << name;
+}
+
+TEST(Trainer, Fp64OnACudaDeviceIsAConfigErrorNamingTheKey) {
+  Captured c;
+  Trainer t(
+      config(mlp_yaml(testing::temp_dir()), {"training.precision=fp64", "training.device=cuda:0"}),
+      std::make_unique<SingleStrategy>(), c.env());
+  try {
+    t.run();
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "training.precision: 'fp64' runs on the CPU only (training.device is 'cuda:0'); use "
+              "fp32 or tf32 on GPUs");
+  }
+}
+
 // ------------------------------------------------------------------------------ grad clipping
 
 // With plain SGD (no momentum) the update is lr x the clipped gradient, whose norm is grad_clip
