@@ -88,12 +88,14 @@ struct LaunchCommand {
   std::string config_path;
   std::vector<std::string> overrides;
   int num_ps = -1;  // -1: strategy.num_ps for parameter_server experiments, else 0
+  bool exec = false;  // config_path is a program, overrides its arguments (torchrun --no-python)
 };
 
 void add_launch_command(CLI::App& app, LaunchCommand& c) {
   c.app = app.add_subcommand(
       "launch",
-      "Run N workers of `tandem train` on this node (torchrun-style), restart them on failure");
+      "Run N workers of `tandem train` (or, with --exec, of any program) on this node "
+      "(torchrun-style), restart them on failure");
   c.app
       ->add_option("--nproc-per-node,--nproc_per_node", c.agent.nproc_per_node,
                    "workers on this node (default 1)")
@@ -141,18 +143,39 @@ void add_launch_command(CLI::App& app, LaunchCommand& c) {
                    "strategy.num_ps of them, unless TANDEM_PS_ENDPOINTS names servers started "
                    "elsewhere; 0: start none (workers use TANDEM_PS_ENDPOINTS)")
       ->check(CLI::NonNegativeNumber);
-  c.app->add_option("config", c.config_path, "the experiment (YAML)")->required();
-  c.app->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
+  c.app->add_flag("--exec", c.exec,
+                  "run CONFIG as a program, with the arguments after it as its own, instead of "
+                  "`tandem train CONFIG` (torchrun's --no-python); put `--` before the program "
+                  "when its arguments start with -, e.g. `tandem launch --nproc-per-node 2 --exec "
+                  "-- ./my_worker --flag`");
+  c.app->add_option("config", c.config_path, "the experiment (YAML); with --exec, the program")
+      ->required();
+  c.app->add_option("overrides", c.overrides,
+                    "key.path=value pairs that override the file; with --exec, the program's "
+                    "arguments");
+}
+
+// --exec's program: as given when it names a path, else looked up on PATH, as a shell would.
+std::string find_program(const std::string& name) {
+  auto runnable = [](const std::string& p) { return access(p.c_str(), X_OK) == 0; };
+  if (name.find('/') != std::string::npos) {
+    if (!runnable(name))
+      throw ConfigError(str("--exec: '", name, "' is not an executable file"));
+    return name;
+  }
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "";
+  for (size_t begin = 0; begin <= dirs.size();) {
+    size_t end = dirs.find(':', begin);
+    if (end == std::string::npos) end = dirs.size();
+    const std::string dir = end > begin ? dirs.substr(begin, end - begin) : ".";
+    if (runnable(dir + "/" + name)) return dir + "/" + name;
+    begin = end + 1;
+  }
+  throw ConfigError(str("--exec: no program '", name, "' on PATH"));
 }
 
 int cmd_launch(LaunchCommand& c) {
-  if (c.num_ps > 0) c.overrides.push_back("strategy.num_ps=" + std::to_string(c.num_ps));
-  // A bad experiment fails here, not in N workers.
-  ExperimentConfig cfg = load_config(c.config_path, c.overrides);
-  const bool ps = cfg.strategy.name == "parameter_server";
-  if (c.num_ps > 0 && !ps)
-    throw ConfigError(str("--num-ps ", c.num_ps, " starts parameter servers, but strategy.name is '",
-                          cfg.strategy.name, "' (add strategy.name=parameter_server)"));
   auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
   AgentOptions& o = c.agent;
   o.monitor_interval = ms(c.monitor_interval_s);
@@ -162,6 +185,19 @@ int cmd_launch(LaunchCommand& c) {
   o.environment = current_environment();
   if (auto it = o.environment.find("TANDEM_JOB_TOKEN"); it != o.environment.end())
     o.job_token = it->second;
+  if (c.exec) {  // any program, with the same variables, output prefixes, signals and restarts
+    if (c.num_ps >= 0) throw ConfigError("--num-ps starts `tandem ps` servers; it has no meaning with --exec");
+    std::vector<std::string> argv = {find_program(c.config_path)};
+    argv.insert(argv.end(), c.overrides.begin(), c.overrides.end());
+    return run_agent(o, argv);
+  }
+  if (c.num_ps > 0) c.overrides.push_back("strategy.num_ps=" + std::to_string(c.num_ps));
+  // A bad experiment fails here, not in N workers.
+  ExperimentConfig cfg = load_config(c.config_path, c.overrides);
+  const bool ps = cfg.strategy.name == "parameter_server";
+  if (c.num_ps > 0 && !ps)
+    throw ConfigError(str("--num-ps ", c.num_ps, " starts parameter servers, but strategy.name is '",
+                          cfg.strategy.name, "' (add strategy.name=parameter_server)"));
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n <= 0) throw IoError("tandem launch: cannot read /proc/self/exe to start the workers");

@@ -7,6 +7,8 @@
 //   collectives_check --backend gloo --spawn N [--only NAME]   (hosts a Store, starts N ranks)
 //   collectives_check --backend gloo [--only NAME]             (one rank: RANK, WORLD_SIZE,
 //                                                  MASTER_ADDR, MASTER_PORT, TANDEM_JOB_TOKEN)
+//   tandem launch --nproc-per-node N --exec -- collectives_check --backend gloo|shm
+// shm: the shared-memory transport over Gloo, as `tandem launch` trains with on one host.
 // NAME: values, barrier, order, timeout, errors, overlap (default: all). Each rank prints
 // "[rank r] N passed, M failed"; the exit status is 1 when a check failed, 2 on bad usage.
 #include <unistd.h>
@@ -24,6 +26,7 @@
 #include "collectives/communicator.h"
 #include "collectives/gloo/gloo_communicator.h"
 #include "collectives/mpi/mpi_communicator.h"
+#include "collectives/shm/shm_communicator.h"
 #include "collectives/store/store_client.h"
 #include "tests/collectives/local_spawner.h"
 
@@ -327,6 +330,8 @@ int run_rank(const std::string& backend, const std::string& only) {
         env_or_die("MASTER_ADDR") + ":" + env_or_die("MASTER_PORT"), env_or_die("TANDEM_JOB_TOKEN"),
         std::chrono::milliseconds(60'000));
     comm = std::make_unique<GlooCommunicator>(*store, rank, world);
+    if (backend == "shm")
+      comm = std::make_unique<ShmCommunicator>(std::move(comm), *store, "collectives-check");
   }
   Checker check(*comm);
   const auto t0 = Clock::now();
@@ -368,9 +373,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (backend != "mpi" && backend != "gloo") {
+  if (backend != "mpi" && backend != "gloo" && backend != "shm") {
     std::fprintf(stderr,
-                 "usage: collectives_check --backend {mpi,gloo} [--spawn N] [--only NAME]\n");
+                 "usage: collectives_check --backend {mpi,gloo,shm} [--spawn N] [--only NAME]\n");
     return 2;
   }
   try {

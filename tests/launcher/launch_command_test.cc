@@ -106,5 +106,25 @@ TEST(AgentCommand, FlagsMayComeFromPetVariablesAsWithTorchrun) {
   EXPECT_TRUE(contains(o.err, "--nnodes 2 needs --rdzv-endpoint")) << o.err;
 }
 
+// --exec runs any program as the workers (torchrun's --no-python): each sees the launcher's
+// variables, its arguments arrive as given, and its output is prefixed with its rank.
+TEST(AgentCommand, ExecRunsAnyProgramWithTheTorchrunVariables) {
+  Outcome o = tandem(
+      "launch --nproc-per-node 2 --exec -- sh -c 'echo \"$0 $RANK/$WORLD_SIZE $LOCAL_RANK "
+      "$MASTER_ADDR\"' -x");
+  EXPECT_EQ(o.rc, 0) << o.out << o.err;
+  EXPECT_TRUE(contains(o.out, "[rank 0] -x 0/2 0 127.0.0.1\n")) << o.out;
+  EXPECT_TRUE(contains(o.out, "[rank 1] -x 1/2 1 127.0.0.1\n")) << o.out;
+}
+
+TEST(AgentCommand, ExecOfAMissingProgramIsAUsageErrorNamingIt) {
+  Outcome o = tandem("launch --nproc-per-node 2 --exec no-such-program-tandem arg");
+  EXPECT_EQ(o.rc, 2) << o.err;
+  EXPECT_EQ(o.err, "tandem: error: --exec: no program 'no-such-program-tandem' on PATH\n");
+  o = tandem("launch --exec ./not-here");
+  EXPECT_EQ(o.rc, 2) << o.err;
+  EXPECT_EQ(o.err, "tandem: error: --exec: './not-here' is not an executable file\n");
+}
+
 }  // namespace
 }  // namespace tandem
