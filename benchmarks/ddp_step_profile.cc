@@ -2,7 +2,7 @@
 // 1 thread at the same global batch, with per-phase CPU timers (not a profiler: each phase is
 // timed on the rank's own thread with steady_clock, medians over the timed steps):
 //
-//   forward      model forward + loss
+//   forward      zero_grad (set to none, as the trainer does), model forward + loss
 //   backward     backward, including the reducer's hooks and the bucket all-reduces they start
 //   finalize     the reducer's wait for the buckets still in flight after backward
 //   optimizer    the optimizer step (the full update on every rank; with --shard-optimizer this
@@ -111,8 +111,8 @@ int run_rank(const Args& a, int rank, int world) {
   std::vector<double> fwd, bwd, fin, upd, total;
   const int warmup = 5;
   for (int s = 0; s < warmup + a.steps; ++s) {
-    opt->zero_grad();
     const Clock::time_point t0 = Clock::now();
+    opt->zero_grad(/*set_to_none=*/true);  // as the trainer does; timed with the forward
     if (reducer) reducer->prepare_for_backward(true);
     Tensor loss = cross_entropy(model->forward(x), y);
     const double f = ms_since(t0);

@@ -86,7 +86,13 @@ void MirroredStrategy::synchronize(Module& model) {
   const double inv = 1.0 / replicas_;
   for (size_t i = 0; i < mine.size(); ++i) {
     Tensor g = mine[i].second.grad();
-    if (!g.defined()) continue;
+    if (!g.defined()) {  // replica 0 did not reach this parameter; maybe another did
+      bool any = false;
+      for (auto& t : theirs) any = any || t[i].second.grad().defined();
+      if (!any) continue;
+      g = zeros_like(mine[i].second);
+      mine[i].second.set_grad(g);
+    }
     // Sum in replica order, then scale: the same result on every run.
     for (auto& t : theirs) {
       const Tensor& other = t[i].second.grad();

@@ -227,7 +227,10 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       auto step_start = Clock::now();
       const double lr = schedule.lr_at(state.step);
       optimizer_->set_lr(lr);
-      optimizer_->zero_grad();
+      // set_to_none (PyTorch 2's default): backward then hands each parameter the gradient it
+      // computed instead of adding it into a zeroed buffer -- one pass over the gradients less to
+      // zero them and one less to add (the ddp reducer copies each into its bucket once).
+      optimizer_->zero_grad(/*set_to_none=*/true);
       double loss_sum = 0;
       for (int m = 0; m < accumulate; ++m) {
         std::optional<Batch> batch = loader.next();
@@ -262,9 +265,9 @@ TrainResult Trainer::run(int64_t stop_at_step) {
                        "training diverged: ", nonfinite_in_a_row,
                        " steps in a row had a non-finite loss or gradient (training.max_nonfinite_steps = ",
                        cfg.training.max_nonfinite_steps, "); lower optimizer.lr or set training.grad_clip");
-        optimizer_->zero_grad();
+        optimizer_->zero_grad(/*set_to_none=*/true);
       } else if (overflow) {
-        optimizer_->zero_grad();
+        optimizer_->zero_grad(/*set_to_none=*/true);
       } else {
         nonfinite_in_a_row = 0;
         strat.apply_update(*model_, *optimizer_);
