@@ -52,6 +52,9 @@ class CheckedCommunicator final : public Communicator {
   std::unique_ptr<Work> all_gather(const Tensor& input, Tensor& output) override;
   std::unique_ptr<Work> reduce_scatter(const Tensor& input, Tensor& output, ReduceOp op) override;
   std::unique_ptr<Work> barrier() override;
+  Tensor allocate_shared(int64_t numel, DType dtype, Device device) override {
+    return inner_->allocate_shared(numel, dtype, device);
+  }
 
   Communicator& inner() { return *inner_; }
 

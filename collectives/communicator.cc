@@ -58,4 +58,8 @@ void broadcast_sync(Communicator& comm, Tensor& tensor, int root) {
   comm.broadcast(tensor, root)->wait(comm.options().timeout);
 }
 
+Tensor Communicator::allocate_shared(int64_t numel, DType dtype, Device device) {
+  return zeros({numel}, dtype, device);
+}
+
 }  // namespace tandem

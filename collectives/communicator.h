@@ -54,6 +54,14 @@ class Communicator {
   virtual std::unique_ptr<Work> reduce_scatter(const Tensor& input, Tensor& output, ReduceOp op) = 0;
   virtual std::unique_ptr<Work> barrier() = 0;
 
+  // A zeroed tensor of `numel` elements that this backend can reduce and gather without staging
+  // copies: the shared-memory backend places it in a segment every rank of the host maps, so an
+  // all_reduce over it (or over a view of it) reads the peers' values where they are and writes
+  // the result straight into every rank's copy. Backends without such memory return plain
+  // zeros(numel). Collective: every rank calls it with the same numel, dtype and device, in the
+  // same order relative to its collectives. The tensor may outlive the communicator.
+  virtual Tensor allocate_shared(int64_t numel, DType dtype, Device device);
+
   const CommOptions& options() const { return options_; }
   void set_options(const CommOptions& o) { options_ = o; }
 

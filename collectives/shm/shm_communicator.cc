@@ -18,6 +18,7 @@
 #include "collectives/store/job_token.h"
 #include "collectives/work_state.h"
 #include "core/base/error.h"
+#include "core/tensor/storage.h"
 
 namespace tandem {
 
@@ -25,12 +26,43 @@ namespace {
 
 // One rank's progress counters, each on its own cache line. They count chunk rounds: `arrived`
 // = this rank's slot holds round g's data; `reduced` = its slice of round g's result is written.
+// `buffer` names what the rank's current round works on -- 0: the staging slots; else (shared
+// buffer id << 40) + byte offset of the tensor in that buffer's copies -- and `count` its elements;
+// both are written before `arrived`, so a peer that sees the round sees them.
 struct alignas(64) RankControl {
   std::atomic<uint32_t> arrived{0};
   char pad0[60];
   std::atomic<uint32_t> reduced{0};
   char pad1[60];
+  std::atomic<uint64_t> buffer{0};
+  std::atomic<int64_t> count{0};
+  char pad2[48];
 };
+
+// One allocate_shared segment: `world` copies of `stride` bytes, rank r's at base + r * stride.
+// Unmapped when the last tensor over it (and the last op using it) is gone.
+struct SharedBuffer {
+  uint64_t id = 0;  // 1, 2, ... in allocation order, the same on every rank
+  char* base = nullptr;
+  size_t stride = 0;
+  size_t bytes = 0;  // of each copy that tensors may use
+  size_t mapped = 0;
+  ~SharedBuffer() {
+    if (base != nullptr) munmap(base, mapped);
+  }
+};
+
+}  // namespace
+
+// Where a tensor lies in a shared buffer, for the in-place paths.
+struct ShmCommunicator::SharedRef {
+  std::shared_ptr<SharedBuffer> buffer;  // null: not in one
+  size_t offset = 0;                     // bytes from the start of this rank's copy
+  uint64_t key() const { return buffer ? (buffer->id << 40) + offset : 0; }
+};
+
+namespace {
+using SharedRef = ShmCommunicator::SharedRef;
 
 long futex(std::atomic<uint32_t>* addr, int op, uint32_t value, const timespec* timeout) {
   // Not FUTEX_PRIVATE_FLAG: the word lives in memory shared between processes.
@@ -81,7 +113,34 @@ struct ShmOp {
   Tensor output;  // all_gather only
   ReduceOp op = ReduceOp::kSum;
   std::shared_ptr<WorkState> state;
+  SharedRef shared;  // set: the in-place path (all_reduce: tensor's place; all_gather: output's)
 };
+
+// Block by block (a block stays in L1): sum element i over the ranks' copies in rank order --
+// the staged path's order, so both give the same bits -- then write the sum into every copy.
+template <typename T>
+void reduce_into_copies(const std::vector<T*>& copies, int64_t lo, int64_t hi, ReduceOp op) {
+  constexpr int64_t kBlock = 1024;
+  T acc[kBlock];
+  const T w = static_cast<T>(copies.size());
+  for (int64_t b = lo; b < hi; b += kBlock) {
+    const int64_t m = std::min(kBlock, hi - b);
+    const T* first = copies[0] + b;
+    for (int64_t i = 0; i < m; ++i) acc[i] = first[i];
+    for (size_t r = 1; r < copies.size(); ++r) {
+      const T* c = copies[r] + b;
+      if (op == ReduceOp::kMax) {
+        for (int64_t i = 0; i < m; ++i)
+          acc[i] = (acc[i] > c[i] || acc[i] != acc[i]) ? acc[i] : c[i];
+      } else {
+        for (int64_t i = 0; i < m; ++i) acc[i] += c[i];
+      }
+    }
+    if (op == ReduceOp::kAvg)
+      for (int64_t i = 0; i < m; ++i) acc[i] /= w;
+    for (T* c : copies) std::memcpy(c + b, acc, static_cast<size_t>(m) * sizeof(T));
+  }
+}
 
 template <typename T>
 void reduce_slice(T* out, const std::vector<const T*>& slots, int64_t lo, int64_t hi, ReduceOp op) {
@@ -113,6 +172,9 @@ struct ShmCommunicator::Impl {
   char* slots = nullptr;           // [world][kChunkBytes]
   char* result = nullptr;          // [kChunkBytes]
   uint32_t round = 0;              // chunk rounds done (the thread's only)
+
+  std::mutex buffers_mu;
+  std::vector<std::weak_ptr<SharedBuffer>> buffers;  // guarded by buffers_mu
 
   std::mutex mu;
   std::condition_variable cv;
@@ -149,6 +211,86 @@ struct ShmCommunicator::Impl {
     futex(&word, FUTEX_WAKE, INT_MAX, nullptr);
   }
 
+  // The start of every round: say what this rank works on, wait for everyone to arrive, and fail
+  // (on every rank that sees it) when a peer works on something else.
+  void arrive(uint32_t g, uint64_t key, int64_t count) {
+    control[rank].buffer.store(key, std::memory_order_relaxed);
+    control[rank].count.store(count, std::memory_order_relaxed);
+    publish(&RankControl::arrived, g);
+    wait_all(&RankControl::arrived, g);
+    for (int r = 0; r < world; ++r) {
+      const uint64_t theirs = control[r].buffer.load(std::memory_order_relaxed);
+      const int64_t n = control[r].count.load(std::memory_order_relaxed);
+      if (theirs != key || n != count) {
+        auto what = [](uint64_t k, int64_t m) {
+          return k == 0 ? str(m, " elements through the staging slots")
+                        : str(m, " elements of shared buffer ", k >> 40, " at byte ",
+                              k & ((uint64_t{1} << 40) - 1));
+        };
+        throw CommError(str("shm: rank ", rank, " reduces ", what(key, count), " but rank ", r, " ",
+                            what(theirs, n),
+                            "; every rank must pass the same tensor (same allocate_shared buffer "
+                            "and offset, or none)"));
+      }
+    }
+  }
+
+  // The tensor's place in a shared buffer, if it lies inside this rank's copy of one.
+  SharedRef find_shared(const Tensor& t) {
+    const char* p = static_cast<const char*>(t.raw_data());
+    const size_t n = static_cast<size_t>(t.numel()) * dtype_size(t.dtype());
+    std::lock_guard<std::mutex> lock(buffers_mu);
+    SharedRef found;
+    for (auto it = buffers.begin(); it != buffers.end();) {
+      std::shared_ptr<SharedBuffer> b = it->lock();
+      if (!b) {
+        it = buffers.erase(it);
+        continue;
+      }
+      const char* own = b->base + static_cast<size_t>(rank) * b->stride;
+      if (p >= own && p + n <= own + b->bytes) found = {b, static_cast<size_t>(p - own)};
+      ++it;
+    }
+    return found;
+  }
+
+  template <typename T>
+  std::vector<T*> copies_at(const SharedRef& ref) {
+    std::vector<T*> out(world);
+    for (int r = 0; r < world; ++r)
+      out[r] = reinterpret_cast<T*>(ref.buffer->base + static_cast<size_t>(r) * ref.buffer->stride +
+                                    ref.offset);
+    return out;
+  }
+
+  // In place over every rank's copy: this rank reduces its slice of all of them and writes the
+  // result into all of them; no rank touches another's slice, so one round suffices.
+  template <typename T>
+  void all_reduce_shared(const SharedRef& ref, int64_t n, ReduceOp op) {
+    const uint32_t g = ++round;
+    arrive(g, ref.key(), n);
+    reduce_into_copies(copies_at<T>(ref), n * rank / world, n * (rank + 1) / world, op);
+    publish(&RankControl::reduced, g);
+    wait_all(&RankControl::reduced, g);
+  }
+
+  // In-place all_gather over every rank's copy of the output (n elements per rank): once all have
+  // arrived (no rank writes into a copy its owner may still be using), each writes its own block
+  // into every other copy.
+  template <typename T>
+  void all_gather_shared(const SharedRef& ref, int64_t n) {
+    const uint32_t g = ++round;
+    arrive(g, ref.key(), n);
+    std::vector<T*> copies = copies_at<T>(ref);
+    const T* mine = copies[rank] + static_cast<int64_t>(rank) * n;
+    for (int r = 0; r < world; ++r)
+      if (r != rank)
+        std::memcpy(copies[r] + static_cast<int64_t>(rank) * n, mine,
+                    static_cast<size_t>(n) * sizeof(T));
+    publish(&RankControl::reduced, g);
+    wait_all(&RankControl::reduced, g);
+  }
+
   template <typename T>
   void all_reduce(T* data, int64_t n, ReduceOp op) {
     const int64_t per_chunk = kChunkBytes / static_cast<int64_t>(sizeof(T));
@@ -163,8 +305,7 @@ struct ShmCommunicator::Impl {
       // Every rank finished round g-1 (it published `arrived` g only after copying out), so
       // slots and result are free.
       std::memcpy(mine, data + begin, static_cast<size_t>(m) * sizeof(T));
-      publish(&RankControl::arrived, g);
-      wait_all(&RankControl::arrived, g);
+      arrive(g, 0, n);
       reduce_slice(out, slot_ptrs, m * rank / world, m * (rank + 1) / world, op);
       publish(&RankControl::reduced, g);
       wait_all(&RankControl::reduced, g);
@@ -182,8 +323,7 @@ struct ShmCommunicator::Impl {
       const int64_t m = std::min(per_chunk, n - begin);
       const uint32_t g = ++round;
       std::memcpy(slots + rank * kChunkBytes, in + begin, static_cast<size_t>(m) * sizeof(T));
-      publish(&RankControl::arrived, g);
-      wait_all(&RankControl::arrived, g);
+      arrive(g, 0, n);
       for (int r = 0; r < world; ++r)
         std::memcpy(out + r * n + begin, slots + r * kChunkBytes,
                     static_cast<size_t>(m) * sizeof(T));
@@ -206,7 +346,17 @@ struct ShmCommunicator::Impl {
       std::exception_ptr error;
       try {
         const bool f64 = op.tensor.dtype() == DType::kF64;
-        if (op.output.defined() && f64) {
+        if (op.shared.buffer && op.output.defined()) {
+          if (f64)
+            all_gather_shared<double>(op.shared, op.tensor.numel());
+          else
+            all_gather_shared<float>(op.shared, op.tensor.numel());
+        } else if (op.shared.buffer) {
+          if (f64)
+            all_reduce_shared<double>(op.shared, op.tensor.numel(), op.op);
+          else
+            all_reduce_shared<float>(op.shared, op.tensor.numel(), op.op);
+        } else if (op.output.defined() && f64) {
           all_gather(op.tensor.data<double>(), op.output.data<double>(), op.tensor.numel());
         } else if (op.output.defined()) {
           all_gather(op.tensor.data<float>(), op.output.data<float>(), op.tensor.numel());
@@ -226,7 +376,7 @@ struct ShmCommunicator::Impl {
 
 ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClient& store,
                                  const std::string& prefix)
-    : inner_(std::move(inner)), impl_(std::make_shared<Impl>()) {
+    : inner_(std::move(inner)), impl_(std::make_shared<Impl>()), store_(&store), prefix_(prefix) {
   set_options(inner_->options());
   Impl& s = *impl_;
   s.rank = inner_->rank();
@@ -311,11 +461,12 @@ bool shm_can_take(const Tensor& t) {
 }  // namespace
 
 std::unique_ptr<Work> ShmCommunicator::enqueue(CollectiveCall call, Tensor tensor, Tensor output,
-                                               ReduceOp op) {
+                                               ReduceOp op, SharedRef shared) {
   auto state = std::make_shared<WorkState>();
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
-    impl_->queue.push_back(ShmOp{std::move(tensor), std::move(output), op, state});
+    impl_->queue.push_back(
+        ShmOp{std::move(tensor), std::move(output), op, state, std::move(shared)});
   }
   impl_->cv.notify_one();
   return std::make_unique<ShmWork>(std::move(state), std::move(call), next_seq_++);
@@ -324,7 +475,7 @@ std::unique_ptr<Work> ShmCommunicator::enqueue(CollectiveCall call, Tensor tenso
 std::unique_ptr<Work> ShmCommunicator::all_reduce(Tensor& tensor, ReduceOp op) {
   if (!shm_can_take(tensor) || impl_->world == 1) return numbered(inner_->all_reduce(tensor, op));
   return enqueue({CollectiveKind::kAllReduce, tensor.dtype(), tensor.shape(), -1, op}, tensor,
-                 Tensor(), op);
+                 Tensor(), op, impl_->find_shared(tensor));
 }
 
 std::unique_ptr<Work> ShmCommunicator::numbered(std::unique_ptr<Work> inner_work) {
@@ -339,8 +490,70 @@ std::unique_ptr<Work> ShmCommunicator::all_gather(const Tensor& input, Tensor& o
                     input.dtype() == output.dtype() &&
                     output.numel() == input.numel() * impl_->world && impl_->world > 1;
   if (!ours) return numbered(inner_->all_gather(input, output));  // checks and errors there
+  // In place over a shared buffer (input = this rank's block of output): no staging.
+  SharedRef shared = impl_->find_shared(output);
+  const size_t block_bytes = static_cast<size_t>(input.numel()) * dtype_size(input.dtype());
+  const bool in_place = shared.buffer && input.numel() > 0 &&
+                        static_cast<const char*>(input.raw_data()) ==
+                            static_cast<const char*>(output.raw_data()) + impl_->rank * block_bytes;
   return enqueue({CollectiveKind::kAllGather, input.dtype(), input.shape()}, input, output,
-                 ReduceOp::kSum);
+                 ReduceOp::kSum, in_place ? std::move(shared) : SharedRef{});
+}
+
+Tensor ShmCommunicator::allocate_shared(int64_t numel, DType dtype, Device device) {
+  Impl& s = *impl_;
+  if (s.world == 1 || !device.is_cpu() || (dtype != DType::kF32 && dtype != DType::kF64))
+    return Communicator::allocate_shared(numel, dtype, device);
+  auto buffer = std::make_shared<SharedBuffer>();
+  buffer->id = ++buffers_made_;
+  buffer->bytes = static_cast<size_t>(numel) * dtype_size(dtype);
+  const size_t page = 4096;
+  buffer->stride = std::max<size_t>((buffer->bytes + page - 1) / page * page, page);
+  buffer->mapped = buffer->stride * static_cast<size_t>(s.world);
+  const std::string key = prefix_ + "/buffer/" + std::to_string(buffer->id);
+  // Rank 0 creates and reserves the segment (an empty name: it could not, /dev/shm is too small);
+  // every rank maps it; one inner all_reduce of "did it work" makes them agree, and is the
+  // barrier after which rank 0 unlinks the name.
+  std::string name;
+  int fd = -1;
+  if (s.rank == 0) {
+    name = "/tandem-" + generate_job_token().substr(0, 16);
+    fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd >= 0 && posix_fallocate(fd, 0, static_cast<off_t>(buffer->mapped)) != 0) {
+      close(fd);
+      shm_unlink(name.c_str());
+      fd = -1;
+    }
+    store_->set(key, fd >= 0 ? name : "");
+  } else {
+    name = store_->get(key, options().timeout);
+    if (!name.empty()) fd = shm_open(name.c_str(), O_RDWR, 0600);
+  }
+  void* base = MAP_FAILED;
+  if (fd >= 0) {
+    base = mmap(nullptr, buffer->mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+  }
+  Tensor failed = full({1}, base == MAP_FAILED ? 1.0 : 0.0, DType::kF64);
+  std::exception_ptr agree_error;
+  try {
+    inner_->all_reduce(failed, ReduceOp::kMax)->wait(options().timeout);
+  } catch (...) {
+    agree_error = std::current_exception();
+  }
+  if (s.rank == 0 && !name.empty()) shm_unlink(name.c_str());
+  if (base != MAP_FAILED) buffer->base = static_cast<char*>(base);  // unmapped with `buffer`
+  if (agree_error) std::rethrow_exception(agree_error);
+  if (failed.item() != 0.0) return Communicator::allocate_shared(numel, dtype, device);
+  {
+    std::lock_guard<std::mutex> lock(s.buffers_mu);
+    s.buffers.push_back(buffer);
+  }
+  // Fresh tmpfs pages read as zeros. The storage keeps the mapping alive.
+  char* mine = buffer->base + static_cast<size_t>(s.rank) * buffer->stride;
+  auto storage = std::make_shared<Storage>(mine, buffer->bytes, Device::cpu(),
+                                           [buffer]() mutable { buffer.reset(); });
+  return from_storage(std::move(storage), {numel}, dtype);
 }
 std::unique_ptr<Work> ShmCommunicator::reduce_scatter(const Tensor& input, Tensor& output,
                                                       ReduceOp op) {

@@ -4,9 +4,15 @@
 // segment, reduces its 1/W slice of every rank's slot into a shared result, and copies the result
 // back: no sockets, no system calls but futex waits, and each element summed by one rank only.
 //
-// The decision: copy in and out instead of keeping DDP's buckets in the segment. It costs two
-// memcpys per all-reduce but leaves tensors, storage and the reducer as they are; large tensors go
-// through in chunks of kChunkBytes per rank.
+// Two paths. A tensor from allocate_shared() lives in a segment of its own that holds every rank's
+// copy ([world][bytes]); an all_reduce over it (or a view of it) is done in place: each rank sums
+// its 1/W slice of every copy where it lies and writes the sum into every copy -- per rank, one
+// read and one write of the tensor's bytes in all, no staging. DDP's buckets and its sharded
+// parameters are allocated that way, and an in-place all_gather of such a tensor (input = this
+// rank's block of the output) writes each rank's block into every copy. Any other tensor goes
+// through the staging slots: copied in, its slice reduced, copied out, in chunks of kChunkBytes
+// per rank. The ranks must agree on the path and the buffer: each publishes which (segment and
+// offset, or "staged") it is reducing, and a rank that finds a peer on another fails the op.
 //
 // Results: for each element, the ranks' values are summed in rank order (0, 1, ...), then divided
 // by W for kAvg -- so every rank gets the same bits, and two ranks get what Gloo's sum gives.
@@ -18,12 +24,12 @@
 // sequence, both streams match across ranks (a later inner collective may complete before an
 // earlier all-reduce here). Sequence numbers count every call on this communicator.
 //
-// Setup (collective, all ranks of `inner` on one host): rank 0 creates the segment (shm_open with
-// a random name), publishes the name in `store` under "<prefix>/segment", the others open it,
-// and once everyone has mapped it (an inner barrier) rank 0 unlinks the name, so nothing is left
-// in /dev/shm whatever happens to the job. A peer that dies mid-collective leaves the others
-// waiting: Work::wait's timeout reports it (wrap in CheckedCommunicator to name the rank); the
-// destructor stops the thread without waiting for peers.
+// Setup (collective, all ranks of `inner` on one host; `store` must outlive the communicator): rank
+// 0 creates the segment (shm_open with a random name), publishes the name in `store` under
+// "<prefix>/segment", the others open it, and once everyone has mapped it (an inner barrier) rank 0
+// unlinks the name, so nothing is left in /dev/shm whatever happens to the job. A peer that dies
+// mid-collective leaves the others waiting: Work::wait's timeout reports it (wrap in
+// CheckedCommunicator to name the rank); the destructor stops the thread without waiting for peers.
 //
 // Thread-safety: as for every Communicator, one thread at a time issues collectives.
 #pragma once
@@ -56,17 +62,26 @@ class ShmCommunicator final : public Communicator {
   std::unique_ptr<Work> all_gather(const Tensor& input, Tensor& output) override;
   std::unique_ptr<Work> reduce_scatter(const Tensor& input, Tensor& output, ReduceOp op) override;
   std::unique_ptr<Work> barrier() override;
+  // f32/f64 CPU tensors in a new segment shared by the host's ranks (see the top of this file);
+  // anything else, or a /dev/shm too small for it (every rank then agrees), plain zeros. Uses the
+  // store and one inner collective.
+  Tensor allocate_shared(int64_t numel, DType dtype, Device device) override;
 
   struct Impl;
+  struct SharedRef;  // where a tensor lies in an allocate_shared buffer (the .cc)
 
  private:
   std::unique_ptr<Work> numbered(std::unique_ptr<Work> inner_work);
-  std::unique_ptr<Work> enqueue(CollectiveCall call, Tensor tensor, Tensor output, ReduceOp op);
+  std::unique_ptr<Work> enqueue(CollectiveCall call, Tensor tensor, Tensor output, ReduceOp op,
+                                SharedRef shared);
 
   std::unique_ptr<Communicator> inner_;
   std::shared_ptr<Impl> impl_;  // shared with the Works and the thread
   uint64_t next_seq_ = 0;
   std::string segment_name_;
+  StoreClient* store_;  // the constructor's: must outlive this communicator
+  std::string prefix_;
+  uint64_t buffers_made_ = 0;  // allocate_shared calls so far (the same count on every rank)
 };
 
 }  // namespace tandem

@@ -14,8 +14,15 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   }
 }
 
+Storage::Storage(void* data, size_t nbytes, Device device, std::function<void()> release)
+    : data_(data), nbytes_(nbytes), device_(device), release_(std::move(release)) {
+  TANDEM_ASSERT(release_ != nullptr, "external storage needs a release function");
+}
+
 Storage::~Storage() {
-  if (device_.is_cpu()) {
+  if (release_) {
+    release_();
+  } else if (device_.is_cpu()) {
     cpu_free(data_, nbytes_);
   } else if (DeviceBackend* b = cuda_backend_or_null()) {
     b->deallocate(data_, nbytes_, device_.index);

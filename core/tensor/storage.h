@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 
 #include "core/tensor/device.h"
@@ -12,6 +13,9 @@ class Storage {
  public:
   // Allocates nbytes on device (uninitialised).
   Storage(size_t nbytes, Device device);
+  // Wraps memory somebody else owns (a shared-memory segment, say): `release` runs when the last
+  // tensor viewing it goes; it keeps whatever the memory needs alive.
+  Storage(void* data, size_t nbytes, Device device, std::function<void()> release);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -24,6 +28,7 @@ class Storage {
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
+  std::function<void()> release_;  // set: external memory, not ours to free
 };
 
 }  // namespace tandem

@@ -365,6 +365,18 @@ Tensor Tensor::detach() const {
   return make_view(*this, shape(), strides(), offset());
 }
 
+void Tensor::set_data(const Tensor& other) const {
+  TANDEM_CHECK_SHAPE(other.shape() == shape(), "set_data: shape ", shape_str(other.shape()),
+                     " for a tensor of shape ", shape_str(shape()));
+  TANDEM_CHECK_T(TypeError, other.dtype() == dtype() && other.device() == device(),
+                 "set_data: ", dtype_name(other.dtype()), " on ", other.device().str(), " for a ",
+                 dtype_name(dtype()), " tensor on ", device().str());
+  TensorImpl* me = impl();
+  me->storage = other.storage();
+  me->strides = other.strides();
+  me->offset = other.offset();
+}
+
 namespace {
 
 template <typename D, typename S>
@@ -528,6 +540,19 @@ Tensor empty(const Shape& shape, DType dtype, Device device) {
     TANDEM_CHECK_SHAPE(d >= 0, "negative dimension in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(impl);
+}
+
+Tensor from_storage(std::shared_ptr<Storage> storage, const Shape& shape, DType dtype) {
+  const size_t need = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  TANDEM_CHECK_SHAPE(storage && storage->nbytes() >= need, "from_storage: ", shape_str(shape), " ",
+                     dtype_name(dtype), " needs ", need, " bytes, the storage has ",
+                     storage ? storage->nbytes() : 0);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::move(storage);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

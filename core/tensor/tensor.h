@@ -95,6 +95,10 @@ class Tensor {
   Tensor to(Device device) const;
   bool is_cuda() const { return device().is_cuda(); }
   Tensor detach() const;         // shares storage, no autograd history
+  // PyTorch's `t.data = other`: this handle (and every holder of it: modules, optimizers, hooks)
+  // now reads and writes other's memory, autograd identity and gradient kept. Same shape, dtype
+  // and device; other's values are what this tensor holds afterwards.
+  void set_data(const Tensor& other) const;
 
   // ---- in place (never recorded by autograd; for optimizers, initialisers, buffers)
   Tensor& copy_(const Tensor& src);  // src broadcast to this shape, converted to this dtype
@@ -138,6 +142,8 @@ struct TensorImpl {
 // ---- creation
 Tensor empty(const Shape& shape, DType dtype = DType::kF32, Device device = Device::cpu());
 Tensor zeros(const Shape& shape, DType dtype = DType::kF32, Device device = Device::cpu());
+// A contiguous tensor over `storage`'s memory from byte 0 (storage must hold numel x dtype size).
+Tensor from_storage(std::shared_ptr<Storage> storage, const Shape& shape, DType dtype);
 Tensor ones(const Shape& shape, DType dtype = DType::kF32, Device device = Device::cpu());
 Tensor full(const Shape& shape, double value, DType dtype = DType::kF32,
             Device device = Device::cpu());

@@ -59,6 +59,17 @@ void DdpStrategy::plan_shards(const Optimizer& optimizer) {
   }
   send_ = zeros({block_}, dtype);
   receive_ = zeros({block_ * world}, dtype);
+  // The parameters become views into one flat buffer of world blocks, allocated where the backend
+  // can share it (shm: every rank's copy in one segment): after each rank's update of its block,
+  // one in-place all_gather writes every block into every copy -- no staging copies.
+  flat_params_ = comm_->allocate_shared(block_ * world, dtype, params[0].second.device());
+  NoGradGuard ng;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor& p = params[i].second;
+    Tensor view = flat_params_.slice(0, offsets_[i], offsets_[i] + p.numel()).view(p.shape());
+    view.copy_(p);
+    p.set_data(view);
+  }
 }
 
 void DdpStrategy::gather_blocks(const std::vector<Tensor>& tensors) {
@@ -100,9 +111,9 @@ void DdpStrategy::gather_blocks(const std::vector<Tensor>& tensors) {
 void DdpStrategy::apply_update(Module&, Optimizer& optimizer) {
   if (!shard_optimizer_ || comm_->world_size() == 1) return optimizer.step();
   optimizer.step_ranges(my_ranges_);
-  std::vector<Tensor> params;
-  for (const auto& [name, p] : optimizer.params()) params.push_back(p);
-  gather_blocks(params);
+  const int64_t rank = comm_->rank();
+  Tensor mine = flat_params_.slice(0, rank * block_, (rank + 1) * block_);
+  comm_->all_gather(mine, flat_params_)->wait(comm_->options().timeout);
 }
 
 void DdpStrategy::before_checkpoint(Module&, Optimizer& optimizer) {

@@ -7,9 +7,10 @@
 // parameters, in the optimizer's order, are split into world-size equal blocks; each rank updates
 // only its block (Optimizer::step_ranges) -- the optimizer's memory traffic, a fixed cost per step
 // that does not shrink with the per-rank batch, is divided by the world size -- then the blocks are
-// all-gathered into every rank's parameters. Gradients are still all-reduced in full, so clipping
-// and the non-finite check see what they see without sharding, and results are bit-identical to
-// the full update. Each rank's optimizer state is current only in its block: before_checkpoint
+// all-gathered into every rank's parameters (which live in one flat buffer for that: an in-place
+// all_gather, zero-copy through shared memory on one host). Gradients are still all-reduced in
+// full, so clipping and the non-finite check see what they see without sharding, and results are
+// bit-identical to the full update. Each rank's optimizer state is current only in its block: before_checkpoint
 // gathers it, so checkpoints hold full tensors and resume at any world size.
 #pragma once
 
@@ -52,7 +53,8 @@ class DdpStrategy : public Strategy {
   int64_t block_ = 0;                               // elements per rank's block
   std::vector<int64_t> offsets_;                    // flat offset of each parameter
   std::vector<Optimizer::ElementRange> my_ranges_;  // this rank's block, per parameter
-  Tensor send_, receive_;                           // [block_], [world x block_]
+  Tensor send_, receive_;  // [block_], [world x block_]: staging for the optimizer state
+  Tensor flat_params_;     // [world x block_]: every parameter is a view into it
 };
 
 }  // namespace tandem

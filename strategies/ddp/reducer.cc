@@ -67,7 +67,9 @@ void Reducer::plan(const std::vector<int>& order) {
     }
     DType dt = params_[bk.params[0]].second.dtype();
     const Device dev = params_[bk.params[0]].second.device();  // buckets live with the grads
-    bk.buffer = zeros({n}, dt, dev);
+    // Where the backend can, in memory the other ranks reach (shm: reduced in place, no copies).
+    // Every rank plans the same buckets in the same order, as allocate_shared needs.
+    bk.buffer = comm_.allocate_shared(n, dt, dev);
     if (options_.compression != "none")
       bk.wire = empty({n}, options_.compression == "bf16" ? DType::kBF16 : DType::kF16, dev);
     for (size_t j = 0; j < bk.params.size(); ++j) {

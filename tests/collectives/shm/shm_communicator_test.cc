@@ -170,5 +170,119 @@ TEST(ShmCommunicator, WaitTimesOutNamingTheCollectiveWhileAPeerIsLate) {
   });
 }
 
+// ---- allocate_shared: buffers in a segment of their own, reduced and gathered in place
+
+// Exact values for every op, dtype and size over whole shared buffers and over a view at an
+// offset inside one (as DDP's bucket views are); the rest of the buffer stays as it was.
+TEST(ShmCommunicator, AllReduceOverASharedBufferIsExactAndTouchesOnlyTheTensor) {
+  for (int world : {2, 3, 4}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    run_ranks(world, [world](int rank, ShmCommunicator& comm, Communicator&) {
+      const double W = world, tri = W * (W + 1) / 2;
+      for (DType dtype : {DType::kF32, DType::kF64}) {
+        for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{1'000'003}}) {
+          Tensor buffer = comm.allocate_shared(n + 10, dtype, Device::cpu());
+          ASSERT_EQ(buffer.dtype(), dtype);
+          EXPECT_EQ(buffer.to_vector(), std::vector<double>(n + 10, 0.0)) << "not zeroed";
+          buffer.fill_(-5.0);
+          for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
+            Tensor x = buffer.slice(0, 3, 3 + n);  // a view, as a bucket's is
+            x.copy_(pattern(rank, n, dtype));
+            comm.all_reduce(x, op)->wait(60'000ms);
+            const std::vector<double> got = buffer.to_vector();
+            for (int64_t i = 0; i < n + 10; ++i) {
+              const double k = static_cast<double>((i - 3) % 7 - 3);
+              const double want = i < 3 || i >= 3 + n    ? -5.0
+                                  : op == ReduceOp::kSum ? tri * k
+                                  : op == ReduceOp::kAvg ? tri * k / W
+                                                         : (k >= 0 ? W * k : k);
+              if (got[i] != want) {
+                ADD_FAILURE() << dtype_name(dtype) << " n=" << n << " " << reduce_op_name(op)
+                              << ": element " << i << " is " << got[i] << ", expected " << want;
+                break;
+              }
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
+// The in-place path sums in rank order as the staged path does: the same bits on random values.
+TEST(ShmCommunicator, SharedAndStagedAllReduceGiveTheSameBits) {
+  run_ranks(3, [](int rank, ShmCommunicator& comm, Communicator&) {
+    Generator gen(70 + rank);
+    for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg}) {
+      Tensor staged = randn({2'000'001}, gen);
+      Tensor shared = comm.allocate_shared(staged.numel(), DType::kF32, Device::cpu());
+      shared.copy_(staged);
+      comm.all_reduce(staged, op)->wait(60'000ms);
+      comm.all_reduce(shared, op)->wait(60'000ms);
+      EXPECT_EQ(std::memcmp(staged.raw_data(), shared.raw_data(), staged.numel() * 4), 0)
+          << reduce_op_name(op);
+    }
+  });
+}
+
+TEST(ShmCommunicator, InPlaceAllGatherOfASharedBufferFillsEveryRanksCopy) {
+  for (int world : {2, 3}) {
+    run_ranks(world, [world](int rank, ShmCommunicator& comm, Communicator&) {
+      for (DType dtype : {DType::kF32, DType::kF64}) {
+        for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{1'300'001}}) {
+          Tensor out = comm.allocate_shared(world * n, dtype, Device::cpu());
+          out.fill_(-99.0);
+          Tensor mine = out.slice(0, rank * n, (rank + 1) * n);
+          mine.copy_(pattern(rank, n, dtype));
+          comm.all_gather(mine, out)->wait(60'000ms);
+          const std::vector<double> got = out.to_vector();
+          for (int r = 0; r < world; ++r) {
+            const std::vector<double> want = pattern(r, n, dtype).to_vector();
+            EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin() + r * n))
+                << dtype_name(dtype) << " n=" << n << " block " << r;
+          }
+        }
+      }
+    });
+  }
+}
+
+// A rank that reduces a shared buffer while another reduces a plain tensor: both fail at once,
+// naming both ranks and what each passed, instead of summing the wrong memory.
+TEST(ShmCommunicator, RanksPassingDifferentBuffersFailNamingBoth) {
+  run_ranks(2, [](int rank, ShmCommunicator& comm, Communicator&) {
+    Tensor shared = comm.allocate_shared(1000, DType::kF32, Device::cpu());
+    Tensor plain = zeros({1000});
+    Tensor& x = rank == 0 ? shared : plain;
+    std::string message;
+    try {
+      comm.all_reduce(x, ReduceOp::kSum)->wait(30'000ms);
+    } catch (const CommError& e) {
+      message = e.what();
+    }
+    const std::string other = rank == 0 ? "rank 1" : "rank 0";
+    EXPECT_NE(message.find("shm: rank " + std::to_string(rank) + " reduces"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("but " + other), std::string::npos) << message;
+    EXPECT_NE(message.find("staging slots"), std::string::npos) << message;
+    EXPECT_NE(message.find("shared buffer 1"), std::string::npos) << message;
+  });
+}
+
+// What the segment cannot hold comes back as plain zeros; a shared tensor outlives its
+// communicator.
+TEST(ShmCommunicator, SharedBuffersFallBackForOtherDtypesAndOutliveTheCommunicator) {
+  std::vector<Tensor> kept(2);
+  run_ranks(2, [&kept](int rank, ShmCommunicator& comm, Communicator&) {
+    Tensor h = comm.allocate_shared(5, DType::kBF16, Device::cpu());
+    EXPECT_EQ(h.dtype(), DType::kBF16);
+    EXPECT_EQ(h.to_vector(), std::vector<double>(5, 0.0));
+    kept[rank] = comm.allocate_shared(4, DType::kF64, Device::cpu());
+    kept[rank].fill_(rank + 1.0);
+    comm.all_reduce(kept[rank], ReduceOp::kSum)->wait(30'000ms);
+  });
+  for (const Tensor& t : kept) EXPECT_EQ(t.to_vector(), std::vector<double>(4, 3.0));
+}
+
 }  // namespace
 }  // namespace tandem

@@ -4,6 +4,7 @@
 #include "core/ops/ops.h"
 #include "core/random/philox.h"
 #include "core/tensor/allocator.h"
+#include "core/tensor/storage.h"
 #include "tests/support/test_support.h"
 
 namespace tandem {
@@ -42,10 +43,11 @@ TEST(Tensor, DtypeConversionsRoundToNearestEven) {
   EXPECT_EQ(bf[1], 1.0);  // halfway between 1 and 1 + 2^-7: ties to even
   EXPECT_EQ(bf[4], -2.5);
   std::vector<double> h = x.to(DType::kF16).to(DType::kF64).to_vector();
-  EXPECT_EQ(h[2], 65504.0);               // largest half
+  EXPECT_EQ(h[2], 65504.0);                          // largest half
   EXPECT_NEAR(h[3], 1.1920928955078125e-07, 1e-12);  // subnormal half nearest 1e-7 (2 ulp of 2^-24)
-  EXPECT_EQ(h[5], 3.140625);              // nearest half to pi-ish
-  EXPECT_EQ(from_vector({3.7, -2.2}, {2}).to(DType::kI64).to_vector(), (std::vector<double>{3, -2}));
+  EXPECT_EQ(h[5], 3.140625);                         // nearest half to pi-ish
+  EXPECT_EQ(from_vector({3.7, -2.2}, {2}).to(DType::kI64).to_vector(),
+            (std::vector<double>{3, -2}));
 }
 
 TEST(Random, SameSeedSameNumbersAnyThreadCount) {
@@ -69,6 +71,44 @@ TEST(Allocator, SteadyStateReusesBlocks) {
   int64_t before = cpu_allocator_stats().system_allocs;
   for (int i = 0; i < 10; ++i) Tensor t = empty({1000, 1000});
   EXPECT_EQ(cpu_allocator_stats().system_allocs, before);
+}
+
+// set_data: the same handle (the one a module and its optimizer hold) now views other memory,
+// with its values, gradient and autograd identity kept; a mismatched tensor is refused.
+TEST(Tensor, SetDataRepointsTheHandleAndKeepsItsGradient) {
+  Tensor p = from_vector({1, 2, 3, 4}, {2, 2});
+  p.set_requires_grad(true);
+  p.set_grad(full({2, 2}, 0.5));
+  Tensor holder = p;  // e.g. the optimizer's copy of the handle
+  Tensor flat = zeros({10});
+  Tensor view = flat.slice(0, 3, 7).view({2, 2});
+  view.copy_(p);
+  p.set_data(view);
+  flat.data<float>()[4] = 20;                                         // through the buffer ...
+  EXPECT_EQ(holder.to_vector(), (std::vector<double>{1, 20, 3, 4}));  // ... seen by every holder
+  EXPECT_TRUE(holder.requires_grad());
+  EXPECT_EQ(holder.grad().to_vector(), std::vector<double>(4, 0.5));
+  EXPECT_THROW(p.set_data(zeros({4})), ShapeError);
+  EXPECT_THROW(p.set_data(zeros({2, 2}, DType::kF64)), TypeError);
+}
+
+// A tensor over memory somebody else owns: its release runs once, when the last view goes.
+TEST(Tensor, ExternalStorageIsReleasedWhenTheLastViewGoes) {
+  static float memory[6] = {1, 2, 3, 4, 5, 6};
+  int released = 0;
+  {
+    auto storage = std::make_shared<Storage>(memory, sizeof(memory), Device::cpu(),
+                                             [&released] { ++released; });
+    Tensor t = from_storage(storage, {2, 3}, DType::kF32);
+    Tensor row = t.slice(0, 1, 2);
+    storage.reset();
+    t = Tensor();
+    EXPECT_EQ(released, 0);
+    EXPECT_EQ(row.to_vector(), (std::vector<double>{4, 5, 6}));
+  }
+  EXPECT_EQ(released, 1);
+  auto small = std::make_shared<Storage>(memory, 8, Device::cpu(), [] {});
+  EXPECT_THROW(from_storage(small, {3}, DType::kF32), ShapeError);
 }
 
 }  // namespace
