@@ -1,7 +1,9 @@
 #include "strategies/parameter_server/ps_strategy.h"
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
+#include <iostream>
 #include <mutex>
 #include <thread>
 
@@ -111,12 +113,29 @@ void PsStrategy::prepare(Module& model, Optimizer& optimizer) {
     for (const Piece& p : plan_.shards[s]) piece_by_name_[s][p.name] = &p;
 
   const int num_shards = static_cast<int>(clients_.size());
+  std::vector<char> initialized(clients_.size(), 0);
   on_all_shards([&](int s) {
-    clients_[s]->register_worker(o_.rank, o_.world_size, o_.incarnation, o_.mode, num_shards);
+    initialized[s] =
+        clients_[s]->register_worker(o_.rank, o_.world_size, o_.incarnation, o_.mode, num_shards);
   });
-  if (is_chief()) {
-    // The chief always sends its variables: fresh ones, or those of the checkpoint it resumed
-    // (the servers of a restarted job start empty; servers that survived get the checkpoint).
+  // async: servers that already hold the variables are the job's current state -- the other
+  // workers kept training while this one restarted alone -- so a rejoining chief pulls them
+  // instead of rewinding everyone to its checkpoint.
+  const bool rejoin = o_.mode == "async" &&
+                      std::all_of(initialized.begin(), initialized.end(), [](char i) { return i; });
+  if (is_chief() && rejoin) {
+    const std::string line =
+        "parameter_server: the servers already hold the variables (async): rank 0 rejoins "
+        "without restoring its checkpoint";
+    if (o_.note)
+      o_.note(line);
+    else
+      std::cerr << line << "\n";
+  }
+  if (is_chief() && !rejoin) {
+    // The chief sends its variables: fresh ones, or those of the checkpoint it resumed (the
+    // servers of a restarted job start empty; in sync mode servers that survived get the
+    // checkpoint, so that they and the resumed workers are at the same step).
     NamedTensors full_state = optimizer.state_dict();
     std::map<std::string, Tensor> state(full_state.begin(), full_state.end());
     on_all_shards([&](int s) {

@@ -42,6 +42,8 @@ struct PsStrategyOptions {
   std::string mode = "sync";
   std::chrono::milliseconds timeout{600'000};
   int64_t max_message_bytes = int64_t{256} << 20;
+  // Where one-line notices go (a chief rejoining running servers); null: standard error.
+  std::function<void(const std::string&)> note;
 };
 
 class PsStrategy : public Strategy {

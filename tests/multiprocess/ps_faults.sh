@@ -9,7 +9,9 @@
 #      newest checkpoint -- which holds the servers' variables and Adam state -- with the same
 #      weights, bit for bit, as a run nobody killed;
 #   4. a worker killed in async mode under `--max-restarts 1`: the launcher restarts it alone (the
-#      other worker and the server keep running), it rejoins, and the job completes.
+#      other worker and the server keep running), it rejoins, and the job completes;
+#   5. the same for the chief (rank 0), which must rejoin the running servers as they are instead
+#      of rewinding them to its checkpoint.
 #
 #   ps_faults.sh TANDEM_BINARY SOURCE_DIR
 #
@@ -151,7 +153,7 @@ killed=
 for _ in $(seq 1200); do
   if compgen -G "$work/async/ck/step-*" >/dev/null; then
     killed=$(pgrep -f -- "train .*checkpoint.dir=$work/async/ck" | while read -r p; do
-               tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx RANK=1 && echo "$p"; done | head -1)
+               tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx RANK=1 && echo "$p"; done | head -1 || true)
     [[ -n $killed ]] && kill -KILL "$killed" && break
   fi
   sleep 0.1
@@ -164,6 +166,30 @@ grep -q "worker rank 1 exited with status 137 (killed by SIGKILL); restarting it
 ! grep -q "restarting all" "$work/async.log" || fail "the launcher restarted every worker in async mode"
 [[ $(grep -c "listening on" "$work/async.log") -eq 1 ]] || fail "the server was restarted"
 echo "ok: async job completed after worker 1 was killed: $(grep -h 'final:' "$work/async.log")"
+
+# --- 5. the chief (rank 0) killed in async mode: it rejoins the running servers without rewinding
+# them to its checkpoint (the other worker's updates since then are kept), and the job completes.
+"$tandem" launch --nproc-per-node 2 --num-ps 1 --max-restarts 1 --stop-grace 5 "$cfg" \
+  "${launch_common[@]}" strategy.mode=async "checkpoint.dir=$work/async0/ck" \
+  "logging.dir=$work/async0/log" >"$work/async0.log" 2>&1 &
+agent=$!
+killed=
+for _ in $(seq 1200); do
+  if compgen -G "$work/async0/ck/step-*" >/dev/null; then
+    killed=$(pgrep -f -- "train .*checkpoint.dir=$work/async0/ck" | while read -r p; do
+               tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx RANK=0 && echo "$p"; done | head -1 || true)
+    [[ -n $killed ]] && kill -KILL "$killed" && break
+  fi
+  sleep 0.1
+done
+[[ -n $killed ]] || fail "never saw a checkpoint to kill worker 0 after"
+wait "$agent" || { tail -20 "$work/async0.log"; fail "the async job did not complete after the chief died"; }
+grep -q "worker rank 0 exited with status 137 (killed by SIGKILL); restarting it alone" "$work/async0.log" ||
+  { grep "tandem launch:" "$work/async0.log"; fail "the launcher did not restart worker 0 alone"; }
+grep -q "rank 0 rejoins without restoring its checkpoint" "$work/async0.log" ||
+  { tail -20 "$work/async0.log"; fail "the restarted chief rewound the servers to its checkpoint"; }
+grep -q "final:" "$work/async0.log" || fail "the async job printed no final line"
+echo "ok: async job completed after the chief was killed; it rejoined the servers as they were"
 
 /usr/bin/python3 - "$work" "$src/tests/reference" <<'PY'
 import glob, sys

@@ -232,9 +232,28 @@ TEST(PsServer, CallsWithoutTheRightTokenAreRefused) {
   st = wire.call(&pb::ParameterServer::Stub::Register, req, &resp, "wrong");
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(st.error_message().find("test-token"), std::string::npos);  // never echoed
+  // Every other call of the service, without a token and with a wrong one.
+  auto refused = [&](auto method, const auto& request, auto* response, const char* what) {
+    for (const char* token : {static_cast<const char*>(nullptr), "wrong"}) {
+      grpc::Status s = wire.call(method, request, response, token);
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+          << what << " with token " << (token ? token : "(none)") << ": " << s.error_message();
+    }
+  };
+  pb::PullResponse pull;
+  refused(&pb::ParameterServer::Stub::Pull, pb::PullRequest(), &pull, "Pull");
+  pb::PushResponse push;
+  refused(&pb::ParameterServer::Stub::Push, pb::PushRequest(), &push, "Push");
+  pb::BarrierResponse barrier;
+  refused(&pb::ParameterServer::Stub::Barrier, pb::BarrierRequest(), &barrier, "Barrier");
   pb::SaveResponse save;
-  st = wire.call(&pb::ParameterServer::Stub::Save, pb::SaveRequest(), &save, nullptr);
-  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  refused(&pb::ParameterServer::Stub::Save, pb::SaveRequest(), &save, "Save");
+  pb::RestoreResponse restore;
+  refused(&pb::ParameterServer::Stub::Restore, pb::RestoreRequest(), &restore, "Restore");
+  pb::DoneResponse done;
+  refused(&pb::ParameterServer::Stub::Done, pb::DoneRequest(), &done, "Done");
+  pb::AbortResponse abort;
+  refused(&pb::ParameterServer::Stub::Abort, pb::AbortRequest(), &abort, "Abort");
   EXPECT_TRUE(wire.reg(0, 1, "sync").ok());  // the right token still works
   // Through PsClient, the refusal is an error naming the shard.
   PsClient client(0, server->endpoint(), "", std::chrono::seconds(5), 1 << 20);
@@ -246,6 +265,11 @@ TEST(PsServer, CallsWithoutTheRightTokenAreRefused) {
         << e.what();
     EXPECT_NE(std::string(e.what()).find("UNAUTHENTICATED"), std::string::npos) << e.what();
   }
+}
+
+TEST(PsServer, ListensOnLoopbackUnlessGivenAHost) {
+  auto server = start_server("sync");
+  EXPECT_EQ(server->endpoint().rfind("127.0.0.1:", 0), 0u) << server->endpoint();
 }
 
 TEST(PsServer, AsyncPullWaitsForWorkersBeyondMaxStaleness) {
