@@ -1,5 +1,6 @@
 #include "cluster/submit.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -52,18 +53,44 @@ void check_job_id(const std::string& job_id) {
   bool ok = !job_id.empty() && std::isdigit(static_cast<unsigned char>(job_id[0]));
   size_t underscores = 0;
   for (char ch : job_id) {
-    if (ch == '_') ++underscores;
-    else if (!std::isdigit(static_cast<unsigned char>(ch))) ok = false;
+    if (ch == '_')
+      ++underscores;
+    else if (!std::isdigit(static_cast<unsigned char>(ch)))
+      ok = false;
   }
   ok = ok && underscores <= 1 && job_id.back() != '_';
   TANDEM_CHECK_T(ConfigError, ok, "JOB: expected a Slurm job id (digits, e.g. 1234), got '", job_id,
                  "'");
 }
 
+// Where this machine can ask the cluster (sinfo on PATH and a controller that answers), every
+// partition asked for must exist: a typo is a usage error now, not a job sbatch refuses later.
+void check_partitions_exist(const SlurmConfig& s, const SubmitContext& ctx) {
+  if (s.partition.empty()) return;
+  const std::string sinfo = find_tool("sinfo", ctx.path_env);
+  if (sinfo.empty()) return;
+  ToolResult r = run_tool({sinfo, "--noheader", "--format=%R"});
+  if (r.status != 0) return;  // no controller reachable from here: sbatch will say
+  std::vector<std::string> known;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);)
+    if (!trim(line).empty()) known.push_back(trim(line));
+  std::istringstream wanted(s.partition);
+  for (std::string p; std::getline(wanted, p, ',');) {
+    if (std::find(known.begin(), known.end(), p) != known.end()) continue;
+    std::string list;
+    for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+    throw ConfigError(str(
+        "cluster.slurm.partition: '", p,
+        "' is not a partition of this cluster (sinfo lists: ", list.empty() ? "none" : list, ")"));
+  }
+}
+
 }  // namespace
 
 int submit_slurm(const ExperimentConfig& c, const SubmitContext& ctx) {
   check_slurm_job(c);
+  check_partitions_exist(c.cluster.slurm, ctx);
   const std::string dir = submit_dir(c, ctx);
   SlurmJobPaths paths;
   paths.workdir = ctx.workdir;
@@ -117,11 +144,11 @@ int submit_k8s(const ExperimentConfig& c, const SubmitContext& ctx) {
   TANDEM_CHECK_T(IoError, r.status == 0, "kubectl apply -f ", manifests_path, " failed (exit ",
                  r.status, "): ", first_line(r.err));
   const KubernetesConfig& k = c.cluster.kubernetes;
-  *ctx.out << r.out << "applied " << k8s_job_name(c) << " in namespace " << k.namespace_name
-           << " (" << k.flavor << ", " << k.nodes << " node(s))\n"
+  *ctx.out << r.out << "applied " << k8s_job_name(c) << " in namespace " << k.namespace_name << " ("
+           << k.flavor << ", " << k.nodes << " node(s))\n"
            << "manifests: " << manifests_path << "\n"
-           << "pods: kubectl get pods -n " << k.namespace_name << " -l tandem/job="
-           << k8s_job_name(c) << "\n";
+           << "pods: kubectl get pods -n " << k.namespace_name
+           << " -l tandem/job=" << k8s_job_name(c) << "\n";
   return 0;
 }
 
@@ -156,8 +183,8 @@ int slurm_cancel(const std::string& job_id, const SubmitContext& ctx) {
   const std::string scancel =
       require_tool("scancel", ctx.path_env, "install slurm-client or run on a login node");
   ToolResult r = run_tool({scancel, job_id});
-  TANDEM_CHECK_T(IoError, r.status == 0, "scancel ", job_id, " failed (exit ", r.status, "): ",
-                 first_line(r.err));
+  TANDEM_CHECK_T(IoError, r.status == 0, "scancel ", job_id, " failed (exit ", r.status,
+                 "): ", first_line(r.err));
   *ctx.out << "cancelled " << job_id << "\n";
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cluster/submit.h"  // tandem submit, status, cancel
+#include "cluster/tools.h"   // tandem launch --exec: find_tool
 #include "configs/schema/config.h"
 #include "core/base/error.h"
 #include "launcher/agent.h"  // tandem launch
@@ -57,6 +58,13 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   auto heartbeat = WorkerHeartbeat::start_under_launcher(process);
   if (cfg.strategy.name == "parameter_server") keep_large_buffers_in_heap();  // ps_command.h
   StrategyBuild strategy = make_strategy(cfg, process);
+  // One line per rank in a job of several: who this is and how it found out (under srun --label
+  // or tandem launch the line is prefixed with the task or rank, so a log shows every rank).
+  if (process.world_size > 1)
+    std::cerr << "tandem train: rank " << process.rank << " of " << process.world_size
+              << " (local rank " << process.local_rank << " of " << process.local_world_size
+              << ", node " << process.node_rank << ", from " << process.source << " variables) on "
+              << hostname() << ", strategy " << strategy.strategy->name() << "\n";
   RunEnvironment env;
   env.out_is_terminal = isatty(STDOUT_FILENO) == 1;
   env.hostname = hostname();
@@ -157,21 +165,11 @@ void add_launch_command(CLI::App& app, LaunchCommand& c) {
 
 // --exec's program: as given when it names a path, else looked up on PATH, as a shell would.
 std::string find_program(const std::string& name) {
-  auto runnable = [](const std::string& p) { return access(p.c_str(), X_OK) == 0; };
-  if (name.find('/') != std::string::npos) {
-    if (!runnable(name))
-      throw ConfigError(str("--exec: '", name, "' is not an executable file"));
-    return name;
-  }
   const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "";
-  for (size_t begin = 0; begin <= dirs.size();) {
-    size_t end = dirs.find(':', begin);
-    if (end == std::string::npos) end = dirs.size();
-    const std::string dir = end > begin ? dirs.substr(begin, end - begin) : ".";
-    if (runnable(dir + "/" + name)) return dir + "/" + name;
-    begin = end + 1;
-  }
+  const std::string found = cluster::find_tool(name, path ? path : "");
+  if (!found.empty()) return found;
+  if (name.find('/') != std::string::npos)
+    throw ConfigError(str("--exec: '", name, "' is not an executable file"));
   throw ConfigError(str("--exec: no program '", name, "' on PATH"));
 }
 

@@ -31,9 +31,10 @@ slurm_start() {
   SLURM_LOCAL_DIR="$1"
   local d="$SLURM_LOCAL_DIR" node cpus
   node="$(hostname -s)"
-  # Two tasks of two ranks each must fit even on a 2-core machine: advertise 4 CPUs
-  # (SlurmdParameters=config_overrides lets slurmd claim more than it has).
-  cpus=4
+  # The machine's CPUs (at least 2: the tests run two ranks; SlurmdParameters=config_overrides
+  # lets slurmd claim more than a 1-CPU machine has).
+  cpus=$(nproc)
+  ((cpus >= 2)) || cpus=2
   mkdir -p "$d/munge" "$d/log" "$d/state" "$d/spool" "$d/tmp"
   chmod 0711 "$d" "$d/munge"  # munge's socket directory needs o+x for clients
   dd if=/dev/urandom of="$d/munge/munge.key" bs=1024 count=1 status=none

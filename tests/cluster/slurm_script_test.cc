@@ -64,7 +64,7 @@ TEST(SlurmScript, MpiFlavorStartsEveryRankThroughPmix) {
   ExperimentConfig c = experiment({"cluster.slurm.nodes=2", "cluster.slurm.ntasks_per_node=2",
                                    "cluster.slurm.launcher=mpi"});
   std::string s = render_slurm_script(c, paths());
-  EXPECT_TRUE(has(s, "srun --mpi=pmix --ntasks=4 --kill-on-bad-exit=1 \"$TANDEM\" train \"$CONFIG\""))
+  EXPECT_TRUE(has(s, "srun --mpi=pmix --ntasks=4 --label --kill-on-bad-exit=1 \"$TANDEM\" train \"$CONFIG\""))
       << s;
   EXPECT_TRUE(has(s, "export OMP_NUM_THREADS=1\n"));
   EXPECT_FALSE(has(s, " launch "));

@@ -121,6 +121,10 @@ grep -q 'node 0 of 1: 2 workers' "${log%.out}.err" "$log" ||
 # 2. srun --mpi=pmix, 2 ranks of `tandem train` (MPI backend).
 log="$(run_job mpi "${common[@]}" --launcher mpi logging.dir=runs/mpi checkpoint.dir=runs/mpi/ckpt)" || exit 1
 check_job mpi "$log"
+for r in 0 1; do  # srun --label: each rank's own line, prefixed with its task number
+  grep -q "^$r: tandem train: rank $r of 2 (.*from pmix variables)" "$log" "${log%.out}.err" ||
+    fail "mpi: rank $r did not report: $(cat "${log%.out}.err")"
+done
 
 # 3. strategy parameter_server (sync, the same math as ddp): 2 `tandem ps` servers as an srun
 #    step of their own on the first node, 2 workers through `tandem launch`.
@@ -148,6 +152,15 @@ state="$(wait_job "$id" 60)"
 status="$("$TANDEM" status "$id" 2>&1)"
 grep -q "^$id CANCELLED " <<<"$status" || fail "status after cancel: '$status'"
 echo "status after cancel: $status"
+
+# A partition this controller does not have (sinfo asked): a usage error (2) naming it; nothing
+# submitted.
+out="$("$TANDEM" submit slurm "$CONFIG" "${common[@]}" --partition nosuch 2>&1)"
+rc=$?
+[ "$rc" -eq 2 ] || fail "--partition nosuch exited $rc: $out"
+[ "$out" = "tandem: error: cluster.slurm.partition: 'nosuch' is not a partition of this cluster (sinfo lists: debug)" ] ||
+  fail "--partition nosuch: unexpected '$out'"
+echo "unknown partition: $out"
 
 # An unknown job is a runtime error (1), a malformed id a usage error (2).
 "$TANDEM" status 999999 >/dev/null 2>&1

@@ -62,8 +62,8 @@ struct Sandbox {
     ::chmod(path.c_str(), 0755);
   }
   Outcome tandem(const std::string& args) {
-    std::string cmd = "cd '" + dir + "' && PATH='" + bin + "' '" TANDEM_BINARY "' " + args +
-                      " >'" + dir + "/out' 2>'" + dir + "/err' </dev/null";
+    std::string cmd = "cd '" + dir + "' && PATH='" + bin + "' '" TANDEM_BINARY "' " + args + " >'" +
+                      dir + "/out' 2>'" + dir + "/err' </dev/null";
     int status = std::system(cmd.c_str());
     Outcome o;
     o.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -80,7 +80,7 @@ struct Sandbox {
 };
 
 int mode_of(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
 }
 
@@ -90,7 +90,8 @@ TEST(SubmitCommand, SlurmWritesTheScriptConfigAndTokenThenPrintsTheJobId) {
   Outcome o = s.tandem("submit slurm my_run.yaml --nodes 2 --ntasks-per-node 2 optimizer.lr=0.5");
   ASSERT_EQ(o.rc, 0) << o.out << o.err;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(o.out, m, std::regex("script: (.*/submit/([0-9a-f]{16})/job.sbatch)\n")))
+  ASSERT_TRUE(
+      std::regex_search(o.out, m, std::regex("script: (.*/submit/([0-9a-f]{16})/job.sbatch)\n")))
       << o.out;
   const std::string script = m[1], folder = script.substr(0, script.rfind('/'));
   EXPECT_EQ(o.out, "submitted Slurm job 4242\nscript: " + script + "\noutput: " + s.dir +
@@ -104,12 +105,14 @@ TEST(SubmitCommand, SlurmWritesTheScriptConfigAndTokenThenPrintsTheJobId) {
   const std::string submitted = read_file(s.dir + "/submitted.sbatch");
   EXPECT_FALSE(contains(submitted, token.substr(0, 32)));
   // The script is what --dry-run prints, and the config beside it is the resolved experiment.
-  Outcome dry = s.tandem("submit slurm my_run.yaml --nodes 2 --ntasks-per-node 2 optimizer.lr=0.5 "
-                         "--dry-run");
+  Outcome dry = s.tandem(
+      "submit slurm my_run.yaml --nodes 2 --ntasks-per-node 2 optimizer.lr=0.5 "
+      "--dry-run");
   EXPECT_EQ(dry.rc, 0);
   EXPECT_EQ(dry.out, submitted);
-  Outcome shown = s.tandem("config show my_run.yaml cluster.slurm.nodes=2 "
-                           "cluster.slurm.ntasks_per_node=2 optimizer.lr=0.5");
+  Outcome shown = s.tandem(
+      "config show my_run.yaml cluster.slurm.nodes=2 "
+      "cluster.slurm.ntasks_per_node=2 optimizer.lr=0.5");
   EXPECT_EQ(read_file(folder + "/my_run.yaml"), shown.out);
   EXPECT_TRUE(contains(submitted, "CONFIG=" + folder + "/my_run.yaml"));
 }
@@ -134,8 +137,9 @@ TEST(SubmitCommand, K8sAppliesTheSecretAndManifestsWithKubectl) {
   // The manifests are what --dry-run prints before the Secret.
   Outcome dry = s.tandem("submit k8s my_run.yaml --nodes 4 --namespace team-a --dry-run");
   EXPECT_EQ(dry.out.substr(0, manifests.size()), manifests);
-  EXPECT_TRUE(contains(o.out, "job.batch/tandem-my-run created\napplied tandem-my-run in namespace "
-                              "team-a (indexed, 4 node(s))\n"))
+  EXPECT_TRUE(contains(o.out,
+                       "job.batch/tandem-my-run created\napplied tandem-my-run in namespace "
+                       "team-a (indexed, 4 node(s))\n"))
       << o.out;
 }
 
@@ -162,7 +166,8 @@ TEST(SubmitCommand, BadFlagValuesAreOneLineUsageErrorsNamingTheFlag) {
        "tandem: error: cluster.kubernetes.gpus_per_node: 1 GPUs per pod requested, but "
        "training.device is 'cpu' (a CPU-only experiment); set training.device=cuda or "
        "--gpus-per-node 0\n"},
-      {"status abc", "tandem: error: JOB: expected a Slurm job id (digits, e.g. 1234), got 'abc'\n"},
+      {"status abc",
+       "tandem: error: JOB: expected a Slurm job id (digits, e.g. 1234), got 'abc'\n"},
   };
   for (const Case& c : cases) {
     Outcome o = s.tandem(c.args);
@@ -184,11 +189,34 @@ TEST(SubmitCommand, AMissingSbatchOrKubectlIsAOneLineRuntimeErrorAndWritesNothin
   EXPECT_EQ(k8s.err,
             "tandem: error: kubectl not found in PATH; install kubectl and point it at the "
             "cluster, or use --dry-run\n");
-  struct stat st{};
+  struct stat st {};
   EXPECT_NE(::stat((s.dir + "/runs").c_str(), &st), 0) << "files were written";
   Outcome status = s.tandem("status 12");
   EXPECT_EQ(status.rc, 1);
   EXPECT_EQ(count_lines(status.err), 1);
+}
+
+// A partition name that cannot be one is refused before anything else; where sinfo answers, a
+// partition it does not list is a usage error naming the ones it does, and nothing is submitted.
+TEST(SubmitCommand, AnUnknownPartitionIsAUsageErrorNamingTheClustersPartitions) {
+  Sandbox s;
+  s.fake("sbatch", "echo 4242\n");
+  Outcome o = s.tandem("submit slurm my_run.yaml --partition 'debug queue' --dry-run");
+  EXPECT_EQ(o.rc, 2) << o.err;
+  EXPECT_EQ(o.err,
+            "tandem: error: cluster.slurm.partition: 'debug queue' is not a Slurm partition name "
+            "(letters, digits, '_', '-', '.'; several separated by commas)\n");
+  s.fake("sinfo", "printf 'debug\\ngpu\\n'\n");
+  o = s.tandem("submit slurm my_run.yaml --partition debug,nosuch");
+  EXPECT_EQ(o.rc, 2) << o.err;
+  EXPECT_EQ(o.err,
+            "tandem: error: cluster.slurm.partition: 'nosuch' is not a partition of this cluster "
+            "(sinfo lists: debug, gpu)\n");
+  EXPECT_EQ(s.args_of("sinfo"), (std::vector<std::string>{"--noheader", "--format=%R"}));
+  EXPECT_TRUE(s.args_of("sbatch").empty()) << "submitted anyway";
+  o = s.tandem("submit slurm my_run.yaml --partition gpu");
+  EXPECT_EQ(o.rc, 0) << o.err;
+  EXPECT_TRUE(contains(o.out, "submitted Slurm job 4242")) << o.out;
 }
 
 TEST(SubmitCommand, AFailingSbatchIsARuntimeErrorWithItsMessage) {
