@@ -86,8 +86,12 @@ int cmd_ps(PsCommand& c) {
   server.shutdown();
   std::cout << "tandem ps: shard " << c.shard
             << (finished ? " stopping: every worker finished"
-                         : str(" stopping on signal ", g_stop_signal.load()))
-            << std::endl;
+                         : str(" stopping on signal ", g_stop_signal.load()));
+  if (o.mode == "async")
+    std::cout << " (async: a worker ran at most " << server.max_lead()
+              << " step(s) ahead of the slowest; strategy.max_staleness "
+              << (o.max_staleness > 0 ? std::to_string(o.max_staleness) : "unbounded") << ")";
+  std::cout << std::endl;
   return 0;
 }
 

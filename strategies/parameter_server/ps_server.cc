@@ -75,6 +75,10 @@ class PsService final : public pb::ParameterServer::Service {
     std::lock_guard<std::mutex> lock(mu_);
     return finished_;
   }
+  int64_t max_lead() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_lead_;
+  }
 
   grpc::Status Register(grpc::ServerContext* ctx, const pb::RegisterRequest* req,
                         pb::RegisterResponse* resp) override {
@@ -169,6 +173,7 @@ class PsService final : public pb::ParameterServer::Service {
                  o_.max_staleness, " of step ", req->step());
     };
     if (auto bad = wait(ctx, lock, req->timeout_ms(), ready, why)) return *bad;
+    if (o_.mode == "async") max_lead_ = std::max(max_lead_, lead(req->step()));
     for (const auto& [name, p] : params_) to_proto(name, p, resp->add_params());
     resp->set_applied_through(o_.mode == "sync" ? applied_through_ : pushes_applied_);
     return grpc::Status::OK;
@@ -418,6 +423,14 @@ class PsService final : public pb::ParameterServer::Service {
         out.push_back(id);
     return out;
   }
+  // Requires mu_. Async: how many steps `step` is ahead of the slowest unfinished registered
+  // worker's next one (what max_staleness bounds).
+  int64_t lead(int64_t step) const {
+    int64_t out = 0;
+    for (const auto& [id, w] : workers_)
+      if (w.registered && !done_.count(id)) out = std::max(out, step - (w.last_step + 1));
+    return out;
+  }
   // Requires mu_. Sync: the workers that have not pushed `step` yet.
   std::vector<int> missing_pushers(int64_t step) const {
     std::vector<int> out;
@@ -495,6 +508,7 @@ class PsService final : public pb::ParameterServer::Service {
   std::map<int64_t, PendingStep> pending_;  // sync: by step
   int64_t applied_through_ = 0;             // sync: every step below this is applied
   int64_t pushes_applied_ = 0;              // async
+  int64_t max_lead_ = 0;                    // async: the largest lead() a pull was served at
   std::map<int, WorkerRecord> workers_;
   std::set<int> done_;
   std::map<std::string, BarrierState> barriers_;
@@ -553,6 +567,9 @@ bool PsServer::wait_finished(milliseconds timeout) {
 }
 bool PsServer::finished() const {
   return service_->finished();
+}
+int64_t PsServer::max_lead() const {
+  return service_->max_lead();
 }
 
 void PsServer::shutdown(milliseconds grace) {

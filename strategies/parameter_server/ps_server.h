@@ -65,6 +65,9 @@ class PsServer {
   // Blocks until every worker has called Done, or `timeout` passes; returns finished().
   bool wait_finished(std::chrono::milliseconds timeout);
   bool finished() const;
+  // async: the most steps a worker was served parameters ahead of the slowest unfinished one
+  // (<= max_staleness when that is set).
+  int64_t max_lead() const;
   // Stops serving: waiters are answered UNAVAILABLE, in-flight calls end (up to `grace`).
   void shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
 

@@ -289,6 +289,7 @@ TEST(PsServer, AsyncPullWaitsForWorkersBeyondMaxStaleness) {
   ASSERT_TRUE(wire.push(1, 0, f32_tensor("w", {1, 1, 1})).ok());
   ASSERT_TRUE(wire.pull(0, 2, &w).ok());
   EXPECT_EQ(w, (std::vector<float>{-1.5f, -1.5f, -1.5f}));  // three pushes applied
+  EXPECT_EQ(server->max_lead(), 1);  // served at most one step ahead of worker 1
 }
 
 TEST(PsServer, PushOfARestartedWorkersOldIncarnationIsRefused) {
