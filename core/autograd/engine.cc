@@ -17,8 +17,12 @@ thread_local bool t_grad_enabled = true;
 std::atomic<uint64_t> g_next_sequence_nr{0};
 }  // namespace
 
-bool grad_enabled() { return t_grad_enabled; }
-void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
+bool grad_enabled() {
+  return t_grad_enabled;
+}
+void set_grad_enabled(bool enabled) {
+  t_grad_enabled = enabled;
+}
 
 Node::Node() : sequence_nr_(g_next_sequence_nr.fetch_add(1)) {}
 
@@ -26,7 +30,11 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grad_outputs) {
   Tensor g = std::move(grad_outputs.at(0));
   if (!g.defined()) return {};
   TensorImpl& leaf = *leaf_;
-  if (!leaf.grad.defined()) {
+  const Tensor& dst = leaf.grad_destination;
+  if (!leaf.grad.defined() && dst.defined() && g.storage() == dst.storage() &&
+      g.offset() == dst.offset() && g.shape() == dst.shape() && g.strides() == dst.strides()) {
+    leaf.grad = dst;  // the op computed it in the destination (claim_grad_destination)
+  } else if (!leaf.grad.defined()) {
     // Own the gradient: a fresh contiguous buffer unless g is already private to us (no other
     // handle to it -- the caller's gradient, a sibling edge's copy -- and no other view of it).
     const bool private_to_us = g.impl_shared().use_count() == 1 && g.storage().use_count() == 1;
@@ -38,14 +46,23 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grad_outputs) {
   return {};
 }
 
+Tensor claim_grad_destination(const std::weak_ptr<TensorImpl>& leaf) {
+  std::shared_ptr<TensorImpl> impl = leaf.lock();
+  if (!impl || impl->grad.defined() || !impl->grad_destination.defined() ||
+      impl->grad_destination_claimed)
+    return Tensor();
+  impl->grad_destination_claimed = true;
+  return impl->grad_destination;
+}
+
 void AccumulateGrad::run_hooks() {
   Tensor leaf(leaf_);
   for (auto& [id, hook] : leaf_->post_accumulate_hooks) hook(leaf);
 }
 
 std::vector<Tensor> FunctionNode::apply(std::vector<Tensor>&& grad_outputs) {
-  TANDEM_CHECK_T(AutogradError, !released_,
-                 "trying to backward through the graph a second time (", name_,
+  TANDEM_CHECK_T(AutogradError, !released_, "trying to backward through the graph a second time (",
+                 name_,
                  " was freed after the first backward); pass retain_graph=true to the first "
                  "backward if you need to do this");
   return fn_(grad_outputs);
@@ -128,8 +145,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
   auto add_to_buffer = [&](Node* n, uint32_t slot, Tensor g) {
     auto& buf = buffers[n];
     if (buf.size() < n->num_outputs()) buf.resize(n->num_outputs());
-    if (!buf[slot].defined()) buf[slot] = std::move(g);
-    else buf[slot] = add(buf[slot], g);
+    if (!buf[slot].defined())
+      buf[slot] = std::move(g);
+    else
+      buf[slot] = add(buf[slot], g);
   };
   // Ready nodes by priority: accumulators first (as PyTorch gives AccumulateGrad the highest
   // sequence number), so a leaf's hooks fire as soon as its gradient is complete even when its

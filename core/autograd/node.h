@@ -65,6 +65,13 @@ class AccumulateGrad : public Node {
   std::shared_ptr<TensorImpl> leaf_;
 };
 
+// For an op's backward closure (which holds the leaf weakly, as it holds nothing else alive): the
+// memory the leaf's gradient may be computed in (Tensor::set_grad_destination), or undefined when
+// the leaf is gone, has none, already has a gradient, or another use of it in this graph claimed
+// it first. The caller writes the whole gradient into it and returns it as that input's gradient;
+// AccumulateGrad then keeps it without a copy.
+Tensor claim_grad_destination(const std::weak_ptr<TensorImpl>& leaf);
+
 // A node whose backward is a closure: the common case for ops. The closure must capture only
 // detached tensors (see the note at the top).
 using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;

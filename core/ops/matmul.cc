@@ -11,12 +11,13 @@
 
 namespace tandem {
 
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+              static_cast<blasint>(ldc));
 }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
@@ -24,7 +25,8 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
   if (m == 0 || n == 0) return;
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+              static_cast<blasint>(ldc));
 }
 
 namespace {
@@ -93,13 +95,21 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   }
   check_same_device("matmul", {&a_in, &b_in});
   check_same_dtype("matmul", {&a_in, &b_in});
-  TANDEM_CHECK_SHAPE(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 "
-                     "dimension, got ", shape_str(a_in.shape()), " and ", shape_str(b_in.shape()));
+  TANDEM_CHECK_SHAPE(a_in.dim() >= 1 && b_in.dim() >= 1,
+                     "matmul: both operands need at least 1 "
+                     "dimension, got ",
+                     shape_str(a_in.shape()), " and ", shape_str(b_in.shape()));
   // Promote vectors to matrices, as torch.matmul does, and undo it at the end.
   Tensor a = a_in.detach(), b = b_in.detach();
   bool squeeze_row = false, squeeze_col = false;
-  if (a.dim() == 1) { a = a.unsqueeze(0); squeeze_row = true; }
-  if (b.dim() == 1) { b = b.unsqueeze(1); squeeze_col = true; }
+  if (a.dim() == 1) {
+    a = a.unsqueeze(0);
+    squeeze_row = true;
+  }
+  if (b.dim() == 1) {
+    b = b.unsqueeze(1);
+    squeeze_col = true;
+  }
   const int64_t m = a.shape()[a.dim() - 2], k = a.shape()[a.dim() - 1];
   const int64_t k2 = b.shape()[b.dim() - 2], n = b.shape()[b.dim() - 1];
   TANDEM_CHECK_SHAPE(k == k2, "matmul: shapes ", shape_str(a_in.shape()), " and ",
@@ -131,8 +141,14 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   record("MatmulBackward", {a_in, b_in}, {out}, [ad, bd, na, nb](const std::vector<Tensor>& g) {
     // Work in the promoted shapes, then reduce broadcast batch dims and squeeze back.
     Tensor a = ad, b = bd, go = g[0];
-    if (a.dim() == 1) { a = a.unsqueeze(0); go = go.unsqueeze(go.dim() - (bd.dim() == 1 ? 0 : 1)); }
-    if (b.dim() == 1) { b = b.unsqueeze(1); go = go.unsqueeze(go.dim()); }
+    if (a.dim() == 1) {
+      a = a.unsqueeze(0);
+      go = go.unsqueeze(go.dim() - (bd.dim() == 1 ? 0 : 1));
+    }
+    if (b.dim() == 1) {
+      b = b.unsqueeze(1);
+      go = go.unsqueeze(go.dim());
+    }
     Tensor ga, gb;
     if (na) ga = sum_to(matmul(go, b.transpose(-1, -2)), a.shape()).reshape(ad.shape());
     if (nb) gb = sum_to(matmul(a.transpose(-1, -2), go), b.shape()).reshape(bd.shape());
@@ -157,11 +173,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_same_dtype("linear", {&x, &weight, &bias});
   TANDEM_CHECK_SHAPE(x.dim() >= 1 && weight.dim() == 2 && x.shape().back() == weight.shape()[1],
                      "linear: input ", shape_str(x.shape()), " does not match weight ",
-                     shape_str(weight.shape()), " (expected last dim ", weight.dim() == 2 ? weight.shape()[1] : -1, ")");
+                     shape_str(weight.shape()), " (expected last dim ",
+                     weight.dim() == 2 ? weight.shape()[1] : -1, ")");
   const int64_t in = weight.shape()[1], outf = weight.shape()[0];
   TANDEM_CHECK_SHAPE(!bias.defined() || (bias.dim() == 1 && bias.shape()[0] == outf),
-                     "linear: bias ", bias.defined() ? shape_str(bias.shape()) : "", " does not match ", outf,
-                     " outputs");
+                     "linear: bias ", bias.defined() ? shape_str(bias.shape()) : "",
+                     " does not match ", outf, " outputs");
   Tensor x2 = x.detach().reshape({-1, in});
   const int64_t rows = x2.shape()[0];
   Tensor out = empty({rows, outf}, x.dtype(), x.device());
@@ -184,18 +201,31 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   os.back() = outf;
   out = out.view(os);
   Tensor xd = x2, wd = weight.detach();
-  bool nx = x.requires_grad(), nw = weight.requires_grad(), nbias = bias.defined() && bias.requires_grad();
+  bool nx = x.requires_grad(), nw = weight.requires_grad(),
+       nbias = bias.defined() && bias.requires_grad();
   Shape xs = x.shape();
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
-  record("LinearBackward", inputs, {out}, [xd, wd, nx, nw, nbias, xs, outf](const std::vector<Tensor>& g) {
-    Tensor g2 = g[0].reshape({-1, outf});
-    std::vector<Tensor> r(3);
-    if (nx) r[0] = mm(g2, wd).view(xs);
-    if (nw) r[1] = mm(g2.t(), xd);
-    if (nbias) r[2] = sum(g2, {0});
-    return r;
-  });
+  // A weight that is a leaf may have its gradient computed straight into DDP's bucket.
+  std::weak_ptr<TensorImpl> wleaf;
+  if (weight.is_leaf()) wleaf = weight.impl_shared();
+  record("LinearBackward", inputs, {out},
+         [xd, wd, nx, nw, nbias, xs, outf, wleaf](const std::vector<Tensor>& g) {
+           Tensor g2 = g[0].reshape({-1, outf});
+           std::vector<Tensor> r(3);
+           if (nx) r[0] = mm(g2, wd).view(xs);
+           if (nw) {
+             Tensor dst = claim_grad_destination(wleaf);
+             if (dst.defined()) {
+               mm_into(g2.t(), xd, dst, 0.0);
+               r[1] = dst;
+             } else {
+               r[1] = mm(g2.t(), xd);
+             }
+           }
+           if (nbias) r[2] = sum(g2, {0});
+           return r;
+         });
   return out;
 }
 

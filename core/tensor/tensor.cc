@@ -495,6 +495,21 @@ const Tensor& Tensor::grad() const { return checked(impl_.get()).grad; }
 void Tensor::set_grad(const Tensor& g) const {
   checked(impl_.get());
   impl_->grad = g;
+  impl_->grad_destination_claimed = false;
+}
+
+void Tensor::set_grad_destination(const Tensor& d) const {
+  checked(impl_.get());
+  if (d.defined()) {
+    TANDEM_CHECK_SHAPE(d.shape() == shape() && d.is_contiguous(), "set_grad_destination: ",
+                       shape_str(d.shape()), d.is_contiguous() ? "" : " (not contiguous)",
+                       " for a tensor of shape ", shape_str(shape()));
+    TANDEM_CHECK_T(TypeError, d.dtype() == dtype() && d.device() == device(),
+                   "set_grad_destination: ", dtype_name(d.dtype()), " on ", d.device().str(),
+                   " for a ", dtype_name(dtype()), " tensor on ", device().str());
+  }
+  impl_->grad_destination = d;
+  impl_->grad_destination_claimed = false;
 }
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const {

@@ -113,6 +113,11 @@ class Tensor {
   uint32_t output_nr() const;
   const Tensor& grad() const;  // undefined until a backward reaches this leaf
   void set_grad(const Tensor& grad) const;
+  // Where this leaf's next gradient may be computed in place, when it has none (DDP's bucket view):
+  // an op whose backward can write a weight gradient straight into memory claims it
+  // (claim_grad_destination, core/autograd/node.h), and AccumulateGrad then takes it as the
+  // gradient without a copy. Same shape, dtype and device, contiguous; undefined clears it.
+  void set_grad_destination(const Tensor& destination) const;
   // Runs backward from this tensor. A non-scalar needs a gradient of its shape.
   void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
   // Called after a backward has accumulated this leaf's gradient for good (DDP's reducer hook).
@@ -134,6 +139,8 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;  // null for leaves
   uint32_t output_nr = 0;
   Tensor grad;
+  Tensor grad_destination;          // see Tensor::set_grad_destination
+  bool grad_destination_claimed = false;  // handed to an op since grad was last set
   std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>>
       post_accumulate_hooks;             // (id, hook)
   std::weak_ptr<Node> grad_accumulator;  // cached AccumulateGrad of a leaf

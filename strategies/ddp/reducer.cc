@@ -28,6 +28,7 @@ Reducer::Reducer(NamedTensors params, Communicator& comm, ReducerOptions options
 
 Reducer::~Reducer() {
   for (HookHandle& h : hooks_) h.remove();
+  for (auto& [name, p] : params_) p.set_grad_destination(Tensor());
 }
 
 void Reducer::plan(const std::vector<int>& order) {
@@ -78,6 +79,9 @@ void Reducer::plan(const std::vector<int>& order) {
       Tensor view = bk.buffer.slice(0, bk.offsets[j], bk.offsets[j] + param.numel()).view(param.shape());
       if (old_grads[p].defined()) view.copy_(old_grads[p]);
       param.set_grad(view);  // autograd accumulates into the bucket in place
+      // and, once zero_grad set the gradient to none, ops that can (linear's weight) compute the
+      // next one straight into it: no copy at all.
+      param.set_grad_destination(view);
       bucket_of_[p] = static_cast<int>(k);
     }
   }

@@ -65,6 +65,38 @@ TEST(Engine, ALeafUsedTwiceGetsTheSumOfBothGradients) {
   EXPECT_EQ(w.grad().to_vector(), (std::vector<double>{7, 11, 9, 13}));
 }
 
+// A gradient destination (DDP's bucket view): linear computes its weight's gradient in it when
+// the weight has none -- same values as without, no other buffer -- and not when the weight
+// already holds a gradient (it accumulates) or a second use in the graph comes along (the sum is
+// still right).
+TEST(Engine, LinearComputesTheWeightGradientInItsDestinationOnlyWhenItMay) {
+  Generator gen(5);
+  Tensor x = randn({6, 4}, gen), w = randn({3, 4}, gen);
+  w.set_requires_grad(true);
+  sum(linear(x, w)).backward();
+  const std::vector<double> reference = w.grad().to_vector();
+
+  Tensor bucket = full({20}, -7.0);
+  Tensor view = bucket.slice(0, 5, 17).view({3, 4});
+  w.set_grad(Tensor());
+  w.set_grad_destination(view);
+  sum(linear(x, w)).backward();
+  EXPECT_EQ(w.grad().raw_data(), view.raw_data()) << "computed elsewhere";
+  EXPECT_EQ(w.grad().to_vector(), reference);
+  EXPECT_EQ(bucket.to_vector()[4], -7.0);  // nothing outside the view
+  EXPECT_EQ(bucket.to_vector()[17], -7.0);
+
+  sum(linear(x, w)).backward();  // a gradient is there: accumulate into it
+  std::vector<double> twice = view.to_vector();
+  for (size_t i = 0; i < twice.size(); ++i) EXPECT_EQ(twice[i], 2 * reference[i]);
+
+  w.set_grad(Tensor());  // zero_grad(set_to_none): the destination may be used again
+  sum(add(linear(x, w), linear(x, w))).backward();  // two uses: only one may claim it
+  twice = w.grad().to_vector();
+  for (size_t i = 0; i < twice.size(); ++i) EXPECT_EQ(twice[i], 2 * reference[i]);
+  EXPECT_THROW(w.set_grad_destination(zeros({4, 3})), ShapeError);
+}
+
 TEST(Engine, BackwardThroughAFreedGraphThrowsUnlessRetained) {
   Tensor x = leaf({1, 2}, {2});
   Tensor loss = sum(exp(x));
