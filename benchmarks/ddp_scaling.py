@@ -1,20 +1,25 @@
 #!/usr/bin/python3
 """DDP scaling on this machine, and tandem's DDP side by side with PyTorch DDP.
 
-For each model, in one invocation and alternating, --rounds times:
-  tandem 1x1   `tandem train CONFIG training.threads=1`                      (1 rank x 1 thread)
-  tandem 2x1   `tandem launch --nproc-per-node 2 CONFIG strategy.name=ddp training.threads=1`
-               (backend auto: all-reduce through shared memory, the rest over Gloo)
-  tandem gloo  the same with strategy.backend=gloo (all-reduce over loopback TCP)
-  tandem shard the same as tandem 2x1 with strategy.shard_optimizer=true
-  torch 1x1    PyTorch 1.13, one process, 1 thread
-  torch 2x1    PyTorch DDP (gloo backend), 2 processes x 1 thread
-Same model, optimizer (Adam 1e-3) and global batch everywhere. tandem reads its data through its
-loader (lenet: Fashion-MNIST; simple_cnn: synthetic 3x32x32) on the training thread
-(data.workers=0); PyTorch trains on pre-generated random tensors (no loading cost at all).
-tandem's figure is the `samples_per_sec` of its final line (training steps only, evaluation
-excluded); PyTorch's is timed the same way after 5 warm-up steps. Scaling efficiency =
-(2x1 samples/s) / (2 x 1x1 samples/s). The table shows medians.
+For each MODEL:B, in one invocation and alternating, --rounds times:
+  tandem 1x1     `tandem train CONFIG training.threads=1` at batch B       (1 rank x 1 thread)
+  tandem 2x1     `tandem launch --nproc-per-node 2 CONFIG strategy.name=ddp training.threads=1`
+                 at global batch B (strong scaling: each rank B/2), with the defaults on one host:
+                 shm transport, sharded optimizer update
+  tandem 2x1 w   the same at global batch 2B (weak scaling: each rank B, as Horovod measures)
+  tandem full    2x1 at global batch B with strategy.shard_optimizer=false (every rank runs the
+                 whole optimizer update, as PyTorch DDP does)
+  tandem gloo    2x1 at global batch B with strategy.backend=gloo (loopback TCP, no shared memory,
+                 full update)
+  torch 1x1      PyTorch 1.13, one process, 1 thread, batch B
+  torch 2x1      PyTorch DDP (gloo backend), 2 processes x 1 thread, global batch B
+  torch 2x1 w    the same at global batch 2B
+Same model and optimizer (Adam 1e-3) everywhere. tandem reads its data through its loader
+(lenet: Fashion-MNIST; simple_cnn: synthetic 3x32x32) on the training thread (data.workers=0);
+PyTorch trains on pre-generated random tensors (no loading cost at all). tandem's figure is the
+`samples_per_sec` of its final line (training steps only, evaluation excluded); PyTorch's is timed
+the same way after 5 warm-up steps. Scaling efficiency = (2x1 samples/s) / (2 x 1x1 samples/s),
+strong at the same global batch, weak at the same per-rank batch. The table shows medians.
 
 usage: benchmarks/ddp_scaling.py [--build build] [--models lenet:64,simple_cnn:64]
                                   [--steps 150] [--rounds 3]
@@ -129,28 +134,36 @@ def main():
     port = 29600
     for spec in args.models.split(","):
         model, batch = spec.split(":")
-        batch = int(batch)
-        runs = {k: [] for k in ("t1", "t2", "tg", "ts", "p1", "p2")}
+        b = int(batch)
+        runs = {k: [] for k in ("t1", "t2", "t2w", "tf", "tg", "p1", "p2", "p2w")}
         for r in range(args.rounds):
-            runs["t1"].append(tandem_run(binary, model, batch, args.steps, 1))
-            runs["t2"].append(tandem_run(binary, model, batch, args.steps, 2))
-            runs["tg"].append(tandem_run(binary, model, batch, args.steps, 2, "gloo"))
-            runs["ts"].append(tandem_run(binary, model, batch, args.steps, 2, "auto", ["strategy.shard_optimizer=true"]))
-            runs["p1"].append(torch_run(model, batch, args.steps, 1, port))
+            runs["t1"].append(tandem_run(binary, model, b, args.steps, 1))
+            runs["t2"].append(tandem_run(binary, model, b, args.steps, 2))
+            runs["t2w"].append(tandem_run(binary, model, 2 * b, args.steps, 2))
+            runs["tf"].append(tandem_run(binary, model, b, args.steps, 2, "auto", ["strategy.shard_optimizer=false"]))
+            runs["tg"].append(tandem_run(binary, model, b, args.steps, 2, "gloo"))
+            runs["p1"].append(torch_run(model, b, args.steps, 1, port))
             port += 1
-            runs["p2"].append(torch_run(model, batch, args.steps, 2, port))
+            runs["p2"].append(torch_run(model, b, args.steps, 2, port))
+            port += 1
+            runs["p2w"].append(torch_run(model, 2 * b, args.steps, 2, port))
             port += 1
             print(f"# {model} round {r + 1}: " + "  ".join(f"{k} {v[-1]:.0f}" for k, v in runs.items()), flush=True)
         med = {k: statistics.median(v) for k, v in runs.items()}
-        rows.append((model, batch, med))
+        rows.append((model, b, med))
     print()
-    print("| model | global batch | tandem 1x1 | tandem ddp 2x1 | tandem scaling | tandem ddp 2x1 over gloo | scaling over gloo | tandem ddp 2x1 sharded optimizer | scaling sharded | PyTorch 1x1 | PyTorch DDP 2x1 | PyTorch scaling | tandem ddp / PyTorch DDP |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for model, batch, m in rows:
-        print(f"| {model} | {batch} | {m['t1']:.0f} | {m['t2']:.0f} | {m['t2'] / (2 * m['t1']):.0%} | "
-              f"{m['tg']:.0f} | {m['tg'] / (2 * m['t1']):.0%} | "
-              f"{m['ts']:.0f} | {m['ts'] / (2 * m['t1']):.0%} | "
-              f"{m['p1']:.0f} | {m['p2']:.0f} | {m['p2'] / (2 * m['p1']):.0%} | {m['t2'] / m['p2']:.2f} |")
+    print("| model | B | tandem 1x1 (B) | ddp 2x1, global B | strong scaling | ddp 2x1, global 2B | weak scaling "
+          "| ddp 2x1 full optimizer update, global B | strong scaling | ddp 2x1 over gloo, global B | strong scaling "
+          "| PyTorch 1x1 (B) | PyTorch DDP 2x1, global B | PyTorch DDP 2x1, global 2B | PyTorch strong / weak scaling "
+          "| tandem / PyTorch DDP, global B | global 2B |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for model, b, m in rows:
+        print(f"| {model} | {b} | {m['t1']:.0f} | {m['t2']:.0f} | {m['t2'] / (2 * m['t1']):.0%} | "
+              f"{m['t2w']:.0f} | {m['t2w'] / (2 * m['t1']):.0%} | "
+              f"{m['tf']:.0f} | {m['tf'] / (2 * m['t1']):.0%} | {m['tg']:.0f} | {m['tg'] / (2 * m['t1']):.0%} | "
+              f"{m['p1']:.0f} | {m['p2']:.0f} | {m['p2w']:.0f} | "
+              f"{m['p2'] / (2 * m['p1']):.0%} / {m['p2w'] / (2 * m['p1']):.0%} | "
+              f"{m['t2'] / m['p2']:.2f} | {m['t2w'] / m['p2w']:.2f} |")
     print(f"\nsamples/s, medians of {args.rounds} alternating rounds of {args.steps} steps; {time.strftime('%Y-%m-%d %H:%M')}")
 
 

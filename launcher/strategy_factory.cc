@@ -4,10 +4,9 @@
 
 #include "collectives/checked_communicator.h"
 #include "collectives/gloo/gloo_communicator.h"
-#include "collectives/nccl_factory.h"
-#include "strategies/trainer/builders.h"
 #include "collectives/inprocess/inprocess_group.h"
 #include "collectives/mpi/mpi_communicator.h"
+#include "collectives/nccl_factory.h"
 #include "collectives/shm/shm_communicator.h"
 #include "core/base/error.h"
 #include "strategies/ddp/ddp_strategy.h"
@@ -51,7 +50,8 @@ std::vector<std::string> parse_ps_endpoints(const std::string& value, int num_ps
   size_t start = 0;
   for (;;) {
     size_t comma = value.find(',', start);
-    std::string ep = value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string ep =
+        value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     size_t colon = ep.rfind(':');
     bool ok = colon != std::string::npos && colon > 0 && colon + 1 < ep.size() &&
               ep.find_first_not_of("0123456789", colon + 1) == std::string::npos &&
@@ -69,7 +69,8 @@ std::vector<std::string> parse_ps_endpoints(const std::string& value, int num_ps
   return out;
 }
 
-std::unique_ptr<Strategy> make_ps_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
+std::unique_ptr<Strategy> make_ps_strategy(const ExperimentConfig& cfg,
+                                           const ProcessEnvironment& env) {
   PsStrategyOptions o;
   o.endpoints = parse_ps_endpoints(env.ps_endpoints, cfg.strategy.num_ps);
   TANDEM_CHECK_T(ConfigError, !env.job_token.empty(),
@@ -143,34 +144,42 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
     if (backend == "shm")
       comm = std::make_unique<ShmCommunicator>(std::move(comm), *out.store,
                                                "shm/attempt" + std::to_string(env.restart_count));
-    comm = std::make_unique<CheckedCommunicator>(std::move(comm), out.store,
-                                                 "checked/attempt" + std::to_string(env.restart_count));
+    comm = std::make_unique<CheckedCommunicator>(
+        std::move(comm), out.store, "checked/attempt" + std::to_string(env.restart_count));
   } else if (backend == "nccl") {
-    TANDEM_CHECK_T(ConfigError, device.is_cuda(), "strategy.backend: nccl reduces CUDA tensors; "
+    TANDEM_CHECK_T(ConfigError, device.is_cuda(),
+                   "strategy.backend: nccl reduces CUDA tensors; "
                    "set training.device=cuda or use gloo or mpi");
     if (env.world_size > 1) {
-      TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: nccl needs the "
+      TANDEM_CHECK_T(ConfigError, !env.job_token.empty(),
+                     "strategy.backend: nccl needs the "
                      "rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is not set)");
       out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
     }
     comm = make_nccl_communicator(out.store.get(), env.rank, env.world_size, device.index,
                                   "nccl/attempt" + std::to_string(env.restart_count), opts);
   } else if (backend == "inprocess") {
-    TANDEM_CHECK_T(ConfigError, env.world_size == 1, where(cfg), ": strategy.backend: inprocess "
-                   "connects threads of one process; with ", env.world_size,
-                   " processes use gloo or mpi");
+    TANDEM_CHECK_T(ConfigError, env.world_size == 1, where(cfg),
+                   ": strategy.backend: inprocess "
+                   "connects threads of one process; with ",
+                   env.world_size, " processes use gloo or mpi");
     comm = InProcessGroup(1).communicator(0, opts);
   } else {
-    throw ConfigError(where(cfg) + ": strategy.backend: '" + backend +
-                      "' is not available in this build (CPU: mpi, gloo, shm, inprocess; nccl needs CUDA)");
+    throw ConfigError(
+        where(cfg) + ": strategy.backend: '" + backend +
+        "' is not available in this build (CPU: mpi, gloo, shm, inprocess; nccl needs CUDA)");
   }
   comm->set_options(opts);
   ReducerOptions ro;
   ro.first_bucket_bytes = static_cast<int64_t>(cfg.strategy.first_bucket_mb * 1048576.0);
   ro.bucket_bytes = static_cast<int64_t>(cfg.strategy.bucket_mb * 1048576.0);
   ro.compression = cfg.strategy.compression;
-  out.strategy = std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro,
-                                               cfg.strategy.shard_optimizer);
+  // auto: shard the update where the parameters' gather is an in-place copy through shared
+  // memory (same bits; the optimizer's per-step memory traffic divided by the ranks).
+  const bool shard = cfg.strategy.shard_optimizer == "true" ||
+                     (cfg.strategy.shard_optimizer == "auto" && backend == "shm");
+  out.strategy =
+      std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro, shard);
   return out;
 }
 

@@ -82,7 +82,9 @@ struct StrategyConfig {
   double bucket_mb = 25.0;           // ddp bucket cap, MiB (25: PyTorch DDP's default)
   double first_bucket_mb = 1.0;      // ddp first bucket, MiB (1: PyTorch DDP's default)
   std::string compression = "none";  // ddp bucket compression: none | bf16 | fp16
-  bool shard_optimizer = false;      // ddp: each rank updates 1/world of the elements, then gathers
+  // ddp: each rank updates 1/world of the elements, then gathers. auto: where the backend is shm
+  // (CPU, one host: the gather is in place through shared memory); true / false: always / never.
+  std::string shard_optimizer = "auto";
   double timeout_s = 600.0;          // any collective or store wait longer than this fails
   bool debug_collectives = false;    // check op/dtype/shape across ranks before each collective
   std::string mode = "sync";         // parameter_server: sync | async

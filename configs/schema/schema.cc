@@ -58,7 +58,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("strategy.bucket_mb", &c.strategy.bucket_mb).gt(0);
   add("strategy.first_bucket_mb", &c.strategy.first_bucket_mb).gt(0);
   add("strategy.compression", &c.strategy.compression).one_of({"none", "bf16", "fp16"});
-  add("strategy.shard_optimizer", &c.strategy.shard_optimizer);
+  add("strategy.shard_optimizer", &c.strategy.shard_optimizer).one_of({"auto", "true", "false"});
   add("strategy.timeout_s", &c.strategy.timeout_s).gt(0);
   add("strategy.debug_collectives", &c.strategy.debug_collectives);
   add("strategy.mode", &c.strategy.mode).one_of({"sync", "async"});

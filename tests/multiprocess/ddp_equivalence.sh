@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The same experiment -- lenet on Fashion-MNIST, dropout included, 20 Adam steps, f32 -- trained by
-# two DDP processes under `tandem launch` (all-reduce through shared memory, the default on one
-# host; Gloo; shared memory with the sharded optimizer update) and under `mpirun` (MPI) must end
+# two DDP processes under `tandem launch` (all-reduce through shared memory without and with the
+# sharded optimizer update, which is the default there; Gloo) and under `mpirun` (MPI) must end
 # with the very same weights, bit for bit, as the mirrored strategy with two replicas (the same
 # per-replica sums, added in the same order); the sharded run must also save the very same
 # optimizer state as the unsharded one (gathered before the checkpoint). The distance to one
@@ -40,11 +40,11 @@ run() {  # NAME COMMAND...
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 run single "$tandem" train "$cfg" "${common[@]}" training.threads=1
-run launch_shm "$tandem" launch --nproc-per-node 2 "$cfg" "${common[@]}" strategy.name=ddp
+run launch_shm "$tandem" launch --nproc-per-node 2 "$cfg" "${common[@]}" strategy.name=ddp \
+  strategy.shard_optimizer=false
 run launch_gloo "$tandem" launch --nproc-per-node 2 "$cfg" "${common[@]}" strategy.name=ddp \
   strategy.backend=gloo
-run launch_sharded "$tandem" launch --nproc-per-node 2 "$cfg" "${common[@]}" strategy.name=ddp \
-  strategy.shard_optimizer=true
+run launch_sharded "$tandem" launch --nproc-per-node 2 "$cfg" "${common[@]}" strategy.name=ddp  # auto: sharded
 run mpirun_mpi mpirun --oversubscribe --bind-to none -np 2 "$tandem" train "$cfg" "${common[@]}" \
   strategy.name=ddp training.threads=1
 run mirrored "$tandem" train "$cfg" "${common[@]}" strategy.name=mirrored strategy.replicas=2

@@ -133,7 +133,7 @@ TEST(Config, MinimalConfigRendersEveryDefault) {
             "  bucket_mb: 25\n"
             "  first_bucket_mb: 1\n"
             "  compression: none\n"
-            "  shard_optimizer: false\n"
+            "  shard_optimizer: auto\n"
             "  timeout_s: 600\n"
             "  debug_collectives: false\n"
             "  mode: sync\n"
