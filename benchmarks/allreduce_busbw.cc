@@ -6,9 +6,12 @@
 // cost when both ranks hold a core, the median what scheduling noise makes of it.
 //
 //   mpirun --allow-run-as-root -np 2 allreduce_busbw --backend mpi
-//   allreduce_busbw --backend gloo --spawn 2
-//   allreduce_busbw --backend shm --spawn 2     (tandem = shared-memory all-reduce, raw = Gloo's)
-// Options: --iters K (per size, default 40; 10 above 4 MiB), --max-bytes B (default 64 MiB).
+//   allreduce_busbw --backend gloo --spawn 2      (or under tandem launch --exec)
+//   allreduce_busbw --backend shm --spawn 2     (tandem = shared-memory all-reduce, raw = Gloo's;
+//                                               buffers from allocate_shared, reduced in place as
+//                                               ddp's buckets are; --staged: plain buffers, copied
+//                                               through the staging slots)
+// Options: --iters K (per size, default 40; at most 30 above 4 MiB), --max-bytes B (default 64 MiB).
 // Each timed call starts after a raw barrier; raw and tandem calls alternate (and swap which goes
 // first every iteration) so load from other processes hits both alike.
 #include <unistd.h>
@@ -43,6 +46,7 @@ struct Args {
   int spawn = 0;
   int iters = 40;
   int64_t max_bytes = 64 << 20;
+  bool staged = false;  // shm: plain buffers instead of allocate_shared ones
 };
 
 double median(std::vector<double> v) {
@@ -74,8 +78,11 @@ int run(const Args& args, Communicator& comm, const std::function<void(Tensor&)>
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   }
   for (int64_t bytes = 4096; bytes <= args.max_bytes; bytes *= 4) {
-    Tensor buffer = zeros({bytes / 4});  // zeros stay zeros: no overflow, no denormals
-    const int iters = bytes > (4 << 20) ? std::min(args.iters, 10) : args.iters;
+    // Zeros stay zeros: no overflow, no denormals. Where the backend can share memory (shm), the
+    // buffer is in it, as ddp's buckets are; elsewhere allocate_shared is plain zeros.
+    Tensor buffer = args.staged ? zeros({bytes / 4})
+                                : comm.allocate_shared(bytes / 4, DType::kF32, Device::cpu());
+    const int iters = bytes > (4 << 20) ? std::min(args.iters, 30) : args.iters;
     auto tandem_call = [&] {
       comm.all_reduce(buffer, ReduceOp::kSum)->wait(comm.options().timeout);
     };
@@ -170,6 +177,8 @@ int main(int argc, char** argv) {
       args.iters = std::atoi(argv[++i]);
     } else if (a == "--max-bytes" && i + 1 < argc) {
       args.max_bytes = std::atoll(argv[++i]);
+    } else if (a == "--staged") {
+      args.staged = true;
     } else {
       std::fprintf(stderr, "allreduce_busbw: unknown argument '%s'\n", a.c_str());
       return 2;
@@ -179,7 +188,7 @@ int main(int argc, char** argv) {
       args.iters < 1) {
     std::fprintf(stderr,
                  "usage: allreduce_busbw --backend {mpi,gloo,shm} [--spawn N] [--iters K] "
-                 "[--max-bytes B]\n");
+                 "[--max-bytes B] [--staged]\n");
     return 2;
   }
   try {
@@ -191,6 +200,7 @@ int main(int argc, char** argv) {
       std::vector<std::string> child = {"--backend",   args.backend,
                                         "--iters",     std::to_string(args.iters),
                                         "--max-bytes", std::to_string(args.max_bytes)};
+      if (args.staged) child.push_back("--staged");
       return tandem::testing::spawn_local_ranks(self, child, args.spawn,
                                                 std::chrono::seconds(3600));
     }

@@ -136,6 +136,9 @@ struct MpiCommunicator::Impl : std::enable_shared_from_this<MpiCommunicator::Imp
   std::exception_ptr broken;  // the first failure; every later op fails with it
 
   std::unique_ptr<Work> enqueue(std::unique_ptr<MpiOp> op);
+  // One collective as several MPI calls in flight at once (a large all-reduce in chunks): they
+  // share one sequence number, and the Work completes with the last, which completes last.
+  std::unique_ptr<Work> enqueue_chunks(std::vector<std::unique_ptr<MpiOp>> ops);
   void run();
   void help(uint64_t seq, Deadline deadline);
   bool drive(MpiOp& op, Deadline deadline);
@@ -153,6 +156,24 @@ std::unique_ptr<Work> MpiCommunicator::Impl::enqueue(std::unique_ptr<MpiOp> op) 
     std::lock_guard<std::mutex> lock(mu);
     queue.push_back(std::move(op));
     queued.fetch_add(1, std::memory_order_release);
+  }
+  cv.notify_one();
+  return work;
+}
+
+std::unique_ptr<Work> MpiCommunicator::Impl::enqueue_chunks(
+    std::vector<std::unique_ptr<MpiOp>> ops) {
+  const uint64_t seq = next_seq++;
+  for (auto& op : ops) {
+    op->seq = seq;
+    op->state = std::make_shared<WorkState>();
+  }
+  auto work =
+      std::make_unique<MpiWork>(shared_from_this(), ops.back()->state, ops.back()->call, seq);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& op : ops) queue.push_back(std::move(op));
+    queued.store(static_cast<int64_t>(queue.size()), std::memory_order_release);
   }
   cv.notify_one();
   return work;
@@ -202,12 +223,12 @@ void MpiCommunicator::Impl::fail_all(const std::exception_ptr& cause) {
   in_flight.clear();
 }
 
-// The communication thread: start every newly queued op, then test the oldest one in flight;
-// sleep only when nothing is in flight.
+// The communication thread: start newly queued ops (at most kMaxInFlight in flight), then test
+// the oldest one in flight; sleep only when nothing is queued or in flight.
 void MpiCommunicator::Impl::run() {
-  std::vector<std::unique_ptr<MpiOp>> fresh;
+  std::deque<std::unique_ptr<MpiOp>> fresh;  // taken from the queue, not started yet
   for (;;) {
-    if (in_flight.empty() || queued.load(std::memory_order_acquire) > 0) {
+    if ((in_flight.empty() && fresh.empty()) || queued.load(std::memory_order_acquire) > 0) {
       std::unique_lock<std::mutex> lock(mu);
       if (in_flight.empty()) {
         comm_idle = true;
@@ -226,12 +247,14 @@ void MpiCommunicator::Impl::run() {
         comm_idle = false;
         if (handed_back) in_flight.push_back(std::move(handed_back));  // older than the queue
       }
-      if (queue.empty() && in_flight.empty()) return;  // stop, and everything has completed
+      if (queue.empty() && in_flight.empty() && fresh.empty()) return;  // stop, all completed
       for (auto& op : queue) fresh.push_back(std::move(op));
       queue.clear();
       queued.store(0, std::memory_order_relaxed);
     }
-    for (auto& op : fresh) {
+    while (!fresh.empty() && in_flight.size() < kMaxInFlight) {
+      std::unique_ptr<MpiOp> op = std::move(fresh.front());
+      fresh.pop_front();
       if (broken) {
         fail(*op, broken);
         continue;
@@ -245,7 +268,6 @@ void MpiCommunicator::Impl::run() {
         fail_all(broken);
       }
     }
-    fresh.clear();
     // Complete in issue order: only the oldest op is tested (testing it progresses all of them).
     while (!in_flight.empty()) {
       MpiOp& op = *in_flight.front();
@@ -363,15 +385,30 @@ int MpiCommunicator::world_size() const {
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce(Tensor& tensor, ReduceOp op) {
   check_cpu_contiguous(tensor, "all_reduce tensor");
-  auto o = std::make_unique<MpiOp>();
-  o->call = CollectiveCall{CollectiveKind::kAllReduce, tensor.dtype(), tensor.shape(), -1, op};
-  o->type = mpi_type(tensor.dtype());
-  o->op = mpi_op(tensor.dtype(), op);
-  o->count = checked_count(tensor.numel(), "all_reduce");
-  o->recv = tensor.raw_data();
-  o->keep_out = tensor;
-  if (op == ReduceOp::kAvg && impl_->size > 1) o->average_numel = tensor.numel();
-  return impl_->enqueue(std::move(o));
+  const CollectiveCall call{CollectiveKind::kAllReduce, tensor.dtype(), tensor.shape(), -1, op};
+  const MPI_Datatype type = mpi_type(tensor.dtype());
+  const MPI_Op mop = mpi_op(tensor.dtype(), op);
+  const size_t elem = dtype_size(tensor.dtype());
+  auto make = [&](int64_t begin, int64_t n) {
+    auto o = std::make_unique<MpiOp>();
+    o->call = call;
+    o->type = type;
+    o->op = mop;
+    o->count = checked_count(n, "all_reduce");
+    o->recv = static_cast<char*>(tensor.raw_data()) + begin * static_cast<int64_t>(elem);
+    o->keep_out = tensor;
+    if (op == ReduceOp::kAvg && impl_->size > 1) o->average_numel = n;
+    return o;
+  };
+  const int64_t n = tensor.numel();
+  const int64_t per_chunk = kChunkBytes / static_cast<int64_t>(elem);
+  if (static_cast<int64_t>(n * elem) <= kChunkAboveBytes || impl_->size == 1)
+    return impl_->enqueue(make(0, n));
+  // Large: chunks in flight together, so one chunk's reduction overlaps the next one's transfer
+  // (libnbc's schedules reduce only once a whole message has arrived).
+  std::vector<std::unique_ptr<MpiOp>> chunks;
+  for (int64_t b = 0; b < n; b += per_chunk) chunks.push_back(make(b, std::min(per_chunk, n - b)));
+  return impl_->enqueue_chunks(std::move(chunks));
 }
 
 std::unique_ptr<Work> MpiCommunicator::broadcast(Tensor& tensor, int root) {
