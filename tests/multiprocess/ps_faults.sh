@@ -144,51 +144,41 @@ grep -q "parameter server shard 1 exited with status 137 (killed by SIGKILL)" "$
 grep -q "resumed from" "$work/restart.log" || fail "the restarted workers did not resume from a checkpoint"
 echo "ok: $(grep 'tandem launch:.*restarting' "$work/restart.log")"
 
+# async_kill RANK NAME: an async job under --max-restarts 1 whose worker RANK is killed (SIGKILL)
+# after the first checkpoint; waits for the job, which must complete, restarting that worker alone
+# and leaving the server running. The log is $work/NAME.log.
+async_kill() {
+  local rank=$1 name=$2 agent killed=
+  "$tandem" launch --nproc-per-node 2 --num-ps 1 --max-restarts 1 --stop-grace 5 "$cfg" \
+    "${launch_common[@]}" strategy.mode=async "checkpoint.dir=$work/$name/ck" \
+    "logging.dir=$work/$name/log" >"$work/$name.log" 2>&1 &
+  agent=$!
+  for _ in $(seq 1200); do
+    if compgen -G "$work/$name/ck/step-*" >/dev/null; then
+      killed=$(pgrep -f -- "train .*checkpoint.dir=$work/$name/ck" | while read -r p; do
+                 tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx "RANK=$rank" && echo "$p"; done | head -1 || true)
+      [[ -n $killed ]] && kill -KILL "$killed" && break
+    fi
+    sleep 0.1
+  done
+  [[ -n $killed ]] || fail "never saw a checkpoint to kill worker $rank after"
+  wait "$agent" || { tail -20 "$work/$name.log"; fail "the async job did not complete after worker $rank died"; }
+  grep -q "final:" "$work/$name.log" || fail "the async job printed no final line"
+  grep -q "worker rank $rank exited with status 137 (killed by SIGKILL); restarting it alone" "$work/$name.log" ||
+    { grep "tandem launch:" "$work/$name.log"; fail "the launcher did not restart worker $rank alone"; }
+  ! grep -q "restarting all" "$work/$name.log" || fail "the launcher restarted every worker in async mode"
+  [[ $(grep -c "listening on" "$work/$name.log") -eq 1 ]] || fail "the server was restarted"
+}
+
 # --- 4. a worker killed in async mode: the job completes.
-"$tandem" launch --nproc-per-node 2 --num-ps 1 --max-restarts 1 --stop-grace 5 "$cfg" \
-  "${launch_common[@]}" strategy.mode=async "checkpoint.dir=$work/async/ck" \
-  "logging.dir=$work/async/log" >"$work/async.log" 2>&1 &
-agent=$!
-killed=
-for _ in $(seq 1200); do
-  if compgen -G "$work/async/ck/step-*" >/dev/null; then
-    killed=$(pgrep -f -- "train .*checkpoint.dir=$work/async/ck" | while read -r p; do
-               tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx RANK=1 && echo "$p"; done | head -1 || true)
-    [[ -n $killed ]] && kill -KILL "$killed" && break
-  fi
-  sleep 0.1
-done
-[[ -n $killed ]] || fail "never saw a checkpoint to kill worker 1 after"
-wait "$agent" || { tail -20 "$work/async.log"; fail "the async job did not complete after a worker died"; }
-grep -q "final:" "$work/async.log" || fail "the async job printed no final line"
-grep -q "worker rank 1 exited with status 137 (killed by SIGKILL); restarting it alone" "$work/async.log" ||
-  { grep "tandem launch:" "$work/async.log"; fail "the launcher did not restart worker 1 alone"; }
-! grep -q "restarting all" "$work/async.log" || fail "the launcher restarted every worker in async mode"
-[[ $(grep -c "listening on" "$work/async.log") -eq 1 ]] || fail "the server was restarted"
+async_kill 1 async
 echo "ok: async job completed after worker 1 was killed: $(grep -h 'final:' "$work/async.log")"
 
 # --- 5. the chief (rank 0) killed in async mode: it rejoins the running servers without rewinding
 # them to its checkpoint (the other worker's updates since then are kept), and the job completes.
-"$tandem" launch --nproc-per-node 2 --num-ps 1 --max-restarts 1 --stop-grace 5 "$cfg" \
-  "${launch_common[@]}" strategy.mode=async "checkpoint.dir=$work/async0/ck" \
-  "logging.dir=$work/async0/log" >"$work/async0.log" 2>&1 &
-agent=$!
-killed=
-for _ in $(seq 1200); do
-  if compgen -G "$work/async0/ck/step-*" >/dev/null; then
-    killed=$(pgrep -f -- "train .*checkpoint.dir=$work/async0/ck" | while read -r p; do
-               tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx RANK=0 && echo "$p"; done | head -1 || true)
-    [[ -n $killed ]] && kill -KILL "$killed" && break
-  fi
-  sleep 0.1
-done
-[[ -n $killed ]] || fail "never saw a checkpoint to kill worker 0 after"
-wait "$agent" || { tail -20 "$work/async0.log"; fail "the async job did not complete after the chief died"; }
-grep -q "worker rank 0 exited with status 137 (killed by SIGKILL); restarting it alone" "$work/async0.log" ||
-  { grep "tandem launch:" "$work/async0.log"; fail "the launcher did not restart worker 0 alone"; }
+async_kill 0 async0
 grep -q "rank 0 rejoins without restoring its checkpoint" "$work/async0.log" ||
   { tail -20 "$work/async0.log"; fail "the restarted chief rewound the servers to its checkpoint"; }
-grep -q "final:" "$work/async0.log" || fail "the async job printed no final line"
 echo "ok: async job completed after the chief was killed; it rejoined the servers as they were"
 
 /usr/bin/python3 - "$work" "$src/tests/reference" <<'PY'
