@@ -62,7 +62,7 @@ void DdpStrategy::plan_shards(const Optimizer& optimizer) {
   // The parameters become views into one flat buffer of world blocks, allocated where the backend
   // can share it (shm: every rank's copy in one segment): after each rank's update of its block,
   // one in-place all_gather writes every block into every copy -- no staging copies.
-  flat_params_ = comm_->allocate_shared(block_ * world, dtype, params[0].second.device());
+  flat_params_ = comm_->allocate_shared(block_ * world, dtype, device_);
   NoGradGuard ng;
   for (size_t i = 0; i < params.size(); ++i) {
     const Tensor& p = params[i].second;
