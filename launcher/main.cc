@@ -184,7 +184,8 @@ int cmd_launch(LaunchCommand& c) {
   if (auto it = o.environment.find("TANDEM_JOB_TOKEN"); it != o.environment.end())
     o.job_token = it->second;
   if (c.exec) {  // any program, with the same variables, output prefixes, signals and restarts
-    if (c.num_ps >= 0) throw ConfigError("--num-ps starts `tandem ps` servers; it has no meaning with --exec");
+    if (c.num_ps >= 0)
+      throw ConfigError("--num-ps starts `tandem ps` servers; it has no meaning with --exec");
     std::vector<std::string> argv = {find_program(c.config_path)};
     argv.insert(argv.end(), c.overrides.begin(), c.overrides.end());
     return run_agent(o, argv);

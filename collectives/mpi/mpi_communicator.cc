@@ -135,9 +135,9 @@ struct MpiCommunicator::Impl : std::enable_shared_from_this<MpiCommunicator::Imp
   std::deque<std::unique_ptr<MpiOp>> in_flight;
   std::exception_ptr broken;  // the first failure; every later op fails with it
 
-  std::unique_ptr<Work> enqueue(std::unique_ptr<MpiOp> op);
-  // One collective as several MPI calls in flight at once (a large all-reduce in chunks): they
-  // share one sequence number, and the Work completes with the last, which completes last.
+  std::unique_ptr<Work> enqueue(std::unique_ptr<MpiOp> op);  // enqueue_chunks of one
+  // One collective as one or several MPI calls (a large all-reduce in chunks, in flight together):
+  // they share one sequence number, and the Work completes with the last, which completes last.
   std::unique_ptr<Work> enqueue_chunks(std::vector<std::unique_ptr<MpiOp>> ops);
   void run();
   void help(uint64_t seq, Deadline deadline);
@@ -149,16 +149,9 @@ struct MpiCommunicator::Impl : std::enable_shared_from_this<MpiCommunicator::Imp
 };
 
 std::unique_ptr<Work> MpiCommunicator::Impl::enqueue(std::unique_ptr<MpiOp> op) {
-  op->seq = next_seq++;
-  op->state = std::make_shared<WorkState>();
-  auto work = std::make_unique<MpiWork>(shared_from_this(), op->state, op->call, op->seq);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    queue.push_back(std::move(op));
-    queued.fetch_add(1, std::memory_order_release);
-  }
-  cv.notify_one();
-  return work;
+  std::vector<std::unique_ptr<MpiOp>> one;
+  one.push_back(std::move(op));
+  return enqueue_chunks(std::move(one));
 }
 
 std::unique_ptr<Work> MpiCommunicator::Impl::enqueue_chunks(
