@@ -192,6 +192,11 @@ ProcessEnvironment detect_environment(const std::map<std::string, std::string>& 
   Reader common(env, "tandem launch");
   if (auto t = common.get("TANDEM_JOB_TOKEN")) pe.job_token = *t;
   if (auto e = common.get("TANDEM_PS_ENDPOINTS")) pe.ps_endpoints = *e;
+  if (auto i = common.get("TANDEM_SOCKET_IFNAME")) {
+    pe.socket_ifname = *i;
+  } else if (auto g = common.get("GLOO_SOCKET_IFNAME")) {
+    pe.socket_ifname = *g;
+  }
   std::optional<int> restarts = common.get_int("TANDEM_RESTART_COUNT", 0);
   if (!restarts) restarts = common.get_int("TORCHELASTIC_RESTART_COUNT", 0);
   pe.restart_count = restarts.value_or(0);

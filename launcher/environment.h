@@ -35,6 +35,9 @@ struct ProcessEnvironment {
   // TANDEM_PS_ENDPOINTS: "host:port,host:port,..." of the parameter servers, in shard order.
   std::string ps_endpoints;
   int restart_count = 0;  // TANDEM_RESTART_COUNT or TORCHELASTIC_RESTART_COUNT (0 when unset)
+  // TANDEM_SOCKET_IFNAME (or GLOO_SOCKET_IFNAME, PyTorch's name): the network interface whose
+  // address this process gives peers on other hosts; empty: the one that routes to MASTER_ADDR.
+  std::string socket_ifname;
   // TANDEM_HEARTBEAT_INTERVAL_MS: set by `tandem launch` when it watches heartbeats; 0 otherwise.
   int heartbeat_interval_ms = 0;
   // Things the user may want to know, one line each (e.g. a RANK that was ignored).

@@ -12,9 +12,10 @@
 
 #include "cluster/submit.h"  // tandem submit, status, cancel
 #include "cluster/tools.h"   // tandem launch --exec: find_tool
+#include "collectives/net/host_address.h"
 #include "configs/schema/config.h"
 #include "core/base/error.h"
-#include "launcher/agent.h"  // tandem launch
+#include "launcher/agent.h"        // tandem launch
 #include "launcher/environment.h"  // tandem launch
 #include "launcher/heartbeat.h"    // tandem launch
 #include "launcher/ps_command.h"   // tandem ps
@@ -35,12 +36,6 @@ void on_stop_signal(int sig) {
   std::signal(sig, SIG_DFL);  // a second signal ends the process at once
 }
 
-std::string hostname() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
-  return buf;
-}
-
 int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
   ExperimentConfig cfg = load_config(config_path, overrides);
   const ProcessEnvironment process = detect_environment(current_environment());
@@ -51,7 +46,8 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     if (const char* omp = std::getenv("OMP_NUM_THREADS")) {
       char* end = nullptr;
       long n = std::strtol(omp, &end, 10);
-      if (end != omp && *end == '\0' && n > 0 && n < 4096) cfg.training.threads = static_cast<int>(n);
+      if (end != omp && *end == '\0' && n > 0 && n < 4096)
+        cfg.training.threads = static_cast<int>(n);
     }
   }
   // tandem launch: a worker started by the agent tells it it is alive (launcher/heartbeat.h).
@@ -64,10 +60,10 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
     std::cerr << "tandem train: rank " << process.rank << " of " << process.world_size
               << " (local rank " << process.local_rank << " of " << process.local_world_size
               << ", node " << process.node_rank << ", from " << process.source << " variables) on "
-              << hostname() << ", strategy " << strategy.strategy->name() << "\n";
+              << this_hostname() << ", strategy " << strategy.strategy->name() << "\n";
   RunEnvironment env;
   env.out_is_terminal = isatty(STDOUT_FILENO) == 1;
-  env.hostname = hostname();
+  env.hostname = this_hostname();
   env.local_rank = process.local_rank;
   Trainer trainer(cfg, std::move(strategy.strategy), env);
   g_trainer = &trainer;
@@ -95,7 +91,7 @@ struct LaunchCommand {
   double rdzv_timeout_s = 300;
   std::string config_path;
   std::vector<std::string> overrides;
-  int num_ps = -1;  // -1: strategy.num_ps for parameter_server experiments, else 0
+  int num_ps = -1;    // -1: strategy.num_ps for parameter_server experiments, else 0
   bool exec = false;  // config_path is a program, overrides its arguments (torchrun --no-python)
 };
 
@@ -195,8 +191,9 @@ int cmd_launch(LaunchCommand& c) {
   ExperimentConfig cfg = load_config(c.config_path, c.overrides);
   const bool ps = cfg.strategy.name == "parameter_server";
   if (c.num_ps > 0 && !ps)
-    throw ConfigError(str("--num-ps ", c.num_ps, " starts parameter servers, but strategy.name is '",
-                          cfg.strategy.name, "' (add strategy.name=parameter_server)"));
+    throw ConfigError(str("--num-ps ", c.num_ps,
+                          " starts parameter servers, but strategy.name is '", cfg.strategy.name,
+                          "' (add strategy.name=parameter_server)"));
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n <= 0) throw IoError("tandem launch: cannot read /proc/self/exe to start the workers");
@@ -209,12 +206,14 @@ int cmd_launch(LaunchCommand& c) {
       ps && (c.num_ps > 0 || (c.num_ps < 0 && !o.environment.count("TANDEM_PS_ENDPOINTS")));
   if (ps && !start_servers) {
     if (!o.environment.count("TANDEM_PS_ENDPOINTS"))
-      throw ConfigError("--num-ps 0: the workers need the servers' addresses in "
-                        "TANDEM_PS_ENDPOINTS=host:port,... (or let tandem launch start them: "
-                        "leave out --num-ps)");
+      throw ConfigError(
+          "--num-ps 0: the workers need the servers' addresses in "
+          "TANDEM_PS_ENDPOINTS=host:port,... (or let tandem launch start them: "
+          "leave out --num-ps)");
     if (o.job_token.empty())
-      throw ConfigError("servers started elsewhere (TANDEM_PS_ENDPOINTS) need the job's token: set "
-                        "TANDEM_JOB_TOKEN to the secret they were started with");
+      throw ConfigError(
+          "servers started elsewhere (TANDEM_PS_ENDPOINTS) need the job's token: set "
+          "TANDEM_JOB_TOKEN to the secret they were started with");
   }
   if (start_servers) {  // node 0 starts them, the other nodes read their endpoints from the store
     o.num_ps = cfg.strategy.num_ps;
@@ -241,12 +240,14 @@ const SubmitFlag kSlurmFlags[] = {
      "training processes per node (cluster.slurm.ntasks_per_node)"},
     {"--gpus-per-node", "cluster.slurm.gpus_per_node",
      "GPUs per node; needs training.device cuda (cluster.slurm.gpus_per_node)"},
-    {"--cpus-per-task", "cluster.slurm.cpus_per_task", "CPUs per task (cluster.slurm.cpus_per_task)"},
+    {"--cpus-per-task", "cluster.slurm.cpus_per_task",
+     "CPUs per task (cluster.slurm.cpus_per_task)"},
     {"--partition", "cluster.slurm.partition", "partition (cluster.slurm.partition)"},
     {"--time", "cluster.slurm.time", "time limit HH:MM:SS or D-HH:MM:SS (cluster.slurm.time)"},
     {"--account", "cluster.slurm.account", "account (cluster.slurm.account)"},
     {"--launcher", "cluster.slurm.launcher",
-     "tandem: one `tandem launch` per node; mpi: srun --mpi=pmix per task (cluster.slurm.launcher)"},
+     "tandem: one `tandem launch` per node; mpi: srun --mpi=pmix per task "
+     "(cluster.slurm.launcher)"},
     {"--port", "cluster.slurm.port", "rendezvous base port (cluster.slurm.port)"},
 };
 
@@ -259,7 +260,8 @@ const SubmitFlag kK8sFlags[] = {
     {"--image", "cluster.kubernetes.image", "container image (cluster.kubernetes.image)"},
     {"--namespace", "cluster.kubernetes.namespace", "namespace (cluster.kubernetes.namespace)"},
     {"--flavor", "cluster.kubernetes.flavor",
-     "indexed: Indexed Job + headless Service; mpijob: Kubeflow MPIJob (cluster.kubernetes.flavor)"},
+     "indexed: Indexed Job + headless Service; mpijob: Kubeflow MPIJob "
+     "(cluster.kubernetes.flavor)"},
     {"--port", "cluster.kubernetes.port", "the store's port on pod 0 (cluster.kubernetes.port)"},
     {"--backoff-limit", "cluster.kubernetes.backoff_limit",
      "the Job's backoffLimit (cluster.kubernetes.backoff_limit)"},
@@ -269,7 +271,7 @@ struct SubmitTarget {
   CLI::App* app = nullptr;
   std::string config_path;
   std::vector<std::string> overrides;
-  std::vector<std::string> raw;                                        // one per table entry
+  std::vector<std::string> raw;  // one per table entry
   bool dry_run = false;
   std::string tandem_path;  // slurm: the tandem on the compute nodes
 };
@@ -289,7 +291,8 @@ void add_submit_target(CLI::App* parent, SubmitTarget& t, const char* name, cons
   t.app->add_option("config", t.config_path, "the experiment (YAML)")->required();
   t.raw.resize(N);
   for (size_t i = 0; i < N; ++i) t.app->add_option(flags[i].flag, t.raw[i], flags[i].help);
-  t.app->add_flag("--dry-run", t.dry_run, "print what would be submitted; write and submit nothing");
+  t.app->add_flag("--dry-run", t.dry_run,
+                  "print what would be submitted; write and submit nothing");
   t.app->add_option("overrides", t.overrides, "key.path=value pairs that override the file");
 }
 
@@ -387,10 +390,12 @@ int run(int argc, char** argv) {
 
   CLI::App* config = app.add_subcommand("config", "Check or print an experiment");
   config->require_subcommand(1);
-  CLI::App* validate = config->add_subcommand("validate", "Check an experiment: prints 'FILE: ok' or the first error (exit code 2)");
+  CLI::App* validate = config->add_subcommand(
+      "validate", "Check an experiment: prints 'FILE: ok' or the first error (exit code 2)");
   validate->add_option("config", config_path, "the experiment (YAML)")->required();
   validate->add_option("overrides", overrides, "key.path=value pairs that override the file");
-  CLI::App* show = config->add_subcommand("show", "Print the resolved experiment with every default");
+  CLI::App* show =
+      config->add_subcommand("show", "Print the resolved experiment with every default");
   show->add_option("config", config_path, "the experiment (YAML)")->required();
   show->add_option("overrides", overrides, "key.path=value pairs that override the file");
 
@@ -415,7 +420,7 @@ int run(int argc, char** argv) {
     if (*submit.k8s.app) return cmd_submit(submit.k8s, kK8sFlags, false);
     if (*submit.status) return cluster::slurm_status(submit.job_id, submit_context(false));
     if (*submit.cancel) return cluster::slurm_cancel(submit.job_id, submit_context(false));
-    if (*ps.app) return cmd_ps(ps);              // tandem ps
+    if (*ps.app) return cmd_ps(ps);  // tandem ps
     if (*validate) {
       ExperimentConfig cfg = load_config(config_path, overrides);
       std::cout << config_path << ": ok\n";

@@ -1,58 +1,58 @@
 #include "launcher/mpi_rendezvous.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <unistd.h>
+#include <vector>
 
 #include "collectives/mpi/mpi_bootstrap.h"
+#include "collectives/net/host_address.h"
 #include "collectives/store/job_token.h"
 #include "core/base/error.h"
 
 namespace tandem {
 
-std::string host_address_of(const std::string& hostname) {
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const int rc = getaddrinfo(hostname.c_str(), nullptr, &hints, &found);
-  TANDEM_CHECK_T(CommError, rc == 0, "mpi rendezvous: cannot resolve this host's name '", hostname,
-                 "': ", gai_strerror(rc), "; make it resolve to an address the other nodes reach");
-  std::string address;
-  for (addrinfo* a = found; a != nullptr && address.empty(); a = a->ai_next) {
-    char text[INET_ADDRSTRLEN] = {};
-    const auto* in = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
-    if (inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text)) == nullptr) continue;
-    if (std::string(text).rfind("127.", 0) != 0) address = text;
-  }
-  freeaddrinfo(found);
-  TANDEM_CHECK_T(CommError, !address.empty(), "mpi rendezvous: this host's name '", hostname,
-                 "' resolves only to loopback addresses, which the other nodes cannot reach; fix "
-                 "/etc/hosts or DNS");
-  return address;
+namespace {
+
+// Where rank 0's store listens: the named interface's address, else the host MASTER_ADDR names
+// (which must be this one), else loopback when the whole job is on this node, else this host's
+// best candidate address (its hostname's, then its interfaces').
+std::string store_address(bool one_node, const std::string& host_hint, const std::string& ifname) {
+  if (!ifname.empty()) return interface_address(ifname);
+  if (!host_hint.empty() && (one_node || !is_loopback(host_hint)))
+    return local_address_of(host_hint);
+  if (one_node) return StoreServer::kLoopback;
+  const std::vector<std::string> candidates = candidate_addresses();
+  TANDEM_CHECK_T(CommError, !candidates.empty(), "this host (", this_hostname(),
+                 ") has no address but loopback, which the other nodes cannot reach");
+  return candidates.front();
 }
 
-std::unique_ptr<MpiRendezvous> MpiRendezvous::start(std::chrono::milliseconds timeout) {
+}  // namespace
+
+std::unique_ptr<MpiRendezvous> MpiRendezvous::start(std::chrono::milliseconds timeout,
+                                                    const std::string& host_hint,
+                                                    const std::string& ifname) {
   std::unique_ptr<MpiRendezvous> r(new MpiRendezvous());
   r->linger_ = timeout;
   const bool one_node = mpi_world_on_one_node();
-  std::string message;  // "endpoint token", from rank 0
+  // Rank 0's answer, whatever happens to it: "ok ENDPOINT TOKEN" or "error MESSAGE". An error
+  // travels like an endpoint, so that no rank waits for a broadcast that never comes.
+  std::string message;
   if (mpi_world_rank() == 0) {
-    std::string host = StoreServer::kLoopback;
-    if (!one_node) {
-      char name[256] = {};
-      TANDEM_CHECK_T(CommError, gethostname(name, sizeof(name) - 1) == 0,
-                     "mpi rendezvous: gethostname failed");
-      host = host_address_of(name);
+    try {
+      const std::string host = store_address(one_node, host_hint, ifname);
+      const std::string token = generate_job_token();
+      r->server_ = std::make_unique<StoreServer>(host, 0, token);
+      message = "ok " + r->server_->endpoint() + " " + token;
+    } catch (const std::exception& e) {
+      message = std::string("error ") + e.what();
     }
-    const std::string token = generate_job_token();
-    r->server_ = std::make_unique<StoreServer>(host, 0, token);
-    message = r->server_->endpoint() + " " + token;
   }
   message = mpi_broadcast_string(message, 0);
-  const size_t space = message.find(' ');
-  TANDEM_ASSERT(space != std::string::npos, "malformed rendezvous message");
-  r->endpoint_ = message.substr(0, space);
+  if (message.rfind("error ", 0) == 0)
+    throw CommError(str("mpi rendezvous: rank 0 could not host the store: ", message.substr(6)));
+  const size_t space = message.find(' ', 3);
+  TANDEM_CHECK_T(CommError, message.rfind("ok ", 0) == 0 && space != std::string::npos,
+                 "mpi rendezvous: malformed message from rank 0");
+  r->endpoint_ = message.substr(3, space - 3);
   r->store_ = std::make_shared<StoreClient>(r->endpoint_, message.substr(space + 1), timeout);
   return r;
 }

@@ -4,10 +4,12 @@
 // the same diagnostics as launched ones.
 //
 // The decision: rank 0 hosts the StoreServer in its own process, on a free port, bound to
-// 127.0.0.1 when every rank runs on its node (MPI_Comm_split_type) and otherwise to this host's
-// address (the first non-loopback IPv4 address its hostname resolves to); it generates the job
-// token and broadcasts endpoint and token over MPI, the job's trusted channel. The token is never
-// printed.
+// 127.0.0.1 when every rank runs on its node (MPI_Comm_split_type) and otherwise to an address of
+// its host the others can reach: the address of TANDEM_SOCKET_IFNAME's interface, else MASTER_ADDR
+// (when set, it must name this host), else the address its hostname resolves to, else its first
+// interface's (collectives/net/host_address.h). It generates the job token and broadcasts endpoint
+// and token over MPI, the job's trusted channel -- or, when it cannot host the store, the error,
+// which every rank then throws: no rank is left waiting. The token is never printed.
 //
 // Lifetime: start() is collective over MPI_COMM_WORLD. The destructor is too: rank 0 keeps
 // serving until every rank has arrived (at most `linger`), so a rank that is still timing out
@@ -25,8 +27,12 @@ namespace tandem {
 
 class MpiRendezvous {
  public:
-  // `timeout`: the store client's call deadline and the destructor's longest wait.
-  static std::unique_ptr<MpiRendezvous> start(std::chrono::milliseconds timeout);
+  // `timeout`: the store client's call deadline and the destructor's longest wait. host_hint
+  // (MASTER_ADDR) and ifname (TANDEM_SOCKET_IFNAME): where rank 0 listens, when set (see above).
+  // Throws CommError on every rank when rank 0 could not start the store.
+  static std::unique_ptr<MpiRendezvous> start(std::chrono::milliseconds timeout,
+                                              const std::string& host_hint = "",
+                                              const std::string& ifname = "");
   ~MpiRendezvous();
 
   const std::shared_ptr<StoreClient>& store() const { return store_; }
@@ -39,9 +45,5 @@ class MpiRendezvous {
   std::string endpoint_;
   std::chrono::milliseconds linger_{0};
 };
-
-// The first non-loopback IPv4 address `hostname` resolves to. Throws CommError naming the host
-// when there is none.
-std::string host_address_of(const std::string& hostname);
 
 }  // namespace tandem

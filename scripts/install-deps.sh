@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config git
+  build-essential cmake ninja-build ccache pkg-config git iproute2 util-linux
   libgtest-dev libgmock-dev
   libopenblas-openmp-dev libdnnl-dev zlib1g-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
