@@ -1,12 +1,15 @@
 #include "launcher/strategy_factory.h"
 
 #include <chrono>
+#include <cstdio>
 
 #include "collectives/checked_communicator.h"
 #include "collectives/gloo/gloo_communicator.h"
+#include "collectives/hierarchical/make_hierarchical.h"
 #include "collectives/inprocess/inprocess_group.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/nccl_factory.h"
+#include "collectives/net/host_address.h"
 #include "collectives/shm/shm_communicator.h"
 #include "core/base/error.h"
 #include "strategies/ddp/ddp_strategy.h"
@@ -29,14 +32,39 @@ void require_world_of_one(const ExperimentConfig& cfg, const ProcessEnvironment&
                  "); use strategy.name=ddp for several processes");
 }
 
+bool under_mpi(const ProcessEnvironment& env) {
+  return env.source == "openmpi" || env.source == "pmix";
+}
+
 std::string choose_backend(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
   const std::string& b = cfg.strategy.backend;
   if (b != "auto") return b;
   if (cfg.training.device != "cpu") return "nccl";  // CUDA tensors
-  if (env.source == "openmpi" || env.source == "pmix") return "mpi";
+  // Several ranks on each of several hosts: shared memory inside a host, one slice per local rank
+  // across hosts (what the ranks' host names say decides in the end, see make_communicator).
+  const bool several_hosts = env.local_world_size < env.world_size;
+  if (several_hosts && env.local_world_size > 1) return "hierarchical";
+  if (under_mpi(env)) return "mpi";
   if (env.world_size == 1) return "inprocess";
   // Every rank on this host: all-reduce through shared memory instead of loopback TCP.
-  return env.local_world_size == env.world_size ? "shm" : "gloo";
+  return several_hosts ? "gloo" : "shm";
+}
+
+// The address Gloo advertises to its peers: loopback when the whole job is on this host, else the
+// named interface's, else the one this host reaches the store's host from.
+GlooOptions gloo_options(const ProcessEnvironment& env, int attempt, const std::string& group) {
+  GlooOptions go;
+  go.key_prefix = str(group, "/attempt", attempt);
+  if (!env.socket_ifname.empty()) {
+    go.interface = env.socket_ifname;
+  } else if (env.local_world_size < env.world_size) {
+    go.hostname = address_toward(env.master_addr);
+  }
+  return go;
+}
+
+void say(const std::string& line) {
+  std::fprintf(stderr, "tandem train: %s\n", line.c_str());
 }
 
 }  // namespace
@@ -86,6 +114,53 @@ std::unique_ptr<Strategy> make_ps_strategy(const ExperimentConfig& cfg,
   return std::make_unique<PsStrategy>(std::move(o));
 }
 
+namespace {
+
+// strategy.backend hierarchical (auto picks it when every host runs several ranks): the ranks'
+// host names decide the groups. Where they do not call for a hierarchy after all (one host; one
+// rank per host; hosts with different rank counts), the flat backend it stands for: shm on one
+// host, else Gloo (MPI under mpirun).
+std::unique_ptr<Communicator> make_hierarchical(const ExperimentConfig& cfg,
+                                                const ProcessEnvironment& env,
+                                                const CommOptions& opts, StrategyBuild& out) {
+  const int attempt = env.restart_count;
+  if (under_mpi(env)) {
+    out.rendezvous = MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname);
+    out.store = out.rendezvous->store();
+  } else {
+    TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: hierarchical needs the ",
+                   "rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is not set)");
+    out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
+  }
+  StoreClient& store = *out.store;
+  const std::string prefix = str("hier/attempt", attempt);
+  const HostLayout layout =
+      exchange_host_layout(store, prefix, env.rank, env.world_size, this_hostname(), opts.timeout);
+  if (calls_for_hierarchy(layout)) {
+    if (env.rank == 0)
+      say(str("hierarchical all-reduce: ", layout.hosts(), " hosts x ", layout.ranks_on_host[0],
+              " ranks (shared memory inside a host, ", under_mpi(env) ? "MPI" : "Gloo",
+              " between hosts)"));
+    if (under_mpi(env)) return make_hierarchical_mpi(store, layout, env.rank, prefix, opts);
+    return make_hierarchical_gloo(store, layout, env.rank, gloo_options(env, attempt, "hier"),
+                                  prefix, opts);
+  }
+  if (env.rank == 0)
+    say(str("strategy.backend: hierarchical needs several ranks on each of several hosts; ",
+            layout.hosts(), layout.hosts() == 1 ? " host" : " hosts", " with ",
+            layout.uniform() ? str(layout.ranks_on_host[0], " rank(s) each")
+                             : std::string("different rank counts"),
+            ": using a flat all-reduce"));
+  if (under_mpi(env)) return std::make_unique<MpiCommunicator>(opts);
+  std::unique_ptr<Communicator> flat = std::make_unique<GlooCommunicator>(
+      store, env.rank, env.world_size, gloo_options(env, attempt, "gloo"), opts);
+  if (layout.hosts() == 1)
+    flat = std::make_unique<ShmCommunicator>(std::move(flat), store, str("shm/attempt", attempt));
+  return flat;
+}
+
+}  // namespace
+
 StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
   StrategyBuild out;
   // The device first (LOCAL_RANK picks the GPU), before a communicator touches CUDA.
@@ -119,9 +194,13 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
   opts.debug = cfg.strategy.debug_collectives;
   const std::string backend = choose_backend(cfg, env);
   std::unique_ptr<Communicator> comm;
-  if (backend == "mpi") {
+  if (backend == "hierarchical") {
+    comm = make_hierarchical(cfg, env, opts, out);
+    comm = std::make_unique<CheckedCommunicator>(
+        std::move(comm), out.store, "checked/hier/attempt" + std::to_string(env.restart_count));
+  } else if (backend == "mpi") {
     // The Store first, while no communication thread calls MPI yet.
-    out.rendezvous = MpiRendezvous::start(opts.timeout);
+    out.rendezvous = MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname);
     out.store = out.rendezvous->store();
     comm = std::make_unique<MpiCommunicator>(opts);
     TANDEM_CHECK_T(ConfigError, comm->world_size() == env.world_size, "strategy.backend: mpi sees ",
@@ -138,9 +217,8 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
                    "not set); start the job with tandem launch, or use mpirun with ",
                    "strategy.backend=mpi");
     out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
-    GlooOptions go;
-    go.key_prefix = "gloo/attempt" + std::to_string(env.restart_count);
-    comm = std::make_unique<GlooCommunicator>(*out.store, env.rank, env.world_size, go, opts);
+    comm = std::make_unique<GlooCommunicator>(*out.store, env.rank, env.world_size,
+                                              gloo_options(env, env.restart_count, "gloo"), opts);
     if (backend == "shm")
       comm = std::make_unique<ShmCommunicator>(std::move(comm), *out.store,
                                                "shm/attempt" + std::to_string(env.restart_count));
@@ -167,7 +245,8 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
   } else {
     throw ConfigError(
         where(cfg) + ": strategy.backend: '" + backend +
-        "' is not available in this build (CPU: mpi, gloo, shm, inprocess; nccl needs CUDA)");
+        "' is not available in this build (CPU: mpi, gloo, shm, hierarchical, inprocess; nccl "
+        "needs CUDA)");
   }
   comm->set_options(opts);
   ReducerOptions ro;
@@ -176,8 +255,9 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
   ro.compression = cfg.strategy.compression;
   // auto: shard the update where the parameters' gather is an in-place copy through shared
   // memory (same bits; the optimizer's per-step memory traffic divided by the ranks).
-  const bool shard = cfg.strategy.shard_optimizer == "true" ||
-                     (cfg.strategy.shard_optimizer == "auto" && backend == "shm");
+  const bool shard =
+      cfg.strategy.shard_optimizer == "true" ||
+      (cfg.strategy.shard_optimizer == "auto" && comm->backend_name().rfind("shm+", 0) == 0);
   out.strategy =
       std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro, shard);
   return out;

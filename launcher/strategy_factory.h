@@ -21,7 +21,7 @@ namespace tandem {
 struct StrategyBuild {
   std::unique_ptr<Strategy> strategy;
   std::unique_ptr<MpiRendezvous> rendezvous;  // under MPI: the Store rank 0 hosts
-  std::shared_ptr<StoreClient> store;  // set when the process talks to a rendezvous store
+  std::shared_ptr<StoreClient> store;         // set when the process talks to a rendezvous store
 };
 
 StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env);
@@ -29,6 +29,7 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
 // TANDEM_PS_ENDPOINTS ("host:port,host:port,...", shard order) checked against strategy.num_ps.
 // Throws ConfigError naming the variable.
 std::vector<std::string> parse_ps_endpoints(const std::string& value, int num_ps);
-std::unique_ptr<Strategy> make_ps_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env);
+std::unique_ptr<Strategy> make_ps_strategy(const ExperimentConfig& cfg,
+                                           const ProcessEnvironment& env);
 
 }  // namespace tandem

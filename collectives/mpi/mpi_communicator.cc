@@ -342,10 +342,17 @@ void MpiWork::wait(std::chrono::milliseconds timeout) {
   if (state_->error) std::rethrow_exception(state_->error);
 }
 
-MpiCommunicator::MpiCommunicator(const CommOptions& options) : impl_(std::make_shared<Impl>()) {
+MpiCommunicator::MpiCommunicator(const CommOptions& options) : MpiCommunicator(-1, 0, options) {}
+
+MpiCommunicator::MpiCommunicator(int color, int key, const CommOptions& options)
+    : impl_(std::make_shared<Impl>()) {
   options_ = options;
   MpiRuntime& runtime = MpiRuntime::get();
-  TANDEM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &impl_->comm));
+  if (color < 0) {
+    TANDEM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &impl_->comm));
+  } else {
+    TANDEM_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, color, key, &impl_->comm));
+  }
   TANDEM_MPI_CHECK(MPI_Comm_set_errhandler(impl_->comm, MPI_ERRORS_RETURN));
   TANDEM_MPI_CHECK(MPI_Comm_rank(impl_->comm, &impl_->rank));
   TANDEM_MPI_CHECK(MPI_Comm_size(impl_->comm, &impl_->size));

@@ -44,6 +44,9 @@ class MpiCommunicator final : public Communicator {
   static constexpr size_t kMaxInFlight = 3;
 
   explicit MpiCommunicator(const CommOptions& options = {});
+  // A group of MPI_COMM_WORLD: the ranks that pass the same color, ordered by key
+  // (MPI_Comm_split; collective over MPI_COMM_WORLD). color < 0: every rank (a duplicate).
+  MpiCommunicator(int color, int key, const CommOptions& options);
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;

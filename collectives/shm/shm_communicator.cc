@@ -108,14 +108,6 @@ class NumberedWork final : public Work {
   uint64_t seq_;
 };
 
-struct ShmOp {
-  Tensor tensor;  // all_reduce: in place; all_gather: the input. Keeps the storage alive.
-  Tensor output;  // all_gather only
-  ReduceOp op = ReduceOp::kSum;
-  std::shared_ptr<WorkState> state;
-  SharedRef shared;  // set: the in-place path (all_reduce: tensor's place; all_gather: output's)
-};
-
 // Block by block (a block stays in L1): sum element i over the ranks' copies in rank order --
 // the staged path's order, so both give the same bits -- then write the sum into every copy.
 template <typename T>
@@ -162,6 +154,19 @@ void reduce_slice(T* out, const std::vector<const T*>& slots, int64_t lo, int64_
 }
 
 }  // namespace
+
+enum class ShmOpKind { kAllReduce, kAllGather, kReduceOwnSlice, kSpread };
+
+struct ShmOp {
+  ShmOpKind kind = ShmOpKind::kAllReduce;
+  Tensor tensor;  // all_reduce, reduce_own_slice, spread: in place; all_gather: the input.
+  Tensor output;  // all_gather only
+  ReduceOp op = ReduceOp::kSum;
+  std::shared_ptr<WorkState> state;
+  ShmCommunicator::SharedRef
+      shared;  // set: the in-place path (all_reduce: tensor's place; all_gather: output's)
+  std::vector<std::pair<int64_t, int64_t>> ranges;  // spread: element ranges of this rank's copy
+};
 
 struct ShmCommunicator::Impl {
   int rank = 0;
@@ -291,6 +296,55 @@ struct ShmCommunicator::Impl {
     wait_all(&RankControl::reduced, g);
   }
 
+  // Slice `rank` of every copy, reduced into this rank's copy only: the first half of an all-reduce
+  // whose second half happens elsewhere (the hierarchical communicator reduces the slice across
+  // hosts, then spreads it). Nobody writes a slice another rank reads, so one round suffices.
+  template <typename T>
+  void reduce_own_slice(const SharedRef& ref, int64_t n, ReduceOp op) {
+    const uint32_t g = ++round;
+    arrive(g, ref.key(), n);
+    std::vector<T*> copies = copies_at<T>(ref);
+    const int64_t lo = n * rank / world, hi = n * (rank + 1) / world;
+    // Sum into a local block buffer, then store into this rank's copy alone.
+    constexpr int64_t kBlock = 1024;
+    T acc[kBlock];
+    for (int64_t b = lo; b < hi; b += kBlock) {
+      const int64_t m = std::min(kBlock, hi - b);
+      const T* first = copies[0] + b;
+      for (int64_t i = 0; i < m; ++i) acc[i] = first[i];
+      for (int r = 1; r < world; ++r) {
+        const T* c = copies[r] + b;
+        if (op == ReduceOp::kMax) {
+          for (int64_t i = 0; i < m; ++i)
+            acc[i] = (acc[i] > c[i] || acc[i] != acc[i]) ? acc[i] : c[i];
+        } else {
+          for (int64_t i = 0; i < m; ++i) acc[i] += c[i];
+        }
+      }
+      if (op == ReduceOp::kAvg)
+        for (int64_t i = 0; i < m; ++i) acc[i] /= static_cast<T>(world);
+      std::memcpy(copies[rank] + b, acc, static_cast<size_t>(m) * sizeof(T));
+    }
+    publish(&RankControl::reduced, g);
+    wait_all(&RankControl::reduced, g);
+  }
+
+  // This rank's `ranges` of its own copy, written into every other copy (once all have arrived, so
+  // no copy is written while its owner still uses it).
+  void spread(const SharedRef& ref, int64_t n, size_t elem,
+              const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+    const uint32_t g = ++round;
+    arrive(g, ref.key(), n);
+    std::vector<char*> copies = copies_at<char>(ref);
+    for (const auto& [lo, hi] : ranges)
+      for (int r = 0; r < world; ++r)
+        if (r != rank && hi > lo)
+          std::memcpy(copies[r] + lo * elem, copies[rank] + lo * elem,
+                      static_cast<size_t>(hi - lo) * elem);
+    publish(&RankControl::reduced, g);
+    wait_all(&RankControl::reduced, g);
+  }
+
   template <typename T>
   void all_reduce(T* data, int64_t n, ReduceOp op) {
     const int64_t per_chunk = kChunkBytes / static_cast<int64_t>(sizeof(T));
@@ -346,7 +400,14 @@ struct ShmCommunicator::Impl {
       std::exception_ptr error;
       try {
         const bool f64 = op.tensor.dtype() == DType::kF64;
-        if (op.shared.buffer && op.output.defined()) {
+        if (op.kind == ShmOpKind::kReduceOwnSlice) {
+          if (f64)
+            reduce_own_slice<double>(op.shared, op.tensor.numel(), op.op);
+          else
+            reduce_own_slice<float>(op.shared, op.tensor.numel(), op.op);
+        } else if (op.kind == ShmOpKind::kSpread) {
+          spread(op.shared, op.tensor.numel(), dtype_size(op.tensor.dtype()), op.ranges);
+        } else if (op.shared.buffer && op.output.defined()) {
           if (f64)
             all_gather_shared<double>(op.shared, op.tensor.numel());
           else
@@ -462,11 +523,21 @@ bool shm_can_take(const Tensor& t) {
 
 std::unique_ptr<Work> ShmCommunicator::enqueue(CollectiveCall call, Tensor tensor, Tensor output,
                                                ReduceOp op, SharedRef shared) {
+  ShmOp o;
+  o.kind = output.defined() ? ShmOpKind::kAllGather : ShmOpKind::kAllReduce;
+  o.tensor = std::move(tensor);
+  o.output = std::move(output);
+  o.op = op;
+  o.shared = std::move(shared);
+  return enqueue_op(std::move(call), std::move(o));
+}
+
+std::unique_ptr<Work> ShmCommunicator::enqueue_op(CollectiveCall call, ShmOp op) {
   auto state = std::make_shared<WorkState>();
+  op.state = state;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
-    impl_->queue.push_back(
-        ShmOp{std::move(tensor), std::move(output), op, state, std::move(shared)});
+    impl_->queue.push_back(std::move(op));
   }
   impl_->cv.notify_one();
   return std::make_unique<ShmWork>(std::move(state), std::move(call), next_seq_++);
@@ -555,6 +626,39 @@ Tensor ShmCommunicator::allocate_shared(int64_t numel, DType dtype, Device devic
                                            [buffer]() mutable { buffer.reset(); });
   return from_storage(std::move(storage), {numel}, dtype);
 }
+bool ShmCommunicator::is_shared(const Tensor& tensor) const {
+  return shm_can_take(tensor) && impl_->find_shared(tensor).buffer != nullptr;
+}
+
+std::unique_ptr<Work> ShmCommunicator::reduce_own_slice(Tensor& tensor, ReduceOp op) {
+  SharedRef shared = impl_->find_shared(tensor);
+  TANDEM_CHECK(shm_can_take(tensor) && shared.buffer, "shm: reduce_own_slice needs a contiguous ",
+               "f32/f64 tensor inside an allocate_shared buffer, got ", tensor.str());
+  ShmOp o;
+  o.kind = ShmOpKind::kReduceOwnSlice;
+  o.tensor = tensor;
+  o.op = op;
+  o.shared = std::move(shared);
+  return enqueue_op({CollectiveKind::kReduceScatter, tensor.dtype(), tensor.shape(), -1, op},
+                    std::move(o));
+}
+
+std::unique_ptr<Work> ShmCommunicator::spread(Tensor& tensor,
+                                              std::vector<std::pair<int64_t, int64_t>> ranges) {
+  SharedRef shared = impl_->find_shared(tensor);
+  TANDEM_CHECK(shm_can_take(tensor) && shared.buffer, "shm: spread needs a contiguous ",
+               "f32/f64 tensor inside an allocate_shared buffer, got ", tensor.str());
+  for (const auto& [lo, hi] : ranges)
+    TANDEM_CHECK(lo >= 0 && lo <= hi && hi <= tensor.numel(), "shm: spread range [", lo, ", ", hi,
+                 ") is outside a tensor of ", tensor.numel(), " elements");
+  ShmOp o;
+  o.kind = ShmOpKind::kSpread;
+  o.tensor = tensor;
+  o.shared = std::move(shared);
+  o.ranges = std::move(ranges);
+  return enqueue_op({CollectiveKind::kAllGather, tensor.dtype(), tensor.shape()}, std::move(o));
+}
+
 std::unique_ptr<Work> ShmCommunicator::reduce_scatter(const Tensor& input, Tensor& output,
                                                       ReduceOp op) {
   return numbered(inner_->reduce_scatter(input, output, op));

@@ -36,11 +36,15 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "collectives/communicator.h"
 #include "collectives/store/store_client.h"
 
 namespace tandem {
+
+struct ShmOp;  // one queued collective (the .cc)
 
 class ShmCommunicator final : public Communicator {
  public:
@@ -67,6 +71,19 @@ class ShmCommunicator final : public Communicator {
   // store and one inner collective.
   Tensor allocate_shared(int64_t numel, DType dtype, Device device) override;
 
+  // Halves of an all-reduce, for composite collectives (the hierarchical communicator, which
+  // reduces across hosts in between). Both take a tensor inside an allocate_shared buffer (a
+  // contiguous f32/f64 view of one; throws otherwise), every rank the same one, and run in issue
+  // order with this communicator's other collectives.
+  // reduce_own_slice: slice [n*r/W, n*(r+1)/W) of rank r's copy becomes that slice reduced over
+  // every rank's copy (kAvg divides by W); the rest of its copy is left as it was.
+  std::unique_ptr<Work> reduce_own_slice(Tensor& tensor, ReduceOp op);
+  // spread: the element ranges [lo, hi) of this rank's copy are written into every other rank's
+  // copy. Ranges of different ranks must not overlap.
+  std::unique_ptr<Work> spread(Tensor& tensor, std::vector<std::pair<int64_t, int64_t>> ranges);
+  // True when `tensor` lies in one of this communicator's allocate_shared buffers.
+  bool is_shared(const Tensor& tensor) const;
+
   struct Impl;
   struct SharedRef;  // where a tensor lies in an allocate_shared buffer (the .cc)
 
@@ -74,6 +91,7 @@ class ShmCommunicator final : public Communicator {
   std::unique_ptr<Work> numbered(std::unique_ptr<Work> inner_work);
   std::unique_ptr<Work> enqueue(CollectiveCall call, Tensor tensor, Tensor output, ReduceOp op,
                                 SharedRef shared);
+  std::unique_ptr<Work> enqueue_op(CollectiveCall call, ShmOp op);
 
   std::unique_ptr<Communicator> inner_;
   std::shared_ptr<Impl> impl_;  // shared with the Works and the thread

@@ -54,7 +54,7 @@ Schema::Schema(ExperimentConfig& c) {
 
   add("strategy.name", &c.strategy.name).one_of({"single", "mirrored", "ddp", "parameter_server"});
   add("strategy.replicas", &c.strategy.replicas).ge(1);
-  add("strategy.backend", &c.strategy.backend).one_of({"auto", "mpi", "gloo", "shm", "nccl", "inprocess"});
+  add("strategy.backend", &c.strategy.backend).one_of({"auto", "mpi", "gloo", "shm", "hierarchical", "nccl", "inprocess"});
   add("strategy.bucket_mb", &c.strategy.bucket_mb).gt(0);
   add("strategy.first_bucket_mb", &c.strategy.first_bucket_mb).gt(0);
   add("strategy.compression", &c.strategy.compression).one_of({"none", "bf16", "fp16"});
