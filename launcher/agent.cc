@@ -11,6 +11,16 @@
 //   left                           agents on other nodes that are exiting (node 0 waits for them
 //                                  before it closes the store)
 //   round/<n>/ps_endpoints         the parameter servers node 0 starts in round n (--num-ps)
+//   round                          the newest round any agent has started (for a rejoining agent)
+//   round/<n>/attempt              TANDEM_RESTART_COUNT of round n (the first agent there sets it)
+// and heartbeats: agent n sends them as rank kAgentHeartbeatRank + n, beside its workers' ranks.
+//
+// Losing a host: an agent whose heartbeat is older than --heartbeat-timeout is lost with its host;
+// the others fail the round naming the host and its ranks, stop their workers and wait at the
+// restart barrier (at most --rdzv-timeout) for that node's `tandem launch` to be started again. A
+// new agent for a node whose agent is lost takes the node over, fails the current round if nobody
+// has, and joins the others at that barrier: the next round starts with every node and resumes
+// from the newest checkpoint. Losing node 0's host loses the store: every other agent ends the job.
 #include "launcher/agent.h"
 
 #include <arpa/inet.h>
@@ -25,11 +35,13 @@
 #include <memory>
 #include <optional>
 
+#include "collectives/net/host_address.h"
 #include "collectives/store/job_token.h"
 #include "collectives/store/store_client.h"
 #include "collectives/store/store_server.h"
 #include "core/base/error.h"
 #include "launcher/agent_workers.h"
+#include "launcher/heartbeat.h"
 
 namespace tandem {
 namespace {
@@ -45,6 +57,8 @@ constexpr milliseconds kLeaveWait{10'000};
 constexpr milliseconds kFarewellTimeout{3'000};
 // Slices of a long wait, between which the agent looks at its signals.
 constexpr milliseconds kWaitSlice{500};
+// Agents' heartbeats go to the store as ranks from here on (workers' ranks are far below).
+constexpr int kAgentHeartbeatRank = 1 << 30;
 
 struct Interrupted {
   int sig;
@@ -106,22 +120,6 @@ Endpoint parse_endpoint(const std::string& s) {
   e.port = std::stoi(port);
   if (e.port < 1 || e.port > 65535) throw bad();
   return e;
-}
-
-std::string join_host_port(const std::string& host, int port) {
-  if (host.find(':') != std::string::npos) return str("[", host, "]:", port);
-  return str(host, ":", port);
-}
-
-bool is_ip_literal(const std::string& host) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
-
-std::string hostname() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
-  return buf;
 }
 
 // A port nobody listens on now, for a parameter server to bind right after. Another process may
@@ -219,8 +217,22 @@ class Agent {
     }
   }
   void leave();
+  void claim_node();
+  void rejoin();
+  // Nodes (other than this one) whose agent has been silent for longer than the heartbeat
+  // timeout, with how long, by node.
+  std::vector<std::pair<int, int64_t>> lost_nodes();
+  std::string report_lost_nodes();
+  std::string describe_node(int node);  // "host h1 (node 1, ranks 2-3)"
+  std::optional<int64_t> agent_heartbeat_age(int node);
+  int agree_attempt(int round);
+
+  std::string lost_store(const std::string& why) const {
+    return str("lost the store at ", client_->endpoint(), " (node 0's host)", ": ", why);
+  }
 
   int world_size() const { return o_.nnodes * o_.nproc_per_node; }
+  bool watches_agents() const { return o_.nnodes > 1 && o_.heartbeat_timeout.count() > 0; }
 
   AgentOptions o_;
   std::vector<std::string> argv_;
@@ -237,7 +249,11 @@ class Agent {
   std::unique_ptr<StoreClient> client_;
   std::unique_ptr<StoreClient> farewell_client_;  // the same store, short deadlines
   bool joined_ = false;                           // this agent has claimed its node rank
-  WorkerGroup group_;                             // last: workers die before the store closes
+  int first_round_ = 0;  // a rejoining agent starts at the others' next round
+  std::unique_ptr<StoreClient> heartbeat_client_;  // the agent's heartbeats, short deadlines
+  std::unique_ptr<WorkerHeartbeat> heartbeat_;     // this agent's own, to the other agents
+  std::vector<bool> lost_reported_;                // nodes already named as lost
+  WorkerGroup group_;                              // last: workers die before the store closes
 };
 
 void Agent::connect() {
@@ -247,21 +263,32 @@ void Agent::connect() {
   if (token_.empty()) token_ = generate_job_token();
   std::string client_endpoint;
   if (o_.node_rank == 0) {
+    // The store listens on the address the endpoint names on this host -- never on every
+    // interface: loopback for a one-node job, else what the other nodes were told to reach.
     std::string bind = StoreServer::kLoopback;
-    if (!ep.host.empty() && ep.host != "localhost")
-      bind = is_ip_literal(ep.host) ? ep.host : "0.0.0.0";
+    if (!ep.host.empty()) {
+      try {
+        bind = local_address_of(ep.host);
+      } catch (const ConfigError& e) {
+        throw ConfigError(
+            str("--rdzv-endpoint ", o_.rdzv_endpoint, ": node 0 hosts the store, but ", e.what()));
+      }
+    }
     server_ = std::make_unique<StoreServer>(bind, ep.port, token_);
     bind_host_ = bind;
     master_port_ = server_->port();
     master_addr_ = ep.host.empty() ? std::string(StoreServer::kLoopback) : ep.host;
-    std::string local = bind == "0.0.0.0" ? std::string(StoreServer::kLoopback) : bind;
-    client_endpoint = join_host_port(local, master_port_);
+    client_endpoint = join_host_port(bind, master_port_);
   } else {
     master_addr_ = ep.host;
     master_port_ = ep.port;
     client_endpoint = o_.rdzv_endpoint;
   }
-  client_ = std::make_unique<StoreClient>(client_endpoint, token_, kStoreCallTimeout);
+  // Losing node 0's host loses the store: noticed within the heartbeat timeout when it is set.
+  milliseconds call_timeout = kStoreCallTimeout;
+  if (o_.nnodes > 1 && o_.heartbeat_timeout.count() > 0)
+    call_timeout = std::clamp(o_.heartbeat_timeout, milliseconds(2000), kStoreCallTimeout);
+  client_ = std::make_unique<StoreClient>(client_endpoint, token_, call_timeout);
   farewell_client_ = std::make_unique<StoreClient>(client_endpoint, token_, kFarewellTimeout);
 
   if (o_.nnodes > 1) {
@@ -270,7 +297,7 @@ void Agent::connect() {
     for (;;) {
       throw_if_signalled();
       try {
-        client_->set(key(str("hello/", o_.node_rank)), hostname(), kWaitSlice * 4);
+        client_->set(key(str("hello/", o_.node_rank)), this_hostname(), kWaitSlice * 4);
         break;
       } catch (const CommError& e) {
         bool unreachable = std::strstr(e.what(), "refused") == nullptr;
@@ -284,12 +311,18 @@ void Agent::connect() {
         if (Clock::now() >= deadline) throw;
       }
     }
-    std::string me = str(hostname(), " pid ", getpid());
-    std::string owner = client_->compare_set(key(str("node/", o_.node_rank)), "", me);
-    TANDEM_CHECK_T(ConfigError, owner == me, "--node-rank ", o_.node_rank,
-                   " is already taken by the agent on ", owner, "; give every node its own rank");
-    joined_ = true;
-    barrier(key("rdzv"), "join the job");
+    claim_node();
+    if (watches_agents()) {
+      heartbeat_client_ = std::make_unique<StoreClient>(
+          client_endpoint, token_, std::max(milliseconds(1000), 2 * heartbeat_interval_));
+      heartbeat_ = std::make_unique<WorkerHeartbeat>(
+          *heartbeat_client_, kAgentHeartbeatRank + o_.node_rank, heartbeat_interval_);
+    }
+    if (first_round_ > 0) {
+      rejoin();
+    } else {
+      barrier(key("rdzv"), "join the job");
+    }
   }
   int first = o_.node_rank * o_.nproc_per_node;
   std::string ranks = o_.nproc_per_node == 1
@@ -298,6 +331,111 @@ void Agent::connect() {
   group_.say(str("node ", o_.node_rank, " of ", o_.nnodes, ": ", workers(o_.nproc_per_node), " (",
                  ranks, " of ", world_size(), "), store at ",
                  join_host_port(master_addr_, master_port_)));
+}
+
+std::optional<int64_t> Agent::agent_heartbeat_age(int node) {
+  for (const HeartbeatRecord& r : client_->last_heartbeats())
+    if (r.rank == kAgentHeartbeatRank + node) return r.age_ms;
+  return std::nullopt;
+}
+
+std::string Agent::describe_node(int node) {
+  std::optional<std::string> host;
+  try {
+    host = client_->get_existing({key(str("hello/", node))})[0];
+  } catch (const Error&) {
+  }
+  const int first = node * o_.nproc_per_node;
+  const std::string ranks = o_.nproc_per_node == 1
+                                ? str("rank ", first)
+                                : str("ranks ", first, "-", first + o_.nproc_per_node - 1);
+  return str("host ", host ? *host : std::string("?"), " (node ", node, ", ", ranks, ")");
+}
+
+// Names each lost node once, as it is found lost; returns every lost node's description.
+std::string Agent::report_lost_nodes() {
+  std::string lost;
+  for (const auto& [node, age] : lost_nodes()) {
+    lost += str(lost.empty() ? "" : ", ", describe_node(node));
+    if (lost_reported_.size() < static_cast<size_t>(o_.nnodes)) lost_reported_.resize(o_.nnodes);
+    if (lost_reported_[node]) continue;
+    lost_reported_[node] = true;
+    group_.say(str(describe_node(node), " lost: its agent sent no heartbeat for ",
+                   seconds_up(milliseconds(age)), " s; waiting up to ", seconds(o_.rdzv_timeout),
+                   " s (--rdzv-timeout) for its `tandem launch` to be started again"));
+  }
+  return lost;
+}
+
+std::vector<std::pair<int, int64_t>> Agent::lost_nodes() {
+  std::vector<std::pair<int, int64_t>> lost;
+  if (!watches_agents()) return lost;
+  for (const HeartbeatRecord& r : client_->last_heartbeats()) {
+    const int node = r.rank - kAgentHeartbeatRank;
+    if (node < 0 || node >= o_.nnodes || node == o_.node_rank) continue;
+    if (r.age_ms > o_.heartbeat_timeout.count()) lost.push_back({node, r.age_ms});
+  }
+  return lost;
+}
+
+// Claims this agent's node rank. A node already claimed by an agent that is lost (silent for
+// longer than the heartbeat timeout) is taken over: this is that node's `tandem launch` started
+// again, after its host was lost, and it rejoins the running job (rejoin()). While the old agent's
+// silence is shorter than the timeout, the claim waits (the host may have been restarted quickly).
+void Agent::claim_node() {
+  const std::string me = str(this_hostname(), " pid ", getpid());
+  const std::string node_key = key(str("node/", o_.node_rank));
+  std::string owner = client_->compare_set(node_key, "", me);
+  auto deadline = Clock::now() + 2 * o_.heartbeat_timeout + milliseconds(5000);
+  bool said = false;
+  while (owner != me) {
+    throw_if_signalled();
+    std::optional<int64_t> age =
+        watches_agents() ? agent_heartbeat_age(o_.node_rank) : std::nullopt;
+    TANDEM_CHECK_T(ConfigError, age.has_value() && Clock::now() < deadline, "--node-rank ",
+                   o_.node_rank, " is already taken by the agent on ", owner,
+                   ", which is alive; give every node its own rank");
+    if (*age > o_.heartbeat_timeout.count()) {
+      const std::string previous = owner;
+      owner = client_->compare_set(node_key, previous, me);
+      if (owner == me) {
+        std::optional<std::string> round = client_->get_existing({key("round")})[0];
+        first_round_ = round ? std::stoi(*round) + 1 : 1;
+        group_.say(str("node ", o_.node_rank, " was held by the agent on ", previous,
+                       " (silent for ", seconds_up(milliseconds(*age)), " s): taking it over"));
+      }
+      continue;
+    }
+    if (!said)
+      group_.say(str("node ", o_.node_rank, " is held by the agent on ", owner,
+                     ", last heard from ", seconds_up(milliseconds(*age)),
+                     " s ago: waiting for it to time out (--heartbeat-timeout ",
+                     seconds(o_.heartbeat_timeout), " s)"));
+    said = true;
+    group_.pump(milliseconds(200));
+  }
+  joined_ = true;
+}
+
+// A node taken over from a lost agent: fails the round the others are in (if nobody has yet --
+// this node's workers are gone), and waits with them at its restart barrier.
+void Agent::rejoin() {
+  const int round = first_round_ - 1;
+  client_->compare_set(round_key(round, "failure"), "",
+                       str(describe_node(o_.node_rank), " came back: its agent was started again"));
+  group_.say(str("rejoining the job: waiting for the other agents to stop round ", round));
+  barrier(round_key(round, "stopped"), str("restart round ", round + 1));
+  restarts_used_ = first_round_;
+}
+
+// Round n's TANDEM_RESTART_COUNT, the same on every node: the first agent to start the round
+// writes its count, the others take it (a rejoining agent's own count may lag).
+int Agent::agree_attempt(int round) {
+  if (o_.nnodes == 1) return restarts_used_;
+  client_->set(key("round"), std::to_string(round));
+  const std::string agreed =
+      client_->compare_set(round_key(round, "attempt"), "", std::to_string(restarts_used_));
+  return std::stoi(agreed);
 }
 
 void Agent::barrier(const std::string& name, const std::string& what) {
@@ -310,7 +448,11 @@ void Agent::barrier(const std::string& name, const std::string& what) {
         client_->get_existing({name + "/all", key("stop")});
     if (news[0]) return;
     if (news[1]) throw CommError(str("stopped while waiting to ", what, ": ", *news[1]));
+    const std::string lost = report_lost_nodes();
     if (Clock::now() >= deadline) {
+      if (!lost.empty())
+        throw TimeoutError(
+            str(lost, " did not come back within ", seconds(o_.rdzv_timeout), " s to ", what));
       std::vector<std::string> nodes;
       for (int n = 0; n < o_.nnodes; ++n) nodes.push_back(key(str("node/", n)));
       std::vector<std::optional<std::string>> claimed = client_->get_existing(nodes);
@@ -330,7 +472,7 @@ void Agent::barrier(const std::string& name, const std::string& what) {
 }
 
 int Agent::run_rounds() {
-  for (int round = 0;; ++round) {
+  for (int round = first_round_;; ++round) {
     RoundEnd r = run_round(round);
     if (r.end == End::kSucceeded) return 0;
     if (r.end == End::kStopped) {
@@ -440,6 +582,8 @@ std::optional<std::string> Agent::check_heartbeats(Clock::time_point started) {
 
 Agent::RoundEnd Agent::run_round(int round) {
   throw_if_signalled();
+  lost_reported_.assign(o_.nnodes, false);
+  restarts_used_ = agree_attempt(round);
   round_ps_endpoints_ = ps_endpoints(round);
   group_.start(argv_, specs(restarts_used_, round_ps_endpoints_));
   Clock::time_point started = Clock::now();
@@ -449,6 +593,7 @@ Agent::RoundEnd Agent::run_round(int round) {
   int stop_sig = 0;
   RoundEnd stopped{End::kStopped, "", 0, false};
   bool reported_done = false;
+  std::optional<Clock::time_point> store_silent_since;  // the store has not answered since
   auto stop_all = [&](int sig, const std::string& reason, int code) {
     stop_sig = sig;
     stopped.reason = reason;
@@ -496,7 +641,7 @@ Agent::RoundEnd Agent::run_round(int round) {
         try {
           client_->add(round_key(round, "done"), 1);
         } catch (const Error& e) {
-          failure = str("lost the store at ", client_->endpoint(), ": ", e.what());
+          failure = lost_store(e.what());
           fatal = true;
           break;
         }
@@ -508,6 +653,15 @@ Agent::RoundEnd Agent::run_round(int round) {
     try {
       if (o_.heartbeat_timeout.count() > 0 && !group_.all_exited())
         failure = check_heartbeats(started);
+      if (!failure) {
+        std::vector<std::pair<int, int64_t>> lost = lost_nodes();
+        if (!lost.empty()) {
+          failure =
+              str(describe_node(lost.front().first), " lost: its agent sent no heartbeat for ",
+                  seconds_up(milliseconds(lost.front().second)), " s (--heartbeat-timeout ",
+                  seconds(o_.heartbeat_timeout), " s)");
+        }
+      }
       if (!failure && o_.nnodes > 1) {
         std::vector<std::optional<std::string>> news = client_->get_existing(
             {round_key(round, "failure"), key("stop"), round_key(round, "done")});
@@ -519,8 +673,21 @@ Agent::RoundEnd Agent::run_round(int round) {
           return RoundEnd{End::kSucceeded, "", 0, false};
         }
       }
+      store_silent_since.reset();
+    } catch (const TimeoutError& e) {
+      // The store's host still answers TCP, the store does not: node 0's agent is frozen (SIGSTOP,
+      // swapped out). Keep the workers going and ask again, up to the rendezvous timeout.
+      if (!store_silent_since) {
+        store_silent_since = Clock::now();
+        group_.say(str("the store at ", client_->endpoint(), " does not answer (", e.what(),
+                       "); asking again for up to ", seconds(o_.rdzv_timeout), " s"));
+      } else if (Clock::now() - *store_silent_since > o_.rdzv_timeout) {
+        failure = lost_store(str("silent for more than ", seconds(o_.rdzv_timeout),
+                                 " s (--rdzv-timeout): ", e.what()));
+        fatal = true;
+      }
     } catch (const Error& e) {
-      failure = str("lost the store at ", client_->endpoint(), ": ", e.what());
+      failure = lost_store(e.what());
       fatal = true;
     }
   }
@@ -530,11 +697,22 @@ Agent::RoundEnd Agent::run_round(int round) {
       std::string first = client_->compare_set(round_key(round, "failure"), "", *failure);
       if (!first.empty()) failure = first;
     } catch (const Error& e) {
-      failure = str(*failure, "; then lost the store at ", client_->endpoint(), ": ", e.what());
+      failure = str(*failure, "; then ", lost_store(e.what()));
       fatal = true;
     }
   }
-  group_.stop(o_.stop_grace);
+  // While the workers stop (a worker stuck in a collective with a lost peer takes the whole
+  // grace period), a lost host is still named as soon as its heartbeat times out.
+  Clock::time_point next_look = Clock::now();
+  group_.stop(o_.stop_grace, [&] {
+    if (fatal || !watches_agents() || Clock::now() < next_look) return;
+    next_look = Clock::now() + o_.monitor_interval;
+    try {
+      report_lost_nodes();
+    } catch (const Error&) {
+      // the barrier that follows meets the store again
+    }
+  });
   std::vector<int> sigs = group_.take_signals();
   if (!sigs.empty()) {
     announce_stop(str(signal_abbrev(sigs.front()), " to the agent on node ", o_.node_rank));

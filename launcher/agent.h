@@ -28,8 +28,10 @@ struct AgentOptions {
   int nnodes = 1;
   int node_rank = 0;
   // "host:port" of node 0's store. Empty: a one-node job with the store on 127.0.0.1 at a free
-  // port. Node 0 binds the store to 127.0.0.1 when host is a loopback name, to host when it is an
-  // IP address, and to 0.0.0.0 for any other host name.
+  // port. Node 0 binds the store (and the parameter servers) to the address `host` is on this
+  // node -- 127.0.0.1 for a loopback name, the address itself, or the one of the addresses a name
+  // resolves to that belongs to this node -- never to every interface; a host that is not this
+  // node is a ConfigError.
   std::string rdzv_endpoint;
   int max_restarts = 0;
   // How often the agent reads heartbeats and (with several nodes) the other agents' news.

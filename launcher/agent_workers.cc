@@ -329,13 +329,16 @@ void WorkerGroup::kill_all() {
     }
 }
 
-void WorkerGroup::stop(std::chrono::milliseconds grace) {
+void WorkerGroup::stop(std::chrono::milliseconds grace,
+                       const std::function<void()>& while_waiting) {
   signal_all(SIGTERM);
   auto deadline = Clock::now() + grace;
-  while (!all_exited() && Clock::now() < deadline)
+  while (!all_exited() && Clock::now() < deadline) {
     pump(std::min(std::chrono::milliseconds(100),
                   std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()) +
                       std::chrono::milliseconds(1)));
+    if (while_waiting) while_waiting();
+  }
   if (!all_exited()) kill_all();
   while (!all_finished()) pump(std::chrono::milliseconds(100));
 }

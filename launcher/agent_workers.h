@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -69,7 +70,8 @@ class WorkerGroup {
   void kill_all();           // SIGKILL to the process group of every worker not yet reaped
   // SIGTERM to all, `grace` for them to exit (pumping output), then SIGKILL; returns when all are
   // reaped and their output is written. Signals that arrive meanwhile stay for take_signals().
-  void stop(std::chrono::milliseconds grace);
+  // `while_waiting`, when given, runs about every 100 ms meanwhile.
+  void stop(std::chrono::milliseconds grace, const std::function<void()>& while_waiting = {});
 
   bool running(int rank) const;  // started and not yet reaped
   bool all_exited() const;       // every worker reaped

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -36,7 +37,8 @@ struct alignas(64) RankControl {
   char pad1[60];
   std::atomic<uint64_t> buffer{0};
   std::atomic<int64_t> count{0};
-  char pad2[48];
+  std::atomic<int32_t> pid{0};  // the rank's process, so that peers notice when it is gone
+  char pad2[44];
 };
 
 // One allocate_shared segment: `world` copies of `stride` bytes, rank r's at base + r * stride.
@@ -193,7 +195,9 @@ struct ShmCommunicator::Impl {
   }
 
   // Until every other rank's counter reaches `target`: spin briefly (the peer is usually a
-  // moment behind), then sleep on its futex word.
+  // moment behind), then sleep on its futex word, looking every 100 sleeps whether the peer's
+  // process still exists (a rank that died would otherwise keep the others waiting until their
+  // timeout).
   void wait_all(std::atomic<uint32_t> RankControl::*counter, uint32_t target) {
     for (int r = 0; r < world; ++r) {
       if (r == rank) continue;
@@ -204,10 +208,18 @@ struct ShmCommunicator::Impl {
         if (stopping.load(std::memory_order_relaxed))
           throw CommError("shm: communicator destroyed");
         if (spin < 200) continue;
+        if (spin % 100 == 0) check_alive(r);
         const timespec one_ms{0, 1'000'000};
         futex(&word, FUTEX_WAIT, v, &one_ms);
       }
     }
+  }
+
+  void check_alive(int r) {
+    const int32_t pid = control[r].pid.load(std::memory_order_relaxed);
+    if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
+      throw CommError(str("shm: rank ", r, " of this host (pid ", pid,
+                          ") is gone: it died or was killed during a collective"));
   }
 
   void publish(std::atomic<uint32_t> RankControl::*counter, uint32_t value) {
@@ -486,6 +498,7 @@ ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClien
                  " bytes failed: ", std::strerror(map_errno));
   if (barrier_error) std::rethrow_exception(barrier_error);
   s.control = static_cast<RankControl*>(s.base);  // zero-filled: fresh tmpfs pages
+  s.control[s.rank].pid.store(static_cast<int32_t>(getpid()), std::memory_order_relaxed);
   s.slots = static_cast<char*>(s.base) + control_bytes;
   s.result = s.slots + static_cast<size_t>(s.world) * kChunkBytes;
   s.thread = std::thread([impl = impl_.get()] { impl->run(); });
