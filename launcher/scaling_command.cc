@@ -139,6 +139,8 @@ void add_scaling_command(CLI::App& app, ScalingCommand& c) {
       "  tandem scaling --model vgg16 --samples-per-s 154 --batch-per-gpu 64 --nodes 1,32,128 \\\n"
       "      --procs-per-node 4 --inter-gbps 25 --bucket-mb 64 --cycle-ms 5");
   c.app->footer(kAssumptions);
+  // A flag given twice takes its last value, as overrides do (scripts append to a base command).
+  c.app->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   c.app->add_option("config", c.config_path,
                     "the experiment (YAML): model, batch, strategy.bucket_mb/first_bucket_mb");
   c.app->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
