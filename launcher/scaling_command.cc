@@ -289,7 +289,8 @@ int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
     traced.wire_bytes_per_byte = wire_fraction(cfg->strategy.compression, "strategy.compression");
     scaling::TraceProfile t = scaling::read_trace_profile(c.trace, grads, traced);
     profile = t.profile;
-    profile_source = str("medians of ", t.steps, " traced steps in ", t.path);
+    profile_source = str("medians of ", t.steps, " traced steps in ", t.path,
+                         "; the traced step itself: ", fixed(t.step_ms, 2), " ms");
     readiness = t.readiness;
     jitter_source = t.steps >= 2 ? str("measured over ", t.steps, " steps")
                                  : "one traced step: no variation measured";

@@ -150,14 +150,16 @@ TraceProfile read_trace_profile(const std::string& path, const std::vector<Gradi
   out.steps = static_cast<int>(complete.size());
 
   // Medians, in milliseconds.
-  std::vector<double> data, forward, backward, optimizer, compute;
+  std::vector<double> data, forward, backward, optimizer, compute, step;
   for (const StepEvents& s : complete) {
+    step.push_back((s.step.end - s.step.begin) / 1e3);
     data.push_back(s.data / 1e3);
     forward.push_back(s.forward / 1e3);
     backward.push_back(s.backward / 1e3);
     optimizer.push_back(s.optimizer / 1e3);
     compute.push_back((s.forward + s.backward + s.optimizer) / 1e3);
   }
+  out.step_ms = median(step);
   ComputeProfile& p = out.profile;
   p.data_ms = median(data);
   p.forward_ms = median(forward);

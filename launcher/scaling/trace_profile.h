@@ -23,6 +23,7 @@ struct TraceProfile {
   ComputeProfile profile;  // ready_ms holds one entry per gradient; batch_per_gpu is left at 1
   std::string path;        // the file read
   int steps = 0;           // traced steps the medians are over
+  double step_ms = 0;      // median "step" duration as traced, communication included
   std::string readiness;   // which of the three sources above gave the ready times
 };
 

@@ -95,6 +95,7 @@ TEST(ScalingCommand, ReadsATraceOfTheConfig) {
   c.procs_per_node = 1;
   const std::string report = run(c);
   EXPECT_NE(report.find("forward 30.00 ms, backward 60.00 ms"), std::string::npos) << report;
+  EXPECT_NE(report.find("the traced step itself: 100.00 ms"), std::string::npos) << report;
   EXPECT_NEAR(value_on_line(report, 1, "step_ms"), 90, 1e-9);
 }
 

@@ -55,6 +55,7 @@ TEST(TraceProfile, MediansAndReadyTimesFromModuleEvents) {
   EXPECT_DOUBLE_EQ(t.profile.forward_ms, 21);  // median of 20, 21, 22
   EXPECT_DOUBLE_EQ(t.profile.backward_ms, 40);
   EXPECT_DOUBLE_EQ(t.profile.optimizer_ms, 4);  // median of 3, 4, 5
+  EXPECT_DOUBLE_EQ(t.step_ms, 100);             // the step events as traced
   EXPECT_EQ(t.profile.ready_ms, (std::vector<double>{40, 10, 10}));
   // Compute per step 63, 65, 67 ms: mean 65, sample standard deviation 2.
   EXPECT_NEAR(t.profile.compute_cv, 2.0 / 65.0, 1e-12);
