@@ -15,10 +15,11 @@
 #include "collectives/net/host_address.h"
 #include "configs/schema/config.h"
 #include "core/base/error.h"
-#include "launcher/agent.h"        // tandem launch
-#include "launcher/environment.h"  // tandem launch
-#include "launcher/heartbeat.h"    // tandem launch
-#include "launcher/ps_command.h"   // tandem ps
+#include "launcher/agent.h"            // tandem launch
+#include "launcher/environment.h"      // tandem launch
+#include "launcher/heartbeat.h"        // tandem launch
+#include "launcher/ps_command.h"       // tandem ps
+#include "launcher/scaling_command.h"  // tandem scaling
 #include "launcher/strategy_factory.h"
 #include "strategies/trainer/trainer.h"
 
@@ -405,6 +406,8 @@ int run(int argc, char** argv) {
   add_submit_commands(app, submit);
   PsCommand ps;  // tandem ps (launcher/ps_command.h)
   add_ps_command(app, ps);
+  ScalingCommand scaling;  // tandem scaling (launcher/scaling_command.h)
+  add_scaling_command(app, scaling);
 
   try {
     app.parse(argc, argv);
@@ -420,7 +423,8 @@ int run(int argc, char** argv) {
     if (*submit.k8s.app) return cmd_submit(submit.k8s, kK8sFlags, false);
     if (*submit.status) return cluster::slurm_status(submit.job_id, submit_context(false));
     if (*submit.cancel) return cluster::slurm_cancel(submit.job_id, submit_context(false));
-    if (*ps.app) return cmd_ps(ps);  // tandem ps
+    if (*ps.app) return cmd_ps(ps);                            // tandem ps
+    if (*scaling.app) return cmd_scaling(scaling, std::cout);  // tandem scaling
     if (*validate) {
       ExperimentConfig cfg = load_config(config_path, overrides);
       std::cout << config_path << ": ok\n";

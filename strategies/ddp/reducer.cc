@@ -7,6 +7,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/base/error.h"
 #include "core/ops/ops.h"
+#include "strategies/ddp/bucket_plan.h"
 
 namespace tandem {
 
@@ -15,9 +16,7 @@ Reducer::Reducer(NamedTensors params, Communicator& comm, ReducerOptions options
   TANDEM_CHECK_T(ConfigError, options_.compression == "none" || options_.compression == "bf16" ||
                                   options_.compression == "fp16",
                  "strategy.compression: expected none, bf16 or fp16, got '", options_.compression, "'");
-  std::vector<int> reverse(params_.size());
-  for (size_t i = 0; i < params_.size(); ++i) reverse[i] = static_cast<int>(params_.size() - 1 - i);
-  plan(reverse);
+  plan(reverse_order(static_cast<int>(params_.size())));
   warned_unused_.assign(params_.size(), false);
   for (size_t i = 0; i < params_.size(); ++i) {
     int index = static_cast<int>(i);
@@ -38,26 +37,14 @@ void Reducer::plan(const std::vector<int>& order) {
     if (params_[i].second.grad().defined()) old_grads[i] = params_[i].second.grad().clone();
   buckets_.clear();
   bucket_of_.assign(params_.size(), -1);
-  int64_t cap = options_.first_bucket_bytes;
-  Bucket current;
-  int64_t bytes = 0;
-  DType dtype = DType::kF32;
-  auto close = [&] {
-    if (current.params.empty()) return;
-    buckets_.push_back(std::move(current));
-    current = Bucket{};
-    bytes = 0;
-    cap = options_.bucket_bytes;
-  };
-  for (int p : order) {
-    const Tensor& t = params_[p].second;
-    int64_t b = t.numel() * static_cast<int64_t>(dtype_size(t.dtype()));
-    if (!current.params.empty() && (t.dtype() != dtype || bytes + b > cap)) close();
-    dtype = t.dtype();
-    current.params.push_back(p);
-    bytes += b;
+  std::vector<BucketItem> items;
+  for (const auto& [name, t] : params_)
+    items.push_back({t.numel() * static_cast<int64_t>(dtype_size(t.dtype())), t.dtype()});
+  for (std::vector<int>& members :
+       plan_buckets(items, order, options_.first_bucket_bytes, options_.bucket_bytes)) {
+    buckets_.emplace_back();
+    buckets_.back().params = std::move(members);
   }
-  close();
   NoGradGuard ng;
   for (size_t k = 0; k < buckets_.size(); ++k) {
     Bucket& bk = buckets_[k];

@@ -1,15 +1,16 @@
 // The DDP gradient reducer (PyTorch DistributedDataParallel's Reducer, reduced to its essentials).
 //
-// Gradients are packed into buckets in reverse parameter order -- the order backward produces
-// them -- with a small first bucket (1 MiB) so communication starts early, then buckets of up to
-// bucket_bytes (25 MiB). Each parameter's .grad is a *view into its bucket*, so autograd
-// accumulates straight into the buffer that is all-reduced: no copy in or out; the view is also
-// the parameter's gradient destination, so after zero_grad(set_to_none) linear layers compute
-// their weight gradient in the bucket itself, and the rest is copied in once by the hook. Buckets
-// come from Communicator::allocate_shared: on one host, memory the shm backend reduces in place. A post-accumulate
-// hook on every parameter counts down its bucket; when a bucket is complete its all-reduce starts
-// at once, overlapping the rest of backward. Buckets are launched strictly in bucket order, so
-// every rank issues the same collectives in the same order whatever order its hooks fire in.
+// Gradients are packed into buckets in reverse parameter order -- the order backward produces them
+// -- with a small first bucket (1 MiB) so communication starts early, then buckets of up to
+// bucket_bytes (25 MiB) -- the rule lives in bucket_plan.h, which `tandem scaling` shares. Each
+// parameter's .grad is a *view into its bucket*, so autograd accumulates straight into the buffer
+// that is all-reduced: no copy in or out; the view is also the parameter's gradient destination, so
+// after zero_grad(set_to_none) linear layers compute their weight gradient in the bucket itself,
+// and the rest is copied in once by the hook. Buckets come from Communicator::allocate_shared: on
+// one host, memory the shm backend reduces in place. A post-accumulate hook on every parameter
+// counts down its bucket; when a bucket is complete its all-reduce starts at once, overlapping the
+// rest of backward. Buckets are launched strictly in bucket order, so every rank issues the same
+// collectives in the same order whatever order its hooks fire in.
 // After the first step the buckets are re-planned once from the order in which gradients actually
 // arrived (rank 0's order, broadcast, so all ranks agree).
 //
