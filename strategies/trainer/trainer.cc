@@ -1,3 +1,6 @@
+// The training loop (see trainer.h): Trainer::run is the loop itself, a few lines over named
+// steps; each step is a member function below, and everything the loop reads and changes lives in
+// one Trainer::Loop.
 #include "strategies/trainer/trainer.h"
 
 #include <chrono>
@@ -7,6 +10,7 @@
 #include <optional>
 #include <sstream>
 
+#include "configs/schema/config.h"
 #include "core/autograd/grad_mode.h"
 #include "core/backends/autocast.h"
 #include "core/backends/device_backend.h"
@@ -23,7 +27,6 @@
 #include "core/optim/loss_scaler.h"
 #include "core/parallel/parallel.h"
 #include "core/tensor/allocator.h"
-#include "configs/schema/config.h"
 #include "strategies/single/single_strategy.h"
 #include "strategies/trainer/builders.h"
 
@@ -77,7 +80,88 @@ EvalResult evaluate(Module& model, Strategy& strategy, const std::shared_ptr<con
   return {total[0] / total[2], total[1] / total[2]};
 }
 
+// Where the chief's metrics go: metrics.jsonl and (logging.tensorboard) TensorBoard get the same
+// values. Other ranks' sink is empty and logs nothing.
+class MetricsSink {
+ public:
+  MetricsSink(const ExperimentConfig& cfg, const std::string& hostname, bool chief) {
+    if (!chief) return;
+    std::filesystem::create_directories(cfg.logging.dir);
+    jsonl_ = std::make_unique<MetricsLog>(cfg.logging.dir + "/metrics.jsonl");
+    if (cfg.logging.tensorboard)
+      tensorboard_ = std::make_unique<TensorBoardWriter>(cfg.logging.dir, hostname);
+  }
+  void log(int64_t step, int64_t epoch, const MetricValues& values) {
+    if (jsonl_) jsonl_->log(step, epoch, values);
+    if (!tensorboard_) return;
+    for (const auto& [tag, v] : values) tensorboard_->add_scalar(tag, v, step);
+    tensorboard_->flush();
+  }
+
+ private:
+  std::unique_ptr<MetricsLog> jsonl_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+};
+
+void add_memory_metrics(const Device& device, MetricValues& mv) {
+  AllocatorStats st = cpu_allocator_stats();
+  mv.push_back({"memory/cpu_peak_allocated_mb", st.peak_allocated_bytes / 1048576.0});
+  if (!device.is_cuda()) return;
+  DeviceMemoryStats ds = backend_for("log_memory", device).memory_stats(device.index);
+  mv.push_back({"memory/cuda_peak_allocated_mb", ds.peak_allocated_bytes / 1048576.0});
+  mv.push_back({"memory/cuda_reserved_mb", ds.reserved_bytes / 1048576.0});
+}
+
 }  // namespace
+
+// What one optimizer step produced.
+struct Trainer::StepOutcome {
+  double loss = 0;
+  double lr = 0;
+  double grad_norm = 0;
+  bool finite = true;
+};
+
+// Everything one run of the loop reads (fixed at set-up) and changes (as it trains).
+struct Trainer::Loop {
+  // Fixed for the run.
+  Device device;
+  uint64_t seed = 0;
+  int accumulate = 1;
+  int64_t steps_per_epoch = 0;
+  int64_t total_steps = 0;  // min(max_steps, epochs x steps_per_epoch)
+  int64_t global_batch = 0;
+  std::shared_ptr<const Dataset> train_data, test_data;
+  std::unique_ptr<Transforms> test_transforms;
+  std::unique_ptr<DataLoader> loader;
+  std::optional<Schedule> schedule;
+  std::optional<LossScaler> scaler;  // fp16 only
+  std::unique_ptr<MetricsSink> metrics;
+  std::unique_ptr<ProgressDisplay> progress;  // chief only, unless logging.progress is none
+
+  // Changed as it trains. `state` is what a checkpoint saves.
+  TrainerState state;
+  int nonfinite_in_a_row = 0;
+  double epoch_loss_sum = 0;
+  int64_t epoch_loss_count = 0;
+  double interval_loss = 0;  // since the last metrics line
+  int64_t interval_steps = 0;
+  double train_time = 0;  // seconds inside steps (evaluation and checkpoints excluded)
+  int64_t samples_done = 0;
+  int64_t epoch_samples = 0;
+  EvalResult last_eval;
+  int64_t last_eval_step = -1;  // the step last_eval measured
+  double elapsed_before = 0;    // of the runs this one resumed
+  int64_t start_step = 0;
+  Clock::time_point run_start, epoch_start;
+  bool stopped = false;  // stop_at_step or request_stop() ended the run
+  TrainResult result;
+
+  double epoch_mean_loss() const {
+    return epoch_loss_count ? epoch_loss_sum / epoch_loss_count : 0;
+  }
+  void stamp_elapsed() { state.elapsed_s = elapsed_before + seconds_since(run_start); }
+};
 
 Trainer::Trainer(ExperimentConfig config, std::unique_ptr<Strategy> strategy, RunEnvironment env)
     : config_(std::move(config)), strategy_(std::move(strategy)), env_(env) {}
@@ -85,85 +169,131 @@ Trainer::Trainer(ExperimentConfig config, std::unique_ptr<Strategy> strategy, Ru
 Trainer::~Trainer() = default;
 
 TrainResult Trainer::run(int64_t stop_at_step) {
-  const ExperimentConfig& cfg = config_;
-  Strategy& strat = *strategy_;
-  const bool chief = strat.is_chief();
-  std::ostream& out = *env_.out;
-  std::ostream& err = *env_.err;
-  const bool fp64 = cfg.training.precision == "fp64";
-  TANDEM_CHECK_T(ConfigError, !fp64 || cfg.training.device == "cpu",
-                 "training.precision: 'fp64' runs on the CPU only (training.device is '",
-                 cfg.training.device, "'); use fp32 or tf32 on GPUs");
-  const Device device = resolve_training_device(cfg, env_.local_rank);
-  TANDEM_CHECK_T(ConfigError, cfg.training.precision == "fp32" || fp64 || device.is_cuda(),
-                 "training.precision: '", cfg.training.precision,
-                 "' needs a CUDA device; on the CPU use fp32 (or fp64)");
-  // tf32: f32 storage, TF32 tensor cores in GEMMs and convolutions. bf16/fp16: autocast of
-  // matmul/linear/conv2d (core/backends/autocast.h) with f32 master weights; fp16 adds the
-  // dynamic loss scaler.
-  const std::string& precision = cfg.training.precision;
-  if (device.is_cuda()) backend_for("training", device).set_allow_tf32(precision == "tf32");
-  set_autocast_dtype(precision == "bf16" ? DType::kBF16
-                     : precision == "fp16" ? DType::kF16
-                                           : DType::kF32);
-  std::optional<LossScaler> scaler;
-  if (precision == "fp16") scaler.emplace();
-  validate_world(cfg, strat.world_size());
-  set_num_threads(cfg.training.threads);
-
-  // ---- data
-  auto train_data = build_dataset(cfg, "train");
-  auto test_data = build_dataset(cfg, "test");
-  const SampleShape shape = train_data->sample_shape();
-  const uint64_t seed = static_cast<uint64_t>(cfg.seed);
-  Transforms train_tf(shape, default_transform_options(cfg.data.name, shape, cfg.data.augment, seed));
-  Transforms test_tf(shape, default_transform_options(cfg.data.name, shape, false, seed));
-  DistributedSampler sampler(train_data->size(), cfg.data.batch_size, strat.world_size(),
-                             strat.rank(), seed, /*shuffle=*/true, /*drop_last=*/true);
-  DataLoader loader(train_data, sampler, train_tf, cfg.data.workers);
-  const int accumulate = cfg.training.accumulate_steps;
-  const int64_t steps_per_epoch = loader.steps_per_epoch() / accumulate;
-  TANDEM_CHECK_T(ConfigError, steps_per_epoch > 0, "data.batch_size: ", cfg.data.batch_size, " x ",
-                 accumulate, " accumulation steps is more than the ", train_data->size(),
-                 " training samples of ", cfg.data.name);
-  int64_t total_steps = steps_per_epoch * cfg.training.epochs;
-  if (cfg.training.max_steps > 0) total_steps = std::min(total_steps, cfg.training.max_steps);
-
-  // ---- model, optimizer, schedule
-  model_ = build_model(cfg, *train_data);
-  model_->to(device);  // before the optimizer, so its state is created on the device too
-  optimizer_ = build_optimizer(cfg, model_->named_parameters());
-  // The schedule spans the steps this run will take: min(max_steps, epochs x steps per epoch).
-  Schedule schedule = build_schedule(cfg, total_steps);
-
-  TrainerState state;
-  state.world_size = strat.world_size();
-  const std::string digest = config_digest(cfg);
-  bool resumed = false;
-  if (cfg.checkpoint.resume != "never") {
-    std::optional<std::string> path;
-    if (cfg.checkpoint.resume == "auto") {
-      std::vector<std::string> warnings;
-      path = find_latest_checkpoint(cfg.checkpoint.dir, &warnings);
-      if (chief)
-        for (const auto& w : warnings) err << "warning: " << w << "\n";
-    } else {
-      path = cfg.checkpoint.resume;
+  Loop loop = set_up();
+  while (!training_done(loop)) {
+    loop.loader->restore(loop.state.epoch, loop.state.step_in_epoch * loop.accumulate);
+    loop.epoch_start = Clock::now();
+    loop.epoch_samples = 0;
+    while (loop.state.step_in_epoch < loop.steps_per_epoch && !max_steps_reached(loop)) {
+      const StepOutcome step = train_step(loop);
+      log_step(loop, step);
+      if (checkpoint_or_stop(loop, stop_at_step)) break;
     }
-    if (path) {
-      LoadedCheckpoint ck = load_checkpoint(*path);
-      model_->load_state_dict(ck.model, /*strict=*/true);
-      optimizer_->load_state_dict(ck.optimizer);
-      state = ck.state;
-      resumed = true;
-      if (chief) {
-        out << "resumed from " << *path << " (step " << state.step << ", epoch " << state.epoch + 1 << ")\n";
-        if (!state.config_digest.empty() && state.config_digest != digest)
-          err << "warning: the config differs from the one this checkpoint was trained with\n";
-      }
-    }
+    end_epoch(loop);
   }
-  if (!resumed && !cfg.model.init_from.empty()) {
+  return finish(loop);
+}
+
+bool Trainer::max_steps_reached(const Loop& loop) const {
+  return config_.training.max_steps > 0 && loop.state.step >= config_.training.max_steps;
+}
+
+bool Trainer::training_done(const Loop& loop) const {
+  return loop.stopped || loop.state.epoch >= config_.training.epochs || max_steps_reached(loop);
+}
+
+// ---- set up: precision and device, data, model and optimizer, restore or initialise.
+
+Trainer::Loop Trainer::set_up() {
+  Loop loop;
+  set_up_precision_and_device(loop);
+  validate_world(config_, strategy_->world_size());
+  set_num_threads(config_.training.threads);
+  set_up_data(loop);
+  model_ = build_model(config_, *loop.train_data);
+  model_->to(loop.device);  // before the optimizer, so its state is created on the device too
+  optimizer_ = build_optimizer(config_, model_->named_parameters());
+  // The schedule spans the steps this run will take: min(max_steps, epochs x steps per epoch).
+  loop.schedule.emplace(build_schedule(config_, loop.total_steps));
+  restore_or_initialise(loop);
+  strategy_->set_start_step(loop.state.step);
+  strategy_->prepare(*model_, *optimizer_);
+  loop.metrics = std::make_unique<MetricsSink>(config_, env_.hostname, strategy_->is_chief());
+  const std::string& progress = config_.logging.progress;
+  if (strategy_->is_chief() && progress != "none") {
+    ProgressOptions po;
+    po.live = progress == "bar" || (progress == "auto" && env_.out_is_terminal);
+    po.print_every_steps = config_.logging.every_steps;
+    loop.progress = std::make_unique<ProgressDisplay>(*env_.out, po);
+  }
+  loop.elapsed_before = loop.state.elapsed_s;
+  loop.start_step = loop.state.step;
+  loop.run_start = Clock::now();
+  return loop;
+}
+
+// tf32: f32 storage, TF32 tensor cores in GEMMs and convolutions. bf16/fp16: autocast of
+// matmul/linear/conv2d (core/backends/autocast.h) with f32 master weights; fp16 adds the dynamic
+// loss scaler. fp64: everything in f64, on the CPU.
+void Trainer::set_up_precision_and_device(Loop& loop) {
+  const TrainingConfig& t = config_.training;
+  const bool fp64 = t.precision == "fp64";
+  TANDEM_CHECK_T(ConfigError, !fp64 || t.device == "cpu",
+                 "training.precision: 'fp64' runs on the CPU only (training.device is '", t.device,
+                 "'); use fp32 or tf32 on GPUs");
+  loop.device = resolve_training_device(config_, env_.local_rank);
+  TANDEM_CHECK_T(ConfigError, t.precision == "fp32" || fp64 || loop.device.is_cuda(),
+                 "training.precision: '", t.precision,
+                 "' needs a CUDA device; on the CPU use fp32 (or fp64)");
+  if (loop.device.is_cuda())
+    backend_for("training", loop.device).set_allow_tf32(t.precision == "tf32");
+  set_autocast_dtype(t.precision == "bf16"   ? DType::kBF16
+                     : t.precision == "fp16" ? DType::kF16
+                                             : DType::kF32);
+  if (t.precision == "fp16") loop.scaler.emplace();
+}
+
+void Trainer::set_up_data(Loop& loop) {
+  const ExperimentConfig& cfg = config_;
+  loop.train_data = build_dataset(cfg, "train");
+  loop.test_data = build_dataset(cfg, "test");
+  const SampleShape shape = loop.train_data->sample_shape();
+  loop.seed = static_cast<uint64_t>(cfg.seed);
+  Transforms train_tf(shape,
+                      default_transform_options(cfg.data.name, shape, cfg.data.augment, loop.seed));
+  loop.test_transforms = std::make_unique<Transforms>(
+      shape, default_transform_options(cfg.data.name, shape, false, loop.seed));
+  DistributedSampler sampler(loop.train_data->size(), cfg.data.batch_size, strategy_->world_size(),
+                             strategy_->rank(), loop.seed,
+                             /*shuffle=*/true, /*drop_last=*/true);
+  loop.loader = std::make_unique<DataLoader>(loop.train_data, sampler, train_tf, cfg.data.workers);
+  loop.accumulate = cfg.training.accumulate_steps;
+  loop.global_batch = cfg.data.batch_size;
+  loop.steps_per_epoch = loop.loader->steps_per_epoch() / loop.accumulate;
+  TANDEM_CHECK_T(ConfigError, loop.steps_per_epoch > 0, "data.batch_size: ", cfg.data.batch_size,
+                 " x ", loop.accumulate, " accumulation steps is more than the ",
+                 loop.train_data->size(), " training samples of ", cfg.data.name);
+  loop.total_steps = loop.steps_per_epoch * cfg.training.epochs;
+  if (cfg.training.max_steps > 0)
+    loop.total_steps = std::min(loop.total_steps, cfg.training.max_steps);
+}
+
+// The newest checkpoint (checkpoint.resume: auto) or the one named; else model.init_from.
+void Trainer::restore_or_initialise(Loop& loop) {
+  const ExperimentConfig& cfg = config_;
+  const bool chief = strategy_->is_chief();
+  const std::string digest = config_digest(cfg);
+  std::optional<std::string> path;
+  if (cfg.checkpoint.resume == "auto") {
+    std::vector<std::string> warnings;
+    path = find_latest_checkpoint(cfg.checkpoint.dir, &warnings);
+    if (chief)
+      for (const auto& w : warnings) *env_.err << "warning: " << w << "\n";
+  } else if (cfg.checkpoint.resume != "never") {
+    path = cfg.checkpoint.resume;
+  }
+  if (path) {
+    LoadedCheckpoint ck = load_checkpoint(*path);
+    model_->load_state_dict(ck.model, /*strict=*/true);
+    optimizer_->load_state_dict(ck.optimizer);
+    loop.state = ck.state;
+    if (chief) {
+      *env_.out << "resumed from " << *path << " (step " << loop.state.step << ", epoch "
+                << loop.state.epoch + 1 << ")\n";
+      if (!loop.state.config_digest.empty() && loop.state.config_digest != digest)
+        *env_.err << "warning: the config differs from the one this checkpoint was trained with\n";
+    }
+  } else if (!cfg.model.init_from.empty()) {
     SafetensorsFile f = safetensors_load(cfg.model.init_from);
     try {
       model_->load_state_dict(f.tensors, /*strict=*/true);
@@ -172,225 +302,205 @@ TrainResult Trainer::run(int64_t stop_at_step) {
                         cfg.model.name + "': " + e.what());
     }
   }
-  state.config_digest = digest;
-  state.world_size = strat.world_size();
-  state.rng["seed"] = {seed};
-  strat.set_start_step(state.step);
-  strat.prepare(*model_, *optimizer_);
+  loop.state.config_digest = digest;
+  loop.state.world_size = strategy_->world_size();
+  loop.state.rng["seed"] = {loop.seed};
+}
 
-  // ---- metrics (chief only)
-  std::unique_ptr<MetricsLog> metrics;
-  std::unique_ptr<TensorBoardWriter> tb;
-  std::unique_ptr<ProgressDisplay> progress;
-  if (chief) {
-    std::filesystem::create_directories(cfg.logging.dir);
-    metrics = std::make_unique<MetricsLog>(cfg.logging.dir + "/metrics.jsonl");
-    if (cfg.logging.tensorboard) tb = std::make_unique<TensorBoardWriter>(cfg.logging.dir, env_.hostname);
-    if (cfg.logging.progress != "none") {
-      ProgressOptions po;
-      po.live = cfg.logging.progress == "bar" || (cfg.logging.progress == "auto" && env_.out_is_terminal);
-      po.print_every_steps = cfg.logging.every_steps;
-      progress = std::make_unique<ProgressDisplay>(out, po);
-    }
-  }
-  auto save = [&] {
-    strat.before_checkpoint(*model_, *optimizer_);  // every rank, before the chief saves
-    if (!chief) return;
-    std::filesystem::create_directories(cfg.checkpoint.dir);
-    save_checkpoint(cfg.checkpoint.dir, model_->state_dict(), optimizer_->state_dict(), state,
-                    cfg.checkpoint.keep);
-  };
+// ---- one optimizer step: micro-batches, loss scaling, the non-finite check, clipping, update.
 
-  // ---- the loop
-  TrainResult result;
-  const int64_t global_batch = cfg.data.batch_size;
-  int nonfinite_in_a_row = 0;
-  double epoch_loss_sum = 0;
-  int64_t epoch_loss_count = 0;
-  double interval_loss = 0;
-  int64_t interval_steps = 0;
-  double train_time = 0;
-  int64_t samples_done = 0;
-  EvalResult last_eval;
-  int64_t last_eval_step = -1;  // the step last_eval measured
-  const double elapsed_before = state.elapsed_s;
-  const int64_t start_step = state.step;
-  auto run_start = Clock::now();
-  bool stop = false;
-  while (state.epoch < cfg.training.epochs && !stop) {
-    if (cfg.training.max_steps > 0 && state.step >= cfg.training.max_steps) break;
-    loader.restore(state.epoch, state.step_in_epoch * accumulate);
-    auto epoch_start = Clock::now();
-    int64_t epoch_samples = 0;
-    while (state.step_in_epoch < steps_per_epoch) {
-      if (cfg.training.max_steps > 0 && state.step >= cfg.training.max_steps) break;
-      auto step_start = Clock::now();
-      const double lr = schedule.lr_at(state.step);
-      optimizer_->set_lr(lr);
-      // set_to_none (PyTorch 2's default): backward then hands each parameter the gradient it
-      // computed instead of adding it into a zeroed buffer -- one pass over the gradients less to
-      // zero them and one less to add (the ddp reducer copies each into its bucket once).
-      optimizer_->zero_grad(/*set_to_none=*/true);
-      double loss_sum = 0;
-      for (int m = 0; m < accumulate; ++m) {
-        std::optional<Batch> batch = loader.next();
-        TANDEM_ASSERT(batch.has_value(), "loader ran out of batches mid-epoch");
-        MicroBatch micro{&*batch, state.step, m, accumulate, seed};
-        if (scaler) micro.loss_scale = scaler->scale();
-        loss_sum += strat.forward_backward(*model_, micro);
-      }
-      strat.synchronize(*model_);
-      // fp16: a step whose scaled gradients overflowed is skipped and the scale halved (normal
-      // while the scaler finds its level; not a divergence); otherwise the gradients are unscaled.
-      bool overflow = false;
-      if (scaler) {
-        const std::vector<Tensor> params = model_->parameters();
-        overflow = !grads_finite(params);
-        if (!overflow) scale_grads(params, 1.0 / scaler->scale());
-        scaler->update(overflow);
-      }
-      double loss = strat.mean_loss(loss_sum / accumulate);
-      bool finite = std::isfinite(loss);
-      double grad_norm = 0;
-      if (finite && cfg.training.grad_clip > 0) {
-        grad_norm = clip_grad_norm(model_->named_parameters(), cfg.training.grad_clip);
-        finite = std::isfinite(grad_norm);
-      }
-      if (!finite) {
-        ++nonfinite_in_a_row;
-        if (chief)
-          err << "warning: step " << state.step + 1 << ": non-finite loss or gradient (loss " << loss
-              << "); step skipped (" << nonfinite_in_a_row << " in a row)\n";
-        TANDEM_CHECK_T(Error, nonfinite_in_a_row < cfg.training.max_nonfinite_steps,
-                       "training diverged: ", nonfinite_in_a_row,
-                       " steps in a row had a non-finite loss or gradient (training.max_nonfinite_steps = ",
-                       cfg.training.max_nonfinite_steps, "); lower optimizer.lr or set training.grad_clip");
-        optimizer_->zero_grad(/*set_to_none=*/true);
-      } else if (overflow) {
-        optimizer_->zero_grad(/*set_to_none=*/true);
-      } else {
-        nonfinite_in_a_row = 0;
-        strat.apply_update(*model_, *optimizer_);
-        epoch_loss_sum += loss;
-        epoch_loss_count += 1;
-        interval_loss += loss;
-        interval_steps += 1;
-      }
-      state.step += 1;
-      state.step_in_epoch += 1;
-      const double dt = seconds_since(step_start);
-      train_time += dt;
-      samples_done += global_batch * accumulate;
-      epoch_samples += global_batch * accumulate;
-      if (chief) {
-        double sps = epoch_samples / std::max(seconds_since(epoch_start), 1e-9);
-        ProgressStats ps{state.epoch + 1, state.step_in_epoch, steps_per_epoch,
-                         finite ? loss : NAN, lr, sps,
-                         estimate_eta(seconds_since(run_start), state.step - start_step,
-                                      total_steps - start_step)};
-        if (progress) progress->update(ps);
-        if (state.step % cfg.logging.every_steps == 0 && interval_steps > 0) {
-          MetricValues mv{{"train/loss", interval_loss / interval_steps}, {"train/lr", lr},
-                          {"train/samples_per_sec", sps}};
-          if (cfg.training.grad_clip > 0) mv.push_back({"train/grad_norm", grad_norm});
-          if (cfg.training.log_memory) {
-            AllocatorStats st = cpu_allocator_stats();
-            mv.push_back({"memory/cpu_peak_allocated_mb", st.peak_allocated_bytes / 1048576.0});
-            if (device.is_cuda()) {
-              DeviceMemoryStats ds = backend_for("log_memory", device).memory_stats(device.index);
-              mv.push_back({"memory/cuda_peak_allocated_mb", ds.peak_allocated_bytes / 1048576.0});
-              mv.push_back({"memory/cuda_reserved_mb", ds.reserved_bytes / 1048576.0});
-            }
-          }
-          metrics->log(state.step, state.epoch, mv);
-          if (tb) {
-            for (const auto& [tag, v] : mv) tb->add_scalar(tag, v, state.step);
-            tb->flush();
-          }
-          interval_loss = 0;
-          interval_steps = 0;
-        }
-      }
-      bool at_stop = (stop_at_step >= 0 && state.step >= stop_at_step) || stop_requested_.load();
-      bool periodic = cfg.checkpoint.every_steps > 0 && state.step % cfg.checkpoint.every_steps == 0;
-      if (at_stop || periodic) {
-        state.elapsed_s = elapsed_before + seconds_since(run_start);
-        if (!(state.step_in_epoch == steps_per_epoch)) save();  // epoch ends save below
-      }
-      if (at_stop) {
-        stop = true;
-        result.stopped_early = true;
-        break;
-      }
-    }
-    const bool epoch_done = state.step_in_epoch >= steps_per_epoch;
-    if (epoch_done) {
-      if (progress) progress->finish();
-      if (cfg.training.eval_every_epoch || state.epoch + 1 == cfg.training.epochs) {
-        last_eval = evaluate(*model_, strat, test_data, test_tf, global_batch * 4, cfg.data.workers);
-        last_eval_step = state.step;
-        if (chief) {
-          MetricValues mv{{"test/loss", last_eval.loss}, {"test/accuracy", last_eval.accuracy},
-                          {"train/epoch_loss", epoch_loss_count ? epoch_loss_sum / epoch_loss_count : 0}};
-          metrics->log(state.step, state.epoch, mv);
-          if (tb) {
-            for (const auto& [tag, v] : mv) tb->add_scalar(tag, v, state.step);
-            tb->flush();
-          }
-          out << "epoch " << state.epoch + 1 << "/" << cfg.training.epochs << ": train_loss "
-              << format_double(epoch_loss_count ? epoch_loss_sum / epoch_loss_count : 0, 4)
-              << " test_loss " << format_double(last_eval.loss, 4) << " test_accuracy "
-              << format_double(last_eval.accuracy, 4) << "\n" << std::flush;
-        }
-      }
-      result.train_loss = epoch_loss_count ? epoch_loss_sum / epoch_loss_count : 0;
-      epoch_loss_sum = 0;
-      epoch_loss_count = 0;
-      state.epoch += 1;
-      state.step_in_epoch = 0;
-      state.elapsed_s = elapsed_before + seconds_since(run_start);
-      save();
-    } else if (epoch_loss_count > 0) {
-      result.train_loss = epoch_loss_sum / epoch_loss_count;
-    }
-    if (cfg.training.max_steps > 0 && state.step >= cfg.training.max_steps) break;
+Trainer::StepOutcome Trainer::train_step(Loop& loop) {
+  Strategy& strat = *strategy_;
+  const auto start = Clock::now();
+  StepOutcome s;
+  s.lr = loop.schedule->lr_at(loop.state.step);
+  optimizer_->set_lr(s.lr);
+  // set_to_none (PyTorch 2's default): backward then hands each parameter the gradient it
+  // computed instead of adding it into a zeroed buffer -- one pass over the gradients less to
+  // zero them and one less to add (the ddp reducer copies each into its bucket once).
+  optimizer_->zero_grad(/*set_to_none=*/true);
+  double loss_sum = 0;
+  for (int m = 0; m < loop.accumulate; ++m) {
+    std::optional<Batch> batch = loop.loader->next();
+    TANDEM_ASSERT(batch.has_value(), "loader ran out of batches mid-epoch");
+    MicroBatch micro{&*batch, loop.state.step, m, loop.accumulate, loop.seed};
+    if (loop.scaler) micro.loss_scale = loop.scaler->scale();
+    loss_sum += strat.forward_backward(*model_, micro);
   }
-  if (progress) progress->finish();
+  strat.synchronize(*model_);
+  const bool overflow = unscale_gradients(loop);
+  s.loss = strat.mean_loss(loss_sum / loop.accumulate);
+  s.finite = std::isfinite(s.loss);
+  if (s.finite && config_.training.grad_clip > 0) {
+    s.grad_norm = clip_grad_norm(model_->named_parameters(), config_.training.grad_clip);
+    s.finite = std::isfinite(s.grad_norm);
+  }
+  if (!s.finite) {
+    skip_nonfinite_step(loop, s.loss);
+  } else if (overflow) {
+    optimizer_->zero_grad(/*set_to_none=*/true);
+  } else {
+    loop.nonfinite_in_a_row = 0;
+    strat.apply_update(*model_, *optimizer_);
+    loop.epoch_loss_sum += s.loss;
+    loop.epoch_loss_count += 1;
+    loop.interval_loss += s.loss;
+    loop.interval_steps += 1;
+  }
+  loop.state.step += 1;
+  loop.state.step_in_epoch += 1;
+  loop.train_time += seconds_since(start);
+  loop.samples_done += loop.global_batch * loop.accumulate;
+  loop.epoch_samples += loop.global_batch * loop.accumulate;
+  return s;
+}
+
+// fp16: a step whose scaled gradients overflowed is skipped and the scale halved (normal while
+// the scaler finds its level, not a divergence); otherwise the gradients are unscaled. Returns
+// whether the step overflowed.
+bool Trainer::unscale_gradients(Loop& loop) {
+  if (!loop.scaler) return false;
+  const std::vector<Tensor> params = model_->parameters();
+  const bool overflow = !grads_finite(params);
+  if (!overflow) scale_grads(params, 1.0 / loop.scaler->scale());
+  loop.scaler->update(overflow);
+  return overflow;
+}
+
+void Trainer::skip_nonfinite_step(Loop& loop, double loss) {
+  const int max_in_a_row = config_.training.max_nonfinite_steps;
+  ++loop.nonfinite_in_a_row;
+  if (strategy_->is_chief())
+    *env_.err << "warning: step " << loop.state.step + 1 << ": non-finite loss or gradient (loss "
+              << loss << "); step skipped (" << loop.nonfinite_in_a_row << " in a row)\n";
+  TANDEM_CHECK_T(Error, loop.nonfinite_in_a_row < max_in_a_row,
+                 "training diverged: ", loop.nonfinite_in_a_row,
+                 " steps in a row had a non-finite loss or gradient "
+                 "(training.max_nonfinite_steps = ",
+                 max_in_a_row, "); lower optimizer.lr or set training.grad_clip");
+  optimizer_->zero_grad(/*set_to_none=*/true);
+}
+
+// ---- log: the progress display after every step, metrics every logging.every_steps.
+
+void Trainer::log_step(Loop& loop, const StepOutcome& step) {
+  if (!strategy_->is_chief()) return;
+  const TrainerState& st = loop.state;
+  const double sps = loop.epoch_samples / std::max(seconds_since(loop.epoch_start), 1e-9);
+  if (loop.progress)
+    loop.progress->update({st.epoch + 1, st.step_in_epoch, loop.steps_per_epoch,
+                           step.finite ? step.loss : NAN, step.lr, sps,
+                           estimate_eta(seconds_since(loop.run_start), st.step - loop.start_step,
+                                        loop.total_steps - loop.start_step)});
+  if (st.step % config_.logging.every_steps != 0 || loop.interval_steps == 0) return;
+  MetricValues mv{{"train/loss", loop.interval_loss / loop.interval_steps},
+                  {"train/lr", step.lr},
+                  {"train/samples_per_sec", sps}};
+  if (config_.training.grad_clip > 0) mv.push_back({"train/grad_norm", step.grad_norm});
+  if (config_.training.log_memory) add_memory_metrics(loop.device, mv);
+  loop.metrics->log(st.step, st.epoch, mv);
+  loop.interval_loss = 0;
+  loop.interval_steps = 0;
+}
+
+// ---- checkpoints: every checkpoint.every_steps, at a requested stop, and at each epoch's end.
+
+// After a step: saves when a stop was asked for or the period came round (the end of an epoch
+// saves in end_epoch instead); returns true when the run stops here.
+bool Trainer::checkpoint_or_stop(Loop& loop, int64_t stop_at_step) {
+  const int64_t step = loop.state.step;
+  const bool at_stop = (stop_at_step >= 0 && step >= stop_at_step) || stop_requested_.load();
+  const int64_t every = config_.checkpoint.every_steps;
+  const bool periodic = every > 0 && step % every == 0;
+  const bool epoch_end = loop.state.step_in_epoch == loop.steps_per_epoch;
+  if ((at_stop || periodic) && !epoch_end) {
+    loop.stamp_elapsed();
+    save(loop);
+  }
+  if (at_stop) {
+    loop.stopped = true;
+    loop.result.stopped_early = true;
+  }
+  return at_stop;
+}
+
+void Trainer::save(Loop& loop) {
+  strategy_->before_checkpoint(*model_, *optimizer_);  // every rank, before the chief saves
+  if (!strategy_->is_chief()) return;
+  std::filesystem::create_directories(config_.checkpoint.dir);
+  save_checkpoint(config_.checkpoint.dir, model_->state_dict(), optimizer_->state_dict(),
+                  loop.state, config_.checkpoint.keep);
+}
+
+// ---- end of epoch: evaluate (training.eval_every_epoch, and after the last epoch), checkpoint.
+
+void Trainer::end_epoch(Loop& loop) {
+  TrainerState& st = loop.state;
+  if (st.step_in_epoch < loop.steps_per_epoch) {  // stopped or out of steps mid-epoch
+    if (loop.epoch_loss_count > 0) loop.result.train_loss = loop.epoch_mean_loss();
+    return;
+  }
+  if (loop.progress) loop.progress->finish();
+  if (config_.training.eval_every_epoch || st.epoch + 1 == config_.training.epochs) {
+    evaluate_and_log(loop, /*with_epoch_loss=*/true);
+    if (strategy_->is_chief())
+      *env_.out << "epoch " << st.epoch + 1 << "/" << config_.training.epochs << ": train_loss "
+                << format_double(loop.epoch_mean_loss(), 4) << " test_loss "
+                << format_double(loop.last_eval.loss, 4) << " test_accuracy "
+                << format_double(loop.last_eval.accuracy, 4) << "\n"
+                << std::flush;
+  }
+  loop.result.train_loss = loop.epoch_mean_loss();
+  loop.epoch_loss_sum = 0;
+  loop.epoch_loss_count = 0;
+  st.epoch += 1;
+  st.step_in_epoch = 0;
+  loop.stamp_elapsed();
+  save(loop);
+}
+
+void Trainer::evaluate_and_log(Loop& loop, bool with_epoch_loss) {
+  loop.last_eval = evaluate(*model_, *strategy_, loop.test_data, *loop.test_transforms,
+                            loop.global_batch * 4, config_.data.workers);
+  loop.last_eval_step = loop.state.step;
+  MetricValues mv{{"test/loss", loop.last_eval.loss}, {"test/accuracy", loop.last_eval.accuracy}};
+  if (with_epoch_loss) mv.push_back({"train/epoch_loss", loop.epoch_mean_loss()});
+  loop.metrics->log(loop.state.step, loop.state.epoch, mv);
+}
+
+// ---- the end: a final evaluation and checkpoint where the last epoch did not make them, and the
+// final line.
+
+TrainResult Trainer::finish(Loop& loop) {
+  if (loop.progress) loop.progress->finish();
+  TrainResult& result = loop.result;
   // A run that ended by max_steps mid-epoch (or resumed a finished run, or skipped the last
   // epoch's evaluation): evaluate the final model once so the final line is complete.
-  const bool mid_epoch_end = !result.stopped_early && state.step_in_epoch > 0;
-  if (!result.stopped_early && last_eval_step != state.step) {
-    last_eval = evaluate(*model_, strat, test_data, test_tf, global_batch * 4, cfg.data.workers);
-    last_eval_step = state.step;
-    if (chief) {
-      MetricValues mv{{"test/loss", last_eval.loss}, {"test/accuracy", last_eval.accuracy}};
-      metrics->log(state.step, state.epoch, mv);
-      if (tb) {
-        for (const auto& [tag, v] : mv) tb->add_scalar(tag, v, state.step);
-        tb->flush();
-      }
-    }
-  }
+  const bool mid_epoch_end = !result.stopped_early && loop.state.step_in_epoch > 0;
+  if (!result.stopped_early && loop.last_eval_step != loop.state.step)
+    evaluate_and_log(loop, /*with_epoch_loss=*/false);
   if (mid_epoch_end) {
-    state.elapsed_s = elapsed_before + seconds_since(run_start);
-    save();
+    loop.stamp_elapsed();
+    save(loop);
   }
-  result.epoch = state.epoch;
-  result.step = state.step;
-  result.test_loss = last_eval.loss;
-  result.test_accuracy = last_eval.accuracy;
-  result.samples_per_sec = train_time > 0 ? samples_done / train_time : 0;
+  result.epoch = loop.state.epoch;
+  result.step = loop.state.step;
+  result.test_loss = loop.last_eval.loss;
+  result.test_accuracy = loop.last_eval.accuracy;
+  result.samples_per_sec = loop.train_time > 0 ? loop.samples_done / loop.train_time : 0;
   std::ostringstream line;
-  line << "final: epoch=" << result.epoch << " step=" << result.step << " train_loss="
-       << format_double(result.train_loss, 4) << " test_loss=" << format_double(result.test_loss, 4)
+  line << "final: epoch=" << result.epoch << " step=" << result.step
+       << " train_loss=" << format_double(result.train_loss, 4)
+       << " test_loss=" << format_double(result.test_loss, 4)
        << " test_accuracy=" << format_double(result.test_accuracy, 4)
        << " samples_per_sec=" << format_double(result.samples_per_sec, 1);
   result.final_line = line.str();
-  if (!result.stopped_early) strat.finish();
-  if (chief && !result.stopped_early) {
-    out << result.final_line << "\n";
-    if (std::string extra = strat.report(); !extra.empty()) out << extra << "\n";
-    out << std::flush;
+  if (result.stopped_early) return result;
+  strategy_->finish();
+  if (strategy_->is_chief()) {
+    *env_.out << result.final_line << "\n";
+    if (std::string extra = strategy_->report(); !extra.empty()) *env_.out << extra << "\n";
+    *env_.out << std::flush;
   }
   return result;
 }

@@ -8,6 +8,11 @@
 // for 100 more ends bit-identical to one that ran 200 steps straight.
 //
 // Only the chief (rank 0) prints, writes metrics and saves checkpoints; every rank restores.
+//
+// Reading order: run() is the loop -- set up (precision and device, data, model and optimizer,
+// restore or initialise), then per step train_step (micro-batches, loss scaling, the non-finite
+// check, clipping, update), log_step, checkpoint_or_stop, and per epoch end_epoch (evaluate,
+// checkpoint); finish writes the final line. All of its state is one Loop (trainer.cc).
 #pragma once
 
 #include <atomic>
@@ -30,8 +35,8 @@ struct RunEnvironment {
 };
 
 struct TrainResult {
-  int64_t epoch = 0;  // epochs completed
-  int64_t step = 0;   // optimizer steps completed
+  int64_t epoch = 0;      // epochs completed
+  int64_t step = 0;       // optimizer steps completed
   double train_loss = 0;  // mean loss over the last epoch's steps (or the steps run)
   double test_loss = 0;
   double test_accuracy = 0;
@@ -56,7 +61,25 @@ class Trainer {
   Optimizer& optimizer() { return *optimizer_; }
 
  private:
-  struct Impl;
+  struct Loop;
+  struct StepOutcome;
+
+  Loop set_up();
+  void set_up_precision_and_device(Loop& loop);
+  void set_up_data(Loop& loop);
+  void restore_or_initialise(Loop& loop);
+  StepOutcome train_step(Loop& loop);
+  bool unscale_gradients(Loop& loop);
+  void skip_nonfinite_step(Loop& loop, double loss);
+  void log_step(Loop& loop, const StepOutcome& step);
+  bool checkpoint_or_stop(Loop& loop, int64_t stop_at_step);
+  void save(Loop& loop);
+  void end_epoch(Loop& loop);
+  void evaluate_and_log(Loop& loop, bool with_epoch_loss);
+  TrainResult finish(Loop& loop);
+  bool max_steps_reached(const Loop& loop) const;
+  bool training_done(const Loop& loop) const;
+
   ExperimentConfig config_;
   std::unique_ptr<Strategy> strategy_;
   RunEnvironment env_;
