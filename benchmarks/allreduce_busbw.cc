@@ -11,9 +11,15 @@
 //                                               buffers from allocate_shared, reduced in place as
 //                                               ddp's buckets are; --staged: plain buffers, copied
 //                                               through the staging slots)
-// Options: --iters K (per size, default 40; at most 30 above 4 MiB), --max-bytes B (default 64 MiB).
-// Each timed call starts after a raw barrier; raw and tandem calls alternate (and swap which goes
-// first every iteration) so load from other processes hits both alike.
+//   tandem launch --nnodes H ... --exec -- allreduce_busbw --backend hierarchical
+//                                              (several ranks on each of several hosts: tandem =
+//                                               the hierarchical all-reduce, raw = Gloo's flat ring
+//                                               over every rank, on in-place shared buffers)
+// Options: --iters K (per size, default 40; at most 30 above 4 MiB), --min-bytes / --max-bytes B
+// (default 4 KiB / 64 MiB; sizes go up by 4x).
+// Each timed call starts after a raw barrier and counts as long as its slowest rank took; raw and
+// tandem calls alternate (and swap which goes first every iteration) so load from other processes
+// hits both alike.
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,8 +36,10 @@
 #include <gloo/math.h>
 
 #include "collectives/gloo/gloo_communicator.h"
+#include "collectives/hierarchical/make_hierarchical.h"
 #include "collectives/mpi/mpi_communicator.h"
 #include "collectives/mpi/mpi_runtime.h"
+#include "collectives/net/host_address.h"
 #include "collectives/shm/shm_communicator.h"
 #include "collectives/store/store_client.h"
 #include "tests/collectives/local_spawner.h"
@@ -45,6 +53,7 @@ struct Args {
   std::string backend;
   int spawn = 0;
   int iters = 40;
+  int64_t min_bytes = 4096;
   int64_t max_bytes = 64 << 20;
   bool staged = false;  // shm: plain buffers instead of allocate_shared ones
 };
@@ -77,7 +86,7 @@ int run(const Args& args, Communicator& comm, const std::function<void(Tensor&)>
         "tandem min us | tandem/raw (min) |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   }
-  for (int64_t bytes = 4096; bytes <= args.max_bytes; bytes *= 4) {
+  for (int64_t bytes = args.min_bytes; bytes <= args.max_bytes; bytes *= 4) {
     // Zeros stay zeros: no overflow, no denormals. Where the backend can share memory (shm), the
     // buffer is in it, as ddp's buckets are; elsewhere allocate_shared is plain zeros.
     Tensor buffer = args.staged ? zeros({bytes / 4})
@@ -104,6 +113,13 @@ int run(const Args& args, Communicator& comm, const std::function<void(Tensor&)>
         const double s = std::chrono::duration<double>(Clock::now() - t0).count();
         (raw_turn ? raw_s : tandem_s).push_back(s);
       }
+    }
+    // A call's time is its slowest rank's: a rank that left the barrier late would otherwise
+    // time only the end of the others' work.
+    for (std::vector<double>* v : {&raw_s, &tandem_s}) {
+      Tensor slowest = from_vector(*v, {static_cast<int64_t>(v->size())}, DType::kF64);
+      comm.all_reduce(slowest, ReduceOp::kMax)->wait(comm.options().timeout);
+      *v = slowest.to_vector();
     }
     const double r = median(raw_s), t = median(tandem_s);
     const double r_min = *std::min_element(raw_s.begin(), raw_s.end());
@@ -137,14 +153,36 @@ int run_mpi(const Args& args) {
 int run_gloo(const Args& args) {
   const int rank = std::atoi(env_or_die("RANK").c_str());
   const int world = std::atoi(env_or_die("WORLD_SIZE").c_str());
-  StoreClient store(env_or_die("MASTER_ADDR") + ":" + env_or_die("MASTER_PORT"),
-                    env_or_die("TANDEM_JOB_TOKEN"), std::chrono::milliseconds(60'000));
-  auto gloo_comm = std::make_unique<GlooCommunicator>(store, rank, world);
+  const std::string master = env_or_die("MASTER_ADDR");
+  StoreClient store(master + ":" + env_or_die("MASTER_PORT"), env_or_die("TANDEM_JOB_TOKEN"),
+                    std::chrono::milliseconds(600'000));
+  CommOptions options;
+  options.timeout = std::chrono::milliseconds(600'000);  // 64 MiB over a 100 Mbit/s link: seconds
+  GlooOptions go;  // across hosts, the address peers reach this one at (as tandem train does)
+  const char* local_world = std::getenv("LOCAL_WORLD_SIZE");
+  if (local_world != nullptr && std::atoi(local_world) < world)
+    go.hostname = address_toward(master);
+  auto gloo_comm = std::make_unique<GlooCommunicator>(store, rank, world, go, options);
   std::shared_ptr<gloo::Context> context = gloo_comm->context();
   std::unique_ptr<Communicator> comm = std::move(gloo_comm);
+  std::unique_ptr<Communicator> flat;  // --backend hierarchical: kept for its context (raw)
   // --backend shm: tandem's shared-memory all-reduce against the raw Gloo call it replaces.
   if (args.backend == "shm")
     comm = std::make_unique<ShmCommunicator>(std::move(comm), store, "shm");
+  // --backend hierarchical: tandem's hierarchical all-reduce against Gloo's flat ring.
+  if (args.backend == "hierarchical") {
+    const HostLayout layout =
+        exchange_host_layout(store, "bench", rank, world, this_hostname(), options.timeout);
+    if (!calls_for_hierarchy(layout)) {
+      std::fprintf(stderr,
+                   "allreduce_busbw: --backend hierarchical needs several ranks on each "
+                   "of several hosts\n");
+      return 2;
+    }
+    go.key_prefix = "hier";
+    flat = std::move(comm);
+    comm = make_hierarchical_gloo(store, layout, rank, go, "hier", options);
+  }
   uint32_t tag = 1u << 31;  // apart from the communicator's tags (its sequence numbers)
   auto raw = [&](Tensor& b) {
     gloo::AllreduceOptions opts(context);
@@ -159,7 +197,9 @@ int run_gloo(const Args& args) {
     opts.setTag(tag++);
     gloo::barrier(opts);
   };
-  return run(args, *comm, raw, barrier, ", raw = gloo::allreduce on the communicator's context");
+  return run(args, *comm, raw, barrier,
+             flat ? ", raw = gloo::allreduce, a flat ring over every rank"
+                  : ", raw = gloo::allreduce on the communicator's context");
 }
 
 }  // namespace
@@ -175,6 +215,8 @@ int main(int argc, char** argv) {
       args.spawn = std::atoi(argv[++i]);
     } else if (a == "--iters" && i + 1 < argc) {
       args.iters = std::atoi(argv[++i]);
+    } else if (a == "--min-bytes" && i + 1 < argc) {
+      args.min_bytes = std::atoll(argv[++i]);
     } else if (a == "--max-bytes" && i + 1 < argc) {
       args.max_bytes = std::atoll(argv[++i]);
     } else if (a == "--staged") {
@@ -184,11 +226,12 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if ((args.backend != "mpi" && args.backend != "gloo" && args.backend != "shm") ||
-      args.iters < 1) {
+  if ((args.backend != "mpi" && args.backend != "gloo" && args.backend != "shm" &&
+       args.backend != "hierarchical") ||
+      args.iters < 1 || args.min_bytes < 4 || args.min_bytes > args.max_bytes) {
     std::fprintf(stderr,
-                 "usage: allreduce_busbw --backend {mpi,gloo,shm} [--spawn N] [--iters K] "
-                 "[--max-bytes B] [--staged]\n");
+                 "usage: allreduce_busbw --backend {mpi,gloo,shm,hierarchical} [--spawn N] "
+                 "[--iters K] [--min-bytes B] [--max-bytes B] [--staged]\n");
     return 2;
   }
   try {
@@ -199,6 +242,7 @@ int main(int argc, char** argv) {
       self[len] = '\0';
       std::vector<std::string> child = {"--backend",   args.backend,
                                         "--iters",     std::to_string(args.iters),
+                                        "--min-bytes", std::to_string(args.min_bytes),
                                         "--max-bytes", std::to_string(args.max_bytes)};
       if (args.staged) child.push_back("--staged");
       return tandem::testing::spawn_local_ranks(self, child, args.spawn,
