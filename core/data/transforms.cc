@@ -89,6 +89,9 @@ void normalization_for(const std::string& dataset, std::vector<double>* mean,
   } else if (dataset == "cifar10") {
     *mean = {0.4914, 0.4822, 0.4465};
     *std = {0.2470, 0.2435, 0.2616};
+  } else if (dataset == "image_folder") {  // ImageNet's, as in torchvision's reference scripts
+    *mean = {0.485, 0.456, 0.406};
+    *std = {0.229, 0.224, 0.225};
   } else {
     mean->clear();
     std->clear();
@@ -100,7 +103,9 @@ TransformOptions default_transform_options(const std::string& dataset, const Sam
   TransformOptions o;
   normalization_for(dataset, &o.mean, &o.std);
   o.seed = seed;
-  if (augment) {
+  if (augment && dataset == "image_folder") {
+    o.horizontal_flip = true;  // the crop is the data set's (RandomResizedCrop, image_folder.h)
+  } else if (augment) {
     if (shape.height == 32 && shape.width == 32)
       o.crop_padding = 4;
     else if (shape.height == 28 && shape.width == 28)
