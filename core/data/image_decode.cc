@@ -68,6 +68,10 @@ void decode_png(const uint8_t* data, size_t size, const std::string& what, RgbIm
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, err, png_on_error, png_on_warning);
   TANDEM_CHECK_T(IoError, png != nullptr, what, ": cannot start the PNG decoder");
   png_infop info = png_create_info_struct(png);
+  if (info == nullptr) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    throw IoError(what + ": cannot start the PNG decoder");
+  }
   PngReader reader{data, size, 0};
   std::vector<png_bytep> rows;
   // No C++ object with a destructor may be created between setjmp and a longjmp back to it.
@@ -75,7 +79,6 @@ void decode_png(const uint8_t* data, size_t size, const std::string& what, RgbIm
     png_destroy_read_struct(&png, &info, nullptr);
     throw IoError(str(what, ": corrupt PNG (", err, ")"));
   }
-  TANDEM_CHECK_T(IoError, info != nullptr, what, ": cannot start the PNG decoder");
   png_set_read_fn(png, &reader, png_read_bytes);
   png_read_info(png, info);
   const png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);

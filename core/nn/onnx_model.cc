@@ -93,7 +93,6 @@ std::string register_dotted(Module& root, const std::string& name, const Tensor&
       if (n == parts[i]) next = child.get();
     if (!next) {
       // A child may not share its name with a tensor of the same module.
-      NamedTensors own_p, own_b;
       if (has_entry(m->named_parameters(), parts[i]) || has_entry(m->named_buffers(), parts[i])) {
         ok = false;
         break;

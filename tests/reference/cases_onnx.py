@@ -44,6 +44,16 @@ def onnx_model_step(inputs, args):
     return out
 
 
+@case("onnx_fresh_logits")
+def onnx_fresh_logits(inputs, args):
+    """The module as onnx_models.py export builds it (seed, no forward run yet), in eval mode."""
+    torch.manual_seed(args["seed"])
+    m = onnx_models.build(args["model"], args.get("size", 16), args.get("classes", 10))
+    m.eval()
+    with torch.no_grad():
+        return {"logits": m(inputs["x"])}
+
+
 @case("onnx_nhwc_dense")
 def onnx_nhwc_dense(inputs, args):
     return {"logits": onnx_models.nhwc_dense_reference(inputs["x"], _state(inputs))}

@@ -131,7 +131,8 @@ def graph(args):
 
 def nhwc_dense_reference(x_nchw, state):
     """The nhwc_dense graph in torch, on NCHW samples (tandem transposes them to NHWC first)."""
-    y = F.pad(x_nchw, (0, 1, 0, 1))  # SAME_UPPER, stride 2, kernel 3 on 9x10: 1 extra at the end
+    # SAME_UPPER, stride 2, kernel 3: 9 rows need 2 padding rows (1 + 1), 10 columns 1 (0 + 1).
+    y = F.pad(x_nchw, (0, 1, 1, 1))
     y = F.conv2d(y, state["sequential/conv2d/kernel"], state["sequential/conv2d/bias"], stride=2)
     y = torch.relu(y).mean((2, 3))
     return torch.softmax(y @ state["sequential/dense/kernel"] + state["sequential/dense/bias"], -1)

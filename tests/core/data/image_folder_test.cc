@@ -14,6 +14,7 @@
 #include "core/data/image_folder.h"
 #include "core/data/loader.h"
 #include "core/data/random_streams.h"
+#include "core/ops/ops.h"
 #include "core/random/philox.h"
 #include "tests/support/test_support.h"
 
@@ -130,7 +131,9 @@ TEST(ImageFolder, CorruptFilesAreSkippedWithOneWarningAndReplacedByTheNextReadab
   train.load(after_broken, 0, direct.data(), &label);
   const ImageFolderDataset::Crop a = train.crop_for(500, 375, 0, broken);
   const ImageFolderDataset::Crop b = train.crop_for(500, 375, 0, after_broken);
-  if (a.box_top != b.box_top || a.box_height != b.box_height) EXPECT_NE(px, direct);
+  if (a.box_top != b.box_top || a.box_height != b.box_height) {
+    EXPECT_NE(px, direct);
+  }
 }
 
 TEST(ImageFolder, RandomResizedCropsAreTorchvisionsBoxesAndPilsPixels) {
