@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "core/base/error.h"
 
@@ -137,29 +138,54 @@ void resize_region(const RgbImage& img, const CropBox& src, int64_t out_w, int64
   scratch->resize(static_cast<size_t>(rows * ow * 3));
   uint8_t* tmp = scratch->data();
   const bool need_h = src.width != out_w;
-  for (int64_t y = 0; y < rows; ++y) {
-    const uint8_t* row = base + (first_row + y) * stride;
-    uint8_t* t = tmp + y * ow * 3;
-    if (!need_h) {
-      std::copy(row + out_box.left * 3, row + (out_box.left + ow) * 3, t);
-      continue;
-    }
-    for (int64_t xx = 0; xx < ow; ++xx) {
-      const int64_t ox = out_box.left + xx;
-      const int xmin = hc.bounds[static_cast<size_t>(2 * ox)];
-      const int xmax = hc.bounds[static_cast<size_t>(2 * ox + 1)];
-      const int32_t* k = hc.kk.data() + ox * hc.ksize;
-      const uint8_t* p = row + xmin * 3;
-      int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
-      for (int x = 0; x < xmax; ++x) {
-        s0 += p[3 * x] * k[x];
-        s1 += p[3 * x + 1] * k[x];
-        s2 += p[3 * x + 2] * k[x];
+  // Taps past a pixel's count are zero (precompute), so a fixed tap count K reads up to K - 1
+  // pixels beyond the box: still inside the image except at the end of its last row, where the
+  // decoder leaves kImagePadBytes of slack (image_decode.h).
+  auto hpass = [&](auto K) {
+    constexpr int k_taps = decltype(K)::value;
+    for (int64_t y = 0; y < rows; ++y) {
+      const uint8_t* row = base + (first_row + y) * stride;
+      uint8_t* t = tmp + y * ow * 3;
+      for (int64_t xx = 0; xx < ow; ++xx) {
+        const int64_t ox = out_box.left + xx;
+        const int32_t* k = hc.kk.data() + ox * hc.ksize;
+        const uint8_t* p = row + hc.bounds[static_cast<size_t>(2 * ox)] * 3;
+        int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
+        if constexpr (k_taps > 0) {
+          for (int x = 0; x < k_taps; ++x) {
+            s0 += p[3 * x] * k[x];
+            s1 += p[3 * x + 1] * k[x];
+            s2 += p[3 * x + 2] * k[x];
+          }
+        } else {
+          const int xmax = hc.bounds[static_cast<size_t>(2 * ox + 1)];
+          for (int x = 0; x < xmax; ++x) {
+            s0 += p[3 * x] * k[x];
+            s1 += p[3 * x + 1] * k[x];
+            s2 += p[3 * x + 2] * k[x];
+          }
+        }
+        t[3 * xx] = clip8(s0);
+        t[3 * xx + 1] = clip8(s1);
+        t[3 * xx + 2] = clip8(s2);
       }
-      t[3 * xx] = clip8(s0);
-      t[3 * xx + 1] = clip8(s1);
-      t[3 * xx + 2] = clip8(s2);
     }
+  };
+  const bool padded = img.pixels.size() >= static_cast<size_t>(img.height * stride) +
+                                                static_cast<size_t>(3 * hc.ksize);
+  if (!need_h) {
+    for (int64_t y = 0; y < rows; ++y) {
+      const uint8_t* row = base + (first_row + y) * stride;
+      std::copy(row + out_box.left * 3, row + (out_box.left + ow) * 3, tmp + y * ow * 3);
+    }
+  } else if (padded && hc.ksize == 3) {
+    hpass(std::integral_constant<int, 3>{});
+  } else if (padded && hc.ksize == 5) {
+    hpass(std::integral_constant<int, 5>{});
+  } else if (padded && hc.ksize == 7) {
+    hpass(std::integral_constant<int, 7>{});
+  } else {
+    hpass(std::integral_constant<int, 0>{});
   }
   // Vertical pass into the planar output.
   const bool need_v = src.height != out_h;

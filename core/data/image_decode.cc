@@ -35,7 +35,7 @@ void decode_jpeg(const uint8_t* data, size_t size, const std::string& what, RgbI
                  " pixels is larger than 2^28 pixels");
   out->width = w;
   out->height = h;
-  out->pixels.resize(static_cast<size_t>(w) * h * 3);
+  out->pixels.resize(static_cast<size_t>(w) * h * 3 + kImagePadBytes);
   // Warnings (a truncated but decodable file) are errors too: a half-grey image is not data.
   if (tjDecompress2(tj.h, data, static_cast<unsigned long>(size), out->pixels.data(), w, 0, h,
                     TJPF_RGB, 0) != 0)
@@ -98,7 +98,7 @@ void decode_png(const uint8_t* data, size_t size, const std::string& what, RgbIm
     png_error(png, "unexpected row layout after conversion to RGB");
   out->width = w;
   out->height = h;
-  out->pixels.resize(static_cast<size_t>(w) * h * 3);
+  out->pixels.resize(static_cast<size_t>(w) * h * 3 + kImagePadBytes);
   rows.resize(h);
   for (png_uint_32 y = 0; y < h; ++y) rows[y] = out->pixels.data() + static_cast<size_t>(y) * w * 3;
   png_read_image(png, rows.data());

@@ -17,10 +17,15 @@
 
 namespace tandem {
 
+// Slack after the last pixel, so resampling may read a few taps past a row's end (whose
+// coefficients are zero) without a bounds check per tap.
+constexpr size_t kImagePadBytes = 64;
+
 struct RgbImage {
   int64_t height = 0;
   int64_t width = 0;
-  std::vector<uint8_t> pixels;  // height x width x 3, row-major, interleaved R, G, B
+  // height x width x 3, row-major, interleaved R, G, B, then kImagePadBytes of slack.
+  std::vector<uint8_t> pixels;
 };
 
 // Decodes `size` bytes of a JPEG or PNG file; `what` (the file name) goes into errors. Throws

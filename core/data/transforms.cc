@@ -70,6 +70,14 @@ void Transforms::apply(const uint8_t* in, float* out, int64_t epoch, int64_t glo
         continue;
       }
       const uint8_t* srow = src + sy * W;
+      if (ox == 0) {  // no horizontal shift: no bounds to check (image_folder, eval, flips)
+        if (a.flip) {
+          for (int64_t x = 0; x < W; ++x) row[x] = lut[srow[W - 1 - x]];
+        } else {
+          for (int64_t x = 0; x < W; ++x) row[x] = lut[srow[x]];
+        }
+        continue;
+      }
       for (int64_t x = 0; x < W; ++x) {
         const int64_t sx = (a.flip ? W - 1 - x : x) + ox;  // flip after the crop
         row[x] = (sx >= 0 && sx < W) ? lut[srow[sx]] : zero;
