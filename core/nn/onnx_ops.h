@@ -1,10 +1,11 @@
 // Internal to core/nn/onnx_model.cc: one compiled ONNX node and how it runs. Each supported
-// operator is parsed once (attributes checked, unknown attributes refused) into a Step, and a
-// Step runs as core/ops calls on the values of one forward pass, so autograd records it like any
-// hand-written model. Integer tensors (the Shape -> Gather -> Concat -> Reshape chains
-// torch.onnx.export writes for `x.view(x.size(0), -1)`) stay on the CPU.
+// operator is parsed once (attributes checked, unknown attributes refused) into a Step
+// (onnx_ops.cc), and a Step runs as core/ops calls on the values of one forward pass
+// (onnx_run.cc), so autograd records it like any hand-written model. Integer tensors (the
+// Shape -> Gather -> Concat -> Reshape chains torch.onnx.export writes for `x.view(x.size(0), -1)`)
+// stay on the CPU.
 //
-// The table of supported operators and their attributes is onnx_supported_ops(); configs/README.md
+// The table of supported operators and their attributes is supported_ops(); configs/README.md
 // prints it. Everything else is refused when the model is built, naming the node.
 #pragma once
 

@@ -1,8 +1,8 @@
 // `tandem train` on a network from ONNX and images from a folder, as a user runs it: a tiny CNN
 // exported by PyTorch trains on a generated image folder (Fashion-MNIST as 32x32 color JPEGs and
 // PNGs, one corrupt file) and its loss falls; the checkpoint's model.safetensors loads strictly
-// into the PyTorch module and gives tandem's logits; mirrored and ddp train the same file; and the
-// errors exit 2 before training, naming the key, the node and the operator.
+// into the PyTorch module and gives tandem's logits; mirrored, ddp and parameter_server train the
+// same file; and the errors exit 2 before training, naming the key, the node and the operator.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -150,7 +150,7 @@ TEST(OnnxImageFolderCli, TinyOnnxCnnTrainsOnAnImageFolderAndItsCheckpointLoadsIn
   testing::expect_close(m->forward(x), ref.at("logits"), 1e-5, "checkpoint logits");
 }
 
-TEST(OnnxImageFolderCli, MirroredAndDdpTrainTheSameOnnxNetwork) {
+TEST(OnnxImageFolderCli, MirroredDdpAndParameterServerTrainTheSameOnnxNetwork) {
   SKIP_WITHOUT_PYTHON_TOOLS();
   const std::string mirrored = testing::temp_dir() + "/mirrored";
   Outcome o = tandem("train '" + experiment(mirrored, "strategy:\n  name: mirrored\n  replicas: 2\n") +
@@ -163,6 +163,11 @@ TEST(OnnxImageFolderCli, MirroredAndDdpTrainTheSameOnnxNetwork) {
   ASSERT_EQ(o.rc, 0) << o.out << o.err;
   EXPECT_TRUE(contains(o.out, " step=3 train_loss=")) << o.out;
   EXPECT_TRUE(fs::exists(ddp + "/ck/step-00000003/model.safetensors"));
+  const std::string ps = testing::temp_dir() + "/ps";
+  o = tandem("launch --nproc-per-node 2 --num-ps 1 '" +
+             experiment(ps, "strategy:\n  name: parameter_server\n") + "' training.max_steps=3");
+  ASSERT_EQ(o.rc, 0) << o.out << o.err;
+  EXPECT_TRUE(contains(o.out, " step=3 train_loss=")) << o.out;
 }
 
 TEST(OnnxImageFolderCli, UnsupportedOperatorExitsTwoNamingKeyNodeAndOperator) {
