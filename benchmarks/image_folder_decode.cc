@@ -7,9 +7,9 @@
 //
 // Prints one line: "images_per_sec=N images_per_cpu_sec=C images=M seconds=S workers=W ...".
 #include <chrono>
-#include <ctime>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -27,12 +27,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--root") root = next();
-    else if (a == "--size") size = std::atoll(next().c_str());
-    else if (a == "--workers") workers = std::atoi(next().c_str());
-    else if (a == "--batch") batch = std::atoll(next().c_str());
-    else if (a == "--epochs") epochs = std::atoi(next().c_str());
-    else if (a == "--eval") eval = true;
+    if (a == "--root")
+      root = next();
+    else if (a == "--size")
+      size = std::atoll(next().c_str());
+    else if (a == "--workers")
+      workers = std::atoi(next().c_str());
+    else if (a == "--batch")
+      batch = std::atoll(next().c_str());
+    else if (a == "--epochs")
+      epochs = std::atoi(next().c_str());
+    else if (a == "--eval")
+      eval = true;
     else {
       std::cerr << "usage: image_folder_decode --root DIR [--size N] [--workers N] [--batch N] "
                    "[--epochs N] [--eval]\n";
@@ -76,7 +82,7 @@ int main(int argc, char** argv) {
   // machine shared with other work.
   const double cpu = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
   std::cout << "images_per_sec=" << images / s << " images_per_cpu_sec=" << images / cpu
-            << " images=" << images << " seconds=" << s
-            << " workers=" << workers << " checksum=" << checksum << "\n";
+            << " images=" << images << " seconds=" << s << " workers=" << workers
+            << " checksum=" << checksum << "\n";
   return 0;
 }

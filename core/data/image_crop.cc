@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "core/base/error.h"
 
@@ -14,7 +16,9 @@ namespace tandem {
 namespace {
 
 // Python's round() to an int: half to even (nearbyint in the default rounding mode).
-int64_t py_round(double x) { return static_cast<int64_t>(std::nearbyint(x)); }
+int64_t py_round(double x) {
+  return static_cast<int64_t>(std::nearbyint(x));
+}
 
 constexpr int kPrecisionBits = 32 - 8 - 2;  // Pillow's PRECISION_BITS
 
@@ -66,6 +70,15 @@ inline uint8_t clip8(int32_t v) {
   return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+#ifdef __AVX2__
+// clip8 of eight sums, stored as eight bytes (the saturating packs clamp to 0..255 as clip8 does).
+inline void store_clipped8(__m256i v, uint8_t* dst) {
+  v = _mm256_srai_epi32(v, kPrecisionBits);
+  const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), _mm_packus_epi16(w16, w16));
+}
+#endif
+
 }  // namespace
 
 CropBox random_resized_crop_box(int64_t width, int64_t height,
@@ -81,9 +94,11 @@ CropBox random_resized_crop_box(int64_t width, int64_t height,
     if (0 < w && w <= width && 0 < h && h <= height) {
       // torch.randint(0, n): floor(u * n) for u in [0, 1).
       const int64_t top = std::min<int64_t>(
-          static_cast<int64_t>(uniform(attempt, 2) * static_cast<double>(height - h + 1)), height - h);
+          static_cast<int64_t>(uniform(attempt, 2) * static_cast<double>(height - h + 1)),
+          height - h);
       const int64_t left = std::min<int64_t>(
-          static_cast<int64_t>(uniform(attempt, 3) * static_cast<double>(width - w + 1)), width - w);
+          static_cast<int64_t>(uniform(attempt, 3) * static_cast<double>(width - w + 1)),
+          width - w);
       return {top, left, h, w};
     }
   }
@@ -129,94 +144,115 @@ void resize_region(const RgbImage& img, const CropBox& src, int64_t out_w, int64
   // Rows of the source box the kept output rows read.
   const int64_t first_row = vc.bounds[static_cast<size_t>(2 * out_box.top)];
   const int64_t last = 2 * (out_box.top + oh - 1);
-  const int64_t end_row = vc.bounds[static_cast<size_t>(last)] + vc.bounds[static_cast<size_t>(last + 1)];
+  const int64_t end_row =
+      vc.bounds[static_cast<size_t>(last)] + vc.bounds[static_cast<size_t>(last + 1)];
   const int64_t rows = end_row - first_row;
   const int64_t stride = img.width * 3;
   const uint8_t* base = img.pixels.data() + src.top * stride + src.left * 3;
-  // Horizontal pass into an interleaved u8 buffer (rows x ow x 3), rounded as Pillow rounds.
+  // Horizontal pass into a planar u8 buffer (3 planes of rows x ow), rounded as Pillow rounds.
   // Pillow skips the pass when the width does not change; its taps are then the identity.
-  scratch->resize(static_cast<size_t>(rows * ow * 3));
+  const int64_t plane = rows * ow;
+  scratch->resize(static_cast<size_t>(3 * plane));
   uint8_t* tmp = scratch->data();
   const bool need_h = src.width != out_w;
-  // Taps past a pixel's count are zero (precompute), so a fixed tap count K reads up to K - 1
-  // pixels beyond the box: still inside the image except at the end of its last row, where the
-  // decoder leaves kImagePadBytes of slack (image_decode.h).
-  auto hpass = [&](auto K) {
-    constexpr int k_taps = decltype(K)::value;
-    for (int64_t y = 0; y < rows; ++y) {
-      const uint8_t* row = base + (first_row + y) * stride;
-      uint8_t* t = tmp + y * ow * 3;
-      for (int64_t xx = 0; xx < ow; ++xx) {
-        const int64_t ox = out_box.left + xx;
-        const int32_t* k = hc.kk.data() + ox * hc.ksize;
-        const uint8_t* p = row + hc.bounds[static_cast<size_t>(2 * ox)] * 3;
-        int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
-        if constexpr (k_taps > 0) {
-          for (int x = 0; x < k_taps; ++x) {
-            s0 += p[3 * x] * k[x];
-            s1 += p[3 * x + 1] * k[x];
-            s2 += p[3 * x + 2] * k[x];
-          }
-        } else {
-          const int xmax = hc.bounds[static_cast<size_t>(2 * ox + 1)];
-          for (int x = 0; x < xmax; ++x) {
-            s0 += p[3 * x] * k[x];
-            s1 += p[3 * x + 1] * k[x];
-            s2 += p[3 * x + 2] * k[x];
-          }
-        }
-        t[3 * xx] = clip8(s0);
-        t[3 * xx + 1] = clip8(s1);
-        t[3 * xx + 2] = clip8(s2);
-      }
-    }
-  };
+  // Taps past a pixel's count are zero (precompute), so a fixed tap count reads up to ksize - 1
+  // pixels (and one byte) beyond the box: still inside the image except at the end of its last
+  // row, where the decoder leaves kImagePadBytes of slack (image_decode.h).
   const bool padded = img.pixels.size() >= static_cast<size_t>(img.height * stride) +
-                                                static_cast<size_t>(3 * hc.ksize);
+                                               static_cast<size_t>(3 * hc.ksize + 1);
   if (!need_h) {
     for (int64_t y = 0; y < rows; ++y) {
-      const uint8_t* row = base + (first_row + y) * stride;
-      std::copy(row + out_box.left * 3, row + (out_box.left + ow) * 3, tmp + y * ow * 3);
+      const uint8_t* row = base + (first_row + y) * stride + out_box.left * 3;
+      for (int64_t xx = 0; xx < ow; ++xx)
+        for (int c = 0; c < 3; ++c) tmp[c * plane + y * ow + xx] = row[3 * xx + c];
     }
-  } else if (padded && hc.ksize == 3) {
-    hpass(std::integral_constant<int, 3>{});
-  } else if (padded && hc.ksize == 5) {
-    hpass(std::integral_constant<int, 5>{});
-  } else if (padded && hc.ksize == 7) {
-    hpass(std::integral_constant<int, 7>{});
   } else {
-    hpass(std::integral_constant<int, 0>{});
-  }
-  // Vertical pass into the planar output.
-  const bool need_v = src.height != out_h;
-  uint8_t* o0 = out;
-  uint8_t* o1 = out + oh * ow;
-  uint8_t* o2 = out + 2 * oh * ow;
-  std::vector<int32_t> acc(static_cast<size_t>(ow * 3));
-  for (int64_t yy = 0; yy < oh; ++yy) {
-    const int64_t oy = out_box.top + yy;
-    if (!need_v) {
-      const uint8_t* t = tmp + (oy - first_row) * ow * 3;
-      for (int64_t xx = 0; xx < ow; ++xx) {
-        o0[yy * ow + xx] = t[3 * xx];
-        o1[yy * ow + xx] = t[3 * xx + 1];
-        o2[yy * ow + xx] = t[3 * xx + 2];
-      }
-      continue;
-    }
-    const int ymin = vc.bounds[static_cast<size_t>(2 * oy)];
-    const int ymax = vc.bounds[static_cast<size_t>(2 * oy + 1)];
-    const int32_t* k = vc.kk.data() + oy * vc.ksize;
-    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
-    for (int y = 0; y < ymax; ++y) {
-      const uint8_t* t = tmp + (ymin + y - first_row) * ow * 3;
-      const int32_t w = k[y];
-      for (int64_t i = 0; i < ow * 3; ++i) acc[static_cast<size_t>(i)] += t[i] * w;
-    }
+    const int ks = hc.ksize;
+    // Per kept output column: the byte offset of its first tap, and its taps tap-major
+    // (kt[x * ow + xx]) so eight columns' tap x load as one vector.
+    std::vector<int32_t> first(static_cast<size_t>(ow));
+    std::vector<int32_t> kt(static_cast<size_t>(ks * ow));
     for (int64_t xx = 0; xx < ow; ++xx) {
-      o0[yy * ow + xx] = clip8(acc[static_cast<size_t>(3 * xx)]);
-      o1[yy * ow + xx] = clip8(acc[static_cast<size_t>(3 * xx + 1)]);
-      o2[yy * ow + xx] = clip8(acc[static_cast<size_t>(3 * xx + 2)]);
+      const int64_t ox = out_box.left + xx;
+      first[static_cast<size_t>(xx)] = hc.bounds[static_cast<size_t>(2 * ox)] * 3;
+      for (int x = 0; x < ks; ++x)
+        kt[static_cast<size_t>(x * ow + xx)] = hc.kk[static_cast<size_t>(ox * ks + x)];
+    }
+    for (int64_t y = 0; y < rows; ++y) {
+      const uint8_t* row = base + (first_row + y) * stride;
+      uint8_t* t0 = tmp + y * ow;
+      uint8_t* t1 = t0 + plane;
+      uint8_t* t2 = t1 + plane;
+      int64_t xx = 0;
+#ifdef __AVX2__
+      // Eight output columns at a time: one gather per tap fetches each column's R, G, B (and a
+      // byte of the next pixel) as a 32-bit word; integer sums, so the result is the scalar one.
+      if (padded) {
+        const __m256i bias = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
+        const __m256i byte = _mm256_set1_epi32(0xFF);
+        const __m256i three = _mm256_set1_epi32(3);
+        const int* row_words = reinterpret_cast<const int*>(row);
+        for (; xx + 8 <= ow; xx += 8) {
+          __m256i at = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first.data() + xx));
+          __m256i r = bias, g = bias, b = bias;
+          for (int x = 0; x < ks; ++x) {
+            const __m256i w = _mm256_i32gather_epi32(row_words, at, 1);
+            const __m256i k =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kt.data() + x * ow + xx));
+            r = _mm256_add_epi32(r, _mm256_mullo_epi32(_mm256_and_si256(w, byte), k));
+            g = _mm256_add_epi32(
+                g, _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(w, 8), byte), k));
+            b = _mm256_add_epi32(
+                b, _mm256_mullo_epi32(_mm256_and_si256(_mm256_srli_epi32(w, 16), byte), k));
+            at = _mm256_add_epi32(at, three);
+          }
+          store_clipped8(r, t0 + xx);
+          store_clipped8(g, t1 + xx);
+          store_clipped8(b, t2 + xx);
+        }
+      }
+#endif
+      for (; xx < ow; ++xx) {
+        const int64_t ox = out_box.left + xx;
+        const int32_t* k = hc.kk.data() + ox * ks;
+        const uint8_t* p = row + first[static_cast<size_t>(xx)];
+        const int xmax = hc.bounds[static_cast<size_t>(2 * ox + 1)];
+        int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
+        for (int x = 0; x < xmax; ++x) {
+          s0 += p[3 * x] * k[x];
+          s1 += p[3 * x + 1] * k[x];
+          s2 += p[3 * x + 2] * k[x];
+        }
+        t0[xx] = clip8(s0);
+        t1[xx] = clip8(s1);
+        t2[xx] = clip8(s2);
+      }
+    }
+  }
+  // Vertical pass, plane by plane, into the planar output.
+  const bool need_v = src.height != out_h;
+  std::vector<int32_t> acc(static_cast<size_t>(ow));
+  for (int c = 0; c < 3; ++c) {
+    const uint8_t* tp = tmp + c * plane;
+    uint8_t* op = out + c * oh * ow;
+    for (int64_t yy = 0; yy < oh; ++yy) {
+      const int64_t oy = out_box.top + yy;
+      if (!need_v) {
+        std::copy(tp + (oy - first_row) * ow, tp + (oy - first_row + 1) * ow, op + yy * ow);
+        continue;
+      }
+      const int ymin = vc.bounds[static_cast<size_t>(2 * oy)];
+      const int ymax = vc.bounds[static_cast<size_t>(2 * oy + 1)];
+      const int32_t* k = vc.kk.data() + oy * vc.ksize;
+      int32_t* a = acc.data();
+      std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+      for (int y = 0; y < ymax; ++y) {
+        const uint8_t* t = tp + (ymin + y - first_row) * ow;
+        const int32_t w = k[y];
+        for (int64_t xx = 0; xx < ow; ++xx) a[xx] += t[xx] * w;
+      }
+      uint8_t* o = op + yy * ow;
+      for (int64_t xx = 0; xx < ow; ++xx) o[xx] = clip8(a[xx]);
     }
   }
 }

@@ -30,9 +30,9 @@ struct CropBox {
 // 1 the ratio, 2 the top and 3 the left offset (read only when the attempt fits); rounding is
 // Python's round (half to even), as in torchvision.
 CropBox random_resized_crop_box(int64_t width, int64_t height,
-                                const std::function<double(int, int)>& uniform, double scale_min = 0.08,
-                                double scale_max = 1.0, double ratio_min = 3.0 / 4.0,
-                                double ratio_max = 4.0 / 3.0);
+                                const std::function<double(int, int)>& uniform,
+                                double scale_min = 0.08, double scale_max = 1.0,
+                                double ratio_min = 3.0 / 4.0, double ratio_max = 4.0 / 3.0);
 
 // torchvision Resize(resize_short) then CenterCrop(crop): the size of the resized image (shorter
 // side resize_short, longer side int(resize_short * long / short)) and the crop's box in it.

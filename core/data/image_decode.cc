@@ -65,7 +65,8 @@ void png_on_warning(png_structp, png_const_charp) {}
 
 void decode_png(const uint8_t* data, size_t size, const std::string& what, RgbImage* out) {
   char err[256] = "unknown error";
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, err, png_on_error, png_on_warning);
+  png_structp png =
+      png_create_read_struct(PNG_LIBPNG_VER_STRING, err, png_on_error, png_on_warning);
   TANDEM_CHECK_T(IoError, png != nullptr, what, ": cannot start the PNG decoder");
   png_infop info = png_create_info_struct(png);
   if (info == nullptr) {

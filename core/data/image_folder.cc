@@ -20,7 +20,8 @@ namespace {
 
 bool is_image_file(const fs::path& p) {
   std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png";
 }
 
@@ -82,15 +83,17 @@ ImageFolderDataset::ImageFolderDataset(const std::string& split_dir, const std::
     if (!fs::is_directory(dir, ec)) continue;  // a class with no validation images
     // torchvision: sorted(os.walk(dir)) and sorted names within each folder.
     std::vector<std::pair<std::string, std::string>> found;  // (folder, name)
-    for (fs::recursive_directory_iterator it(dir, fs::directory_options::follow_directory_symlink, ec), end;
+    for (fs::recursive_directory_iterator
+             it(dir, fs::directory_options::follow_directory_symlink, ec),
+         end;
          !ec && it != end; it.increment(ec)) {
       if (it->is_regular_file(ec) && is_image_file(it->path()))
         found.emplace_back(it->path().parent_path().string(), it->path().filename().string());
     }
     TANDEM_CHECK_T(ConfigError, !ec, "data.path: cannot list '", dir.string(), "': ", ec.message());
     std::sort(found.begin(), found.end());
-    TANDEM_CHECK_T(ConfigError, !found.empty() || split_dir != class_dir, "data.path: class folder '",
-                   dir.string(), "' has no .jpg, .jpeg or .png file");
+    TANDEM_CHECK_T(ConfigError, !found.empty() || split_dir != class_dir,
+                   "data.path: class folder '", dir.string(), "' has no .jpg, .jpeg or .png file");
     for (auto& [folder, name] : found) {
       files_.push_back((fs::path(folder) / name).string());
       labels_.push_back(static_cast<int64_t>(c));
@@ -117,8 +120,8 @@ int64_t ImageFolderDataset::skipped_files() const {
   return static_cast<int64_t>(bad_files_.size());
 }
 
-ImageFolderDataset::Crop ImageFolderDataset::crop_for(int64_t width, int64_t height,
-                                                      int64_t epoch, int64_t index) const {
+ImageFolderDataset::Crop ImageFolderDataset::crop_for(int64_t width, int64_t height, int64_t epoch,
+                                                      int64_t index) const {
   const int64_t s = options_.image_size;
   if (options_.random_crop) {
     // One Philox call per attempt: (seed, CROP << 32 | epoch, index << 4 | attempt), a word per
@@ -173,8 +176,8 @@ void ImageFolderDataset::note_bad_file(int64_t file_index, const std::string& wh
   std::string msg = "image_folder: skipping " + path + ": " + why +
                     " (the sample is replaced by the next readable file)";
   // Decoder messages already start with the path; say it once.
-  if (why.rfind(path, 0) == 0) msg = "image_folder: skipping " + why +
-                                     " (the sample is replaced by the next readable file)";
+  if (why.rfind(path, 0) == 0)
+    msg = "image_folder: skipping " + why + " (the sample is replaced by the next readable file)";
   if (options_.warn)
     options_.warn(msg);
   else

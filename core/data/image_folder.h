@@ -30,8 +30,9 @@ namespace tandem {
 
 struct ImageFolderOptions {
   int64_t image_size = 224;  // side of the square samples
-  bool random_crop = false;  // RandomResizedCrop (training with augmentation), else resize + center crop
-  uint64_t seed = 0;         // data seed: keys the crop draws
+  bool random_crop =
+      false;          // RandomResizedCrop (training with augmentation), else resize + center crop
+  uint64_t seed = 0;  // data seed: keys the crop draws
   // Where the one-per-file warning goes; null: std::cerr as "warning: ...".
   std::function<void(const std::string&)> warn;
 };
@@ -62,7 +63,7 @@ class ImageFolderDataset : public Dataset {
   // The crop box of sample `index` of `epoch` in a width x height image (training: the
   // RandomResizedCrop draw; evaluation: the central crop in the resized image).
   struct Crop {
-    int64_t resized_width, resized_height;  // the size the source box is resized to
+    int64_t resized_width, resized_height;             // the size the source box is resized to
     int64_t box_top, box_left, box_height, box_width;  // source box (training) / kept window (eval)
   };
   Crop crop_for(int64_t width, int64_t height, int64_t epoch, int64_t index) const;

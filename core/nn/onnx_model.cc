@@ -59,11 +59,16 @@ bool has_entry(const NamedTensors& list, const std::string& n) {
 
 OnnxModel::~OnnxModel() = default;
 
-int64_t OnnxModel::num_nodes() const { return static_cast<int64_t>(steps_.size()); }
+int64_t OnnxModel::num_nodes() const {
+  return static_cast<int64_t>(steps_.size());
+}
 
 std::string OnnxModel::describe() const {
   return str("OnnxModel(", file_, ": ", steps_.size(), " nodes, input '", input_name_, "' ",
-             layout_ == Layout::kNHWC ? "NHWC" : layout_ == Layout::kFlat ? "flat" : "NCHW", ")");
+             layout_ == Layout::kNHWC   ? "NHWC"
+             : layout_ == Layout::kFlat ? "flat"
+                                        : "NCHW",
+             ")");
 }
 
 std::vector<std::pair<std::string, std::string>> onnx_operator_table() {
@@ -224,9 +229,10 @@ std::shared_ptr<OnnxModel> load_onnx_model(const std::string& path, const OnnxMo
     } else if (d.size() == 2 && fits(d[1], c * h * w)) {
       m->layout_ = OnnxModel::Layout::kFlat;
     } else {
-      fail(str("input '", m->input_name_, "' has shape ", declared, " but the data set's samples are ",
-               c, "x", h, "x", w, " (expected [N, ", c, ", ", h, ", ", w, "], [N, ", h, ", ", w,
-               ", ", c, "] or [N, ", c * h * w, "]); export the model for the data's image size "
+      fail(str("input '", m->input_name_, "' has shape ", declared,
+               " but the data set's samples are ", c, "x", h, "x", w, " (expected [N, ", c, ", ", h,
+               ", ", w, "], [N, ", h, ", ", w, ", ", c, "] or [N, ", c * h * w,
+               "]); export the model for the data's image size "
                "or set data.image_size"));
     }
   }
@@ -277,7 +283,8 @@ std::shared_ptr<OnnxModel> load_onnx_model(const std::string& path, const OnnxMo
           Tensor counter = zeros({}, DType::kI64);
           if (init_names.count(prefix + ".num_batches_tracked") == 0) {
             register_dotted(*m, prefix + ".num_batches_tracked", counter, false);
-            it = bn_counter_of_prefix.emplace(prefix, static_cast<int>(m->bn_counters_.size())).first;
+            it = bn_counter_of_prefix.emplace(prefix, static_cast<int>(m->bn_counters_.size()))
+                     .first;
             m->bn_counters_.push_back(counter);
           }
         }
@@ -312,8 +319,8 @@ std::shared_ptr<OnnxModel> load_onnx_model(const std::string& path, const OnnxMo
       out = m->forward(zeros({2, o.channels, o.height, o.width}, DType::kF32));
       m->train();
     } catch (const std::exception& e) {
-      fail(str(e.what(), " (found by running the graph on 2 samples of ", o.channels, "x",
-               o.height, "x", o.width, ")"));
+      fail(str(e.what(), " (found by running the graph on 2 samples of ", o.channels, "x", o.height,
+               "x", o.width, ")"));
     }
     if (out.dim() != 2 || out.size(0) != 2)
       fail(str("output '", g.output(0).name(), "' has shape ", shape_str(out.shape()),
@@ -325,11 +332,11 @@ std::shared_ptr<OnnxModel> load_onnx_model(const std::string& path, const OnnxMo
 }
 
 Tensor OnnxModel::forward(const Tensor& x_in) {
-  TANDEM_CHECK_SHAPE(x_in.dim() == 4 && (channels_ <= 0 || (x_in.size(1) == channels_ &&
-                                                            x_in.size(2) == height_ &&
-                                                            x_in.size(3) == width_)),
-                     file_, ": expected input [N, ", channels_, ", ", height_, ", ", width_,
-                     "], got ", shape_str(x_in.shape()));
+  TANDEM_CHECK_SHAPE(
+      x_in.dim() == 4 && (channels_ <= 0 || (x_in.size(1) == channels_ && x_in.size(2) == height_ &&
+                                             x_in.size(3) == width_)),
+      file_, ": expected input [N, ", channels_, ", ", height_, ", ", width_, "], got ",
+      shape_str(x_in.shape()));
   Tensor x = x_in;
   if (layout_ == Layout::kNHWC) x = x.permute({0, 2, 3, 1}).contiguous();
   if (layout_ == Layout::kFlat) x = x.reshape({x.size(0), -1});

@@ -45,7 +45,8 @@ class OnnxModel;
 
 // Reads and checks `path`; the module is in training mode. ConfigError for anything the file
 // asks that tandem cannot do, IoError when the file cannot be read.
-std::shared_ptr<OnnxModel> load_onnx_model(const std::string& path, const OnnxModelOptions& options);
+std::shared_ptr<OnnxModel> load_onnx_model(const std::string& path,
+                                           const OnnxModelOptions& options);
 
 // The supported operators and the attributes each accepts: (op, "attr, attr, ...").
 std::vector<std::pair<std::string, std::string>> onnx_operator_table();

@@ -20,8 +20,8 @@ namespace tandem::onnx_internal {
 const std::map<std::string, std::vector<std::string>>& supported_ops() {
   static const std::map<std::string, std::vector<std::string>> ops = {
       {"Add", {}},
-      {"AveragePool", {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode",
-                       "count_include_pad"}},
+      {"AveragePool",
+       {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad"}},
       {"BatchNormalization", {"epsilon", "momentum", "training_mode"}},
       {"Concat", {"axis"}},
       {"Constant", {"value", "value_float", "value_floats", "value_int", "value_ints"}},
@@ -37,8 +37,8 @@ const std::map<std::string, std::vector<std::string>>& supported_ops() {
       {"LogSoftmax", {"axis"}},
       {"MatMul", {}},
       {"Pad", {"mode"}},
-      {"MaxPool", {"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode",
-                   "storage_order"}},
+      {"MaxPool",
+       {"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode", "storage_order"}},
       {"Mul", {}},
       {"ReduceMean", {"axes", "keepdims"}},
       {"Relu", {}},
@@ -66,17 +66,36 @@ namespace {
 
 const std::map<std::string, Kind>& kinds() {
   static const std::map<std::string, Kind> k = {
-      {"Conv", Kind::kConv}, {"Gemm", Kind::kGemm}, {"MatMul", Kind::kMatMul},
-      {"Add", Kind::kAdd}, {"Sub", Kind::kSub}, {"Mul", Kind::kMul}, {"Div", Kind::kDiv},
-      {"Relu", Kind::kRelu}, {"LeakyRelu", Kind::kLeakyRelu}, {"Sigmoid", Kind::kSigmoid},
-      {"Tanh", Kind::kTanh}, {"Softmax", Kind::kSoftmax}, {"LogSoftmax", Kind::kLogSoftmax},
-      {"MaxPool", Kind::kMaxPool}, {"AveragePool", Kind::kAveragePool},
-      {"GlobalAveragePool", Kind::kGlobalAveragePool}, {"BatchNormalization", Kind::kBatchNorm},
-      {"Dropout", Kind::kDropout}, {"Flatten", Kind::kFlatten}, {"Reshape", Kind::kReshape},
-      {"Concat", Kind::kConcat}, {"Identity", Kind::kIdentity}, {"Constant", Kind::kConstant},
-      {"Shape", Kind::kShape}, {"Gather", Kind::kGather}, {"Unsqueeze", Kind::kUnsqueeze},
-      {"Squeeze", Kind::kSqueeze}, {"Transpose", Kind::kTranspose},
-      {"ReduceMean", Kind::kReduceMean}, {"Pad", Kind::kPad},
+      {"Conv", Kind::kConv},
+      {"Gemm", Kind::kGemm},
+      {"MatMul", Kind::kMatMul},
+      {"Add", Kind::kAdd},
+      {"Sub", Kind::kSub},
+      {"Mul", Kind::kMul},
+      {"Div", Kind::kDiv},
+      {"Relu", Kind::kRelu},
+      {"LeakyRelu", Kind::kLeakyRelu},
+      {"Sigmoid", Kind::kSigmoid},
+      {"Tanh", Kind::kTanh},
+      {"Softmax", Kind::kSoftmax},
+      {"LogSoftmax", Kind::kLogSoftmax},
+      {"MaxPool", Kind::kMaxPool},
+      {"AveragePool", Kind::kAveragePool},
+      {"GlobalAveragePool", Kind::kGlobalAveragePool},
+      {"BatchNormalization", Kind::kBatchNorm},
+      {"Dropout", Kind::kDropout},
+      {"Flatten", Kind::kFlatten},
+      {"Reshape", Kind::kReshape},
+      {"Concat", Kind::kConcat},
+      {"Identity", Kind::kIdentity},
+      {"Constant", Kind::kConstant},
+      {"Shape", Kind::kShape},
+      {"Gather", Kind::kGather},
+      {"Unsqueeze", Kind::kUnsqueeze},
+      {"Squeeze", Kind::kSqueeze},
+      {"Transpose", Kind::kTranspose},
+      {"ReduceMean", Kind::kReduceMean},
+      {"Pad", Kind::kPad},
   };
   return k;
 }
@@ -184,9 +203,8 @@ Step compile_step(const onnx::NodeProto& node, const std::string& name, std::vec
   if (k == kinds().end() || !(node.domain().empty() || node.domain() == "ai.onnx")) {
     std::string list;
     for (const auto& [op, attrs] : supported_ops()) list += (list.empty() ? "" : ", ") + op;
-    throw ConfigError(str(where, ": operator ",
-                          node.domain().empty() ? "" : node.domain() + ".", node.op_type(),
-                          " is not supported (supported: ", list, ")"));
+    throw ConfigError(str(where, ": operator ", node.domain().empty() ? "" : node.domain() + ".",
+                          node.op_type(), " is not supported (supported: ", list, ")"));
   }
   Attrs a(node, where);
   Step s;
@@ -315,7 +333,8 @@ Step compile_step(const onnx::NodeProto& node, const std::string& name, std::vec
       bool ok = s.ints.size() % 2 == 0 && s.ints.size() >= 4;
       for (size_t i = 0; ok && i < s.ints.size(); ++i)
         ok = s.ints[i] >= 0 && (i % r >= r - 2 || s.ints[i] == 0);
-      TANDEM_CHECK_T(ConfigError, ok, where, ": only non-negative padding of the last two "
+      TANDEM_CHECK_T(ConfigError, ok, where,
+                     ": only non-negative padding of the last two "
                      "dimensions of an (N, C, H, W) tensor is supported, got pads ",
                      shape_str(s.ints));
       break;
@@ -346,7 +365,11 @@ Step compile_step(const onnx::NodeProto& node, const std::string& name, std::vec
       }
       break;
     }
-    case Kind::kAdd: case Kind::kSub: case Kind::kMul: case Kind::kDiv: case Kind::kMatMul:
+    case Kind::kAdd:
+    case Kind::kSub:
+    case Kind::kMul:
+    case Kind::kDiv:
+    case Kind::kMatMul:
       need_inputs(2, 2);
       break;
     default:
@@ -368,8 +391,9 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
   const std::string& raw = t.raw_data();
   const bool has_raw = t.has_raw_data();
   auto check_raw = [&](size_t elem) {
-    TANDEM_CHECK_T(ConfigError, raw.size() == static_cast<size_t>(n) * elem, what, ": raw data has ",
-                   raw.size(), " bytes, expected ", n * static_cast<int64_t>(elem));
+    TANDEM_CHECK_T(ConfigError, raw.size() == static_cast<size_t>(n) * elem, what,
+                   ": raw data has ", raw.size(), " bytes, expected ",
+                   n * static_cast<int64_t>(elem));
   };
   auto check_count = [&](int64_t count) {
     TANDEM_CHECK_T(ConfigError, count == n, what, ": ", count, " values for shape ",
@@ -414,8 +438,12 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
       }
       return out;
     }
-    case onnx::TensorProto::INT64: case onnx::TensorProto::INT32: case onnx::TensorProto::INT16:
-    case onnx::TensorProto::INT8: case onnx::TensorProto::UINT8: case onnx::TensorProto::BOOL: {
+    case onnx::TensorProto::INT64:
+    case onnx::TensorProto::INT32:
+    case onnx::TensorProto::INT16:
+    case onnx::TensorProto::INT8:
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::BOOL: {
       Tensor out = empty(shape, DType::kI64);
       int64_t* o = out.data<int64_t>();
       const int type = t.data_type();
@@ -427,11 +455,22 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
         check_raw(elem);
         for (int64_t i = 0; i < n; ++i) {
           const char* p = raw.data() + static_cast<size_t>(i) * elem;
-          if (type == onnx::TensorProto::INT64) { int64_t v; std::memcpy(&v, p, 8); o[i] = v; }
-          else if (type == onnx::TensorProto::INT32) { int32_t v; std::memcpy(&v, p, 4); o[i] = v; }
-          else if (type == onnx::TensorProto::INT16) { int16_t v; std::memcpy(&v, p, 2); o[i] = v; }
-          else if (type == onnx::TensorProto::INT8) o[i] = static_cast<int8_t>(*p);
-          else o[i] = static_cast<uint8_t>(*p);
+          if (type == onnx::TensorProto::INT64) {
+            int64_t v;
+            std::memcpy(&v, p, 8);
+            o[i] = v;
+          } else if (type == onnx::TensorProto::INT32) {
+            int32_t v;
+            std::memcpy(&v, p, 4);
+            o[i] = v;
+          } else if (type == onnx::TensorProto::INT16) {
+            int16_t v;
+            std::memcpy(&v, p, 2);
+            o[i] = v;
+          } else if (type == onnx::TensorProto::INT8)
+            o[i] = static_cast<int8_t>(*p);
+          else
+            o[i] = static_cast<uint8_t>(*p);
         }
       } else if (type == onnx::TensorProto::INT64) {
         check_count(t.int64_data_size());
@@ -443,10 +482,10 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
       return out;
     }
     default:
-      throw ConfigError(str(what, ": element type ",
-                            onnx::TensorProto::DataType_Name(
-                                static_cast<onnx::TensorProto::DataType>(t.data_type())),
-                            " is not supported (float, double, float16 and integer types are)"));
+      throw ConfigError(str(
+          what, ": element type ",
+          onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(t.data_type())),
+          " is not supported (float, double, float16 and integer types are)"));
   }
 }
 

@@ -26,10 +26,36 @@ class TensorProto;
 namespace tandem::onnx_internal {
 
 enum class Kind {
-  kConv, kGemm, kMatMul, kAdd, kSub, kMul, kDiv, kRelu, kLeakyRelu, kSigmoid, kTanh, kSoftmax,
-  kLogSoftmax, kMaxPool, kAveragePool, kGlobalAveragePool, kBatchNorm, kDropout, kFlatten,
-  kReshape, kConcat, kIdentity, kConstant, kShape, kGather, kUnsqueeze, kSqueeze, kTranspose,
-  kReduceMean, kPad,
+  kConv,
+  kGemm,
+  kMatMul,
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kRelu,
+  kLeakyRelu,
+  kSigmoid,
+  kTanh,
+  kSoftmax,
+  kLogSoftmax,
+  kMaxPool,
+  kAveragePool,
+  kGlobalAveragePool,
+  kBatchNorm,
+  kDropout,
+  kFlatten,
+  kReshape,
+  kConcat,
+  kIdentity,
+  kConstant,
+  kShape,
+  kGather,
+  kUnsqueeze,
+  kSqueeze,
+  kTranspose,
+  kReduceMean,
+  kPad,
 };
 
 // What a node's window ops (Conv, MaxPool, AveragePool) need: ONNX pads are [top, left, bottom,
@@ -45,8 +71,8 @@ struct Window {
 
 struct Step {
   Kind kind;
-  std::string name;  // the node's name, or "#<index>" when it has none
-  std::string op;    // op_type as written in the file
+  std::string name;          // the node's name, or "#<index>" when it has none
+  std::string op;            // op_type as written in the file
   std::vector<int> in, out;  // value ids; -1 = optional input left out
   // Attributes (those the kind uses).
   int64_t axis = 0;
@@ -62,8 +88,8 @@ struct Step {
   bool keepdims = true;
   bool allowzero = false;
   int64_t shape_start = 0, shape_end = INT64_MAX;  // Shape (opset 15)
-  Tensor constant;                                // Constant's value
-  std::string mode;                               // Pad
+  Tensor constant;                                 // Constant's value
+  std::string mode;                                // Pad
   int bn_counter = -1;  // BatchNormalization: index of its num_batches_tracked buffer, or -1
 };
 

@@ -24,7 +24,8 @@ bool is_float(DType d) {
 // of the activation it meets.
 Tensor like(const Tensor& c, const Tensor& ref) {
   Tensor t = c;
-  if (is_float(t.dtype()) && is_float(ref.dtype()) && t.dtype() != ref.dtype()) t = t.to(ref.dtype());
+  if (is_float(t.dtype()) && is_float(ref.dtype()) && t.dtype() != ref.dtype())
+    t = t.to(ref.dtype());
   if (t.device() != ref.device() && t.numel() > 0) t = t.to(ref.device());
   return t;
 }
@@ -59,7 +60,8 @@ Tensor pad2d(const Tensor& x, int64_t top, int64_t left, int64_t bottom, int64_t
 
 // The pads of `w` for input (h, w) with kernel extents (kh, kw) after dilation: explicit ones, or
 // the SAME_* / VALID rule.
-std::array<int64_t, 4> resolve_pads(const Window& w, int64_t h, int64_t wd, int64_t kh, int64_t kw) {
+std::array<int64_t, 4> resolve_pads(const Window& w, int64_t h, int64_t wd, int64_t kh,
+                                    int64_t kw) {
   if (w.auto_pad == "NOTSET") return {w.pad_top, w.pad_left, w.pad_bottom, w.pad_right};
   if (w.auto_pad == "VALID") return {0, 0, 0, 0};
   auto same = [&](int64_t in, int64_t k, int64_t s) {
@@ -81,7 +83,8 @@ Tensor run_conv(const Step& s, const Tensor& x, const Tensor& w_in, const Tensor
   Tensor w = like(w_in, x), b = b_in.defined() ? like(b_in, x) : Tensor();
   TANDEM_CHECK_SHAPE(w.dim() == 4, "Conv: expected a 4-D weight, got ", shape_str(w.shape()));
   const Window& win = s.window;
-  const int64_t kh = (w.size(2) - 1) * win.dilation_h + 1, kw = (w.size(3) - 1) * win.dilation_w + 1;
+  const int64_t kh = (w.size(2) - 1) * win.dilation_h + 1,
+                kw = (w.size(3) - 1) * win.dilation_w + 1;
   auto p = resolve_pads(win, x.size(2), x.size(3), kh, kw);
   Conv2dOptions o;
   o.stride_h = win.stride_h;
@@ -193,16 +196,23 @@ Tensor binary(Kind k, const Tensor& a_in, const Tensor& b_in) {
   // Constants meet activations in the activation's dtype and device.
   Tensor a = a_in, b = b_in;
   if (is_float(a.dtype()) && is_float(b.dtype())) {
-    if (!a.requires_grad() && b.requires_grad()) a = like(a, b);
-    else b = like(b, a);
+    if (!a.requires_grad() && b.requires_grad())
+      a = like(a, b);
+    else
+      b = like(b, a);
     if (a.dtype() != b.dtype() || a.device() != b.device()) a = like(a, b);
   }
   switch (k) {
-    case Kind::kAdd: return add(a, b);
-    case Kind::kSub: return sub(a, b);
-    case Kind::kMul: return mul(a, b);
-    case Kind::kDiv: return div(a, b);
-    default: return matmul(a, b);
+    case Kind::kAdd:
+      return add(a, b);
+    case Kind::kSub:
+      return sub(a, b);
+    case Kind::kMul:
+      return mul(a, b);
+    case Kind::kDiv:
+      return div(a, b);
+    default:
+      return matmul(a, b);
   }
 }
 
@@ -214,7 +224,8 @@ void run_step(const Step& s, RunState& st) {
     static const Tensor undefined;
     if (i >= s.in.size() || s.in[i] < 0) return undefined;
     const Tensor& t = v[static_cast<size_t>(s.in[i])];
-    TANDEM_CHECK(t.defined(), "input ", i, " has no value (it comes from an output this "
+    TANDEM_CHECK(t.defined(), "input ", i,
+                 " has no value (it comes from an output this "
                  "importer does not produce)");
     return t;
   };
@@ -222,19 +233,43 @@ void run_step(const Step& s, RunState& st) {
     if (i < s.out.size() && s.out[i] >= 0) v[static_cast<size_t>(s.out[i])] = std::move(t);
   };
   switch (s.kind) {
-    case Kind::kConv: set(0, run_conv(s, in(0), in(1), in(2))); break;
-    case Kind::kGemm: set(0, run_gemm(s, in(0), in(1), in(2))); break;
-    case Kind::kMatMul: case Kind::kAdd: case Kind::kSub: case Kind::kMul: case Kind::kDiv:
+    case Kind::kConv:
+      set(0, run_conv(s, in(0), in(1), in(2)));
+      break;
+    case Kind::kGemm:
+      set(0, run_gemm(s, in(0), in(1), in(2)));
+      break;
+    case Kind::kMatMul:
+    case Kind::kAdd:
+    case Kind::kSub:
+    case Kind::kMul:
+    case Kind::kDiv:
       set(0, binary(s.kind, in(0), in(1)));
       break;
-    case Kind::kRelu: set(0, relu(in(0))); break;
-    case Kind::kLeakyRelu: set(0, leaky_relu(in(0), s.alpha)); break;
-    case Kind::kSigmoid: set(0, sigmoid(in(0))); break;
-    case Kind::kTanh: set(0, tanh(in(0))); break;
-    case Kind::kSoftmax: set(0, softmax(in(0), s.axis)); break;
-    case Kind::kLogSoftmax: set(0, log_softmax(in(0), s.axis)); break;
-    case Kind::kMaxPool: set(0, run_pool(s, in(0), true)); break;
-    case Kind::kAveragePool: set(0, run_pool(s, in(0), false)); break;
+    case Kind::kRelu:
+      set(0, relu(in(0)));
+      break;
+    case Kind::kLeakyRelu:
+      set(0, leaky_relu(in(0), s.alpha));
+      break;
+    case Kind::kSigmoid:
+      set(0, sigmoid(in(0)));
+      break;
+    case Kind::kTanh:
+      set(0, tanh(in(0)));
+      break;
+    case Kind::kSoftmax:
+      set(0, softmax(in(0), s.axis));
+      break;
+    case Kind::kLogSoftmax:
+      set(0, log_softmax(in(0), s.axis));
+      break;
+    case Kind::kMaxPool:
+      set(0, run_pool(s, in(0), true));
+      break;
+    case Kind::kAveragePool:
+      set(0, run_pool(s, in(0), false));
+      break;
     case Kind::kGlobalAveragePool: {
       const Tensor& x = in(0);
       TANDEM_CHECK_SHAPE(x.dim() >= 3, "GlobalAveragePool: expected (N, C, ...), got ",
@@ -250,12 +285,15 @@ void run_step(const Step& s, RunState& st) {
       if (st.training) {
         TANDEM_CHECK_SHAPE(x.dim() >= 2 && x.numel() / std::max<int64_t>(x.size(1), 1) > 1,
                            "BatchNormalization: expected more than 1 value per channel when "
-                           "training, got input ", shape_str(x.shape()));
+                           "training, got input ",
+                           shape_str(x.shape()));
         if (s.bn_counter >= 0) {
           NoGradGuard no_grad;
           Tensor& c = st.bn_counters[static_cast<size_t>(s.bn_counter)];
-          if (c.is_cuda()) c.copy_(add(c, 1.0));
-          else c.data<int64_t>()[0] += 1;
+          if (c.is_cuda())
+            c.copy_(add(c, 1.0));
+          else
+            c.data<int64_t>()[0] += 1;
         }
       }
       set(0, batch_norm(x, mean_buf, var_buf, like(in(1), x), like(in(2), x), st.training,
@@ -297,8 +335,12 @@ void run_step(const Step& s, RunState& st) {
       set(0, parts.size() == 1 ? parts[0] : cat(parts, s.axis));
       break;
     }
-    case Kind::kIdentity: set(0, in(0)); break;
-    case Kind::kConstant: set(0, s.constant); break;
+    case Kind::kIdentity:
+      set(0, in(0));
+      break;
+    case Kind::kConstant:
+      set(0, s.constant);
+      break;
     case Kind::kShape: {
       const Tensor& x = in(0);
       const int64_t r = x.dim();
@@ -309,7 +351,9 @@ void run_step(const Step& s, RunState& st) {
       set(0, from_vector(dims, {static_cast<int64_t>(dims.size())}, DType::kI64));
       break;
     }
-    case Kind::kGather: set(0, run_gather(s, in(0), in(1))); break;
+    case Kind::kGather:
+      set(0, run_gather(s, in(0), in(1)));
+      break;
     case Kind::kUnsqueeze: {
       Tensor y = in(0);
       const int64_t rank = y.dim() + static_cast<int64_t>(s.ints.size());
@@ -349,7 +393,8 @@ void run_step(const Step& s, RunState& st) {
     case Kind::kPad: {
       const Tensor& x = in(0);
       TANDEM_CHECK_SHAPE(x.dim() * 2 == static_cast<int64_t>(s.ints.size()) && x.dim() == 4,
-                         "Pad: pads ", shape_str(s.ints), " do not fit input ", shape_str(x.shape()));
+                         "Pad: pads ", shape_str(s.ints), " do not fit input ",
+                         shape_str(x.shape()));
       // ONNX pads: [x1_begin, x2_begin, ..., x1_end, x2_end, ...].
       set(0, pad2d(x, s.ints[2], s.ints[3], s.ints[6], s.ints[7], s.alpha));
       break;

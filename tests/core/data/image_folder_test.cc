@@ -28,20 +28,23 @@ const std::string& mixed_folder() {
   static const std::string dir = [] {
     const std::string d = testing::temp_dir() + "/mixed";
     const std::string cmd = "/usr/bin/python3 '" TANDEM_SOURCE_DIR
-                            "/tests/reference/image_folder_ref.py' mixed '" + d + "'";
+                            "/tests/reference/image_folder_ref.py' mixed '" +
+                            d + "'";
     if (std::system(cmd.c_str()) != 0) return std::string();
     return d;
   }();
   return dir;
 }
 
-#define SKIP_WITHOUT_PIL()                                                                  \
-  do {                                                                                      \
-    TANDEM_SKIP_WITHOUT_TORCH();                                                            \
-    if (mixed_folder().empty()) GTEST_SKIP() << "python3-pil is not installed: skipped";  \
+#define SKIP_WITHOUT_PIL()                                                               \
+  do {                                                                                   \
+    TANDEM_SKIP_WITHOUT_TORCH();                                                         \
+    if (mixed_folder().empty()) GTEST_SKIP() << "python3-pil is not installed: skipped"; \
   } while (0)
 
-std::string json_string(const std::string& s) { return "\"" + s + "\""; }
+std::string json_string(const std::string& s) {
+  return "\"" + s + "\"";
+}
 
 ImageFolderOptions quiet(int64_t size, bool random_crop, std::vector<std::string>* warnings) {
   ImageFolderOptions o;
@@ -60,14 +63,15 @@ TEST(ImageFolder, ClassesAreSortedFolderNamesAndFilesSortedLikeTorchvision) {
   EXPECT_EQ(train.classes(), (std::vector<std::string>{"cat", "dog", "zebra"}));
   std::vector<std::string> rel;
   for (int64_t i = 0; i < train.size(); ++i)
-    rel.push_back(fs::relative(train.file(i), root).string() + ":" + std::to_string(train.label(i)));
+    rel.push_back(fs::relative(train.file(i), root).string() + ":" +
+                  std::to_string(train.label(i)));
   // notes.txt is no image; nested folders come after their parent's files (sorted os.walk).
-  EXPECT_EQ(rel, (std::vector<std::string>{
-                     "train/cat/a_rgb.png:0", "train/cat/b_gray.png:0", "train/cat/c_palette.png:0",
-                     "train/cat/d_rgba.png:0", "train/cat/nested/e_deep.JPG:0",
-                     "train/dog/a_color.jpg:1", "train/dog/b_gray.jpeg:1", "train/dog/broken.jpg:1",
-                     "train/dog/c_16bit.png:1", "train/zebra/a.png:2", "train/zebra/b.jpg:2",
-                     "train/zebra/garbage.png:2"}));
+  EXPECT_EQ(
+      rel, (std::vector<std::string>{
+               "train/cat/a_rgb.png:0", "train/cat/b_gray.png:0", "train/cat/c_palette.png:0",
+               "train/cat/d_rgba.png:0", "train/cat/nested/e_deep.JPG:0", "train/dog/a_color.jpg:1",
+               "train/dog/b_gray.jpeg:1", "train/dog/broken.jpg:1", "train/dog/c_16bit.png:1",
+               "train/zebra/a.png:2", "train/zebra/b.jpg:2", "train/zebra/garbage.png:2"}));
   // The validation split takes its class indices from the training folder.
   ImageFolderDataset val(image_folder_split_dir(root, "test"), root + "/train",
                          quiet(32, false, &warnings));
@@ -159,19 +163,20 @@ TEST(ImageFolder, RandomResizedCropsAreTorchvisionsBoxesAndPilsPixels) {
       train.load(index, epoch, c.px.data(), &label);
       std::string u;
       for (int attempt = 0; attempt < 10; ++attempt) {
-        const auto r = philox4x32(o.seed, stream_counter_hi(kStreamResizedCrop, epoch),
-                                  static_cast<uint64_t>(index) << 4 | static_cast<uint64_t>(attempt));
-        u += str(attempt ? ", [" : "[", r[0] * 0x1p-32, ", ", r[1] * 0x1p-32, ", ",
-                 r[2] * 0x1p-32, ", ", r[3] * 0x1p-32, "]");
+        const auto r =
+            philox4x32(o.seed, stream_counter_hi(kStreamResizedCrop, epoch),
+                       static_cast<uint64_t>(index) << 4 | static_cast<uint64_t>(attempt));
+        u += str(attempt ? ", [" : "[", r[0] * 0x1p-32, ", ", r[1] * 0x1p-32, ", ", r[2] * 0x1p-32,
+                 ", ", r[3] * 0x1p-32, "]");
       }
       crops += str(crops.empty() ? "" : ", ", "{\"file\": ", json_string(train.file(index)),
-                   ", \"width\": ", img.width, ", \"height\": ", img.height,
-                   ", \"uniforms\": [", u, "]}");
+                   ", \"width\": ", img.width, ", \"height\": ", img.height, ", \"uniforms\": [", u,
+                   "]}");
       cases.push_back(std::move(c));
     }
   }
-  auto ref = testing::run_torch("image_crops", {},
-                                str("{\"size\": ", s, ", \"crops\": [", crops, "], \"eval_files\": []}"));
+  auto ref = testing::run_torch(
+      "image_crops", {}, str("{\"size\": ", s, ", \"crops\": [", crops, "], \"eval_files\": []}"));
   for (size_t k = 0; k < cases.size(); ++k) {
     const Case& c = cases[k];
     SCOPED_TRACE(str(train.file(c.index), " epoch ", c.epoch));
@@ -204,8 +209,8 @@ TEST(ImageFolder, EvaluationResizeAndCenterCropThroughTheLoaderMatchTorchvision)
   std::vector<int64_t> indices = {0, 1, 2, 3, 4, 5, 6, 8, 9, 10};
   std::string files;
   for (int64_t i : indices) files += (files.empty() ? "" : ", ") + json_string(train->file(i));
-  auto ref = testing::run_torch("image_crops", {},
-                                str("{\"size\": ", s, ", \"crops\": [], \"eval_files\": [", files, "]}"));
+  auto ref = testing::run_torch(
+      "image_crops", {}, str("{\"size\": ", s, ", \"crops\": [], \"eval_files\": [", files, "]}"));
   TransformOptions to = default_transform_options("image_folder", train->sample_shape(), false, 11);
   Transforms tf(train->sample_shape(), to);
   LocalBatch plan;

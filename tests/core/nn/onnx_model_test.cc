@@ -19,12 +19,14 @@
 namespace tandem {
 namespace {
 
-std::string python() { return "/usr/bin/python3"; }
+std::string python() {
+  return "/usr/bin/python3";
+}
 
 // Runs tests/reference/onnx_models.py ARGS; fails the test when it does not succeed.
 void run_models_script(const std::string& args) {
-  const std::string cmd = python() + " '" TANDEM_SOURCE_DIR "/tests/reference/onnx_models.py' " +
-                          args + " 2>/dev/null";
+  const std::string cmd =
+      python() + " '" TANDEM_SOURCE_DIR "/tests/reference/onnx_models.py' " + args + " 2>/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 
@@ -72,8 +74,8 @@ void expect_matches_torch(Module& m, const std::string& model, const Shape& x_sh
       "onnx_model_step", inputs,
       str("{\"model\": \"", model, "\", \"train\": ", train ? "true" : "false",
           ", \"lr\": 0.1, \"dtype\": \"", dtype_name(dtype), "\", \"size\": ", x_shape[2],
-          ", \"in_channels\": ", x_shape[1], ", \"step\": ", check == Check::kStep ? "true" : "false",
-          extra_args, "}"));
+          ", \"in_channels\": ", x_shape[1],
+          ", \"step\": ", check == Check::kStep ? "true" : "false", extra_args, "}"));
   testing::expect_close(logits, ref.at("logits"), logits_tol, model + " logits");
   testing::expect_close(loss, ref.at("loss"), tol, model + " loss");
   for (auto& [n, t] : m.named_buffers())
@@ -142,8 +144,8 @@ TEST(OnnxModel, EvalModeExportFoldsBatchNormAndStillMatchesTorch) {
   m->eval();
   NoGradGuard no_grad;
   Tensor x = nn_test::random_input({2, 3, 16, 16}, 5);
-  auto ref = testing::run_torch("onnx_fresh_logits", {{"x", x}},
-                                "{\"model\": \"skip_cnn\", \"seed\": 4}");
+  auto ref =
+      testing::run_torch("onnx_fresh_logits", {{"x", x}}, "{\"model\": \"skip_cnn\", \"seed\": 4}");
   testing::expect_close(m->forward(x), ref.at("logits"), 1e-5, "eval export logits");
 }
 
@@ -225,11 +227,12 @@ TEST(OnnxModel, ShapeThatDoesNotResolveIsFoundBeforeTrainingAndNamesTheNode) {
   const std::string skip = exported("skip_cnn", "--opset 17");
   // Strip the declared input shape so only the dry run can notice.
   const std::string loose = testing::temp_dir() + "/loose.onnx";
-  const std::string cmd = python() +
-                          " -c \"import onnx,sys; m=onnx.load(sys.argv[1]); "
-                          "[d.ClearField('dim_value') or d.__setattr__('dim_param','d') for d in "
-                          "m.graph.input[0].type.tensor_type.shape.dim]; onnx.save(m, sys.argv[2])\" '" +
-                          skip + "' '" + loose + "'";
+  const std::string cmd =
+      python() +
+      " -c \"import onnx,sys; m=onnx.load(sys.argv[1]); "
+      "[d.ClearField('dim_value') or d.__setattr__('dim_param','d') for d in "
+      "m.graph.input[0].type.tensor_type.shape.dim]; onnx.save(m, sys.argv[2])\" '" +
+      skip + "' '" + loose + "'";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   try {
     load_onnx_model(loose, options(3, 24, 24));
@@ -253,10 +256,27 @@ TEST(OnnxModel, NotAnOnnxFileIsAConfigError) {
 TEST(OnnxModel, OperatorTableListsTheRequiredOperators) {
   std::set<std::string> ops;
   for (const auto& [op, attrs] : onnx_operator_table()) ops.insert(op);
-  for (const char* op : {"Conv", "Gemm", "MatMul", "Add", "Mul", "Relu", "LeakyRelu", "Sigmoid",
-                         "Tanh", "Softmax", "LogSoftmax", "MaxPool", "AveragePool",
-                         "GlobalAveragePool", "BatchNormalization", "Dropout", "Flatten",
-                         "Reshape", "Concat", "Identity", "Constant"})
+  for (const char* op : {"Conv",
+                         "Gemm",
+                         "MatMul",
+                         "Add",
+                         "Mul",
+                         "Relu",
+                         "LeakyRelu",
+                         "Sigmoid",
+                         "Tanh",
+                         "Softmax",
+                         "LogSoftmax",
+                         "MaxPool",
+                         "AveragePool",
+                         "GlobalAveragePool",
+                         "BatchNormalization",
+                         "Dropout",
+                         "Flatten",
+                         "Reshape",
+                         "Concat",
+                         "Identity",
+                         "Constant"})
     EXPECT_TRUE(ops.count(op)) << op;
 }
 

@@ -44,7 +44,9 @@ Outcome run(const std::string& cmd_in) {
   return o;
 }
 
-Outcome tandem(const std::string& args) { return run("'" TANDEM_BINARY "' " + args); }
+Outcome tandem(const std::string& args) {
+  return run("'" TANDEM_BINARY "' " + args);
+}
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
@@ -67,7 +69,8 @@ const Fixture& fixture() {
     x.net = x.dir + "/tiny.onnx";
     x.bad_op = x.dir + "/unsupported.onnx";
     x.skip16 = x.dir + "/skip16.onnx";
-    x.ok = run(script("image_folder_ref.py") + "fashion '" + x.images + "' 256 32 --corrupt").rc == 0 &&
+    x.ok = run(script("image_folder_ref.py") + "fashion '" + x.images + "' 256 32 --corrupt").rc ==
+               0 &&
            run(script("onnx_models.py") + "export tiny_cnn '" + x.net + "' --size 32").rc == 0 &&
            run(script("onnx_models.py") + "graph unsupported_op '" + x.bad_op + "'").rc == 0 &&
            run(script("onnx_models.py") + "export skip_cnn '" + x.skip16 + "' --size 16").rc == 0;
@@ -76,9 +79,9 @@ const Fixture& fixture() {
   return f;
 }
 
-#define SKIP_WITHOUT_PYTHON_TOOLS()                                                              \
-  do {                                                                                           \
-    TANDEM_SKIP_WITHOUT_TORCH();                                                                 \
+#define SKIP_WITHOUT_PYTHON_TOOLS()                                                             \
+  do {                                                                                          \
+    TANDEM_SKIP_WITHOUT_TORCH();                                                                \
     if (!fixture().ok) GTEST_SKIP() << "python3-pil / python3-onnx missing: fixture not built"; \
   } while (0)
 
@@ -88,14 +91,22 @@ std::string experiment(const std::string& run_dir, const std::string& extra = ""
   fs::create_directories(run_dir);
   const std::string path = run_dir + "/exp.yaml";
   std::ofstream(path) << "seed: 3\n"
-                         "model:\n  onnx: " << f.net << "\n"
-                         "data:\n  name: image_folder\n  path: " << f.images << "\n"
+                         "model:\n  onnx: "
+                      << f.net
+                      << "\n"
+                         "data:\n  name: image_folder\n  path: "
+                      << f.images
+                      << "\n"
                          "  image_size: 32\n  batch_size: 32\n  workers: 2\n"
                          "optimizer:\n  name: sgd\n  lr: 0.1\n"
                          "training:\n  epochs: 3\n  threads: 1\n"
-                         "logging:\n  dir: " << run_dir << "/logs\n  every_steps: 1\n"
+                         "logging:\n  dir: "
+                      << run_dir
+                      << "/logs\n  every_steps: 1\n"
                          "  progress: plain\n  tensorboard: false\n"
-                         "checkpoint:\n  dir: " << run_dir << "/ck\n" << extra;
+                         "checkpoint:\n  dir: "
+                      << run_dir << "/ck\n"
+                      << extra;
   return path;
 }
 
@@ -153,8 +164,9 @@ TEST(OnnxImageFolderCli, TinyOnnxCnnTrainsOnAnImageFolderAndItsCheckpointLoadsIn
 TEST(OnnxImageFolderCli, MirroredDdpAndParameterServerTrainTheSameOnnxNetwork) {
   SKIP_WITHOUT_PYTHON_TOOLS();
   const std::string mirrored = testing::temp_dir() + "/mirrored";
-  Outcome o = tandem("train '" + experiment(mirrored, "strategy:\n  name: mirrored\n  replicas: 2\n") +
-                     "' training.max_steps=3 data.augment=true");
+  Outcome o =
+      tandem("train '" + experiment(mirrored, "strategy:\n  name: mirrored\n  replicas: 2\n") +
+             "' training.max_steps=3 data.augment=true");
   ASSERT_EQ(o.rc, 0) << o.out << o.err;
   EXPECT_TRUE(contains(o.out, " step=3 train_loss=")) << o.out;
   const std::string ddp = testing::temp_dir() + "/ddp";
