@@ -1,6 +1,8 @@
 // RandomResizedCrop / Resize + CenterCrop geometry and Pillow's bilinear resampling
 // (Pillow 9 src/libImaging/Resample.c: precompute_coeffs, normalize_coeffs_8bpc,
-// ImagingResampleHorizontal_8bpc / Vertical_8bpc), restricted to the output window kept.
+// ImagingResampleHorizontal_8bpc / Vertical_8bpc), restricted to the output window kept. The
+// horizontal pass writes planar rows (with AVX2: eight output columns per gather); the sums are
+// the same integers in another order, so the bytes are Pillow's.
 #include "core/data/image_crop.h"
 
 #include <algorithm>
