@@ -57,3 +57,8 @@ def onnx_fresh_logits(inputs, args):
 @case("onnx_nhwc_dense")
 def onnx_nhwc_dense(inputs, args):
     return {"logits": onnx_models.nhwc_dense_reference(inputs["x"], _state(inputs))}
+
+
+@case("onnx_misc_ops")
+def onnx_misc_ops(inputs, args):
+    return {"logits": onnx_models.misc_ops_reference(inputs["x"], _state(inputs))}

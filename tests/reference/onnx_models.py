@@ -4,7 +4,7 @@
 usage:
   onnx_models.py export NAME OUT.onnx [--opset N] [--mode train|eval] [--size S] [--classes K]
                  [--in-channels C] [--seed S] [--fixed-batch]
-  onnx_models.py graph KIND OUT.onnx      hand-built graphs: unsupported_op, nhwc_dense
+  onnx_models.py graph KIND OUT.onnx      hand-built graphs: unsupported_op, nhwc_dense, misc_ops
 
 NAME: resnet18 (torchvision's), skip_cnn (a small CNN with a skip connection, batch norm, leaky
 ReLU, a view(N, -1) reshape, dropout and log-softmax) or tiny_cnn (for training end to end).
@@ -120,6 +120,35 @@ def graph(args):
                  helper.make_node("Softmax", ["d"], ["logits"], name="softmax", axis=-1)]
         inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["unk__1", 9, 10, 3])
         out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["unk__2", 5])
+    elif args.kind == "misc_ops":
+        # Operators the exports above do not use, or use one way only: Identity, Sub, Div,
+        # Concat of activations, MaxPool with asymmetric pads, AveragePool without padding, Gemm
+        # with alpha/beta and an untransposed B, Unsqueeze/Squeeze, Gather of columns, Softmax.
+        inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3, "w1"),
+                 numpy_helper.from_array(rng.standard_normal((1, 4, 1, 1)).astype(np.float32), "shift"),
+                 numpy_helper.from_array(rng.standard_normal((32, 6)).astype(np.float32) * 0.3, "w2"),
+                 numpy_helper.from_array(rng.standard_normal((6,)).astype(np.float32), "c2"),
+                 numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+                 numpy_helper.from_array(np.array([0, 2, 4, 1, 3, 5], np.int64), "order")]
+        two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+        nodes = [helper.make_node("Conv", ["input", "w1"], ["a"], name="conv", pads=[1, 1, 1, 1]),
+                 helper.make_node("Identity", ["a"], ["b"], name="identity"),
+                 helper.make_node("Sub", ["b", "shift"], ["c"], name="sub"),
+                 helper.make_node("Constant", [], ["two"], name="two", value=two),
+                 helper.make_node("Div", ["c", "two"], ["d"], name="div"),
+                 helper.make_node("Concat", ["d", "a"], ["e"], name="concat", axis=1),
+                 helper.make_node("MaxPool", ["e"], ["f"], name="maxpool", kernel_shape=[3, 3],
+                                  strides=[2, 2], pads=[0, 0, 1, 1]),
+                 helper.make_node("AveragePool", ["f"], ["g"], name="avgpool", kernel_shape=[2, 2],
+                                  strides=[2, 2]),
+                 helper.make_node("Flatten", ["g"], ["h"], name="flatten"),
+                 helper.make_node("Gemm", ["h", "w2", "c2"], ["i"], name="gemm", alpha=0.5, beta=2.0),
+                 helper.make_node("Unsqueeze", ["i", "axis1"], ["j"], name="unsqueeze"),
+                 helper.make_node("Squeeze", ["j", "axis1"], ["k"], name="squeeze"),
+                 helper.make_node("Gather", ["k", "order"], ["l"], name="gather", axis=1),
+                 helper.make_node("Softmax", ["l"], ["logits"], name="softmax", axis=1)]
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])
+        out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 6])
     else:
         sys.exit(f"unknown graph {args.kind}")
     g = helper.make_graph(nodes, args.kind, [inp], [out], inits)
@@ -136,6 +165,16 @@ def nhwc_dense_reference(x_nchw, state):
     y = F.conv2d(y, state["sequential/conv2d/kernel"], state["sequential/conv2d/bias"], stride=2)
     y = torch.relu(y).mean((2, 3))
     return torch.softmax(y @ state["sequential/dense/kernel"] + state["sequential/dense/bias"], -1)
+
+
+def misc_ops_reference(x, state):
+    """The misc_ops graph in torch."""
+    a = F.conv2d(x, state["w1"], padding=1)
+    e = torch.cat([(a - state["shift"]) / 2.0, a], 1)
+    f = F.max_pool2d(F.pad(e, (0, 1, 0, 1), value=float("-inf")), 3, 2)
+    h = torch.flatten(F.avg_pool2d(f, 2, 2), 1)
+    i = 0.5 * (h @ state["w2"]) + 2.0 * state["c2"]
+    return torch.softmax(i[:, [0, 2, 4, 1, 3, 5]], 1)
 
 
 def main():

@@ -167,6 +167,25 @@ TEST(OnnxModel, Tf2OnnxStyleNhwcGraphMatchesTorch) {
   for (auto& [n, p] : m->named_parameters()) EXPECT_TRUE(p.grad().defined()) << n;
 }
 
+TEST(OnnxModel, HandBuiltGraphOfTheRemainingOperatorsMatchesTorch) {
+  TANDEM_SKIP_WITHOUT_TORCH();
+  // Identity, Sub, Div by a Constant, Concat, MaxPool with asymmetric pads, AveragePool, Gemm
+  // with alpha/beta, Unsqueeze/Squeeze, Gather, Softmax; integer initializers stay constants.
+  const std::string path = testing::temp_dir() + "/misc_ops.onnx";
+  run_models_script("graph misc_ops '" + path + "'");
+  auto m = load_onnx_model(path, options(3, 8, 8));
+  EXPECT_EQ(m->named_parameters().size(), 4u);  // w1, shift, w2, c2; not axis1 or order
+  Tensor x = nn_test::random_input({3, 3, 8, 8}, 9);
+  Tensor y = m->forward(x);
+  testing::TensorMap inputs;
+  for (auto& [n, t] : m->state_dict()) inputs.emplace_back("state." + n, t.detach().clone());
+  inputs.emplace_back("x", x);
+  auto ref = testing::run_torch("onnx_misc_ops", inputs);
+  testing::expect_close(y, ref.at("logits"), 1e-5, "misc_ops logits");
+  sum(mul(y, y)).backward();
+  for (auto& [n, p] : m->named_parameters()) EXPECT_TRUE(p.grad().defined()) << n;
+}
+
 TEST(OnnxModel, StateLoadsBackAfterASaveAndDropoutFollowsTheMode) {
   TANDEM_SKIP_WITHOUT_TORCH();
   const std::string path = exported("skip_cnn", "--opset 17");
