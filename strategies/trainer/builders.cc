@@ -52,7 +52,8 @@ std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& 
   mo.mlp_in_features = s.numel();
   TANDEM_CHECK_T(ConfigError, data.num_classes() <= cfg.model.num_classes, "model.num_classes: ",
                  cfg.model.num_classes, " is fewer than the ", data.num_classes(), " classes of ",
-                 data.name(), data.name() == "image_folder" ? " (one per folder of data.path/train)" : "");
+                 data.name(),
+                 data.name() == "image_folder" ? " (one per folder of data.path/train)" : "");
   // Parameter initialisation is keyed by the seed alone (DESIGN.md section 2): every replica
   // builds the same weights.
   Generator gen(static_cast<uint64_t>(cfg.seed), /*stream=*/0x1a17);
