@@ -7,9 +7,9 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "core/base/error.h"
+#include "core/io/safetensors.h"  // read_file
 
 namespace tandem {
 namespace {
@@ -121,15 +121,9 @@ void decode_image(const uint8_t* data, size_t size, const std::string& what, Rgb
 }
 
 RgbImage decode_image_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) throw IoError(path + ": cannot open the file");
-  const std::streamoff n = f.tellg();
-  std::vector<uint8_t> bytes(static_cast<size_t>(n > 0 ? n : 0));
-  f.seekg(0);
-  if (n > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), n))
-    throw IoError(path + ": cannot read the file");
+  const std::string bytes = read_file(path);
   RgbImage img;
-  decode_image(bytes.data(), bytes.size(), path, &img);
+  decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path, &img);
   return img;
 }
 

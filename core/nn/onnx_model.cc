@@ -73,9 +73,9 @@ std::string OnnxModel::describe() const {
 
 std::vector<std::pair<std::string, std::string>> onnx_operator_table() {
   std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [op, attrs] : onnx_internal::supported_ops()) {
+  for (const auto& [op, info] : onnx_internal::supported_ops()) {
     std::string a;
-    for (const auto& x : attrs) a += (a.empty() ? "" : ", ") + x;
+    for (const auto& x : info.attributes) a += (a.empty() ? "" : ", ") + x;
     out.emplace_back(op, a);
   }
   return out;

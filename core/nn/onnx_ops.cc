@@ -17,40 +17,45 @@
 
 namespace tandem::onnx_internal {
 
-const std::map<std::string, std::vector<std::string>>& supported_ops() {
-  static const std::map<std::string, std::vector<std::string>> ops = {
-      {"Add", {}},
+const std::map<std::string, OpInfo>& supported_ops() {
+  static const std::map<std::string, OpInfo> ops = {
+      {"Add", {Kind::kAdd, {}}},
       {"AveragePool",
-       {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad"}},
-      {"BatchNormalization", {"epsilon", "momentum", "training_mode"}},
-      {"Concat", {"axis"}},
-      {"Constant", {"value", "value_float", "value_floats", "value_int", "value_ints"}},
-      {"Conv", {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"}},
-      {"Div", {}},
-      {"Dropout", {"seed"}},
-      {"Flatten", {"axis"}},
-      {"Gather", {"axis"}},
-      {"Gemm", {"alpha", "beta", "transA", "transB"}},
-      {"GlobalAveragePool", {}},
-      {"Identity", {}},
-      {"LeakyRelu", {"alpha"}},
-      {"LogSoftmax", {"axis"}},
-      {"MatMul", {}},
-      {"Pad", {"mode"}},
+       {Kind::kAveragePool,
+        {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "count_include_pad"}}},
+      {"BatchNormalization", {Kind::kBatchNorm, {"epsilon", "momentum", "training_mode"}}},
+      {"Concat", {Kind::kConcat, {"axis"}}},
+      {"Constant",
+       {Kind::kConstant, {"value", "value_float", "value_floats", "value_int", "value_ints"}}},
+      {"Conv",
+       {Kind::kConv, {"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"}}},
+      {"Div", {Kind::kDiv, {}}},
+      {"Dropout", {Kind::kDropout, {"seed"}}},
+      {"Flatten", {Kind::kFlatten, {"axis"}}},
+      {"Gather", {Kind::kGather, {"axis"}}},
+      {"Gemm", {Kind::kGemm, {"alpha", "beta", "transA", "transB"}}},
+      {"GlobalAveragePool", {Kind::kGlobalAveragePool, {}}},
+      {"Identity", {Kind::kIdentity, {}}},
+      {"LeakyRelu", {Kind::kLeakyRelu, {"alpha"}}},
+      {"LogSoftmax", {Kind::kLogSoftmax, {"axis"}}},
+      {"MatMul", {Kind::kMatMul, {}}},
       {"MaxPool",
-       {"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode", "storage_order"}},
-      {"Mul", {}},
-      {"ReduceMean", {"axes", "keepdims"}},
-      {"Relu", {}},
-      {"Reshape", {"allowzero"}},
-      {"Shape", {"start", "end"}},
-      {"Sigmoid", {}},
-      {"Softmax", {"axis"}},
-      {"Squeeze", {}},
-      {"Sub", {}},
-      {"Tanh", {}},
-      {"Transpose", {"perm"}},
-      {"Unsqueeze", {}},
+       {Kind::kMaxPool,
+        {"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode",
+         "storage_order"}}},
+      {"Mul", {Kind::kMul, {}}},
+      {"Pad", {Kind::kPad, {"mode"}}},
+      {"ReduceMean", {Kind::kReduceMean, {"axes", "keepdims"}}},
+      {"Relu", {Kind::kRelu, {}}},
+      {"Reshape", {Kind::kReshape, {"allowzero"}}},
+      {"Shape", {Kind::kShape, {"start", "end"}}},
+      {"Sigmoid", {Kind::kSigmoid, {}}},
+      {"Softmax", {Kind::kSoftmax, {"axis"}}},
+      {"Squeeze", {Kind::kSqueeze, {}}},
+      {"Sub", {Kind::kSub, {}}},
+      {"Tanh", {Kind::kTanh, {}}},
+      {"Transpose", {Kind::kTranspose, {"perm"}}},
+      {"Unsqueeze", {Kind::kUnsqueeze, {}}},
   };
   return ops;
 }
@@ -64,47 +69,11 @@ double float_attr_value(float f) {
 
 namespace {
 
-const std::map<std::string, Kind>& kinds() {
-  static const std::map<std::string, Kind> k = {
-      {"Conv", Kind::kConv},
-      {"Gemm", Kind::kGemm},
-      {"MatMul", Kind::kMatMul},
-      {"Add", Kind::kAdd},
-      {"Sub", Kind::kSub},
-      {"Mul", Kind::kMul},
-      {"Div", Kind::kDiv},
-      {"Relu", Kind::kRelu},
-      {"LeakyRelu", Kind::kLeakyRelu},
-      {"Sigmoid", Kind::kSigmoid},
-      {"Tanh", Kind::kTanh},
-      {"Softmax", Kind::kSoftmax},
-      {"LogSoftmax", Kind::kLogSoftmax},
-      {"MaxPool", Kind::kMaxPool},
-      {"AveragePool", Kind::kAveragePool},
-      {"GlobalAveragePool", Kind::kGlobalAveragePool},
-      {"BatchNormalization", Kind::kBatchNorm},
-      {"Dropout", Kind::kDropout},
-      {"Flatten", Kind::kFlatten},
-      {"Reshape", Kind::kReshape},
-      {"Concat", Kind::kConcat},
-      {"Identity", Kind::kIdentity},
-      {"Constant", Kind::kConstant},
-      {"Shape", Kind::kShape},
-      {"Gather", Kind::kGather},
-      {"Unsqueeze", Kind::kUnsqueeze},
-      {"Squeeze", Kind::kSqueeze},
-      {"Transpose", Kind::kTranspose},
-      {"ReduceMean", Kind::kReduceMean},
-      {"Pad", Kind::kPad},
-  };
-  return k;
-}
-
 // The node's attributes by name, refusing any the operator does not list.
 class Attrs {
  public:
   Attrs(const onnx::NodeProto& node, const std::string& where) : where_(where) {
-    const auto& allowed = supported_ops().at(node.op_type());
+    const auto& allowed = supported_ops().at(node.op_type()).attributes;
     for (const auto& a : node.attribute()) {
       TANDEM_CHECK_T(ConfigError,
                      std::find(allowed.begin(), allowed.end(), a.name()) != allowed.end(), where,
@@ -199,16 +168,16 @@ std::vector<int64_t> const_ints(const ConstLookup& constants, int id, const std:
 Step compile_step(const onnx::NodeProto& node, const std::string& name, std::vector<int> in,
                   std::vector<int> out, const ConstLookup& constants) {
   const std::string where = "node '" + name + "' (" + node.op_type() + ")";
-  auto k = kinds().find(node.op_type());
-  if (k == kinds().end() || !(node.domain().empty() || node.domain() == "ai.onnx")) {
+  auto k = supported_ops().find(node.op_type());
+  if (k == supported_ops().end() || !(node.domain().empty() || node.domain() == "ai.onnx")) {
     std::string list;
-    for (const auto& [op, attrs] : supported_ops()) list += (list.empty() ? "" : ", ") + op;
+    for (const auto& [op, info] : supported_ops()) list += (list.empty() ? "" : ", ") + op;
     throw ConfigError(str(where, ": operator ", node.domain().empty() ? "" : node.domain() + ".",
                           node.op_type(), " is not supported (supported: ", list, ")"));
   }
   Attrs a(node, where);
   Step s;
-  s.kind = k->second;
+  s.kind = k->second.kind;
   s.name = name;
   s.op = node.op_type();
   s.in = std::move(in);

@@ -119,7 +119,11 @@ Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what);
 // exporter wrote a double through a float, and torch computes with the double.
 double float_attr_value(float f);
 
-// Operator -> the attributes it accepts, for errors and the documentation table.
-const std::map<std::string, std::vector<std::string>>& supported_ops();
+// Operator -> its kind and the attributes it accepts (others are refused, naming the node).
+struct OpInfo {
+  Kind kind;
+  std::vector<std::string> attributes;
+};
+const std::map<std::string, OpInfo>& supported_ops();
 
 }  // namespace tandem::onnx_internal
