@@ -9,7 +9,10 @@ packages=(
   libopenblas-openmp-dev libdnnl-dev zlib1g-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler
+  libonnx-dev                                  # onnx.proto, compiled for model.onnx
+  libturbojpeg0-dev libpng-dev                 # image_folder: JPEG and PNG decoding
   python3 python3-numpy python3-yaml python3-torch python3-torchvision python3-protobuf
+  python3-onnx python3-pil                     # tests: ONNX exports, image folders written by PIL
   libopenmpi-dev openmpi-bin libgrpc++-dev protobuf-compiler-grpc libgloo-dev
   dataset-fashion-mnist
   slurmctld slurmd slurm-client munge   # tests/cluster: a real Slurm controller on localhost

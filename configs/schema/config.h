@@ -19,7 +19,9 @@
 namespace tandem {
 
 struct ModelConfig {
-  std::string name;       // required: mlp | simple_cnn | lenet | resnet18 | resnet50
+  std::string name;       // required unless onnx is set: mlp | simple_cnn | lenet | resnet18 |
+                          // resnet50 | onnx (set by itself when model.onnx is given)
+  std::string onnx;       // ONNX file whose graph and initializers are the model; "" = none
   std::string init_from;  // safetensors file to start from; "" = fresh init
   std::vector<int64_t> hidden = {512, 512};  // mlp hidden widths (ignored by other models)
   int num_classes = 10;                      // >= 2
@@ -27,7 +29,7 @@ struct ModelConfig {
 };
 
 struct DataConfig {
-  std::string name;  // required: fashion_mnist | mnist | cifar10 | synthetic
+  std::string name;  // required: fashion_mnist | mnist | cifar10 | synthetic | image_folder
   // Directory of the data set. Resolved at load time: when not given it is the default for
   // `name` (fashion_mnist: /usr/share/datasets/fashion-mnist, mnist: /usr/share/datasets/mnist,
   // cifar10: data/cifar-10-batches-bin, synthetic: "").
@@ -38,6 +40,7 @@ struct DataConfig {
   bool normalize = true;  // subtract the data set's mean, divide by its std
   std::vector<int64_t> synthetic_shape = {3, 224, 224};  // [C, H, W]
   int64_t synthetic_samples = 1024;                      // samples per epoch
+  int64_t image_size = 224;  // image_folder: side of the square crops fed to the model
   bool operator==(const DataConfig&) const = default;
 };
 

@@ -13,12 +13,15 @@ namespace tandem::config_internal {
 Schema::Schema(ExperimentConfig& c) {
   add("seed", &c.seed).ge(0);
 
-  add("model.name", &c.model.name).one_of({"mlp", "simple_cnn", "lenet", "resnet18", "resnet50"});
+  add("model.name", &c.model.name)
+      .one_of({"mlp", "simple_cnn", "lenet", "resnet18", "resnet50", "onnx"});
+  add("model.onnx", &c.model.onnx).can_be_null();
   add("model.init_from", &c.model.init_from).can_be_null();
   add("model.hidden", &c.model.hidden).ge(1);
   add("model.num_classes", &c.model.num_classes).ge(2);
 
-  add("data.name", &c.data.name).one_of({"fashion_mnist", "mnist", "cifar10", "synthetic"});
+  add("data.name", &c.data.name)
+      .one_of({"fashion_mnist", "mnist", "cifar10", "synthetic", "image_folder"});
   add("data.path", &c.data.path).can_be_null();
   add("data.batch_size", &c.data.batch_size).ge(1);
   add("data.workers", &c.data.workers).ge(0);
@@ -26,6 +29,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("data.normalize", &c.data.normalize);
   add("data.synthetic_shape", &c.data.synthetic_shape).ge(1).size(3, "[C, H, W]");
   add("data.synthetic_samples", &c.data.synthetic_samples).ge(1);
+  add("data.image_size", &c.data.image_size).ge(8);
 
   add("optimizer.name", &c.optimizer.name).one_of({"sgd", "adam", "adamw"});
   add("optimizer.lr", &c.optimizer.lr).gt(0);

@@ -30,6 +30,15 @@ void Builder::resolve(const LoadOptions& options) {
   namespace fs = std::filesystem;
   ExperimentConfig& c = config_;
 
+  // model.onnx names the model by itself: model.name may be left out, or be onnx.
+  if (!c.model.onnx.empty() && c.model.name.empty()) c.model.name = "onnx";
+  if (!c.model.onnx.empty() && c.model.name != "onnx")
+    fail(origin("model.name"), "model.name",
+         "'" + c.model.name + "' conflicts with model.onnx (the ONNX file is the model); "
+         "leave model.name out or set it to onnx");
+  if (c.model.name == "onnx" && c.model.onnx.empty())
+    fail(origin("model.name"), "model.onnx",
+         "model.name 'onnx' needs model.onnx: the path of the .onnx file");
   for (const char* path : {"model.name", "data.name"}) {
     const Field& f = *schema_.field(path);
     if (!std::get<std::string*>(f.target)->empty()) continue;
@@ -38,13 +47,17 @@ void Builder::resolve(const LoadOptions& options) {
     fail(origin(path), path, "required key is missing; expected one of: " + valid);
   }
 
+  if (c.data.name == "image_folder" && c.data.path.empty())
+    fail(origin("data.name"), "data.path",
+         "data.name 'image_folder' needs data.path: a folder holding train/<class>/*.jpg and "
+         "val/<class>/*.jpg");
   const bool default_data = c.data.path.empty();
   if (default_data) c.data.path = default_data_path(c.data.name);
   const std::string name = c.experiment_name.empty() ? "experiment" : c.experiment_name;
   if (c.logging.dir.empty()) c.logging.dir = "runs/" + name;
   if (c.checkpoint.dir.empty()) c.checkpoint.dir = "runs/" + name + "/checkpoints";
 
-  if (c.data.name != "synthetic" && c.model.num_classes != 10)
+  if (c.data.name != "synthetic" && c.data.name != "image_folder" && c.model.num_classes != 10)
     fail(origin("model.num_classes"), "model.num_classes",
          "data.name '" + c.data.name + "' has 10 classes, got " +
              std::to_string(c.model.num_classes));
@@ -82,6 +95,14 @@ void Builder::resolve(const LoadOptions& options) {
     if (fs::is_directory(st))
       fail(origin("model.init_from"), "model.init_from",
            "'" + c.model.init_from + "' is a directory, expected a safetensors file");
+  }
+  if (!c.model.onnx.empty()) {
+    fs::file_status st = fs::status(c.model.onnx, ec);
+    if (!fs::exists(st))
+      fail(origin("model.onnx"), "model.onnx", "file '" + c.model.onnx + "' does not exist");
+    if (fs::is_directory(st))
+      fail(origin("model.onnx"), "model.onnx",
+           "'" + c.model.onnx + "' is a directory, expected an .onnx file");
   }
   const std::string& resume = c.checkpoint.resume;
   if (resume != "auto" && resume != "never" && !fs::exists(fs::status(resume, ec)))

@@ -34,6 +34,7 @@ enum class UnaryOp : uint8_t {
   kTanh,
   kSigmoid,
   kPowScalar,  // x ^ arg
+  kLeakyRelu,  // x > 0 ? x : arg * x
 };
 
 // Fused backward formulas r = f(x, g): x is the saved input or output the formula names.
@@ -45,6 +46,7 @@ enum class BackwardOp : uint8_t {
   kGelu,     // x = input:  g * (Phi(x) + x phi(x))
   kTanh,     // x = output: g * (1 - y^2)
   kSigmoid,  // x = output: g * y * (1 - y)
+  kLeakyRelu,  // x = input: x > 0 ? g : arg * g
 };
 
 bool is_comparison(BinaryOp op);

@@ -7,6 +7,7 @@
 #include "core/base/error.h"
 #include "core/data/cifar10.h"
 #include "core/data/idx.h"
+#include "core/data/image_folder.h"
 #include "core/data/synthetic.h"
 
 namespace tandem {
@@ -66,7 +67,8 @@ std::shared_ptr<const Dataset> make_idx_dataset(const std::string& name, const s
 
 std::shared_ptr<const Dataset> make_dataset(const std::string& name, const std::string& path,
                                             const std::string& split,
-                                            const SyntheticOptions& synthetic) {
+                                            const SyntheticOptions& synthetic,
+                                            const ImageFolderOptions* image_folder) {
   TANDEM_CHECK_T(ConfigError, split == "train" || split == "test", "data split '", split,
                  "': expected train or test");
   const bool train = split == "train";
@@ -92,8 +94,15 @@ std::shared_ptr<const Dataset> make_dataset(const std::string& name, const std::
                                              std::move(s.pixels), std::move(s.labels));
   }
   if (name == "synthetic") return std::make_shared<SyntheticDataset>(synthetic, !train);
+  if (name == "image_folder") {
+    TANDEM_CHECK_T(ConfigError, !path.empty(),
+                   "data set image_folder needs data.path: the folder holding train/ and val/");
+    return std::make_shared<ImageFolderDataset>(image_folder_split_dir(path, split),
+                                                image_folder_split_dir(path, "train"),
+                                                image_folder ? *image_folder : ImageFolderOptions{});
+  }
   throw ConfigError(str("unknown data set '", name,
-                        "': expected one of fashion_mnist, mnist, cifar10, synthetic"));
+                        "': expected one of fashion_mnist, mnist, cifar10, synthetic, image_folder"));
 }
 
 }  // namespace tandem

@@ -22,7 +22,8 @@ struct SampleShape {
 };
 std::string sample_shape_str(const SampleShape& s);  // "1x28x28"
 
-// Thread-safe for concurrent get() calls: implementations hold no mutable state.
+// Thread-safe for concurrent get()/load() calls: implementations hold no mutable state (or guard
+// what they have).
 class Dataset {
  public:
   virtual ~Dataset() = default;
@@ -33,6 +34,12 @@ class Dataset {
   // Writes sample `index` (in [0, size())) as sample_shape().numel() pixels in (C, H, W) order,
   // and its label (in [0, num_classes())).
   virtual void get(int64_t index, uint8_t* pixels_out, int64_t* label_out) const = 0;
+  // What the loader calls: the same for sample `index` of `epoch`. Data sets that decode and crop
+  // per sample (image_folder) key their random crop by (epoch, index); the in-memory ones ignore
+  // the epoch (their augmentation is in Transforms).
+  virtual void load(int64_t index, int64_t epoch, uint8_t* pixels_out, int64_t* label_out) const {
+    get(index, pixels_out, label_out);
+  }
 };
 
 // Samples held in memory: pixels (size x C x H x W) and labels (size).
@@ -66,13 +73,16 @@ struct SyntheticOptions {
 // fashion_mnist.
 constexpr const char* kFashionMnistDebianDir = "/usr/share/datasets/fashion-mnist";
 
-// name: fashion_mnist | mnist | cifar10 | synthetic; split: train | test. `path` is the folder
-// holding the files (empty: the Debian folder for fashion_mnist; unused for synthetic). IDX files
-// are looked for as <split prefix>-{images-idx3,labels-idx1}-ubyte, with or without .gz, the
-// split prefix being "train" or "t10k". Throws ConfigError for an unknown name or split and
-// IoError for missing or malformed files.
+// name: fashion_mnist | mnist | cifar10 | synthetic | image_folder; split: train | test. `path`
+// is the folder holding the files (empty: the Debian folder for fashion_mnist; unused for
+// synthetic). IDX files are looked for as <split prefix>-{images-idx3,labels-idx1}-ubyte, with or without .gz, the
+// split prefix being "train" or "t10k". image_folder reads <path>/train and <path>/val
+// (image_folder.h) with `image_folder`'s size and crop settings. Throws ConfigError for an unknown
+// name or split and IoError for missing or malformed files.
+struct ImageFolderOptions;
 std::shared_ptr<const Dataset> make_dataset(const std::string& name, const std::string& path,
                                             const std::string& split,
-                                            const SyntheticOptions& synthetic = {});
+                                            const SyntheticOptions& synthetic = {},
+                                            const ImageFolderOptions* image_folder = nullptr);
 
 }  // namespace tandem

@@ -23,7 +23,7 @@ Batch make_batch(const Dataset& dataset, const Transforms& transforms, const Loc
     std::vector<uint8_t> pixels(static_cast<size_t>(numel));
     for (int64_t i = begin; i < end; ++i) {
       const int64_t index = plan.indices[static_cast<size_t>(i)];
-      dataset.get(index, pixels.data(), labels + i);
+      dataset.load(index, plan.epoch, pixels.data(), labels + i);
       transforms.apply(pixels.data(), images + i * numel, plan.epoch, index);
     }
   };

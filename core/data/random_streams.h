@@ -13,6 +13,8 @@
 //   kStreamAugment      global sample index                r[0] crop dy, r[1] crop dx, r[2] flip
 //   kStreamSynthetic    sample index (| 2^63 for test)     r[0], r[1] seed a SplitMix64 stream
 //                                                          for the pixels, r[2] the label
+//   kStreamResizedCrop  global sample index << 4 | attempt r[0] area, r[1] aspect ratio, r[2] top,
+//                       (image_folder's RandomResizedCrop) r[3] left, of attempt 0..9
 //
 // Tags are four ASCII letters so they cannot collide with the small stream numbers other parts of
 // tandem (parameter init, dropout) use.
@@ -25,6 +27,7 @@ namespace tandem {
 constexpr uint64_t kStreamShuffle = 0x53485546;    // "SHUF"
 constexpr uint64_t kStreamAugment = 0x4155474D;    // "AUGM"
 constexpr uint64_t kStreamSynthetic = 0x53594E54;  // "SYNT"
+constexpr uint64_t kStreamResizedCrop = 0x52524352;  // "RRCR"
 
 // counter_hi for (stream, epoch). Epochs are taken modulo 2^32.
 inline uint64_t stream_counter_hi(uint64_t stream, int64_t epoch) {

@@ -70,6 +70,14 @@ void Transforms::apply(const uint8_t* in, float* out, int64_t epoch, int64_t glo
         continue;
       }
       const uint8_t* srow = src + sy * W;
+      if (ox == 0) {  // no horizontal shift: no bounds to check (image_folder, eval, flips)
+        if (a.flip) {
+          for (int64_t x = 0; x < W; ++x) row[x] = lut[srow[W - 1 - x]];
+        } else {
+          for (int64_t x = 0; x < W; ++x) row[x] = lut[srow[x]];
+        }
+        continue;
+      }
       for (int64_t x = 0; x < W; ++x) {
         const int64_t sx = (a.flip ? W - 1 - x : x) + ox;  // flip after the crop
         row[x] = (sx >= 0 && sx < W) ? lut[srow[sx]] : zero;
@@ -89,6 +97,9 @@ void normalization_for(const std::string& dataset, std::vector<double>* mean,
   } else if (dataset == "cifar10") {
     *mean = {0.4914, 0.4822, 0.4465};
     *std = {0.2470, 0.2435, 0.2616};
+  } else if (dataset == "image_folder") {  // ImageNet's, as in torchvision's reference scripts
+    *mean = {0.485, 0.456, 0.406};
+    *std = {0.229, 0.224, 0.225};
   } else {
     mean->clear();
     std->clear();
@@ -100,7 +111,9 @@ TransformOptions default_transform_options(const std::string& dataset, const Sam
   TransformOptions o;
   normalization_for(dataset, &o.mean, &o.std);
   o.seed = seed;
-  if (augment) {
+  if (augment && dataset == "image_folder") {
+    o.horizontal_flip = true;  // the crop is the data set's (RandomResizedCrop, image_folder.h)
+  } else if (augment) {
     if (shape.height == 32 && shape.width == 32)
       o.crop_padding = 4;
     else if (shape.height == 28 && shape.width == 28)

@@ -62,13 +62,14 @@ class Transforms {
 
 // Mean and std of pixel / 255 over a data set's training split, as published with it:
 // fashion_mnist 0.2860 / 0.3530, mnist 0.1307 / 0.3081, cifar10 (0.4914, 0.4822, 0.4465) /
-// (0.2470, 0.2435, 0.2616). Empty for synthetic (and any other name): no normalisation.
+// (0.2470, 0.2435, 0.2616), image_folder ImageNet's (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225).
+// Empty for synthetic (and any other name): no normalisation.
 void normalization_for(const std::string& dataset, std::vector<double>* mean,
                        std::vector<double>* std);
 
 // The standard pipeline: the data set's normalisation, and with `augment` (training only) a random
 // crop (padding 4 for 32x32 images, 2 for 28x28, none otherwise) and a flip (not for mnist:
-// mirrored digits are different characters).
+// mirrored digits are different characters). image_folder: the flip only (its data set crops).
 TransformOptions default_transform_options(const std::string& dataset, const SampleShape& shape,
                                            bool augment, uint64_t seed);
 

@@ -322,6 +322,22 @@ Tensor relu(const Tensor& a) {
   return out;
 }
 
+Tensor leaky_relu(const Tensor& a, double slope) {
+  Tensor out = unary_float("leaky_relu", UnaryOp::kLeakyRelu, slope, a, [slope](auto x) {
+    using T = decltype(x);
+    return x > T(0) ? x : static_cast<T>(slope) * x;
+  });
+  Tensor ad = a.detach();
+  record("LeakyReluBackward", {a}, {out}, [ad, slope](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{ternary_float("leaky_relu_backward", BackwardOp::kLeakyRelu, slope, ad,
+                                             ad, g[0], [slope](auto x, auto, auto gg) {
+                                               using T = decltype(x);
+                                               return x > T(0) ? gg : static_cast<T>(slope) * gg;
+                                             })};
+  });
+  return out;
+}
+
 Tensor gelu(const Tensor& a) {
   Tensor out = unary_float("gelu", UnaryOp::kGelu, 0.0, a, [](auto x) {
     using T = decltype(x);

@@ -31,6 +31,8 @@ Tensor log(const Tensor& a);
 Tensor sqrt(const Tensor& a);
 Tensor abs(const Tensor& a);
 Tensor relu(const Tensor& a);
+// x > 0 ? x : negative_slope * x (torch.nn.functional.leaky_relu; ONNX LeakyRelu's alpha).
+Tensor leaky_relu(const Tensor& a, double negative_slope = 0.01);
 Tensor gelu(const Tensor& a);  // exact (erf) form, PyTorch's default
 Tensor tanh(const Tensor& a);
 Tensor sigmoid(const Tensor& a);

@@ -3,7 +3,9 @@
 #include "core/backends/device_backend.h"
 
 #include "core/base/error.h"
+#include "core/data/image_folder.h"
 #include "core/nn/models.h"
+#include "core/nn/onnx_model.h"
 #include "core/optim/adam.h"
 #include "core/optim/sgd.h"
 #include "core/random/philox.h"
@@ -17,12 +19,32 @@ std::shared_ptr<const Dataset> build_dataset(const ExperimentConfig& cfg, const 
   syn.size = split == "train" ? cfg.data.synthetic_samples : std::max<int64_t>(cfg.data.synthetic_samples / 4, 1);
   syn.num_classes = cfg.model.num_classes;
   syn.seed = static_cast<uint64_t>(cfg.seed);
-  return make_dataset(cfg.data.name, cfg.data.path, split, syn);
+  // image_folder: training crops are RandomResizedCrop when data.augment is on, evaluation (and
+  // training without augmentation) resize + center crop.
+  ImageFolderOptions folder;
+  folder.image_size = cfg.data.image_size;
+  folder.random_crop = split == "train" && cfg.data.augment;
+  folder.seed = static_cast<uint64_t>(cfg.seed);
+  return make_dataset(cfg.data.name, cfg.data.path, split, syn, &folder);
 }
 
 std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& data) {
-  ModelOptions mo;
   SampleShape s = data.sample_shape();
+  if (!cfg.model.onnx.empty()) {
+    // The graph and its initializers are the model (init is the file's, not the seed's).
+    OnnxModelOptions oo;
+    oo.channels = s.channels;
+    oo.height = s.height;
+    oo.width = s.width;
+    std::shared_ptr<OnnxModel> m = load_onnx_model(cfg.model.onnx, oo);
+    TANDEM_CHECK_T(ConfigError, m->num_outputs() >= data.num_classes(), "model.onnx: ",
+                   cfg.model.onnx, ": the graph gives ", m->num_outputs(),
+                   " logits per sample, fewer than the ", data.num_classes(), " classes of ",
+                   data.name());
+    if (cfg.training.precision == "fp64") m->to(DType::kF64);
+    return m;
+  }
+  ModelOptions mo;
   mo.in_channels = s.channels;
   mo.image_size = s.height;
   mo.num_classes = cfg.model.num_classes;
@@ -30,7 +52,8 @@ std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& 
   mo.mlp_in_features = s.numel();
   TANDEM_CHECK_T(ConfigError, data.num_classes() <= cfg.model.num_classes, "model.num_classes: ",
                  cfg.model.num_classes, " is fewer than the ", data.num_classes(), " classes of ",
-                 data.name());
+                 data.name(),
+                 data.name() == "image_folder" ? " (one per folder of data.path/train)" : "");
   // Parameter initialisation is keyed by the seed alone (DESIGN.md section 2): every replica
   // builds the same weights.
   Generator gen(static_cast<uint64_t>(cfg.seed), /*stream=*/0x1a17);

@@ -80,6 +80,7 @@ TEST_P(CudaOps, UnaryOpsAndActivationsMatchCpu) {
   check_op("gelu", {a}, [](const auto& x) { return gelu(x[0]); });
   check_op("tanh", {a}, [](const auto& x) { return tanh(x[0]); });
   check_op("sigmoid", {a}, [](const auto& x) { return sigmoid(x[0]); });
+  check_op("leaky_relu", {a}, [](const auto& x) { return leaky_relu(x[0], 0.2); });
   check_op("pow scalar", {pos}, [](const auto& x) { return pow(x[0], 2.5); });
 }
 

@@ -137,6 +137,8 @@ __device__ inline T apply_unary(UnaryOp op, T x, double arg) {
       return x >= T(0) ? T(1) / (T(1) + ::exp(-x)) : ::exp(x) / (T(1) + ::exp(x));
     case UnaryOp::kPowScalar:
       return static_cast<T>(::pow(static_cast<double>(x), arg));
+    case UnaryOp::kLeakyRelu:
+      return x > T(0) ? x : static_cast<T>(arg) * x;
   }
   return T(0);
 }
@@ -168,6 +170,8 @@ __device__ inline T apply_backward(BackwardOp op, T x, T g, double e) {
       return g * (1 - x * x);
     case BackwardOp::kSigmoid:
       return g * x * (1 - x);
+    case BackwardOp::kLeakyRelu:
+      return x > T(0) ? g : static_cast<T>(e) * g;
   }
   return T(0);
 }

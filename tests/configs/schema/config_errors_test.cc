@@ -73,7 +73,7 @@ TEST(ConfigErrors, MisspelledKeyInTheWrongSectionNamesTheClosestElsewhere) {
             "exp.yaml:6:3: training.lrr: unknown key; did you mean 'optimizer.lr'?");
   EXPECT_EQ(error_of(kMinimal + "  x: 1\n"),
             "exp.yaml:5:3: data.x: unknown key; valid keys here: name, path, batch_size, workers, "
-            "augment, normalize, synthetic_shape, synthetic_samples");
+            "augment, normalize, synthetic_shape, synthetic_samples, image_size");
   EXPECT_EQ(error_of(kMinimal, {"slurm.nodes=2"}),
             "override 'slurm.nodes=2': slurm: unknown key; did you mean 'cluster.slurm'?");
 }
@@ -169,13 +169,13 @@ TEST(ConfigErrors, ResumeFromAMissingCheckpoint) {
 TEST(ConfigErrors, MissingRequiredKeys) {
   EXPECT_EQ(error_of("model:\n  hidden: [10]\ndata:\n  name: synthetic\n"),
             "exp.yaml:1:1: model.name: required key is missing; expected one of: mlp, simple_cnn, "
-            "lenet, resnet18, resnet50");
+            "lenet, resnet18, resnet50, onnx");
   EXPECT_EQ(error_of("# an experiment\nmodel:\n  name: mlp\n"),
             "exp.yaml:2:1: data.name: required key is missing; expected one of: fashion_mnist, "
-            "mnist, cifar10, synthetic");
+            "mnist, cifar10, synthetic, image_folder");
   EXPECT_EQ(error_of("model:\n  name: mlp\ntraining:\n  epochs: 2\ndata:\n  batch_size: 8\n"),
             "exp.yaml:5:1: data.name: required key is missing; expected one of: fashion_mnist, "
-            "mnist, cifar10, synthetic");
+            "mnist, cifar10, synthetic, image_folder");
 }
 
 TEST(ConfigErrors, MissingDataDirectoryNamesThePath) {

@@ -122,7 +122,8 @@ TEST(Dataset, MissingIdxFilesSayWhereFashionMnistComesFrom) {
 TEST(Dataset, UnknownNameOrSplitIsAConfigError) {
   EXPECT_EQ(
       error_message<ConfigError>([] { make_dataset("imagenet", "/x", "train"); }),
-      "unknown data set 'imagenet': expected one of fashion_mnist, mnist, cifar10, synthetic");
+      "unknown data set 'imagenet': expected one of fashion_mnist, mnist, cifar10, synthetic, "
+      "image_folder");
   EXPECT_EQ(error_message<ConfigError>([] { make_dataset("synthetic", "", "val"); }),
             "data split 'val': expected train or test");
 }

@@ -99,6 +99,8 @@ TEST(Gradcheck, UnaryOps) {
       {"gelu", [](const std::vector<Tensor>& in) { return gelu(in[0]); }},
       {"tanh", [](const std::vector<Tensor>& in) { return tanh(in[0]); }},
       {"sigmoid", [](const std::vector<Tensor>& in) { return sigmoid(in[0]); }},
+      {"leaky_relu", [](const std::vector<Tensor>& in) { return leaky_relu(in[0], 0.1); }},
+      {"leaky_relu(2.5)", [](const std::vector<Tensor>& in) { return leaky_relu(in[0], 2.5); }},
   };
   for (const auto& [name, fn] : any_sign) {
     SCOPED_TRACE(name);
