@@ -56,7 +56,6 @@ class Trainer {
   Optimizer& optimizer() { return *optimizer_; }
 
  private:
-  struct Impl;
   ExperimentConfig config_;
   std::unique_ptr<Strategy> strategy_;
   RunEnvironment env_;
