@@ -1,7 +1,7 @@
-// Which CPU convolution backend tandem should use (DESIGN.md section 2: "convolution by the
-// fastest of im2col+GEMM and oneDNN"), and what tandem's conv2d now costs. For the conv layers of
-// the benchmark models it times one training step of the layer -- forward, then gradients of
-// input, weight and bias -- four ways:
+// Which CPU convolution backend tandem should use (docs/DESIGN.md section 2.2: convolution runs
+// on the faster of im2col + GEMM and oneDNN), and what tandem's conv2d now costs. For the conv
+// layers of the benchmark models it times one training step of the layer -- forward, then
+// gradients of input, weight and bias -- four ways:
 //   im2col   tandem::conv2d + backward forced onto im2col + GEMM (per-sample im2col + single-
 //            threaded GEMMs, parallel over N)
 //   batched  the alternative im2col scheme: one im2col over the whole batch and one multithreaded

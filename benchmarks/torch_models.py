@@ -4,7 +4,7 @@ from torch import nn
 
 
 class SimpleCNN(nn.Module):
-    """The CIFAR CNN of DESIGN.md section 2 (tandem's `simple_cnn`)."""
+    """The CIFAR CNN of docs/DESIGN.md section 2.3 (tandem's `simple_cnn`)."""
 
     def __init__(self, in_channels=3, num_classes=10):
         super().__init__()

@@ -1,6 +1,6 @@
 // The cluster's own commands (sbatch, scontrol, scancel, kubectl), found on a PATH the launcher
-// passes in (library code reads no environment: DESIGN.md section 1) and run without a shell, so
-// no argument is ever re-parsed.
+// passes in (library code reads no environment: docs/DESIGN.md section 1) and run without a
+// shell, so no argument is ever re-parsed.
 #pragma once
 
 #include <string>

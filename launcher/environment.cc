@@ -1,5 +1,6 @@
-// Rank discovery from environment variables, in REFERENCE.md's order (see environment.h). Values
-// are parsed strictly: "3" is a rank, " 3", "3x", "-1" and "" are errors naming the variable.
+// Rank discovery from environment variables, in the order of docs/DESIGN.md section 5.2 (see
+// environment.h). Values are parsed strictly: "3" is a rank, " 3", "3x", "-1" and "" are errors
+// naming the variable.
 #include "launcher/environment.h"
 
 #include <cctype>

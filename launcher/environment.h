@@ -1,5 +1,5 @@
 // Rank discovery: who this process is in the job, from the variables its starter set
-// (/work/shared/REFERENCE.md "Rank discovery", DESIGN.md section 5).
+// (docs/DESIGN.md section 5.2, "Rank discovery").
 //
 // The one decision: the sources are tried in a fixed order and the first that applies wins, so a
 // process started by `mpirun` inside an `sbatch` script (every rank on the first node sees

@@ -1,5 +1,5 @@
 // The `tandem` command line. This is the only place that turns errors into exit codes:
-// 0 success, 1 runtime failure, 2 bad usage or bad config (DESIGN.md section 5).
+// 0 success, 1 runtime failure, 2 bad usage or bad config (docs/DESIGN.md section 5.1).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>

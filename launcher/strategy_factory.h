@@ -1,8 +1,9 @@
 // Picks and builds the Strategy a `tandem train` process runs, from its config and the
-// environment the launcher detected (DESIGN.md sections 3-5): single and mirrored need a world
-// of one; ddp talks over MPI when started by mpirun/srun --mpi (with a Store hosted by rank 0,
-// launcher/mpi_rendezvous.h), else over Gloo bootstrapped through the launcher's Store. Either way
-// the communicator is wrapped in a CheckedCommunicator on that Store.
+// environment the launcher detected (docs/DESIGN.md sections 3.3, 4 and 5.2): single and mirrored
+// need a world of one; ddp's communicator follows strategy.backend (auto: nccl for CUDA tensors,
+// hierarchical across hosts with several ranks each, MPI under mpirun/srun --mpi with a Store
+// hosted by rank 0 (launcher/mpi_rendezvous.h), shm over Gloo on one host, else Gloo through the
+// launcher's Store); the CPU backends of a job are wrapped in a CheckedCommunicator on that Store.
 #pragma once
 
 #include <memory>

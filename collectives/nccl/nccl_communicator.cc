@@ -103,9 +103,10 @@ class NcclWork final : public Work {
     (void)cudaEventDestroy(done_);
   }
 
-  // Joins the collective into the compute stream and returns without a host wait (DESIGN.md:
-  // never a host sync in the overlap path). An error NCCL has already reported is thrown here;
-  // `timeout` is not enforced on the device side (that would need a watchdog thread, as PyTorch's).
+  // Joins the collective into the compute stream and returns without a host wait (docs/DESIGN.md
+  // section 3.2: never a host sync in the overlap path). An error NCCL has already reported is
+  // thrown here; `timeout` is not enforced on the device side (that would need a watchdog thread,
+  // as PyTorch's).
   void wait(std::chrono::milliseconds) override {
     ncclResult_t async = ncclSuccess;
     TANDEM_NCCL_CHECK(ncclCommGetAsyncError(impl_->comm, &async), impl_->comm);

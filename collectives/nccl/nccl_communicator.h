@@ -1,4 +1,5 @@
-// NcclCommunicator: tandem's collectives on CUDA tensors through NCCL (DESIGN.md section 3).
+// NcclCommunicator: tandem's collectives on CUDA tensors through NCCL (docs/DESIGN.md section
+// 3.2).
 //
 // The decision: NCCL runs on a stream of its own, ordered against the device's compute stream
 // (core/backends/cuda/cuda_context.h) with events, never with a host wait: a collective first

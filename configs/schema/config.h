@@ -1,5 +1,5 @@
-// Typed experiment config (DESIGN.md section 6): the structs every layer above core reads, and the
-// functions that turn a YAML experiment file plus `key.path=value` overrides into them.
+// Typed experiment config (docs/DESIGN.md section 6): the structs every layer above core reads,
+// and the functions that turn a YAML experiment file plus `key.path=value` overrides into them.
 //
 // The one decision to know: a config is validated completely at load time. Every error is a
 // tandem::ConfigError with one line "FILE:LINE:COLUMN: KEY.PATH: message" (or
@@ -147,7 +147,7 @@ struct ClusterConfig {
 struct ExperimentConfig {
   std::string source_path;      // the file it was loaded from (or parse_config's source_name)
   std::string experiment_name;  // stem of source_path: configs/resnet50.yaml -> "resnet50"
-  int64_t seed = 0;             // >= 0; keys every random draw (DESIGN.md section 2)
+  int64_t seed = 0;             // >= 0; keys every random draw (docs/DESIGN.md section 8)
   ModelConfig model;
   DataConfig data;
   OptimizerConfig optimizer;

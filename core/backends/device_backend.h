@@ -3,8 +3,8 @@
 // autograd; they call here only for the kernels of a tensor that lives on the backend's device.
 //
 // Key decision: the CUDA backend is linked into tandem_core only when built (TANDEM_CUDA), and it
-// is reached through cuda_backend() below, which returns null in a build without it. So no op
-// carries an #ifdef, and a CPU-only build has no reference to any CUDA symbol.
+// is reached through cuda_backend_or_null() below, which returns null in a build without it. So no
+// op carries an #ifdef, and a CPU-only build has no reference to any CUDA symbol.
 //
 // Streams: every kernel is enqueued on the current stream of the tensor's device and returns
 // without waiting; copies to the host wait for the data (the caller reads it next).

@@ -1,7 +1,7 @@
 // The Philox key layout of every random draw that touches a sample. All of them are pure
 // functions of (seed, epoch, *global* sample index), never of a per-process stream, so the same
 // sample is shuffled, cropped and flipped the same way whichever rank or thread loads it, and a
-// run gives the same math on 1, 2 or 8 replicas (DESIGN.md section 2).
+// run gives the same math on 1, 2 or 8 replicas (docs/DESIGN.md section 8).
 //
 // philox4x32(key, counter_hi, counter_lo) is called with
 //   key        = the experiment seed (data.seed),

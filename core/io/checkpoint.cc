@@ -155,9 +155,9 @@ struct FileRecord {
 
 // A checkpoint's safetensors file, streamed from the tensors' own memory: a serialized copy would
 // double the memory of a large save and, on a VM with slow page faults, its time. The header
-// follows REFERENCE.md (u64 LE length, JSON padded with spaces to a multiple of 8, data offsets
-// tiling the data in order); loads go through safetensors_parse, so the tests' round trips and
-// PyTorch's reader check that the two agree.
+// follows docs/FORMATS.md section 2 (u64 LE length, JSON padded with spaces to a multiple of 8,
+// data offsets tiling the data in order); loads go through safetensors_parse, so the tests' round
+// trips and PyTorch's reader check that the two agree.
 FileRecord write_tensor_file(const std::string& path, const NamedTensors& tensors,
                              const std::string& what) {
   nlohmann::ordered_json metadata = nlohmann::ordered_json::object();

@@ -1,9 +1,11 @@
-// Models by name (DESIGN.md section 2): mlp, simple_cnn, lenet, resnet18, resnet50. Parameter
-// names and order are those of the PyTorch twins (benchmarks/torch_models.py, torchvision for the
-// ResNets), so a tandem checkpoint loads into torch with load_state_dict(strict=True) and back.
+// Models by name (docs/DESIGN.md section 2.3): mlp, simple_cnn, lenet, resnet18, resnet50.
+// Parameter names and order are those of the PyTorch twins (benchmarks/torch_models.py,
+// torchvision for the ResNets), so a tandem checkpoint loads into torch with
+// load_state_dict(strict=True) and back.
 //
 // make_model draws every initial weight from `gen` in construction order: the same (seed,
-// stream) gives the same model on every rank (DESIGN.md: initialisation is keyed by seed alone).
+// stream) gives the same model on every rank (docs/DESIGN.md section 8: initialisation is keyed by
+// the seed alone).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Where Dropout layers get their randomness. DESIGN.md requires dropout masks keyed by
+// Where Dropout layers get their randomness. docs/DESIGN.md section 8 keys dropout masks by
 // (seed, step, global sample index), independent of the world size; the trainer opens a
 // DropoutScope around each forward pass and every Dropout call inside it takes the next
 // layer-call index k of the scope:

@@ -1,4 +1,4 @@
-// Dropout with a counter-based mask (DESIGN.md section 2: randomness independent of the world
+// Dropout with a counter-based mask (docs/DESIGN.md section 8: randomness independent of the world
 // size). Key decision: element j of row n has the global index (first_sample + n) * per_sample + j;
 // a contiguous batch therefore covers one contiguous run of global indices, and index k uses word
 // k % 4 of philox4x32(seed, stream, k / 4) through uint_to_unit_float. Any rank, thread split or

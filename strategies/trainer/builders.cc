@@ -54,7 +54,7 @@ std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& 
                  cfg.model.num_classes, " is fewer than the ", data.num_classes(), " classes of ",
                  data.name(),
                  data.name() == "image_folder" ? " (one per folder of data.path/train)" : "");
-  // Parameter initialisation is keyed by the seed alone (DESIGN.md section 2): every replica
+  // Parameter initialisation is keyed by the seed alone (docs/DESIGN.md section 8): every replica
   // builds the same weights.
   Generator gen(static_cast<uint64_t>(cfg.seed), /*stream=*/0x1a17);
   std::shared_ptr<Module> model = make_model(cfg.model.name, mo, gen);

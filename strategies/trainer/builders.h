@@ -1,5 +1,7 @@
-// Turns a resolved ExperimentConfig into the objects a run needs: data sets, model, optimizer,
-// schedule, strategy. Every config error surfaces as ConfigError naming the key.
+// Turns a resolved ExperimentConfig into the objects the trainer builds a run from: data sets,
+// model, optimizer, schedule, and the training device. (The strategy is built by
+// launcher/strategy_factory.h, which knows the process's environment.) Every config error
+// surfaces as ConfigError naming the key.
 #pragma once
 
 #include <memory>
@@ -20,7 +22,8 @@ Schedule build_schedule(const ExperimentConfig& cfg, int64_t total_steps);
 // training.device as a Device: "cpu", "cuda" (the GPU of this process's LOCAL_RANK: one process
 // per GPU), or "cuda:N". ConfigError naming the key when the device does not exist. Selecting a
 // CUDA device here, before the strategy's communicator or any tensor touches CUDA, makes it the
-// process's current device (DESIGN.md: LOCAL_RANK selects the device before any other CUDA call).
+// process's current device (docs/DESIGN.md section 2.2: LOCAL_RANK selects the device before any
+// other CUDA call).
 Device resolve_training_device(const ExperimentConfig& cfg, int local_rank);
 
 }  // namespace tandem

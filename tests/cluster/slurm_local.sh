@@ -1,7 +1,7 @@
 # A real Slurm on localhost for tests (sourced, not run): munged, slurmctld and one slurmd, all
 # from files in a temporary directory, started in the foreground in the background so that their
-# pids are ours, and stopped by those pids only. /work/shared/REFERENCE.md "A real Slurm on
-# localhost" lists the settings that work without systemd and cgroups.
+# pids are ours, and stopped by those pids only. docs/DESIGN.md section 13.2 ("A real Slurm on
+# localhost") lists the settings that work without systemd and cgroups.
 #
 #   source tests/cluster/slurm_local.sh
 #   slurm_start "$tmpdir"   # exports SLURM_CONF; returns non-zero (with the daemons' logs) on failure
