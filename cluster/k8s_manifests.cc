@@ -208,7 +208,7 @@ void mpijob_flavor(std::ostringstream& o, const ExperimentConfig& c) {
   o << "---\n"
     << "# Kubeflow MPI operator: the launcher pod runs mpirun over " << k.nodes
     << " worker pod(s) with " << slots << " slot(s) each;\n"
-    << "# ranks come from Open MPI (strategy.backend auto -> MPI). --bind-to none: MPI's progress\n"
+    << "# ranks come from Open MPI (strategy.backend auto -> MPI; hierarchical over MPI across several nodes). --bind-to none: MPI's progress\n"
     << "# thread needs a core of its own; --allow-run-as-root: images usually run as root.\n"
     << "apiVersion: kubeflow.org/v2beta1\n"
     << "kind: MPIJob\n";

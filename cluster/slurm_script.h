@@ -11,7 +11,7 @@
 //                       --node-rank $SLURM_NODEID --nproc-per-node T`, rendezvous on the first host
 //                       of SLURM_JOB_NODELIST at cluster.slurm.port + a per-job offset.
 //   launcher: mpi    -> one srun --mpi=pmix step of N*T tasks runs `tandem train` directly (ranks
-//                       from PMIx/Slurm, strategy.backend auto -> MPI).
+//                       from PMIx/Slurm, strategy.backend auto -> MPI, hierarchical over MPI with several tasks on each of several nodes).
 //   parameter_server -> in addition, a background srun step of strategy.num_ps tasks on the first
 //                       node runs `tandem ps --shard I --host <first host> --port <port>`; the
 //                       workers find the servers in TANDEM_PS_ENDPOINTS (shard order).

@@ -42,7 +42,7 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
-  virtual std::string backend_name() const = 0;  // "mpi", "gloo", "nccl", "inprocess"
+  virtual std::string backend_name() const = 0;  // "mpi", "gloo", "nccl", "inprocess", "shm+gloo", "hierarchical(...)"
 
   // In place over `tensor` (contiguous). kAvg divides by world_size after summing.
   virtual std::unique_ptr<Work> all_reduce(Tensor& tensor, ReduceOp op) = 0;

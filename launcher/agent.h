@@ -8,8 +8,9 @@
 // The one decision: a restart is a new *round* for every node. Agents agree through keys on the
 // store ("tandem/launch/..."): the first failure of round n is written once (compare-and-set),
 // every agent that sees it stops its workers, and they all start round n+1 after a barrier. Workers
-// get TANDEM_RESTART_COUNT = n and must namespace their own store keys by it (the store outlives
-// rounds, so keys of round n-1 are still there).
+// get TANDEM_RESTART_COUNT -- the restarts so far, agreed by all nodes for each round (it runs
+// ahead of the round number after a single-worker restart or a node's rejoin) -- and must
+// namespace their own store keys by it (the store outlives rounds, so older keys are still there).
 //
 // Ownership: run_agent owns the store server, the worker processes and the process's SIGINT,
 // SIGTERM, SIGCHLD and SIGPIPE handlers for its duration (restored on return). One run_agent at a

@@ -3,11 +3,11 @@
 // times out, and to compare calls across ranks under strategy.debug_collectives -- so MPI jobs get
 // the same diagnostics as launched ones.
 //
-// The decision: rank 0 hosts the StoreServer in its own process, on a free port, bound to
-// 127.0.0.1 when every rank runs on its node (MPI_Comm_split_type) and otherwise to an address of
-// its host the others can reach: the address of TANDEM_SOCKET_IFNAME's interface, else MASTER_ADDR
-// (when set, it must name this host), else the address its hostname resolves to, else its first
-// interface's (collectives/net/host_address.h). It generates the job token and broadcasts endpoint
+// The decision: rank 0 hosts the StoreServer in its own process, on a free port, bound to the
+// address of TANDEM_SOCKET_IFNAME's interface when that is set, else to MASTER_ADDR's (when set,
+// it must name this host), else to 127.0.0.1 when every rank runs on its node
+// (MPI_Comm_split_type), else to the address its hostname resolves to or its first interface's
+// (collectives/net/host_address.h). It generates the job token and broadcasts endpoint
 // and token over MPI, the job's trusted channel -- or, when it cannot host the store, the error,
 // which every rank then throws: no rank is left waiting. The token is never printed.
 //

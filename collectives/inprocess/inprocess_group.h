@@ -1,5 +1,5 @@
 // In-process backend: world_size communicators over one shared hub, used by world_size threads of
-// one process (the mirrored strategy on CPU, multi-rank unit tests).
+// one process (ddp in a world of one, multi-rank unit tests).
 //
 // How a collective runs: issuing registers the rank's tensors under the collective's sequence
 // number and returns a Work at once. The last rank to arrive performs the whole collective on its

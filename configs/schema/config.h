@@ -81,7 +81,7 @@ struct TrainingConfig {
 struct StrategyConfig {
   std::string name = "single";       // single | mirrored | ddp | parameter_server
   int replicas = 1;                  // mirrored on CPU: replicas (threads) in the one process
-  std::string backend = "auto";      // auto | mpi | gloo | shm | nccl | inprocess
+  std::string backend = "auto";      // auto | mpi | gloo | shm | hierarchical | nccl | inprocess
   double bucket_mb = 25.0;           // ddp bucket cap, MiB (25: PyTorch DDP's default)
   double first_bucket_mb = 1.0;      // ddp first bucket, MiB (1: PyTorch DDP's default)
   std::string compression = "none";  // ddp bucket compression: none | bf16 | fp16

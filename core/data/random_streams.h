@@ -4,7 +4,7 @@
 // run gives the same math on 1, 2 or 8 replicas (docs/DESIGN.md section 8).
 //
 // philox4x32(key, counter_hi, counter_lo) is called with
-//   key        = the experiment seed (data.seed),
+//   key        = the experiment seed (the top-level `seed`),
 //   counter_hi = stream tag << 32 | epoch (low 32 bits; the synthetic data set uses 0 there),
 //   counter_lo = what the stream counts:
 //

@@ -165,8 +165,6 @@ FileRecord write_tensor_file(const std::string& path, const NamedTensors& tensor
   std::vector<Tensor> data;  // contiguous, in order
   for (const auto& [name, t] : tensors) {
     TANDEM_CHECK(t.defined(), what, ": tensor '", name, "' is undefined");
-    TANDEM_CHECK(t.device().is_cpu(), what, ": tensor '", name, "' is on ", t.device().str(),
-                 "; copy it to the CPU before saving");
     TANDEM_CHECK(name != "__metadata__" && !metadata.contains(kCrcPrefix + name), what,
                  ": tensor name '", name, "' is reserved or used twice");
     data.push_back(t.contiguous().to(Device::cpu()));  // device tensors: saved from a host copy

@@ -35,7 +35,7 @@ struct TrainerState {
   int64_t step = 0;           // optimizer steps completed (global, not per epoch)
   int64_t epoch = 0;          // the epoch the next step belongs to
   int64_t step_in_epoch = 0;  // steps of that epoch already done (the data cursor)
-  // Every random stream by name, as numbers, e.g. {"dropout": {seed, stream, offset}}.
+  // Every random stream by name, as numbers, e.g. {"seed": {seed}}.
   std::map<std::string, std::vector<uint64_t>> rng;
   std::string config_digest;  // of the resolved config, to warn when a resume changes it
   int64_t world_size = 1;     // at save time; a resume may use another

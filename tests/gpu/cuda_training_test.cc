@@ -7,7 +7,9 @@
 #include <cmath>
 
 #include "collectives/nccl_factory.h"
+#include "core/io/checkpoint.h"
 #include "core/nn/models.h"
+#include "core/ops/ops.h"
 #include "core/optim/sgd.h"
 #include "strategies/ddp/ddp_strategy.h"
 #include "strategies/mirrored/mirrored_strategy.h"
@@ -165,6 +167,40 @@ TEST(CudaStrategies, MirroredOnOneGpuEqualsSingleOnTheCpu) {
     });
     expect_same_weights(train_mlp(mirrored, gpu(), 4), expected,
                         "mirrored x" + std::to_string(replicas));
+  }
+}
+
+}  // namespace
+}  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// A model and optimizer trained on the GPU save from host copies of their device tensors, and
+// the checkpoint loads back with the very same values.
+TEST(CudaTraining, CheckpointOfDeviceTensorsRoundTrips) {
+  TANDEM_REQUIRE_CUDA();
+  ModelOptions mo;
+  mo.num_classes = 10;
+  Generator g(7);
+  auto model = make_model("lenet", mo, g);
+  model->to(gpu());
+  Sgd opt(model->named_parameters(), SgdOptions{0.01, 0.9, 0.0, false, 0.0});
+  Tensor loss = cross_entropy(model->forward(uniform({4, 1, 28, 28}, -1.0, 1.0, 3).to(gpu())),
+                              from_vector({1, 2, 3, 4}, {4}, DType::kI64).to(gpu()));
+  loss.backward();
+  opt.step();
+  const std::string dir = ::testing::TempDir() + "/tandem-cuda-ckpt";
+  TrainerState state;
+  state.step = 1;
+  const std::string path = save_checkpoint(dir, model->state_dict(), opt.state_dict(), state, 1);
+  LoadedCheckpoint ck = load_checkpoint(path);
+  const NamedTensors saved = model->state_dict();
+  ASSERT_EQ(ck.model.size(), saved.size());
+  for (size_t i = 0; i < saved.size(); ++i) {
+    EXPECT_TRUE(ck.model[i].second.device().is_cpu());
+    EXPECT_EQ(ck.model[i].second.to_vector(), saved[i].second.to(Device::cpu()).to_vector())
+        << saved[i].first;
   }
 }
 
