@@ -176,7 +176,7 @@ std::string local_address_of(const std::string& host) {
   }
   const std::vector<std::string> mine = local_addresses();
   for (const std::string& a : resolved)
-    if (std::find(mine.begin(), mine.end(), a) != mine.end()) return a;
+    if (is_loopback(a) || std::find(mine.begin(), mine.end(), a) != mine.end()) return a;
   std::string listed;
   for (const std::string& a : resolved) listed += (listed.empty() ? "" : ", ") + a;
   std::string own;

@@ -48,6 +48,11 @@ TEST(HostAddress, ResolvesNamesAndNumbersAndNamesTheHostItCannotResolve) {
 
 TEST(HostAddress, BindsOnlyToAddressesOfThisHost) {
   EXPECT_EQ(local_address_of("localhost"), "127.0.0.1");
+  // This host's name resolves somewhere local (often to loopback, as Debian's 127.0.1.1): always
+  // an address this host can listen on.
+  const std::string own = local_address_of(this_hostname());
+  const std::vector<std::string> mine = local_addresses();
+  EXPECT_TRUE(is_loopback(own) || std::find(mine.begin(), mine.end(), own) != mine.end()) << own;
   EXPECT_EQ(local_address_of("127.0.0.1"), "127.0.0.1");
   for (const std::string& a : local_addresses()) EXPECT_EQ(local_address_of(a), a);
   try {
