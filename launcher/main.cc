@@ -16,11 +16,11 @@
 #include "configs/schema/config.h"
 #include "core/base/error.h"
 #include "launcher/agent.h"            // tandem launch
-#include "launcher/environment.h"      // tandem launch
+#include "launcher/environment.h"  // tandem launch
 #include "launcher/heartbeat.h"        // tandem launch
 #include "launcher/ps_command.h"       // tandem ps
 #include "launcher/scaling_command.h"  // tandem scaling
-#include "launcher/strategy_factory.h"
+#include "strategies/strategy_factory.h"
 #include "strategies/trainer/trainer.h"
 
 namespace tandem {

@@ -1,4 +1,4 @@
-#include "launcher/strategy_factory.h"
+#include "strategies/strategy_factory.h"
 
 #include <chrono>
 #include <cstdio>
@@ -159,95 +159,89 @@ std::unique_ptr<Communicator> make_hierarchical(const ExperimentConfig& cfg,
   return flat;
 }
 
-}  // namespace
+// The job's store, hosted by `tandem launch` (whose token every worker has).
+std::shared_ptr<StoreClient> launcher_store(const ProcessEnvironment& env,
+                                            const std::string& backend, const CommOptions& opts) {
+  TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: ", backend,
+                 " needs the rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is ",
+                 "not set); start the job with tandem launch, or use mpirun with ",
+                 "strategy.backend=mpi");
+  return std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
+}
 
-StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
-  StrategyBuild out;
-  // The device first (LOCAL_RANK picks the GPU), before a communicator touches CUDA.
-  const Device device = resolve_training_device(cfg, env.local_rank);
-  const std::string& name = cfg.strategy.name;
-  if (name == "single") {
-    require_world_of_one(cfg, env);
-    out.strategy = std::make_unique<SingleStrategy>();
-    return out;
+std::unique_ptr<Communicator> checked(std::unique_ptr<Communicator> comm, StrategyBuild& out,
+                                      const std::string& group) {
+  return std::make_unique<CheckedCommunicator>(std::move(comm), out.store, "checked/" + group);
+}
+
+std::unique_ptr<Communicator> make_mpi(const ProcessEnvironment& env, const CommOptions& opts,
+                                       StrategyBuild& out) {
+  // The Store first, while no communication thread calls MPI yet.
+  out.rendezvous = MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname);
+  out.store = out.rendezvous->store();
+  auto comm = std::make_unique<MpiCommunicator>(opts);
+  TANDEM_CHECK_T(ConfigError, comm->world_size() == env.world_size, "strategy.backend: mpi sees ",
+                 comm->world_size(), " ranks but the environment (", env.source, ") says ",
+                 env.world_size, "; start the job with mpirun or srun --mpi=pmix");
+  return checked(std::move(comm), out, "mpi");
+}
+
+std::unique_ptr<Communicator> make_gloo_or_shm(const ExperimentConfig& cfg,
+                                               const ProcessEnvironment& env,
+                                               const std::string& backend, const CommOptions& opts,
+                                               StrategyBuild& out) {
+  TANDEM_CHECK_T(ConfigError, backend == "gloo" || env.local_world_size == env.world_size,
+                 where(cfg), ": strategy.backend: shm connects the ranks of one host, but this ",
+                 "job has ", env.world_size, " ranks and ", env.local_world_size,
+                 " on this host; use gloo (or auto)");
+  out.store = launcher_store(env, backend, opts);
+  const int attempt = env.restart_count;
+  std::unique_ptr<Communicator> comm = std::make_unique<GlooCommunicator>(
+      *out.store, env.rank, env.world_size, gloo_options(env, attempt, "gloo"), opts);
+  if (backend == "shm")
+    comm =
+        std::make_unique<ShmCommunicator>(std::move(comm), *out.store, str("shm/attempt", attempt));
+  return checked(std::move(comm), out, str("attempt", attempt));
+}
+
+std::unique_ptr<Communicator> make_nccl(const ProcessEnvironment& env, const Device& device,
+                                        const CommOptions& opts, StrategyBuild& out) {
+  TANDEM_CHECK_T(ConfigError, device.is_cuda(),
+                 "strategy.backend: nccl reduces CUDA tensors; set training.device=cuda or use "
+                 "gloo or mpi");
+  if (env.world_size > 1) out.store = launcher_store(env, "nccl", opts);
+  return make_nccl_communicator(out.store.get(), env.rank, env.world_size, device.index,
+                                str("nccl/attempt", env.restart_count), opts);
+}
+
+// ddp's communicator, for the backend strategy.backend names (or auto picks).
+std::unique_ptr<Communicator> make_communicator(const ExperimentConfig& cfg,
+                                                const ProcessEnvironment& env, const Device& device,
+                                                const CommOptions& opts, StrategyBuild& out) {
+  const std::string backend = choose_backend(cfg, env);
+  if (backend == "hierarchical")
+    return checked(make_hierarchical(cfg, env, opts, out), out,
+                   str("hier/attempt", env.restart_count));
+  if (backend == "mpi") return make_mpi(env, opts, out);
+  if (backend == "gloo" || backend == "shm") return make_gloo_or_shm(cfg, env, backend, opts, out);
+  if (backend == "nccl") return make_nccl(env, device, opts, out);
+  if (backend == "inprocess") {
+    TANDEM_CHECK_T(ConfigError, env.world_size == 1, where(cfg),
+                   ": strategy.backend: inprocess connects threads of one process; with ",
+                   env.world_size, " processes use gloo or mpi");
+    return InProcessGroup(1).communicator(0, opts);
   }
-  if (name == "mirrored") {
-    require_world_of_one(cfg, env);
-    auto data = std::make_shared<std::shared_ptr<const Dataset>>();
-    out.strategy = std::make_unique<MirroredStrategy>(cfg.strategy.replicas, [cfg, data] {
-      if (!*data) *data = build_dataset(cfg, "train");
-      return build_model(cfg, **data);
-    });
-    return out;
-  }
-  if (name == "parameter_server") {
-    out.strategy = make_ps_strategy(cfg, env);
-    return out;
-  }
-  if (name != "ddp") {
-    throw ConfigError(where(cfg) + ": strategy.name: '" + name +
-                      "' is not available in this build (available: single, mirrored, ddp, "
-                      "parameter_server)");
-  }
+  throw ConfigError(where(cfg) + ": strategy.backend: '" + backend +
+                    "' is not available in this build (CPU: mpi, gloo, shm, hierarchical, "
+                    "inprocess; nccl needs CUDA)");
+}
+
+std::unique_ptr<Strategy> make_ddp(const ExperimentConfig& cfg, const ProcessEnvironment& env,
+                                   const Device& device, StrategyBuild& out) {
   CommOptions opts;
   opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.strategy.timeout_s * 1000));
   opts.debug = cfg.strategy.debug_collectives;
-  const std::string backend = choose_backend(cfg, env);
-  std::unique_ptr<Communicator> comm;
-  if (backend == "hierarchical") {
-    comm = make_hierarchical(cfg, env, opts, out);
-    comm = std::make_unique<CheckedCommunicator>(
-        std::move(comm), out.store, "checked/hier/attempt" + std::to_string(env.restart_count));
-  } else if (backend == "mpi") {
-    // The Store first, while no communication thread calls MPI yet.
-    out.rendezvous = MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname);
-    out.store = out.rendezvous->store();
-    comm = std::make_unique<MpiCommunicator>(opts);
-    TANDEM_CHECK_T(ConfigError, comm->world_size() == env.world_size, "strategy.backend: mpi sees ",
-                   comm->world_size(), " ranks but the environment (", env.source, ") says ",
-                   env.world_size, "; start the job with mpirun or srun --mpi=pmix");
-    comm = std::make_unique<CheckedCommunicator>(std::move(comm), out.store, "checked/mpi");
-  } else if (backend == "gloo" || backend == "shm") {
-    TANDEM_CHECK_T(ConfigError, backend == "gloo" || env.local_world_size == env.world_size,
-                   where(cfg), ": strategy.backend: shm connects the ranks of one host, but this ",
-                   "job has ", env.world_size, " ranks and ", env.local_world_size,
-                   " on this host; use gloo (or auto)");
-    TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: ", backend,
-                   " needs the rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is ",
-                   "not set); start the job with tandem launch, or use mpirun with ",
-                   "strategy.backend=mpi");
-    out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
-    comm = std::make_unique<GlooCommunicator>(*out.store, env.rank, env.world_size,
-                                              gloo_options(env, env.restart_count, "gloo"), opts);
-    if (backend == "shm")
-      comm = std::make_unique<ShmCommunicator>(std::move(comm), *out.store,
-                                               "shm/attempt" + std::to_string(env.restart_count));
-    comm = std::make_unique<CheckedCommunicator>(
-        std::move(comm), out.store, "checked/attempt" + std::to_string(env.restart_count));
-  } else if (backend == "nccl") {
-    TANDEM_CHECK_T(ConfigError, device.is_cuda(),
-                   "strategy.backend: nccl reduces CUDA tensors; "
-                   "set training.device=cuda or use gloo or mpi");
-    if (env.world_size > 1) {
-      TANDEM_CHECK_T(ConfigError, !env.job_token.empty(),
-                     "strategy.backend: nccl needs the "
-                     "rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is not set)");
-      out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
-    }
-    comm = make_nccl_communicator(out.store.get(), env.rank, env.world_size, device.index,
-                                  "nccl/attempt" + std::to_string(env.restart_count), opts);
-  } else if (backend == "inprocess") {
-    TANDEM_CHECK_T(ConfigError, env.world_size == 1, where(cfg),
-                   ": strategy.backend: inprocess "
-                   "connects threads of one process; with ",
-                   env.world_size, " processes use gloo or mpi");
-    comm = InProcessGroup(1).communicator(0, opts);
-  } else {
-    throw ConfigError(
-        where(cfg) + ": strategy.backend: '" + backend +
-        "' is not available in this build (CPU: mpi, gloo, shm, hierarchical, inprocess; nccl "
-        "needs CUDA)");
-  }
+  std::unique_ptr<Communicator> comm = make_communicator(cfg, env, device, opts, out);
   comm->set_options(opts);
   ReducerOptions ro;
   ro.first_bucket_bytes = static_cast<int64_t>(cfg.strategy.first_bucket_mb * 1048576.0);
@@ -258,8 +252,35 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
   const bool shard =
       cfg.strategy.shard_optimizer == "true" ||
       (cfg.strategy.shard_optimizer == "auto" && comm->backend_name().rfind("shm+", 0) == 0);
-  out.strategy =
-      std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro, shard);
+  return std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro, shard);
+}
+
+}  // namespace
+
+StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
+  StrategyBuild out;
+  // The device first (LOCAL_RANK picks the GPU), before a communicator touches CUDA.
+  const Device device = resolve_training_device(cfg, env.local_rank);
+  const std::string& name = cfg.strategy.name;
+  if (name == "single") {
+    require_world_of_one(cfg, env);
+    out.strategy = std::make_unique<SingleStrategy>();
+  } else if (name == "mirrored") {
+    require_world_of_one(cfg, env);
+    auto data = std::make_shared<std::shared_ptr<const Dataset>>();
+    out.strategy = std::make_unique<MirroredStrategy>(cfg.strategy.replicas, [cfg, data] {
+      if (!*data) *data = build_dataset(cfg, "train");
+      return build_model(cfg, **data);
+    });
+  } else if (name == "parameter_server") {
+    out.strategy = make_ps_strategy(cfg, env);
+  } else if (name == "ddp") {
+    out.strategy = make_ddp(cfg, env, device, out);
+  } else {
+    throw ConfigError(where(cfg) + ": strategy.name: '" + name +
+                      "' is not available in this build (available: single, mirrored, ddp, "
+                      "parameter_server)");
+  }
   return out;
 }
 

@@ -2,18 +2,19 @@
 // environment the launcher detected (docs/DESIGN.md sections 3.3, 4 and 5.2): single and mirrored
 // need a world of one; ddp's communicator follows strategy.backend (auto: nccl for CUDA tensors,
 // hierarchical across hosts with several ranks each, MPI under mpirun/srun --mpi with a Store
-// hosted by rank 0 (launcher/mpi_rendezvous.h), shm over Gloo on one host, else Gloo through the
-// launcher's Store); the CPU backends of a job are wrapped in a CheckedCommunicator on that Store.
+// hosted by rank 0 (collectives/mpi/mpi_rendezvous.h), shm over Gloo on one host, else Gloo through
+// the launcher's Store); the CPU backends of a job are wrapped in a CheckedCommunicator on that
+// Store.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "collectives/mpi/mpi_rendezvous.h"
 #include "collectives/store/store_client.h"
 #include "configs/schema/config.h"
-#include "launcher/environment.h"
-#include "launcher/mpi_rendezvous.h"
+#include "strategies/process_environment.h"
 #include "strategies/strategy.h"
 
 namespace tandem {

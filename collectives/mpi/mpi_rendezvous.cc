@@ -1,4 +1,4 @@
-#include "launcher/mpi_rendezvous.h"
+#include "collectives/mpi/mpi_rendezvous.h"
 
 #include <vector>
 

@@ -1,6 +1,6 @@
 // Turns a resolved ExperimentConfig into the objects the trainer builds a run from: data sets,
 // model, optimizer, schedule, and the training device. (The strategy is built by
-// launcher/strategy_factory.h, which knows the process's environment.) Every config error
+// strategies/strategy_factory.h, which knows the process's environment.) Every config error
 // surfaces as ConfigError naming the key.
 #pragma once
 

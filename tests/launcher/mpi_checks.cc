@@ -1,6 +1,6 @@
-// mpi_checks: `tandem train`'s MPI path (launcher/strategy_factory.cc) gives the same diagnostics
+// mpi_checks: `tandem train`'s MPI path (strategies/strategy_factory.cc) gives the same diagnostics
 // as tandem launch -- its communicator is checked through a Store that rank 0 hosts
-// (launcher/mpi_rendezvous.h). Run under mpirun with 2 or more ranks:
+// (collectives/mpi/mpi_rendezvous.h). Run under mpirun with 2 or more ranks:
 //
 //   mpirun -np 2 launcher_mpi_checks hang       rank 1 hangs 5 s before an all_reduce; rank 0's
 //                                               wait must fail within strategy.timeout_s (2 s)
@@ -20,7 +20,7 @@
 #include "core/base/error.h"
 #include "core/tensor/tensor.h"
 #include "launcher/environment.h"
-#include "launcher/strategy_factory.h"
+#include "strategies/strategy_factory.h"
 #include "strategies/ddp/ddp_strategy.h"
 
 namespace tandem {

@@ -1,8 +1,8 @@
-// TANDEM_PS_ENDPOINTS as workers read it (launcher/strategy_factory.h).
+// TANDEM_PS_ENDPOINTS as workers read it (strategies/strategy_factory.h).
 #include <gtest/gtest.h>
 
 #include "core/base/error.h"
-#include "launcher/strategy_factory.h"
+#include "strategies/strategy_factory.h"
 
 namespace tandem {
 namespace {
