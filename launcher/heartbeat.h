@@ -18,7 +18,7 @@
 #include <mutex>
 #include <thread>
 
-#include "launcher/environment.h"
+#include "strategies/process_environment.h"
 
 namespace tandem {
 

@@ -16,7 +16,7 @@
 #include "configs/schema/config.h"
 #include "core/base/error.h"
 #include "launcher/agent.h"            // tandem launch
-#include "launcher/environment.h"  // tandem launch
+#include "strategies/process_environment.h"  // tandem launch
 #include "launcher/heartbeat.h"        // tandem launch
 #include "launcher/ps_command.h"       // tandem ps
 #include "launcher/scaling_command.h"  // tandem scaling

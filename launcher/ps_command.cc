@@ -9,7 +9,7 @@
 
 #include "configs/schema/config.h"
 #include "core/base/error.h"
-#include "launcher/environment.h"
+#include "strategies/process_environment.h"
 #include "strategies/parameter_server/ps_server.h"
 #include "strategies/trainer/builders.h"
 

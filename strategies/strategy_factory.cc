@@ -122,7 +122,7 @@ namespace {
 // host, else Gloo (MPI under mpirun).
 std::unique_ptr<Communicator> make_hierarchical(const ExperimentConfig& cfg,
                                                 const ProcessEnvironment& env,
-                                                const CommOptions& opts, StrategyBuild& out) {
+                                                const CommOptions& opts, CommunicatorBuild& out) {
   const int attempt = env.restart_count;
   if (under_mpi(env)) {
     out.rendezvous = MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname);
@@ -169,13 +169,13 @@ std::shared_ptr<StoreClient> launcher_store(const ProcessEnvironment& env,
   return std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
 }
 
-std::unique_ptr<Communicator> checked(std::unique_ptr<Communicator> comm, StrategyBuild& out,
+std::unique_ptr<Communicator> checked(std::unique_ptr<Communicator> comm, CommunicatorBuild& out,
                                       const std::string& group) {
   return std::make_unique<CheckedCommunicator>(std::move(comm), out.store, "checked/" + group);
 }
 
 std::unique_ptr<Communicator> make_mpi(const ProcessEnvironment& env, const CommOptions& opts,
-                                       StrategyBuild& out) {
+                                       CommunicatorBuild& out) {
   // The Store first, while no communication thread calls MPI yet.
   out.rendezvous = MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname);
   out.store = out.rendezvous->store();
@@ -189,7 +189,7 @@ std::unique_ptr<Communicator> make_mpi(const ProcessEnvironment& env, const Comm
 std::unique_ptr<Communicator> make_gloo_or_shm(const ExperimentConfig& cfg,
                                                const ProcessEnvironment& env,
                                                const std::string& backend, const CommOptions& opts,
-                                               StrategyBuild& out) {
+                                               CommunicatorBuild& out) {
   TANDEM_CHECK_T(ConfigError, backend == "gloo" || env.local_world_size == env.world_size,
                  where(cfg), ": strategy.backend: shm connects the ranks of one host, but this ",
                  "job has ", env.world_size, " ranks and ", env.local_world_size,
@@ -205,7 +205,7 @@ std::unique_ptr<Communicator> make_gloo_or_shm(const ExperimentConfig& cfg,
 }
 
 std::unique_ptr<Communicator> make_nccl(const ProcessEnvironment& env, const Device& device,
-                                        const CommOptions& opts, StrategyBuild& out) {
+                                        const CommOptions& opts, CommunicatorBuild& out) {
   TANDEM_CHECK_T(ConfigError, device.is_cuda(),
                  "strategy.backend: nccl reduces CUDA tensors; set training.device=cuda or use "
                  "gloo or mpi");
@@ -215,9 +215,10 @@ std::unique_ptr<Communicator> make_nccl(const ProcessEnvironment& env, const Dev
 }
 
 // ddp's communicator, for the backend strategy.backend names (or auto picks).
-std::unique_ptr<Communicator> make_communicator(const ExperimentConfig& cfg,
-                                                const ProcessEnvironment& env, const Device& device,
-                                                const CommOptions& opts, StrategyBuild& out) {
+std::unique_ptr<Communicator> build_communicator(const ExperimentConfig& cfg,
+                                                 const ProcessEnvironment& env,
+                                                 const Device& device, const CommOptions& opts,
+                                                 CommunicatorBuild& out) {
   const std::string backend = choose_backend(cfg, env);
   if (backend == "hierarchical")
     return checked(make_hierarchical(cfg, env, opts, out), out,
@@ -236,13 +237,23 @@ std::unique_ptr<Communicator> make_communicator(const ExperimentConfig& cfg,
                     "inprocess; nccl needs CUDA)");
 }
 
-std::unique_ptr<Strategy> make_ddp(const ExperimentConfig& cfg, const ProcessEnvironment& env,
-                                   const Device& device, StrategyBuild& out) {
+CommunicatorBuild communicator_on(const ExperimentConfig& cfg, const ProcessEnvironment& env,
+                                  const Device& device) {
   CommOptions opts;
   opts.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.strategy.timeout_s * 1000));
   opts.debug = cfg.strategy.debug_collectives;
-  std::unique_ptr<Communicator> comm = make_communicator(cfg, env, device, opts, out);
+  CommunicatorBuild out;
+  std::unique_ptr<Communicator> comm = build_communicator(cfg, env, device, opts, out);
   comm->set_options(opts);
+  out.comm = std::move(comm);
+  return out;
+}
+
+std::unique_ptr<Strategy> make_ddp(const ExperimentConfig& cfg, const ProcessEnvironment& env,
+                                   const Device& device, StrategyBuild& out) {
+  CommunicatorBuild built = communicator_on(cfg, env, device);
+  out.rendezvous = std::move(built.rendezvous);
+  out.store = built.store;
   ReducerOptions ro;
   ro.first_bucket_bytes = static_cast<int64_t>(cfg.strategy.first_bucket_mb * 1048576.0);
   ro.bucket_bytes = static_cast<int64_t>(cfg.strategy.bucket_mb * 1048576.0);
@@ -251,11 +262,15 @@ std::unique_ptr<Strategy> make_ddp(const ExperimentConfig& cfg, const ProcessEnv
   // memory (same bits; the optimizer's per-step memory traffic divided by the ranks).
   const bool shard =
       cfg.strategy.shard_optimizer == "true" ||
-      (cfg.strategy.shard_optimizer == "auto" && comm->backend_name().rfind("shm+", 0) == 0);
-  return std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)), ro, shard);
+      (cfg.strategy.shard_optimizer == "auto" && built.comm->backend_name().rfind("shm+", 0) == 0);
+  return std::make_unique<DdpStrategy>(built.comm, ro, shard);
 }
 
 }  // namespace
+
+CommunicatorBuild make_communicator(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
+  return communicator_on(cfg, env, resolve_training_device(cfg, env.local_rank));
+}
 
 StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
   StrategyBuild out;

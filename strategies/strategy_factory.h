@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "collectives/communicator.h"
 #include "collectives/mpi/mpi_rendezvous.h"
 #include "collectives/store/store_client.h"
 #include "configs/schema/config.h"
@@ -27,6 +28,16 @@ struct StrategyBuild {
 };
 
 StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironment& env);
+
+// The communicator ddp would use -- strategy.backend (auto: as above), strategy.timeout_s,
+// strategy.debug_collectives -- for programs that drive DdpStrategy (or several of them, over one
+// communicator) or call collectives themselves. Keep the whole build alive while it is used.
+struct CommunicatorBuild {
+  std::shared_ptr<Communicator> comm;
+  std::unique_ptr<MpiRendezvous> rendezvous;  // under MPI: the Store rank 0 hosts
+  std::shared_ptr<StoreClient> store;         // set when the process talks to a rendezvous store
+};
+CommunicatorBuild make_communicator(const ExperimentConfig& cfg, const ProcessEnvironment& env);
 
 // TANDEM_PS_ENDPOINTS ("host:port,host:port,...", shard order) checked against strategy.num_ps.
 // Throws ConfigError naming the variable.

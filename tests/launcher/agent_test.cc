@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "core/base/error.h"
-#include "launcher/environment.h"
+#include "strategies/process_environment.h"
 #include "tests/support/test_support.h"
 
 extern char** environ;

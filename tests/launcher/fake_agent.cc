@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "launcher/agent.h"
-#include "launcher/environment.h"
+#include "strategies/process_environment.h"
 
 int main(int argc, char** argv) {
   tandem::AgentOptions o;

@@ -28,7 +28,7 @@
 #include <string>
 #include <thread>
 
-#include "launcher/environment.h"
+#include "strategies/process_environment.h"
 #include "launcher/heartbeat.h"
 
 namespace {

@@ -19,7 +19,7 @@
 #include "configs/schema/config.h"
 #include "core/base/error.h"
 #include "core/tensor/tensor.h"
-#include "launcher/environment.h"
+#include "strategies/process_environment.h"
 #include "strategies/strategy_factory.h"
 #include "strategies/ddp/ddp_strategy.h"
 

@@ -1,5 +1,5 @@
-// Rank discovery (launcher/environment.h): each source, the order between them, and the errors.
-#include "launcher/environment.h"
+// Rank discovery (strategies/process_environment.h): each source, the order between them, and the errors.
+#include "strategies/process_environment.h"
 
 #include <gtest/gtest.h>
 

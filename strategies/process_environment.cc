@@ -1,7 +1,7 @@
 // Rank discovery from environment variables, in the order of docs/DESIGN.md section 5.2 (see
 // environment.h). Values are parsed strictly: "3" is a rank, " 3", "3x", "-1" and "" are errors
 // naming the variable.
-#include "launcher/environment.h"
+#include "strategies/process_environment.h"
 
 #include <cctype>
 #include <climits>
