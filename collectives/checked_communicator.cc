@@ -137,6 +137,9 @@ class CheckedWork final : public Work {
   }
   bool is_completed() override { return inner_->is_completed(); }
   uint64_t sequence_number() const override { return seq_; }
+  std::optional<std::chrono::steady_clock::time_point> completed_at() override {
+    return inner_->completed_at();
+  }
 
  private:
   std::shared_ptr<CheckedState> state_;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,11 @@ class Work {
   virtual bool is_completed() = 0;
   // The collective's sequence number on this communicator (0, 1, 2, ...).
   virtual uint64_t sequence_number() const = 0;
+  // When the collective completed, once it has and where the backend records it (traces time
+  // each bucket's all-reduce with it); nullopt otherwise.
+  virtual std::optional<std::chrono::steady_clock::time_point> completed_at() {
+    return std::nullopt;
+  }
 };
 
 struct CommOptions {
@@ -42,7 +48,8 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
-  virtual std::string backend_name() const = 0;  // "mpi", "gloo", "nccl", "inprocess", "shm+gloo", "hierarchical(...)"
+  virtual std::string backend_name()
+      const = 0;  // "mpi", "gloo", "nccl", "inprocess", "shm+gloo", "hierarchical(...)"
 
   // In place over `tensor` (contiguous). kAvg divides by world_size after summing.
   virtual std::unique_ptr<Work> all_reduce(Tensor& tensor, ReduceOp op) = 0;
@@ -51,7 +58,8 @@ class Communicator {
   // output: world_size x input.numel() elements (rank r's input at block r).
   virtual std::unique_ptr<Work> all_gather(const Tensor& input, Tensor& output) = 0;
   // input: world_size blocks of output.numel(); output = reduction of block `rank` over ranks.
-  virtual std::unique_ptr<Work> reduce_scatter(const Tensor& input, Tensor& output, ReduceOp op) = 0;
+  virtual std::unique_ptr<Work> reduce_scatter(const Tensor& input, Tensor& output,
+                                               ReduceOp op) = 0;
   virtual std::unique_ptr<Work> barrier() = 0;
 
   // A zeroed tensor of `numel` elements that this backend can reduce and gather without staging

@@ -29,24 +29,6 @@ namespace tandem {
 
 namespace {
 
-class GlooWork final : public Work {
- public:
-  GlooWork(std::shared_ptr<GlooCommunicator::Impl> impl, std::shared_ptr<WorkState> state,
-           CollectiveCall call, uint64_t seq)
-      : impl_(std::move(impl)), state_(std::move(state)), call_(std::move(call)), seq_(seq) {}
-
-  void wait(std::chrono::milliseconds timeout) override;
-  // True once the collective finished, successfully or not (wait() tells which).
-  bool is_completed() override { return state_->done.load(std::memory_order_acquire); }
-  uint64_t sequence_number() const override { return seq_; }
-
- private:
-  std::shared_ptr<GlooCommunicator::Impl> impl_;  // shared: a Work may outlive its communicator
-  std::shared_ptr<WorkState> state_;
-  CollectiveCall call_;
-  uint64_t seq_;
-};
-
 // One queued collective.
 struct GlooOp {
   CollectiveCall call;
@@ -165,7 +147,12 @@ std::unique_ptr<Work> GlooCommunicator::Impl::enqueue(std::unique_ptr<GlooOp> op
   op->seq = next_seq++;
   op->timeout = timeout;
   op->state = std::make_shared<WorkState>();
-  auto work = std::make_unique<GlooWork>(shared_from_this(), op->state, op->call, op->seq);
+  auto work = std::make_unique<StateWork>(
+      op->state, op->call, op->seq, "gloo",
+      "; gloo cannot tell which ranks did not arrive: check that every rank issued the same "
+      "collectives in the same order and that none has exited",
+      [impl = shared_from_this()](uint64_t seq, std::chrono::steady_clock::time_point,
+                                  std::chrono::milliseconds timeout) { impl->help(seq, timeout); });
   {
     std::lock_guard<std::mutex> lock(mu);
     queue.push_back(std::move(op));
@@ -337,22 +324,6 @@ void GlooCommunicator::Impl::help(uint64_t seq, std::chrono::milliseconds timeou
     wake = !queue.empty() || stop;
   }
   if (wake) cv.notify_one();
-}
-
-void GlooWork::wait(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  if (!state_->done.load(std::memory_order_acquire)) impl_->help(seq_, timeout);
-  if (!state_->done.load(std::memory_order_acquire)) {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    if (!state_->cv.wait_until(lock, deadline, [&] { return state_->done.load(); })) {
-      throw TimeoutError(
-          str("gloo ", call_.brief(seq_), " timed out after ", timeout.count(),
-              " ms; gloo cannot tell which ranks did not arrive: check that every rank issued the "
-              "same collectives in the same order and that none has exited"));
-    }
-  }
-  std::lock_guard<std::mutex> lock(state_->mu);
-  if (state_->error) std::rethrow_exception(state_->error);
 }
 
 GlooCommunicator::GlooCommunicator(StoreClient& store, int rank, int world_size,

@@ -15,27 +15,6 @@
 namespace tandem {
 namespace {
 
-class HierarchicalWork final : public Work {
- public:
-  HierarchicalWork(std::shared_ptr<WorkState> state, CollectiveCall call, uint64_t seq)
-      : state_(std::move(state)), call_(std::move(call)), seq_(seq) {}
-  void wait(std::chrono::milliseconds timeout) override {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    if (!state_->cv.wait_for(lock, timeout,
-                             [&] { return state_->done.load(std::memory_order_acquire); }))
-      throw TimeoutError(str(call_.brief(seq_), " timed out after ", timeout.count(),
-                             " ms (hierarchical): a rank did not arrive"));
-    if (state_->error) std::rethrow_exception(state_->error);
-  }
-  bool is_completed() override { return state_->done.load(std::memory_order_acquire); }
-  uint64_t sequence_number() const override { return seq_; }
-
- private:
-  std::shared_ptr<WorkState> state_;
-  CollectiveCall call_;
-  uint64_t seq_;
-};
-
 struct HierarchicalOp {
   CollectiveCall call;
   uint64_t seq = 0;
@@ -197,7 +176,8 @@ std::unique_ptr<Work> enqueue(HierarchicalCommunicator::Impl& s, uint64_t seq,
     s.queue.push_back(HierarchicalOp{call, seq, timeout, std::move(run), state});
   }
   s.cv.notify_one();
-  return std::make_unique<HierarchicalWork>(std::move(state), std::move(call), seq);
+  return std::make_unique<StateWork>(std::move(state), std::move(call), seq, "hierarchical",
+                                     ": a rank did not arrive");
 }
 }  // namespace
 

@@ -75,28 +75,6 @@ bool reached(uint32_t value, uint32_t target) {
   return static_cast<int32_t>(value - target) >= 0;  // counters wrap
 }
 
-class ShmWork final : public Work {
- public:
-  ShmWork(std::shared_ptr<WorkState> state, CollectiveCall call, uint64_t seq)
-      : state_(std::move(state)), call_(std::move(call)), seq_(seq) {}
-  void wait(std::chrono::milliseconds timeout) override {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    if (!state_->cv.wait_for(lock, timeout,
-                             [&] { return state_->done.load(std::memory_order_acquire); })) {
-      throw TimeoutError(str(call_.brief(seq_), " timed out after ", timeout.count(),
-                             " ms (shared-memory transport): a rank did not arrive"));
-    }
-    if (state_->error) std::rethrow_exception(state_->error);
-  }
-  bool is_completed() override { return state_->done.load(std::memory_order_acquire); }
-  uint64_t sequence_number() const override { return seq_; }
-
- private:
-  std::shared_ptr<WorkState> state_;
-  CollectiveCall call_;
-  uint64_t seq_;
-};
-
 // An inner communicator's Work under this communicator's sequence number.
 class NumberedWork final : public Work {
  public:
@@ -104,6 +82,9 @@ class NumberedWork final : public Work {
   void wait(std::chrono::milliseconds timeout) override { inner_->wait(timeout); }
   bool is_completed() override { return inner_->is_completed(); }
   uint64_t sequence_number() const override { return seq_; }
+  std::optional<std::chrono::steady_clock::time_point> completed_at() override {
+    return inner_->completed_at();
+  }
 
  private:
   std::unique_ptr<Work> inner_;
@@ -553,7 +534,8 @@ std::unique_ptr<Work> ShmCommunicator::enqueue_op(CollectiveCall call, ShmOp op)
     impl_->queue.push_back(std::move(op));
   }
   impl_->cv.notify_one();
-  return std::make_unique<ShmWork>(std::move(state), std::move(call), next_seq_++);
+  return std::make_unique<StateWork>(std::move(state), std::move(call), next_seq_++, "shm",
+                                     " (shared-memory transport): a rank did not arrive");
 }
 
 std::unique_ptr<Work> ShmCommunicator::all_reduce(Tensor& tensor, ReduceOp op) {
