@@ -29,13 +29,16 @@
 
 namespace tandem {
 
+class StepTrace;  // strategies/step_trace.h
+
 struct MicroBatch {
   const Batch* batch = nullptr;  // this process's rows
   int64_t step = 0;              // the optimizer step this micro-batch belongs to
   int micro_index = 0;           // 0 .. micro_count-1 (training.accumulate_steps)
   int micro_count = 1;
-  uint64_t seed = 0;             // keys dropout with (step, global sample position)
-  double loss_scale = 1.0;       // fp16: the loss scaler's factor on the loss before backward
+  uint64_t seed = 0;           // keys dropout with (step, global sample position)
+  double loss_scale = 1.0;     // fp16: the loss scaler's factor on the loss before backward
+  StepTrace* trace = nullptr;  // logging.trace: where forward and backward are recorded
 };
 
 class Strategy {
@@ -64,6 +67,9 @@ class Strategy {
   virtual void finish() {}
   // A line for the chief to print after the final line ("" for none), e.g. communication times.
   virtual std::string report() const { return ""; }
+  // logging.trace: where the strategy records its communication (ddp: each bucket's all-reduce,
+  // the sharded update's all-gather). Null: nothing. Called before prepare().
+  virtual void set_trace(StepTrace* trace) {}
 };
 
 }  // namespace tandem

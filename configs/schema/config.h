@@ -110,6 +110,8 @@ struct LoggingConfig {
   int64_t every_steps = 50;       // >= 1
   bool tensorboard = true;        // also write TensorBoard event files
   std::string progress = "auto";  // auto | bar | plain | none
+  bool trace = false;             // write <dir>/trace/rank-R.json and all.json (Chrome trace)
+  std::vector<int64_t> trace_steps = {20, 30};  // [first, end): the global steps traced
   bool operator==(const LoggingConfig&) const = default;
 };
 

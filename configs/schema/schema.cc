@@ -79,6 +79,8 @@ Schema::Schema(ExperimentConfig& c) {
   add("logging.every_steps", &c.logging.every_steps).ge(1);
   add("logging.tensorboard", &c.logging.tensorboard);
   add("logging.progress", &c.logging.progress).one_of({"auto", "bar", "plain", "none"});
+  add("logging.trace", &c.logging.trace);
+  add("logging.trace_steps", &c.logging.trace_steps).ge(0).size(2, "[first, end]");
 
   add("cluster.slurm.partition", &c.cluster.slurm.partition).can_be_null();
   add("cluster.slurm.time", &c.cluster.slurm.time).check(check_slurm_time);

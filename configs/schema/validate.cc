@@ -61,6 +61,11 @@ void Builder::resolve(const LoadOptions& options) {
     fail(origin("model.num_classes"), "model.num_classes",
          "data.name '" + c.data.name + "' has 10 classes, got " +
              std::to_string(c.model.num_classes));
+  if (c.logging.trace_steps[1] <= c.logging.trace_steps[0])
+    fail(origin("logging.trace_steps"), "logging.trace_steps",
+         "expected [first, end] with end > first (the steps first .. end-1 are traced), got [" +
+             std::to_string(c.logging.trace_steps[0]) + ", " +
+             std::to_string(c.logging.trace_steps[1]) + "]");
   if (c.optimizer.name == "sgd" && c.optimizer.nesterov && c.optimizer.momentum == 0)
     fail(origin("optimizer.nesterov"), "optimizer.nesterov",
          "Nesterov momentum needs optimizer.momentum > 0");

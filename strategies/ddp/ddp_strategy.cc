@@ -6,6 +6,9 @@
 #include "core/autograd/grad_mode.h"
 #include "core/base/error.h"
 #include "strategies/single/single_strategy.h"
+#include "strategies/step_trace.h"
+
+#include <optional>
 
 namespace tandem {
 
@@ -34,6 +37,7 @@ void DdpStrategy::prepare(Module& model, Optimizer& optimizer) {
   broadcast_tensors(model.named_parameters());
   broadcast_tensors(model.named_buffers());
   reducer_ = std::make_unique<Reducer>(model.named_parameters(), *comm_, options_);
+  reducer_->set_trace(trace_);
   if (shard_optimizer_ && comm_->world_size() > 1) plan_shards(optimizer);
 }
 
@@ -113,6 +117,14 @@ void DdpStrategy::apply_update(Module&, Optimizer& optimizer) {
   optimizer.step_ranges(my_ranges_);
   const int64_t rank = comm_->rank();
   Tensor mine = flat_params_.slice(0, rank * block_, (rank + 1) * block_);
+  std::optional<TraceRecorder::Span> span;
+  const std::string backend = trace_ && trace_->on() ? comm_->backend_name() : std::string();
+  if (trace_ && trace_->on())
+    span.emplace(trace_->recorder(), "allgather", "comm", TraceLane::kCommunication,
+                 TraceArgs()
+                     .num("bytes", static_cast<double>(flat_params_.numel() *
+                                                       dtype_size(flat_params_.dtype())))
+                     .text("backend", backend));
   comm_->all_gather(mine, flat_params_)->wait(comm_->options().timeout);
 }
 
@@ -135,7 +147,9 @@ double DdpStrategy::forward_backward(Module& model, const MicroBatch& micro) {
   return replica_forward_backward(model, micro, 1.0 / micro.micro_count);
 }
 
-void DdpStrategy::synchronize(Module&) { reducer_->finalize(); }
+void DdpStrategy::synchronize(Module&) {
+  reducer_->finalize();
+}
 
 std::vector<double> DdpStrategy::all_reduce_sum(const std::vector<double>& values) {
   Tensor t = from_vector(values, {static_cast<int64_t>(values.size())}, DType::kF64).to(device_);

@@ -10,8 +10,8 @@
 // all-gathered into every rank's parameters (which live in one flat buffer for that: an in-place
 // all_gather, zero-copy through shared memory on one host). Gradients are still all-reduced in
 // full, so clipping and the non-finite check see what they see without sharding, and results are
-// bit-identical to the full update. Each rank's optimizer state is current only in its block: before_checkpoint
-// gathers it, so checkpoints hold full tensors and resume at any world size.
+// bit-identical to the full update. Each rank's optimizer state is current only in its block:
+// before_checkpoint gathers it, so checkpoints hold full tensors and resume at any world size.
 #pragma once
 
 #include <memory>
@@ -34,6 +34,7 @@ class DdpStrategy : public Strategy {
   void synchronize(Module& model) override;
   std::vector<double> all_reduce_sum(const std::vector<double>& values) override;
   void apply_update(Module& model, Optimizer& optimizer) override;
+  void set_trace(StepTrace* trace) override { trace_ = trace; }
   void before_checkpoint(Module& model, Optimizer& optimizer) override;
 
   Reducer* reducer() { return reducer_.get(); }
@@ -49,6 +50,7 @@ class DdpStrategy : public Strategy {
   std::shared_ptr<Communicator> comm_;
   ReducerOptions options_;
   std::unique_ptr<Reducer> reducer_;
+  StepTrace* trace_ = nullptr;
   bool shard_optimizer_ = false;
   int64_t block_ = 0;                               // elements per rank's block
   std::vector<int64_t> offsets_;                    // flat offset of each parameter

@@ -1,5 +1,7 @@
 #include "strategies/ddp/reducer.h"
 
+#include "strategies/step_trace.h"
+
 #include <algorithm>
 #include <iostream>
 #include <sstream>
@@ -13,9 +15,11 @@ namespace tandem {
 
 Reducer::Reducer(NamedTensors params, Communicator& comm, ReducerOptions options)
     : params_(std::move(params)), comm_(comm), options_(std::move(options)) {
-  TANDEM_CHECK_T(ConfigError, options_.compression == "none" || options_.compression == "bf16" ||
-                                  options_.compression == "fp16",
-                 "strategy.compression: expected none, bf16 or fp16, got '", options_.compression, "'");
+  TANDEM_CHECK_T(ConfigError,
+                 options_.compression == "none" || options_.compression == "bf16" ||
+                     options_.compression == "fp16",
+                 "strategy.compression: expected none, bf16 or fp16, got '", options_.compression,
+                 "'");
   plan(reverse_order(static_cast<int>(params_.size())));
   warned_unused_.assign(params_.size(), false);
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -63,7 +67,8 @@ void Reducer::plan(const std::vector<int>& order) {
     for (size_t j = 0; j < bk.params.size(); ++j) {
       int p = bk.params[j];
       const Tensor& param = params_[p].second;
-      Tensor view = bk.buffer.slice(0, bk.offsets[j], bk.offsets[j] + param.numel()).view(param.shape());
+      Tensor view =
+          bk.buffer.slice(0, bk.offsets[j], bk.offsets[j] + param.numel()).view(param.shape());
       if (old_grads[p].defined()) view.copy_(old_grads[p]);
       param.set_grad(view);  // autograd accumulates into the bucket in place
       // and, once zero_grad set the gradient to none, ops that can (linear's weight) compute the
@@ -188,12 +193,24 @@ void Reducer::mark_unused_ready() {
   launch_ready_buckets();
 }
 
+void Reducer::trace_bucket(int index) {
+  const Bucket& b = buckets_[index];
+  const auto now = std::chrono::steady_clock::now();
+  auto launched = now;
+  for (const BucketLaunch& l : launch_log_)
+    if (l.bucket == index) launched = l.at;
+  trace_->bucket(index, b.buffer.numel() * static_cast<int64_t>(dtype_size(b.buffer.dtype())),
+                 comm_.backend_name(), launched, b.work->completed_at().value_or(now));
+}
+
 void Reducer::finalize() {
   if (!sync_) return;
   if (params_pending_ > 0) mark_unused_ready();
-  for (Bucket& b : buckets_) {
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    Bucket& b = buckets_[i];
     TANDEM_ASSERT(b.work != nullptr, "bucket not launched");
     b.work->wait(comm_.options().timeout);
+    if (trace_ != nullptr && trace_->on()) trace_bucket(static_cast<int>(i));
     if (b.wire.defined()) b.buffer.copy_(b.wire);
     b.work.reset();
   }

@@ -40,10 +40,12 @@
 
 namespace tandem {
 
+class StepTrace;
+
 struct ReducerOptions {
-  int64_t first_bucket_bytes = 1 << 20;   // PyTorch DDP: 1 MiB first bucket
-  int64_t bucket_bytes = 25 << 20;        // PyTorch DDP: 25 MiB
-  std::string compression = "none";       // none | bf16 | fp16: halves the bytes on the wire
+  int64_t first_bucket_bytes = 1 << 20;  // PyTorch DDP: 1 MiB first bucket
+  int64_t bucket_bytes = 25 << 20;       // PyTorch DDP: 25 MiB
+  std::string compression = "none";      // none | bf16 | fp16: halves the bytes on the wire
   bool rebuild_after_first_step = true;
   // Where warnings go (parameters without a gradient), one line each, already prefixed with the
   // rank; null: standard error.
@@ -77,13 +79,15 @@ class Reducer {
   const std::vector<BucketLaunch>& launch_log() const { return launch_log_; }
   // Names of the parameters that got no gradient on this rank in the last synchronised step.
   const std::vector<std::string>& unused_last_step() const { return unused_last_step_; }
+  // logging.trace: each bucket's all-reduce, from its launch to its completion, goes there.
+  void set_trace(StepTrace* trace) { trace_ = trace; }
 
  private:
   struct Bucket {
-    std::vector<int> params;    // indices into params_
+    std::vector<int> params;  // indices into params_
     std::vector<int64_t> offsets;
-    Tensor buffer;              // flat, contiguous, the params' dtype
-    Tensor wire;                // compressed copy (bf16/fp16) when compression is on
+    Tensor buffer;  // flat, contiguous, the params' dtype
+    Tensor wire;    // compressed copy (bf16/fp16) when compression is on
     int pending = 0;
     std::unique_ptr<Work> work;
     bool launched = false;
@@ -93,15 +97,16 @@ class Reducer {
   void on_grad_ready(int param_index);
   void launch_ready_buckets();
   void mark_unused_ready();
+  void trace_bucket(int index);
   Tensor bucket_view(int param_index) const;
 
   NamedTensors params_;
   Communicator& comm_;
   ReducerOptions options_;
   std::vector<Bucket> buckets_;
-  std::vector<int> bucket_of_;       // param index -> bucket
-  std::vector<bool> ready_;          // this step
-  std::vector<int> arrival_order_;   // first step's hook order, for the re-plan
+  std::vector<int> bucket_of_;      // param index -> bucket
+  std::vector<bool> ready_;         // this step
+  std::vector<int> arrival_order_;  // first step's hook order, for the re-plan
   int next_to_launch_ = 0;
   int params_pending_ = 0;
   bool sync_ = true;
@@ -111,6 +116,7 @@ class Reducer {
   std::vector<HookHandle> hooks_;
   std::vector<bool> warned_unused_;  // named in a warning already
   std::vector<std::string> unused_last_step_;
+  StepTrace* trace_ = nullptr;
 };
 
 }  // namespace tandem

@@ -11,7 +11,8 @@
 
 namespace tandem {
 
-MirroredStrategy::MirroredStrategy(int replicas, std::function<std::shared_ptr<Module>()> make_replica)
+MirroredStrategy::MirroredStrategy(int replicas,
+                                   std::function<std::shared_ptr<Module>()> make_replica)
     : replicas_(replicas), make_replica_(std::move(make_replica)) {
   TANDEM_CHECK_T(ConfigError, replicas >= 1, "strategy.replicas: must be >= 1, got ", replicas);
 }
@@ -65,6 +66,7 @@ double MirroredStrategy::forward_backward(Module& model, const MicroBatch& micro
       Module& m = r == 0 ? model : *others_[r - 1];
       MicroBatch mb = micro;
       mb.batch = &slices[r];
+      if (r != 0) mb.trace = nullptr;  // replica 0 (on the model the trainer traces) speaks for all
       losses[r] = replica_forward_backward(m, mb, scale);
     } catch (...) {
       errors[r] = std::current_exception();

@@ -2,6 +2,9 @@
 
 #include "core/nn/random_context.h"
 #include "core/ops/ops.h"
+#include "strategies/step_trace.h"
+
+#include <optional>
 
 namespace tandem {
 
@@ -22,12 +25,19 @@ double replica_forward_backward(Module& model, const MicroBatch& micro, double g
   Tensor loss;
   {
     DropoutScope scope(micro.seed, static_cast<uint64_t>(micro.step), b.first_global_position);
+    std::optional<TraceRecorder::Span> span;
+    if (micro.trace && micro.trace->on())
+      span.emplace(micro.trace->recorder(), "forward", "compute", TraceLane::kCompute);
     loss = cross_entropy(model.forward(model_input(b.images, params)), b.labels.to(dev));
   }
   double value = loss.item();
   grad_scale *= micro.loss_scale;
-  if (grad_scale == 1.0) loss.backward();
-  else mul(loss, grad_scale).backward();
+  if (micro.trace) micro.trace->begin_backward();
+  if (grad_scale == 1.0)
+    loss.backward();
+  else
+    mul(loss, grad_scale).backward();
+  if (micro.trace) micro.trace->end_backward();
   return value;
 }
 

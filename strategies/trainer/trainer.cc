@@ -22,12 +22,14 @@
 #include "core/metrics/metrics_log.h"
 #include "core/metrics/progress.h"
 #include "core/metrics/tensorboard.h"
+#include "core/metrics/trace.h"
 #include "core/ops/ops.h"
 #include "core/optim/clip.h"
 #include "core/optim/loss_scaler.h"
 #include "core/parallel/parallel.h"
 #include "core/tensor/allocator.h"
 #include "strategies/single/single_strategy.h"
+#include "strategies/step_trace.h"
 #include "strategies/trainer/builders.h"
 
 namespace tandem {
@@ -137,7 +139,10 @@ struct Trainer::Loop {
   std::optional<Schedule> schedule;
   std::optional<LossScaler> scaler;  // fp16 only
   std::unique_ptr<MetricsSink> metrics;
-  std::unique_ptr<ProgressDisplay> progress;  // chief only, unless logging.progress is none
+  std::unique_ptr<ProgressDisplay> progress;      // chief only, unless logging.progress is none
+  std::unique_ptr<TraceRecorder> trace_recorder;  // logging.trace only
+  std::unique_ptr<StepTrace> trace;
+  bool trace_written = false;
 
   // Changed as it trains. `state` is what a checkpoint saves.
   TrainerState state;
@@ -206,6 +211,7 @@ Trainer::Loop Trainer::set_up() {
   // The schedule spans the steps this run will take: min(max_steps, epochs x steps per epoch).
   loop.schedule.emplace(build_schedule(config_, loop.total_steps));
   restore_or_initialise(loop);
+  set_up_trace(loop);
   strategy_->set_start_step(loop.state.step);
   strategy_->prepare(*model_, *optimizer_);
   loop.metrics = std::make_unique<MetricsSink>(config_, env_.hostname, strategy_->is_chief());
@@ -307,11 +313,51 @@ void Trainer::restore_or_initialise(Loop& loop) {
   loop.state.rng["seed"] = {loop.seed};
 }
 
+// logging.trace: a recorder for the window of steps, hooks on the parameters, and the strategy
+// told where its communication goes.
+void Trainer::set_up_trace(Loop& loop) {
+  if (!config_.logging.trace) return;
+  TraceOptions o;
+  o.enabled = true;
+  o.rank = strategy_->rank();
+  o.first_step = config_.logging.trace_steps[0];
+  o.num_steps = config_.logging.trace_steps[1] - config_.logging.trace_steps[0];
+  loop.trace_recorder = std::make_unique<TraceRecorder>(o);
+  loop.trace = std::make_unique<StepTrace>(*loop.trace_recorder, model_->named_parameters());
+  strategy_->set_trace(loop.trace.get());
+}
+
+// Every rank writes <logging.dir>/trace/rank-R.json; once all have (a collective), the chief
+// merges the files it sees into all.json (every rank's, where the directory is shared).
+void Trainer::write_trace(Loop& loop) {
+  if (!loop.trace || loop.trace_written) return;
+  loop.trace_written = true;
+  const std::string dir = config_.logging.dir + "/trace";
+  loop.trace_recorder->write(dir);
+  strategy_->all_reduce_sum({0.0});
+  if (!strategy_->is_chief()) return;
+  std::vector<std::string> files;
+  for (int r = 0; r < strategy_->world_size(); ++r) {
+    const std::string f = dir + "/" + trace_file_name(r);
+    if (std::filesystem::exists(f)) files.push_back(f);
+  }
+  merge_traces(files, dir + "/all.json");
+  *env_.out << "trace: " << dir << "/all.json (" << files.size() << " of "
+            << strategy_->world_size() << " ranks, steps " << config_.logging.trace_steps[0]
+            << " to " << config_.logging.trace_steps[1] - 1 << ")\n";
+}
+
 // ---- one optimizer step: micro-batches, loss scaling, the non-finite check, clipping, update.
 
 Trainer::StepOutcome Trainer::train_step(Loop& loop) {
   Strategy& strat = *strategy_;
   const auto start = Clock::now();
+  StepTrace* trace = loop.trace.get();
+  if (trace) trace->begin_step(loop.state.step);
+  std::optional<TraceRecorder::Span> step_span;
+  if (trace && trace->on())
+    step_span.emplace(trace->recorder(), "step", "step", TraceLane::kCompute,
+                      TraceArgs().num("step", static_cast<double>(loop.state.step)));
   StepOutcome s;
   s.lr = loop.schedule->lr_at(loop.state.step);
   optimizer_->set_lr(s.lr);
@@ -321,9 +367,16 @@ Trainer::StepOutcome Trainer::train_step(Loop& loop) {
   optimizer_->zero_grad(/*set_to_none=*/true);
   double loss_sum = 0;
   for (int m = 0; m < loop.accumulate; ++m) {
-    std::optional<Batch> batch = loop.loader->next();
+    std::optional<Batch> batch;
+    {
+      std::optional<TraceRecorder::Span> data;
+      if (trace && trace->on())
+        data.emplace(trace->recorder(), "data", "data", TraceLane::kCompute);
+      batch = loop.loader->next();
+    }
     TANDEM_ASSERT(batch.has_value(), "loader ran out of batches mid-epoch");
     MicroBatch micro{&*batch, loop.state.step, m, loop.accumulate, loop.seed};
+    micro.trace = trace;
     if (loop.scaler) micro.loss_scale = loop.scaler->scale();
     loss_sum += strat.forward_backward(*model_, micro);
   }
@@ -341,6 +394,9 @@ Trainer::StepOutcome Trainer::train_step(Loop& loop) {
     optimizer_->zero_grad(/*set_to_none=*/true);
   } else {
     loop.nonfinite_in_a_row = 0;
+    std::optional<TraceRecorder::Span> update;
+    if (trace && trace->on())
+      update.emplace(trace->recorder(), "optimizer", "compute", TraceLane::kCompute);
     strat.apply_update(*model_, *optimizer_);
     loop.epoch_loss_sum += s.loss;
     loop.epoch_loss_count += 1;
@@ -421,10 +477,15 @@ bool Trainer::checkpoint_or_stop(Loop& loop, int64_t stop_at_step) {
     loop.stopped = true;
     loop.result.stopped_early = true;
   }
+  if (loop.trace && step == config_.logging.trace_steps[1]) write_trace(loop);
   return at_stop;
 }
 
 void Trainer::save(Loop& loop) {
+  std::optional<TraceRecorder::Span> span;
+  if (loop.trace && loop.trace->on())
+    span.emplace(loop.trace->recorder(), "checkpoint", "io", TraceLane::kIo,
+                 TraceArgs().num("step", static_cast<double>(loop.state.step)));
   strategy_->before_checkpoint(*model_, *optimizer_);  // every rank, before the chief saves
   if (!strategy_->is_chief()) return;
   std::filesystem::create_directories(config_.checkpoint.dir);
@@ -460,6 +521,10 @@ void Trainer::end_epoch(Loop& loop) {
 }
 
 void Trainer::evaluate_and_log(Loop& loop, bool with_epoch_loss) {
+  std::optional<TraceRecorder::Span> span;
+  if (loop.trace && loop.trace->on())
+    span.emplace(loop.trace->recorder(), "eval", "compute", TraceLane::kCompute,
+                 TraceArgs().num("epoch", static_cast<double>(loop.state.epoch)));
   loop.last_eval = evaluate(*model_, *strategy_, loop.test_data, *loop.test_transforms,
                             loop.global_batch * 4, config_.data.workers);
   loop.last_eval_step = loop.state.step;
@@ -496,6 +561,7 @@ TrainResult Trainer::finish(Loop& loop) {
        << " samples_per_sec=" << format_double(result.samples_per_sec, 1);
   result.final_line = line.str();
   if (result.stopped_early) return result;
+  write_trace(loop);  // a run shorter than the window: what it recorded
   strategy_->finish();
   if (strategy_->is_chief()) {
     *env_.out << result.final_line << "\n";

@@ -68,6 +68,8 @@ class Trainer {
   void set_up_precision_and_device(Loop& loop);
   void set_up_data(Loop& loop);
   void restore_or_initialise(Loop& loop);
+  void set_up_trace(Loop& loop);
+  void write_trace(Loop& loop);
   StepOutcome train_step(Loop& loop);
   bool unscale_gradients(Loop& loop);
   void skip_nonfinite_step(Loop& loop, double loss);

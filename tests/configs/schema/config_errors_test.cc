@@ -396,5 +396,14 @@ TEST(ConfigErrors, BadSlurmTimeFormat) {
               good);
 }
 
+TEST(ConfigErrors, TraceStepsMustBeAWindowOfAtLeastOneStep) {
+  EXPECT_EQ(error_of(kMinimal + "logging:\n  trace: true\n  trace_steps: [30, 30]\n"),
+            "exp.yaml:7:16: logging.trace_steps: expected [first, end] with end > first (the steps "
+            "first .. end-1 are traced), got [30, 30]");
+  EXPECT_EQ(error_of(kMinimal + "logging:\n  trace_steps: [3]\n"),
+            "exp.yaml:6:16: logging.trace_steps: expected 2 integers [first, end], got 1");
+  EXPECT_EQ(error_of(kMinimal, {"logging.trace_steps=[5,9]"}), "no error");
+}
+
 }  // namespace
 }  // namespace tandem

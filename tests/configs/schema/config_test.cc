@@ -152,6 +152,8 @@ TEST(Config, MinimalConfigRendersEveryDefault) {
             "  every_steps: 50\n"
             "  tensorboard: true\n"
             "  progress: auto\n"
+            "  trace: false\n"
+            "  trace_steps: [20, 30]\n"
             "cluster:\n"
             "  slurm:\n"
             "    partition: null\n"
