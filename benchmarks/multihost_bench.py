@@ -49,14 +49,14 @@ def rate_bytes(rate):
     return float(m.group(1)) * {"k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)] / 8
 
 
-def launch_all(hosts, port, argv, timeout):
-    """tandem launch on every host; rank 0's stdout."""
+def launch_all(hosts, port, argv, timeout, per_host=PER_HOST):
+    """tandem launch on every host (argv: tandem, "launch", then the rest); rank 0's stdout."""
     procs = []
     for i in range(hosts):
         procs.append(subprocess.Popen(
             [CLUSTER, "run", f"h{i}", *argv[0:2], "--nnodes", str(hosts), "--node-rank", str(i),
-             "--rdzv-endpoint", f"{NET}.1:{port}", "--nproc-per-node", str(PER_HOST), *argv[2:]],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+             "--rdzv-endpoint", f"{NET}.1:{port}", "--nproc-per-node", str(per_host), *argv[2:]],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=os.getcwd()))
     outs = [p.communicate(timeout=timeout)[0] for p in procs]
     for i, (p, out) in enumerate(zip(procs, outs)):
         if p.returncode != 0:
