@@ -10,7 +10,9 @@
 //                        all replicas (ddp: wait for the buckets; mirrored: sum replica grads)
 //   apply_update()       the optimizer step (parameter_server: push gradients, pull parameters)
 //   all_reduce_sum()     sums a few doubles over replicas (losses, correct counts)
-//   mean_loss()          the step's loss as shown and checked for NaN/Inf (default: the average
+//   mean_loss_and_stop() the step's loss as shown and checked for NaN/Inf (default: the average
+//                        over replicas), and whether any replica was asked to stop
+//   mean_loss()          the loss alone (default: the average
 //                        over replicas; parameter_server async: the worker's own, no barrier)
 //   before_checkpoint()  on every rank before the chief saves: bring the model and optimizer
 //                        state up to date (ddp with a sharded optimizer: gather the optimizer
@@ -21,6 +23,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/data/loader.h"
@@ -62,6 +65,13 @@ class Strategy {
   virtual std::vector<double> all_reduce_sum(const std::vector<double>& values) = 0;
   virtual double mean_loss(double local_loss) {
     return all_reduce_sum({local_loss})[0] / world_size();
+  }
+  // mean_loss, and whether any rank asked to stop (SIGTERM reaching one rank must stop all at the
+  // same step: the flag travels in the same all-reduce). Strategies without a per-step collective
+  // (parameter_server async) return this rank's own flag.
+  virtual std::pair<double, bool> mean_loss_and_stop(double local_loss, bool stop) {
+    const std::vector<double> sums = all_reduce_sum({local_loss, stop ? 1.0 : 0.0});
+    return {sums[0] / world_size(), sums[1] > 0};
   }
   virtual void before_checkpoint(Module& model, Optimizer& optimizer) {}
   virtual void finish() {}

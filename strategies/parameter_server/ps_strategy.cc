@@ -169,6 +169,11 @@ double PsStrategy::mean_loss(double local_loss) {
   return all_reduce_sum({local_loss})[0] / o_.world_size;
 }
 
+std::pair<double, bool> PsStrategy::mean_loss_and_stop(double local_loss, bool stop) {
+  if (o_.mode == "async") return {local_loss, stop};  // each worker stops on its own
+  return Strategy::mean_loss_and_stop(local_loss, stop);
+}
+
 void PsStrategy::apply_update(Module& model, Optimizer& optimizer) {
   const double lr = optimizer.lr();
   const int64_t step = step_;

@@ -58,6 +58,7 @@ class PsStrategy : public Strategy {
   double forward_backward(Module& model, const MicroBatch& micro) override;
   void synchronize(Module&) override {}
   double mean_loss(double local_loss) override;
+  std::pair<double, bool> mean_loss_and_stop(double local_loss, bool stop) override;
   void apply_update(Module& model, Optimizer& optimizer) override;
   std::vector<double> all_reduce_sum(const std::vector<double>& values) override;
   void before_checkpoint(Module& model, Optimizer& optimizer) override;

@@ -122,6 +122,7 @@ struct Trainer::StepOutcome {
   double lr = 0;
   double grad_norm = 0;
   bool finite = true;
+  bool stop = false;  // some rank was asked to stop: every rank stops after this step
 };
 
 // Everything one run of the loop reads (fixed at set-up) and changes (as it trains).
@@ -182,7 +183,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     while (loop.state.step_in_epoch < loop.steps_per_epoch && !max_steps_reached(loop)) {
       const StepOutcome step = train_step(loop);
       log_step(loop, step);
-      if (checkpoint_or_stop(loop, stop_at_step)) break;
+      if (checkpoint_or_stop(loop, step, stop_at_step)) break;
     }
     end_epoch(loop);
   }
@@ -382,7 +383,11 @@ Trainer::StepOutcome Trainer::train_step(Loop& loop) {
   }
   strat.synchronize(*model_);
   const bool overflow = unscale_gradients(loop);
-  s.loss = strat.mean_loss(loss_sum / loop.accumulate);
+  // A stop asked for on any rank (SIGTERM to one process) stops every rank after this step.
+  const auto [loss, stop] =
+      strat.mean_loss_and_stop(loss_sum / loop.accumulate, stop_requested_.load());
+  s.loss = loss;
+  s.stop = stop;
   s.finite = std::isfinite(s.loss);
   if (s.finite && config_.training.grad_clip > 0) {
     s.grad_norm = clip_grad_norm(model_->named_parameters(), config_.training.grad_clip);
@@ -463,9 +468,9 @@ void Trainer::log_step(Loop& loop, const StepOutcome& step) {
 
 // After a step: saves when a stop was asked for or the period came round (the end of an epoch
 // saves in end_epoch instead); returns true when the run stops here.
-bool Trainer::checkpoint_or_stop(Loop& loop, int64_t stop_at_step) {
+bool Trainer::checkpoint_or_stop(Loop& loop, const StepOutcome& outcome, int64_t stop_at_step) {
   const int64_t step = loop.state.step;
-  const bool at_stop = (stop_at_step >= 0 && step >= stop_at_step) || stop_requested_.load();
+  const bool at_stop = (stop_at_step >= 0 && step >= stop_at_step) || outcome.stop;
   const int64_t every = config_.checkpoint.every_steps;
   const bool periodic = every > 0 && step % every == 0;
   const bool epoch_end = loop.state.step_in_epoch == loop.steps_per_epoch;

@@ -74,7 +74,7 @@ class Trainer {
   bool unscale_gradients(Loop& loop);
   void skip_nonfinite_step(Loop& loop, double loss);
   void log_step(Loop& loop, const StepOutcome& step);
-  bool checkpoint_or_stop(Loop& loop, int64_t stop_at_step);
+  bool checkpoint_or_stop(Loop& loop, const StepOutcome& outcome, int64_t stop_at_step);
   void save(Loop& loop);
   void end_epoch(Loop& loop);
   void evaluate_and_log(Loop& loop, bool with_epoch_loss);
