@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tandem {
@@ -88,12 +89,12 @@ struct StrategyConfig {
   // ddp: each rank updates 1/world of the elements, then gathers. auto: where the backend is shm
   // (CPU, one host: the gather is in place through shared memory); true / false: always / never.
   std::string shard_optimizer = "auto";
-  double timeout_s = 600.0;          // any collective or store wait longer than this fails
-  bool debug_collectives = false;    // check op/dtype/shape across ranks before each collective
-  std::string mode = "sync";         // parameter_server: sync | async
-  int64_t max_staleness = 0;         // parameter_server async: steps a push may lag; 0 = unbounded
-  int num_ps = 1;                    // parameter_server: number of `tandem ps` processes
-  double max_message_mb = 256.0;     // parameter_server: larger messages and tensors are refused
+  double timeout_s = 600.0;        // any collective or store wait longer than this fails
+  bool debug_collectives = false;  // check op/dtype/shape across ranks before each collective
+  std::string mode = "sync";       // parameter_server: sync | async
+  int64_t max_staleness = 0;       // parameter_server async: steps a push may lag; 0 = unbounded
+  int num_ps = 1;                  // parameter_server: number of `tandem ps` processes
+  double max_message_mb = 256.0;   // parameter_server: larger messages and tensors are refused
   bool operator==(const StrategyConfig&) const = default;
 };
 
@@ -102,6 +103,9 @@ struct CheckpointConfig {
   int64_t every_steps = 500;    // also save every N steps; 0 = only at the end of each epoch
   int keep = 3;                 // newest checkpoints kept, >= 1
   std::string resume = "auto";  // auto (newest in dir, if any) | never | path of a checkpoint
+  // Resume a checkpoint trained with other values of the keys that change the math
+  // (math_config_values) -- with a warning naming them -- instead of refusing.
+  bool allow_config_change = false;
   bool operator==(const CheckpointConfig&) const = default;
 };
 
@@ -197,5 +201,12 @@ std::string render_config(const ExperimentConfig& config);
 // 16 hex digits (FNV-1a, 64 bit) of render_config: stored in checkpoints to notice that a run is
 // resumed under a different config.
 std::string config_digest(const ExperimentConfig& config);
+
+// The keys whose values change what training computes -- seed, model, data (but its path and
+// loader threads), optimizer, schedule, precision, clipping, accumulation, gradient compression --
+// with their values as the rendered config spells them, in schema order. Not among them: how long
+// (epochs, max_steps), where and how it runs (strategy, device, threads, backends), checkpoints
+// and logging. A resume compares them (checkpoint.allow_config_change).
+std::vector<std::pair<std::string, std::string>> math_config_values(const ExperimentConfig& config);
 
 }  // namespace tandem

@@ -95,6 +95,30 @@ std::string render_config(const ExperimentConfig& config) {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> math_config_values(
+    const ExperimentConfig& config) {
+  static const char* kMath[] = {"seed",
+                                "model.",
+                                "data.",
+                                "optimizer.",
+                                "schedule.",
+                                "training.precision",
+                                "training.grad_clip",
+                                "training.accumulate_steps",
+                                "strategy.compression"};
+  static const char* kNot[] = {"data.path", "data.workers"};
+  ExperimentConfig copy = config;
+  config_internal::Schema schema(copy);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Field& f : schema.fields()) {
+    bool math = false;
+    for (const char* k : kMath) math = math || f.path.rfind(k, 0) == 0;
+    for (const char* k : kNot) math = math && f.path != k;
+    if (math) out.push_back({f.path, value_text(f)});
+  }
+  return out;
+}
+
 std::string config_digest(const ExperimentConfig& config) {
   // FNV-1a, 64 bit: offset basis and prime from the reference description
   // (isthe.com/chongo/tech/comp/fnv).

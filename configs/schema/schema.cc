@@ -58,7 +58,8 @@ Schema::Schema(ExperimentConfig& c) {
 
   add("strategy.name", &c.strategy.name).one_of({"single", "mirrored", "ddp", "parameter_server"});
   add("strategy.replicas", &c.strategy.replicas).ge(1);
-  add("strategy.backend", &c.strategy.backend).one_of({"auto", "mpi", "gloo", "shm", "hierarchical", "nccl", "inprocess"});
+  add("strategy.backend", &c.strategy.backend)
+      .one_of({"auto", "mpi", "gloo", "shm", "hierarchical", "nccl", "inprocess"});
   add("strategy.bucket_mb", &c.strategy.bucket_mb).gt(0);
   add("strategy.first_bucket_mb", &c.strategy.first_bucket_mb).gt(0);
   add("strategy.compression", &c.strategy.compression).one_of({"none", "bf16", "fp16"});
@@ -74,6 +75,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("checkpoint.every_steps", &c.checkpoint.every_steps).ge(0);
   add("checkpoint.keep", &c.checkpoint.keep).ge(1);
   add("checkpoint.resume", &c.checkpoint.resume).check(check_not_empty);
+  add("checkpoint.allow_config_change", &c.checkpoint.allow_config_change);
 
   add("logging.dir", &c.logging.dir).can_be_null();
   add("logging.every_steps", &c.logging.every_steps).ge(1);

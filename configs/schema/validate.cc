@@ -34,8 +34,9 @@ void Builder::resolve(const LoadOptions& options) {
   if (!c.model.onnx.empty() && c.model.name.empty()) c.model.name = "onnx";
   if (!c.model.onnx.empty() && c.model.name != "onnx")
     fail(origin("model.name"), "model.name",
-         "'" + c.model.name + "' conflicts with model.onnx (the ONNX file is the model); "
-         "leave model.name out or set it to onnx");
+         "'" + c.model.name +
+             "' conflicts with model.onnx (the ONNX file is the model); "
+             "leave model.name out or set it to onnx");
   if (c.model.name == "onnx" && c.model.onnx.empty())
     fail(origin("model.name"), "model.onnx",
          "model.name 'onnx' needs model.onnx: the path of the .onnx file");

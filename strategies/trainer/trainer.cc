@@ -291,13 +291,15 @@ void Trainer::restore_or_initialise(Loop& loop) {
   }
   if (path) {
     LoadedCheckpoint ck = load_checkpoint(*path);
+    check_same_math(*path, ck.state);
     model_->load_state_dict(ck.model, /*strict=*/true);
     optimizer_->load_state_dict(ck.optimizer);
     loop.state = ck.state;
     if (chief) {
       *env_.out << "resumed from " << *path << " (step " << loop.state.step << ", epoch "
                 << loop.state.epoch + 1 << ")\n";
-      if (!loop.state.config_digest.empty() && loop.state.config_digest != digest)
+      if (!loop.state.extra.contains("math") && !loop.state.config_digest.empty() &&
+          loop.state.config_digest != digest)
         *env_.err << "warning: the config differs from the one this checkpoint was trained with\n";
     }
   } else if (!cfg.model.init_from.empty()) {
@@ -310,6 +312,9 @@ void Trainer::restore_or_initialise(Loop& loop) {
     }
   }
   loop.state.config_digest = digest;
+  nlohmann::json math = nlohmann::json::object();
+  for (const auto& [key, value] : math_config_values(cfg)) math[key] = value;
+  loop.state.extra["math"] = std::move(math);
   loop.state.world_size = strategy_->world_size();
   loop.state.rng["seed"] = {loop.seed};
 }
@@ -346,6 +351,30 @@ void Trainer::write_trace(Loop& loop) {
   *env_.out << "trace: " << dir << "/all.json (" << files.size() << " of "
             << strategy_->world_size() << " ranks, steps " << config_.logging.trace_steps[0]
             << " to " << config_.logging.trace_steps[1] - 1 << ")\n";
+}
+
+// A checkpoint records the values of the keys that change the math (math_config_values); resuming
+// it with other values would continue another experiment's model under this one's name -- refused,
+// naming the keys, unless checkpoint.allow_config_change (then a warning). Checkpoints written
+// before the record existed resume with the old warning on the digest.
+void Trainer::check_same_math(const std::string& path, const TrainerState& saved) {
+  if (!saved.extra.is_object() || !saved.extra.contains("math") || !saved.extra["math"].is_object())
+    return;
+  const nlohmann::json& then = saved.extra["math"];
+  std::string changed;
+  for (const auto& [key, now] : math_config_values(config_)) {
+    auto it = then.find(key);
+    const std::string before = it != then.end() && it->is_string() ? it->get<std::string>() : "?";
+    if (before == now) continue;
+    changed += str(changed.empty() ? "" : ", ", key, " (", before.substr(0, 80), ", now ",
+                   now.substr(0, 80), ")");
+  }
+  if (changed.empty()) return;
+  const std::string what = str("checkpoint ", path, " was trained with other values of ", changed);
+  TANDEM_CHECK_T(ConfigError, config_.checkpoint.allow_config_change, what,
+                 "; resume it anyway with checkpoint.allow_config_change=true, or start afresh ",
+                 "with checkpoint.resume=never or another checkpoint.dir");
+  if (strategy_->is_chief()) *env_.err << "warning: resuming " << what << "\n";
 }
 
 // ---- one optimizer step: micro-batches, loss scaling, the non-finite check, clipping, update.

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "configs/schema/config.h"
+#include "core/io/checkpoint.h"
 #include "core/nn/module.h"
 #include "strategies/strategy.h"
 
@@ -68,6 +69,7 @@ class Trainer {
   void set_up_precision_and_device(Loop& loop);
   void set_up_data(Loop& loop);
   void restore_or_initialise(Loop& loop);
+  void check_same_math(const std::string& path, const TrainerState& saved);
   void set_up_trace(Loop& loop);
   void write_trace(Loop& loop);
   StepOutcome train_step(Loop& loop);

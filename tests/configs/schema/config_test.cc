@@ -147,6 +147,7 @@ TEST(Config, MinimalConfigRendersEveryDefault) {
             "  every_steps: 500\n"
             "  keep: 3\n"
             "  resume: auto\n"
+            "  allow_config_change: false\n"
             "logging:\n"
             "  dir: runs/tiny\n"
             "  every_steps: 50\n"

@@ -227,5 +227,32 @@ TEST(Cli, ARuntimeFailureExitsOne) {
   EXPECT_TRUE(contains(o.err, "tandem: error: training diverged")) << o.err;
 }
 
+// Resuming a checkpoint trained with other math (a learning rate, a batch size, a model) is refused,
+// naming the keys, unless checkpoint.allow_config_change says otherwise; keys that only say how
+// long or how to run (epochs, threads, logging) may change freely.
+TEST(Cli, ResumingACheckpointOfDifferentMathIsRefusedNamingTheKeys) {
+  const std::string dir = testing::temp_dir();
+  const std::string cfg = "train '" + tiny_experiment(dir) + "' training.epochs=1";
+  ASSERT_EQ(tandem(cfg).rc, 0);
+  Outcome changed = tandem(cfg + " optimizer.lr=0.002 data.batch_size=32");
+  EXPECT_EQ(changed.rc, 2) << changed.out << changed.err;
+  EXPECT_TRUE(contains(changed.err, "was trained with other values of data.batch_size (16, now "
+                                    "32), optimizer.lr (0.001, now 0.002)"))
+      << changed.err;
+  EXPECT_TRUE(contains(changed.err, "checkpoint.allow_config_change=true")) << changed.err;
+  EXPECT_FALSE(fs::exists(dir + "/ck/step-00000032")) << "it trained anyway";
+
+  Outcome longer = tandem(cfg + " training.epochs=2 training.threads=2 logging.every_steps=8");
+  ASSERT_EQ(longer.rc, 0) << longer.out << longer.err;
+  EXPECT_TRUE(contains(longer.out, "resumed from " + dir + "/ck/step-00000016")) << longer.out;
+
+  Outcome allowed = tandem(cfg + " training.epochs=3 optimizer.lr=0.002 " +
+                           "checkpoint.allow_config_change=true");
+  ASSERT_EQ(allowed.rc, 0) << allowed.out << allowed.err;
+  EXPECT_TRUE(contains(allowed.err, "warning: resuming")) << allowed.err;
+  EXPECT_TRUE(contains(allowed.err, "optimizer.lr (0.001, now 0.002)")) << allowed.err;
+  EXPECT_TRUE(fs::exists(dir + "/ck/step-00000048/model.safetensors"));
+}
+
 }  // namespace
 }  // namespace tandem
