@@ -139,17 +139,20 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& w
         what, ": tensor '", shown, "' has an unsupported dtype ", json_excerpt(e["dtype"]));
     TANDEM_CHECK_T(IoError, e["shape"].is_array(), what, ": tensor '", shown,
                    "': shape is not a list");
-    // Checked product: a crafted shape must not wrap around to a small element count.
+    // Checked products: a crafted shape must not wrap around to a small element count, and with a
+    // 0 size among them the others' product (the strides) must still fit.
     std::string dims;
-    int64_t numel = 1;
+    int64_t numel = 1, extent = 1;
     bool overflow = false;
     for (const auto& d : e["shape"]) {
       TANDEM_CHECK_T(IoError, d.is_number_unsigned(), what, ": tensor '", shown, "': bad shape (",
                      json_excerpt(d), " where a size belongs)");
       const uint64_t size = d.get<uint64_t>();
       dims += (dims.empty() ? "" : ", ") + std::to_string(size);
-      overflow = overflow || size > static_cast<uint64_t>(INT64_MAX) ||
-                 __builtin_mul_overflow(numel, static_cast<int64_t>(size), &numel);
+      overflow =
+          overflow || size > static_cast<uint64_t>(INT64_MAX) ||
+          __builtin_mul_overflow(numel, static_cast<int64_t>(size), &numel) ||
+          __builtin_mul_overflow(extent, std::max<int64_t>(static_cast<int64_t>(size), 1), &extent);
       if (!overflow) en.shape.push_back(static_cast<int64_t>(size));
     }
     TANDEM_CHECK_T(IoError, !overflow, what, ": tensor '", shown, "': shape [", name_excerpt(dims),

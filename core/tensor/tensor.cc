@@ -32,11 +32,14 @@ int64_t shape_numel(const Shape& s) {
 }
 
 Shape contiguous_strides(const Shape& s) {
+  // Checked as shape_numel: with a 0 size there are no elements, but the other sizes' strides can
+  // still pass int64.
   Shape st(s.size());
   int64_t acc = 1;
   for (int64_t d = static_cast<int64_t>(s.size()) - 1; d >= 0; --d) {
     st[d] = acc;
-    acc *= std::max<int64_t>(s[d], 1);
+    TANDEM_CHECK_SHAPE(!__builtin_mul_overflow(acc, std::max<int64_t>(s[d], 1), &acc), "shape ",
+                       shape_str(s), " has strides that do not fit in 64 bits");
   }
   return st;
 }

@@ -46,10 +46,11 @@ std::optional<std::string> check_declared(const WireTensor& t, std::string_view 
   if (!dtype) return str(who, ": dtype ", quoted(t.dtype), " is not one of f32, f64, i64");
   if (t.shape.size() > kMaxDims)
     return str(who, ": ", t.shape.size(), " dimensions, more than the limit of ", kMaxDims);
-  int64_t numel = 1;
+  int64_t numel = 1, extent = 1;  // extent: the product without 0 sizes, which strides reach
   for (int64_t d : t.shape) {
     if (d < 0) return str(who, ": shape ", shape_string(t.shape), " has a negative dimension");
-    if (__builtin_mul_overflow(numel, d, &numel))
+    if (__builtin_mul_overflow(numel, d, &numel) ||
+        __builtin_mul_overflow(extent, std::max<int64_t>(d, 1), &extent))
       return str(who, ": shape ", shape_string(t.shape), " has too many elements");
   }
   if (__builtin_mul_overflow(numel, static_cast<int64_t>(dtype_size(*dtype)), bytes))
@@ -88,7 +89,8 @@ std::optional<std::string> check_wire_piece(const WireTensor& t, int64_t max_pie
   if (t.byte_length != bytes) return byte_length_mismatch(t, what, bytes);
   const std::string who = str(what, " ", quoted(t.name));
   const int64_t size = static_cast<int64_t>(t.data.size());
-  if (size > max_piece_bytes)
+  // One element always fits: plan_messages gives a message at least one, whatever the limit.
+  if (size > max_piece_bytes && size > static_cast<int64_t>(dtype_size(*wire_dtype(t.dtype))))
     return str(who, ": a piece of ", size, " bytes is larger than the message limit of ",
                max_piece_bytes, " bytes (strategy.max_message_mb)");
   if (t.offset < 0 || t.offset > t.byte_length || size > t.byte_length - t.offset)

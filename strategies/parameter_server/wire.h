@@ -41,7 +41,8 @@ std::optional<std::string> check_wire_tensor(const WireTensor& t, int64_t max_by
                                              std::string_view what);
 
 // As check_wire_tensor for one piece: consistent dtype, shape and byte_length of the whole
-// tensor, 0 <= offset, offset + data.size() <= byte_length, and data.size() <= max_piece_bytes.
+// tensor, 0 <= offset, offset + data.size() <= byte_length, and data.size() <= max_piece_bytes
+// (or one element, which a message always holds, whatever the limit).
 std::optional<std::string> check_wire_piece(const WireTensor& t, int64_t max_piece_bytes,
                                             std::string_view what);
 

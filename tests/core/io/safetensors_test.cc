@@ -74,6 +74,11 @@ TEST(Safetensors, ShapeWhoseElementCountOverflowsIsAnIoError) {
                                          "4294967296,4294967296],\"data_offsets\":[0,0]}}")),
             "w.safetensors: tensor 'w': shape [4294967296, 4294967296, 4294967296] has more "
             "elements than fit in 64 bits");
+  // A zero size made the product 0, but the strides of the other sizes still overflowed.
+  EXPECT_EQ(parse_error(file_with_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[0,4294967296,"
+                                         "4294967296],\"data_offsets\":[0,0]}}")),
+            "w.safetensors: tensor 'w': shape [0, 4294967296, 4294967296] has more elements than "
+            "fit in 64 bits");
   // Above 2^63 a dimension read as int64 turned negative.
   EXPECT_EQ(parse_error(file_with_header("{\"w\":{\"dtype\":\"U8\",\"shape\":[9223372036854775808],"
                                          "\"data_offsets\":[0,0]}}")),
@@ -91,6 +96,9 @@ TEST(ShapeNumel, ThrowsWhenTheProductOverflows) {
   EXPECT_EQ(shape_numel({int64_t{1} << 31, int64_t{1} << 31}), int64_t{1} << 62);
   EXPECT_THROW(shape_numel({int64_t{1} << 32, int64_t{1} << 32}), ShapeError);
   EXPECT_THROW(shape_numel({-1, int64_t{1} << 62, 4}), ShapeError);
+  // No elements, but strides past int64 (the sizes after the 0 multiply up).
+  EXPECT_THROW(empty({0, int64_t{1} << 32, int64_t{1} << 32}), ShapeError);
+  EXPECT_EQ(empty({0, int64_t{1} << 31, int64_t{1} << 31}).strides()[0], int64_t{1} << 62);
 }
 
 // /dev/zero has no end: reading it filled memory until the process was killed.

@@ -58,6 +58,9 @@ TEST(WireTensor, UnknownDtypeNegativeDimAndOverflowAreRefused) {
   EXPECT_NE(check_wire_tensor(t, 1 << 20, "x")->find("negative dimension"), std::string::npos);
   t = f32({int64_t{1} << 40, int64_t{1} << 40}, 24, data);
   EXPECT_NE(check_wire_tensor(t, 1 << 20, "x")->find("too many elements"), std::string::npos);
+  t = f32({0, int64_t{1} << 40, int64_t{1} << 40}, 0, "");  // no elements, strides past int64
+  EXPECT_NE(check_wire_tensor(t, 1 << 20, "x").value_or("accepted").find("too many elements"),
+            std::string::npos);
   t = f32({3, 1, 1, 1, 1, 1, 1, 1, 1}, 12, std::string(12, '\0'));
   EXPECT_NE(check_wire_tensor(t, 1 << 20, "x")->find("9 dimensions"), std::string::npos);
 }
