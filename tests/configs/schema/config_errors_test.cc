@@ -309,6 +309,22 @@ TEST(ConfigErrors, DeepFlowNestingIsRefusedBeforeParsing) {
                 "': model.hidden: nesting deeper than 64 levels; an experiment needs at most 3");
 }
 
+// yaml-cpp 0.7 loops forever, allocating, on a ',' where a document's first node belongs (the
+// config fuzzer found "&a:b,c"); YAML forbids a value that starts with ','. Refused before it.
+TEST(ConfigErrors, ACommaWhereAValueBeginsIsRefusedBeforeTheParser) {
+  EXPECT_EQ(error_of(",c"), "exp.yaml:1:1: a value cannot start with ','; quote it");
+  EXPECT_EQ(error_of("&a:b,c"), "exp.yaml:1:5: a value cannot start with ','; quote it");
+  EXPECT_EQ(error_of("!tag,c"), "exp.yaml:1:5: a value cannot start with ','; quote it");
+  EXPECT_EQ(error_of("# comment\n--- &a ,c\n"),
+            "exp.yaml:2:8: a value cannot start with ','; quote it");
+  EXPECT_EQ(error_of(kMinimal, {"model.name=,"}),
+            "override 'model.name=,': model.name: a value cannot start with ','; quote it");
+  // Inside quotes, flow collections and plain scalars a comma is what it always was.
+  EXPECT_EQ(error_of(kMinimal + "logging: {dir: \",x\"}\ncluster: {slurm: {partition: \"a,b\"}}\n"),
+            "no error");
+  EXPECT_EQ(error_of(kMinimal, {"cluster.slurm.partition=a,b"}), "no error");
+}
+
 TEST(ConfigErrors, FilesOverOneMebibyteAreRefusedUnread) {
   std::string path = testing::temp_dir() + "/big.yaml";
   {
