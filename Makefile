@@ -4,7 +4,13 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build build-tandem test demo bench clean format
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_PARALLEL ?= 1
+ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
+
+.PHONY: all deps configure build build-tandem test demo bench clean format fuzz sanitize tsan
 
 all: build
 
@@ -31,6 +37,42 @@ test: build
 
 bench: build
 	@cmake --build $(BUILD_DIR) -j $(JOBS) --target benchmarks
+
+# libFuzzer (clang) builds of tests/fuzz in their own build directory, each target run for
+# FUZZ_SECONDS (FUZZ_PARALLEL at a time); prints executions and crashes per target. `make test`
+# only replays the committed corpora.
+fuzz:
+	@bash scripts/install-deps.sh fuzz
+	@cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_CUDA=OFF \
+		-DBUILD_TESTING=OFF -DTANDEM_FUZZ=ON -DCMAKE_C_COMPILER=clang-14 \
+		-DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzzers
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_PARALLEL=$(FUZZ_PARALLEL) bash scripts/fuzz.sh $(FUZZ_DIR) \
+		$(FUZZ_TARGETS)
+
+# ASan + UBSan build (CUDA off) running the unit and multiprocess tests; then the TSan build.
+# Suppressions (scripts/sanitizers/) cover system libraries only, each with its reason.
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/sanitizers/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+sanitize: deps
+	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_CUDA=OFF \
+		-DTANDEM_SANITIZE=address,undefined >/dev/null
+	@cmake --build $(ASAN_DIR) -j $(JOBS)
+	@cd $(ASAN_DIR) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS) -L 'unit|multiprocess' \
+		$(CTEST_ARGS)
+	@$(MAKE) --no-print-directory tsan
+
+# TSan: the collectives, store, launcher and parameter-server tests.
+TSAN_TESTS = ^((InProcess|GlooCommunicator|GlooStore|ShmCommunicator|StoreClient|StoreServer|JobToken|CheckedCommunicator|Environment|SlurmLists|WorkerHeartbeat|Agent|AgentCommand|PsEndpoints|PsServer|WireTensor|WireStream|ShardPlan)\.|multiprocess\.(Gloo|Shm)CollectivesUnderLaunchNp2)
+tsan: deps
+	@cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_CUDA=OFF \
+		-DTANDEM_SANITIZE=thread >/dev/null
+	@cmake --build $(TSAN_DIR) -j $(JOBS)
+	@cd $(TSAN_DIR) && TSAN_OPTIONS="suppressions=$(CURDIR)/scripts/sanitizers/tsan.supp:halt_on_error=1:second_deadlock_stack=1" \
+		OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+		ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)' $(CTEST_ARGS)
 
 clean:
 	@rm -rf $(BUILD_DIR)

@@ -69,7 +69,42 @@ void check_slurm_job(const ExperimentConfig& c) {
                  ", above 65535; lower cluster.slurm.port or strategy.num_ps");
 }
 
+namespace {
+
+constexpr const char* kScript = "the sbatch script";
+
+// Every string the script interpolates, by the key a user would change. A control character would
+// end a comment or #SBATCH line and start a command of its own; quoting cannot prevent that.
+void check_script_values(const ExperimentConfig& c, const SlurmJobPaths& p) {
+  check_no_control_chars("experiment file", c.source_path, kScript);
+  check_no_control_chars("experiment name", c.experiment_name, kScript);
+  check_no_control_chars("logging.dir", c.logging.dir, kScript);
+  check_no_control_chars("cluster.slurm.partition", c.cluster.slurm.partition, kScript);
+  check_no_control_chars("cluster.slurm.account", c.cluster.slurm.account, kScript);
+  check_no_control_chars("cluster.slurm.time", c.cluster.slurm.time, kScript);
+  check_no_control_chars("working directory", p.workdir, kScript);
+  // The files of a submission live under logging.dir (submit.h).
+  check_no_control_chars("logging.dir", p.output_dir, kScript);
+  check_no_control_chars("logging.dir", p.config_path, kScript);
+  check_no_control_chars("logging.dir", p.token_path, kScript);
+  check_no_control_chars("--tandem", p.tandem_path, kScript);
+  TANDEM_CHECK_T(ConfigError, p.output_dir.find('\\') == std::string::npos,
+                 "logging.dir: ", escaped(p.output_dir),
+                 " holds a backslash, which turns off sbatch's %j in --output: remove it");
+}
+
+// An sbatch file name pattern for `dir`/`name`: a '%' of the directory is written "%%" (sbatch
+// would read "%j" and the like in it as a replacement).
+std::string output_pattern(const std::string& dir, const std::string& name) {
+  std::string out;
+  for (char ch : dir) out += ch == '%' ? std::string("%%") : std::string(1, ch);
+  return out + "/" + name;
+}
+
+}  // namespace
+
 std::string render_slurm_script(const ExperimentConfig& c, const SlurmJobPaths& p) {
+  check_script_values(c, p);
   const SlurmConfig& s = c.cluster.slurm;
   const bool ps = uses_ps(c);
   const bool mpi = s.launcher == "mpi";
@@ -89,17 +124,17 @@ std::string render_slurm_script(const ExperimentConfig& c, const SlurmJobPaths& 
     << ")";
   if (ps) o << ", plus " << c.strategy.num_ps << " parameter server(s) on the first node";
   o << ".\n"
-    << "#SBATCH --job-name=" << shell_quote(slurm_job_name(c)) << "\n"
+    << "#SBATCH --job-name=" << sbatch_quote(slurm_job_name(c)) << "\n"
     << "#SBATCH --nodes=" << s.nodes << "\n"
     << "#SBATCH --ntasks-per-node=" << s.ntasks_per_node << "\n";
   if (s.cpus_per_task > 0) o << "#SBATCH --cpus-per-task=" << s.cpus_per_task << "\n";
   if (s.gpus_per_node > 0) o << "#SBATCH --gpus-per-node=" << s.gpus_per_node << "\n";
-  if (!s.partition.empty()) o << "#SBATCH --partition=" << shell_quote(s.partition) << "\n";
-  if (!s.account.empty()) o << "#SBATCH --account=" << shell_quote(s.account) << "\n";
-  o << "#SBATCH --time=" << s.time << "\n"
-    << "#SBATCH --chdir=" << shell_quote(p.workdir) << "\n"
-    << "#SBATCH --output=" << shell_quote(p.output_dir + "/slurm-%j.out") << "\n"
-    << "#SBATCH --error=" << shell_quote(p.output_dir + "/slurm-%j.err") << "\n"
+  if (!s.partition.empty()) o << "#SBATCH --partition=" << sbatch_quote(s.partition) << "\n";
+  if (!s.account.empty()) o << "#SBATCH --account=" << sbatch_quote(s.account) << "\n";
+  o << "#SBATCH --time=" << sbatch_quote(s.time) << "\n"
+    << "#SBATCH --chdir=" << sbatch_quote(p.workdir) << "\n"
+    << "#SBATCH --output=" << sbatch_quote(output_pattern(p.output_dir, "slurm-%j.out")) << "\n"
+    << "#SBATCH --error=" << sbatch_quote(output_pattern(p.output_dir, "slurm-%j.err")) << "\n"
     << "set -euo pipefail\n\n"
     << "TANDEM=" << shell_quote(p.tandem_path) << "\n"
     << "CONFIG=" << shell_quote(p.config_path) << "  # the resolved experiment\n\n"

@@ -11,12 +11,67 @@ std::string shell_quote(const std::string& s) {
   bool plain = !s.empty();
   for (char ch : s) {
     unsigned char u = static_cast<unsigned char>(ch);
-    if (!(std::isalnum(u) || std::string("_@%+=:,./-").find(ch) != std::string::npos)) plain = false;
+    if (!(std::isalnum(u) || std::string("_@%+=:,./-").find(ch) != std::string::npos))
+      plain = false;
   }
   if (plain) return s;
   std::string out = "'";
   for (char ch : s) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
   return out + "'";
+}
+
+std::string sbatch_quote(const std::string& s) {
+  if (shell_quote(s) == s) return s;
+  std::string out = "'";
+  for (char ch : s) {
+    if (ch == '\\' || ch == '\'') out += '\\';
+    out += ch;
+  }
+  return out + "'";
+}
+
+namespace {
+
+bool is_control(char ch) {
+  const unsigned char u = static_cast<unsigned char>(ch);
+  return u < 0x20 || u == 0x7f;
+}
+
+std::string escape_char(char ch) {
+  switch (ch) {
+    case '\n':
+      return "\\n";
+    case '\r':
+      return "\\r";
+    case '\t':
+      return "\\t";
+    case '"':
+      return "\\\"";
+    case '\\':
+      return "\\\\";
+  }
+  if (!is_control(ch)) return std::string(1, ch);
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "\\x%02x", static_cast<unsigned char>(ch));
+  return buf;
+}
+
+}  // namespace
+
+std::string escaped(const std::string& s) {
+  constexpr size_t kMaxShown = 200;
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size() && i < kMaxShown; ++i) out += escape_char(s[i]);
+  out += "\"";
+  if (s.size() > kMaxShown) out += str("... (", s.size(), " bytes)");
+  return out;
+}
+
+void check_no_control_chars(const std::string& key, const std::string& value, const char* where) {
+  for (char ch : value)
+    TANDEM_CHECK_T(ConfigError, !is_control(ch), key, ": ", escaped(value),
+                   " holds a control character (", escape_char(ch), "); it would end a line of ",
+                   where, ": remove it");
 }
 
 std::string yaml_quote(const std::string& s) {

@@ -10,6 +10,21 @@ namespace tandem::cluster {
 // A POSIX shell word: unchanged when it holds only [A-Za-z0-9_@%+=:,./-], else single-quoted.
 std::string shell_quote(const std::string& s);
 
+// An argument of an `#SBATCH` line, which sbatch reads and bash never does: unchanged when it holds
+// only [A-Za-z0-9_@%+=:,./-], else single-quoted with '\' and '\'' escaped by a backslash, as
+// sbatch's own reader takes a backslash as an escape inside quotes too (unlike bash).
+std::string sbatch_quote(const std::string& s);
+
+// `s` for a one-line message: double-quoted, with '"', '\\' and control characters escaped (\n, \t,
+// \r, \xNN), cut at 200 characters.
+std::string escaped(const std::string& s);
+
+// Throws ConfigError "KEY: "VALUE" holds a control character (\n); it would end a line of WHERE:
+// remove it" when `value` holds a byte below 0x20 or 0x7f. Every value a renderer writes goes
+// through this first: a newline would end a comment or #SBATCH line and start a command (or a
+// YAML document) of its own; quoting cannot help there.
+void check_no_control_chars(const std::string& key, const std::string& value, const char* where);
+
 // A YAML double-quoted scalar (JSON escapes), valid wherever a YAML value may stand.
 std::string yaml_quote(const std::string& s);
 

@@ -18,6 +18,12 @@ packages=(
   slurmctld slurmd slurm-client munge   # tests/cluster: a real Slurm controller on localhost
 )
 
+# `install-deps.sh fuzz` (make fuzz) also brings clang with libFuzzer and its OpenMP runtime;
+# make test and make sanitize need only the packages above (GCC ships ASan, UBSan and TSan).
+if [ "${1:-}" = fuzz ]; then
+  packages+=(clang-14 libomp-14-dev llvm-14)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -61,6 +61,8 @@ std::optional<PrescanError> prescan(const std::string& text, const std::string& 
         if (auto e = too_deep(i)) return e;
       }
       if (auto e = too_deep(i)) return e;
+      // A document marker: what follows it on the line is the document's first node.
+      if (indent == 0 && line.substr(0, 3) == "---" && (line.size() == 3 || line[3] == ' ')) i = 3;
     }
 
     for (; i < line.size(); ++i) {
@@ -79,8 +81,16 @@ std::optional<PrescanError> prescan(const std::string& text, const std::string& 
       }
       if (ch == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) break;
       if (ch == ' ' || ch == '\t') continue;
+      // YAML forbids a value that starts with ',', and yaml-cpp 0.7 loops forever, allocating,
+      // on one where a document's first node belongs (",c", "&a:b,c").
+      if (value_start && flow == 0 && ch == ',')
+        return PrescanError{line_no, static_cast<int>(i) + 1,
+                            "a value cannot start with ','; quote it"};
       if (value_start && (ch == '&' || ch == '!')) {  // an anchor or tag before the node
-        while (i + 1 < line.size() && line[i + 1] != ' ') ++i;
+        // Its name ends at a space or a flow indicator, as yaml-cpp reads it.
+        while (i + 1 < line.size() && line[i + 1] != ' ' &&
+               std::string_view(",[]{}").find(line[i + 1]) == std::string_view::npos)
+          ++i;
         continue;
       }
       if (value_start && (ch == '\'' || ch == '"')) {

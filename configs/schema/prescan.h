@@ -4,6 +4,9 @@
 // Depth is an upper bound counted without parsing: every open indentation level, every "- ",
 // "? " or ": " that starts a line's content, and every open [ or { is one level; quoted and block
 // scalars and comments are skipped. A real experiment is 3 levels deep; the limit is 64.
+//
+// Also refused: a value that starts with ',' (YAML forbids it; yaml-cpp 0.7 loops forever on one
+// where a document's first node belongs).
 #pragma once
 
 #include <cstdint>

@@ -60,11 +60,14 @@ Schema::Schema(ExperimentConfig& c) {
   add("strategy.replicas", &c.strategy.replicas).ge(1);
   add("strategy.backend", &c.strategy.backend)
       .one_of({"auto", "mpi", "gloo", "shm", "hierarchical", "nccl", "inprocess"});
-  add("strategy.bucket_mb", &c.strategy.bucket_mb).gt(0);
-  add("strategy.first_bucket_mb", &c.strategy.first_bucket_mb).gt(0);
+  // 64 GiB: a bucket past the whole model is one bucket; bytes = MiB x 2^20 stays far from 2^63.
+  add("strategy.bucket_mb", &c.strategy.bucket_mb).gt(0).le(65536);
+  add("strategy.first_bucket_mb", &c.strategy.first_bucket_mb).gt(0).le(65536);
   add("strategy.compression", &c.strategy.compression).one_of({"none", "bf16", "fp16"});
   add("strategy.shard_optimizer", &c.strategy.shard_optimizer).one_of({"auto", "true", "false"});
-  add("strategy.timeout_s", &c.strategy.timeout_s).gt(0);
+  // 1 ms (the unit deadlines are kept in) to a week: seconds x 1000 is cast to int64 and added to
+  // the clock.
+  add("strategy.timeout_s", &c.strategy.timeout_s).ge(0.001).le(604800);
   add("strategy.debug_collectives", &c.strategy.debug_collectives);
   add("strategy.mode", &c.strategy.mode).one_of({"sync", "async"});
   add("strategy.max_staleness", &c.strategy.max_staleness).ge(0);

@@ -74,6 +74,17 @@ void Builder::resolve(const LoadOptions& options) {
     fail(origin("schedule.min_lr"), "schedule.min_lr",
          "must be <= optimizer.lr (" + format_number(c.optimizer.lr) + "), got " +
              format_number(c.schedule.min_lr));
+  // The sharded update (strategies/ddp) is a CPU loop over the flat parameters: on a GPU it would
+  // dereference device pointers on the host. auto shards only over shm.
+  const bool on_gpu = c.training.device.rfind("cuda", 0) == 0;
+  const bool shards = c.strategy.shard_optimizer == "true" ||
+                      (c.strategy.shard_optimizer == "auto" && c.strategy.backend == "shm");
+  if (on_gpu && shards)
+    fail(origin(was_set("strategy.shard_optimizer") ? "strategy.shard_optimizer"
+                                                    : "strategy.backend"),
+         "strategy.shard_optimizer",
+         "the sharded update runs on the CPU, but training.device is '" + c.training.device +
+             "'; set strategy.shard_optimizer to auto or false");
   if (c.strategy.name == "mirrored" && c.data.batch_size % c.strategy.replicas != 0)
     fail(origin(was_set("data.batch_size") ? "data.batch_size" : "strategy.replicas"),
          "data.batch_size",
@@ -101,6 +112,11 @@ void Builder::resolve(const LoadOptions& options) {
     if (fs::is_directory(st))
       fail(origin("model.init_from"), "model.init_from",
            "'" + c.model.init_from + "' is a directory, expected a safetensors file");
+    // /dev/zero exists and is no directory: read whole, it would fill memory.
+    if (!fs::is_regular_file(st))
+      fail(origin("model.init_from"), "model.init_from",
+           "'" + c.model.init_from +
+               "' is not a regular file (a device, pipe or socket), expected a safetensors file");
   }
   if (!c.model.onnx.empty()) {
     fs::file_status st = fs::status(c.model.onnx, ec);

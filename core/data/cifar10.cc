@@ -9,6 +9,9 @@
 namespace tandem {
 namespace {
 
+// The whole data set (50000 training and 10000 test images); a batch file holds 10000.
+constexpr int64_t kMaxRecords = 60000;
+
 constexpr const char* kWhereToGet =
     "expected the CIFAR-10 binary version (cifar-10-binary.tar.gz from "
     "https://www.cs.toronto.edu/~kriz/cifar.html, extracted)";
@@ -18,7 +21,14 @@ constexpr const char* kWhereToGet =
 void read_cifar10_file(const std::string& path, Cifar10Set& out) {
   TANDEM_CHECK_T(IoError, std::filesystem::is_regular_file(path), path, ": no such file; ",
                  kWhereToGet);
-  const std::vector<uint8_t> bytes = read_maybe_gzip(path);  // plain, or gzipped by a mirror
+  // Plain, or gzipped by a mirror: then it may not decompress past the whole data set.
+  SizeLimit limit;
+  limit.cap = [](const uint8_t*, size_t) {
+    return SizeCap{static_cast<uint64_t>(kMaxRecords * kCifar10RecordBytes),
+                   str("a CIFAR-10 file holds at most ", kMaxRecords, " records of ",
+                       kCifar10RecordBytes, " bytes")};
+  };
+  const std::vector<uint8_t> bytes = read_maybe_gzip(path, limit);
   const int64_t size = static_cast<int64_t>(bytes.size());
   TANDEM_CHECK_T(IoError, size > 0, path, ": empty file: expected records of ", kCifar10RecordBytes,
                  " bytes (1 label + 3072 pixels)");

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "core/base/error.h"
+#include "core/io/bounded_json.h"
 #include "core/io/crc32c.h"
 #include "core/io/safetensors.h"
 
@@ -29,6 +30,11 @@ constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
 constexpr const char* kStateFile = "trainer_state.json";
 constexpr const char* kCrcPrefix = "crc32c.";
+// trainer_state.json's own checksum: the CRC-32C of the file as written with this field's value
+// "00000000"; written last, so it is the last "state_crc32c" of the file.
+constexpr const char* kStateCrcKey = "state_crc32c";
+// trainer_state.json holds a few counters and RNG states: far below this.
+constexpr uint64_t kMaxStateBytes = uint64_t{16} << 20;
 
 std::string hex32(uint32_t v) {
   char buf[9];
@@ -87,34 +93,6 @@ void write_synced(const std::string& path, const std::vector<std::string_view>& 
     throw IoError(str(path, ": fsync failed (", std::strerror(err), ")"));
   }
   TANDEM_CHECK_T(IoError, ::close(fd) == 0, path, ": close failed (", std::strerror(errno), ")");
-}
-
-// The whole file in one buffer of exactly its size: one pass over fresh memory, where read_file's
-// stream copies take several (seconds for a large checkpoint on a VM with slow page faults).
-std::string read_whole(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  TANDEM_CHECK_T(IoError, fd >= 0, path, ": cannot open (", std::strerror(errno), ")");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw IoError(str(path, ": cannot stat (", std::strerror(err), ")"));
-  }
-  std::string out(static_cast<size_t>(st.st_size), '\0');
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t r = ::read(fd, out.data() + done, out.size() - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      int err = r < 0 ? errno : 0;
-      ::close(fd);
-      throw IoError(str(path, ": read failed after ", done, " of ", out.size(), " bytes (",
-                        err ? std::strerror(err) : "file shrank while reading", ")"));
-    }
-    done += static_cast<size_t>(r);
-  }
-  ::close(fd);
-  return out;
 }
 
 void fsync_dir(const std::string& dir) {
@@ -291,19 +269,19 @@ class StateReader {
   int64_t count(const char* key) const {
     const auto& v = field(key);
     TANDEM_CHECK_T(IoError, v.is_number_integer() && v.get<int64_t>() >= 0, what_, ": field '", key,
-                   "' must be a non-negative integer, got ", v.dump());
+                   "' must be a non-negative integer, got ", json_excerpt(v));
     return v.get<int64_t>();
   }
   double number(const char* key) const {
     const auto& v = field(key);
     TANDEM_CHECK_T(IoError, v.is_number(), what_, ": field '", key, "' must be a number, got ",
-                   v.dump());
+                   json_excerpt(v));
     return v.get<double>();
   }
   std::string string(const char* key) const {
     const auto& v = field(key);
     TANDEM_CHECK_T(IoError, v.is_string(), what_, ": field '", key, "' must be a string, got ",
-                   v.dump());
+                   json_excerpt(v));
     return v.get<std::string>();
   }
   FileRecord file(const char* name) const {
@@ -317,7 +295,7 @@ class StateReader {
                        f.contains("crc32c") && f["crc32c"].is_string() &&
                        parse_hex32(f["crc32c"].get<std::string>(), &r.crc),
                    what_, ": files.", name,
-                   " must be {\"bytes\": N, \"crc32c\": \"8 hex digits\"}, got ", f.dump());
+                   " must be {\"bytes\": N, \"crc32c\": \"8 hex digits\"}, got ", json_excerpt(f));
     r.bytes = f["bytes"].get<uint64_t>();
     return r;
   }
@@ -331,7 +309,7 @@ TrainerState state_from_json(const nlohmann::json& j, const std::string& what) {
   TANDEM_CHECK_T(IoError, j.is_object(), what, ": expected a JSON object");
   StateReader r(j, what);
   std::string format = r.string("format");
-  TANDEM_CHECK_T(IoError, format == kCheckpointFormat, what, ": format is '", format,
+  TANDEM_CHECK_T(IoError, format == kCheckpointFormat, what, ": format is '", name_excerpt(format),
                  "', this build reads '", kCheckpointFormat, "'");
   TrainerState s;
   s.step = r.count("step");
@@ -340,11 +318,12 @@ TrainerState state_from_json(const nlohmann::json& j, const std::string& what) {
   const auto& rng = r.field("rng");
   TANDEM_CHECK_T(IoError, rng.is_object(), what, ": field 'rng' must be an object of number lists");
   for (auto it = rng.begin(); it != rng.end(); ++it) {
-    TANDEM_CHECK_T(IoError, it->is_array(), what, ": rng.", it.key(), " must be a list of numbers");
+    TANDEM_CHECK_T(IoError, it->is_array(), what, ": rng.", name_excerpt(it.key()),
+                   " must be a list of numbers");
     std::vector<uint64_t> words;
     for (const auto& w : *it) {
-      TANDEM_CHECK_T(IoError, w.is_number_unsigned(), what, ": rng.", it.key(),
-                     " must hold non-negative integers, got ", w.dump());
+      TANDEM_CHECK_T(IoError, w.is_number_unsigned(), what, ": rng.", name_excerpt(it.key()),
+                     " must hold non-negative integers, got ", json_excerpt(w));
       words.push_back(w.get<uint64_t>());
     }
     s.rng[it.key()] = std::move(words);
@@ -358,9 +337,42 @@ TrainerState state_from_json(const nlohmann::json& j, const std::string& what) {
   return s;
 }
 
+// The text of trainer_state.json with its checksum as the last field.
+std::string state_text(nlohmann::ordered_json j) {
+  j[kStateCrcKey] = "00000000";
+  std::string text = j.dump(2) + "\n";
+  const size_t at = text.rfind("\"00000000\"");
+  TANDEM_ASSERT(at != std::string::npos, "state_crc32c placeholder not written");
+  text.replace(at + 1, 8, hex32(crc32c(text)));
+  return text;
+}
+
+// Checks trainer_state.json's text against its own checksum. One written before the checksum
+// existed has no state_crc32c and passes: its fields were checked one by one, and the CRCs it
+// records still cover the safetensors files.
+void check_state_crc(const std::string& text, const nlohmann::json& j, const std::string& what) {
+  if (!j.contains(kStateCrcKey)) return;
+  const auto& v = j[kStateCrcKey];
+  uint32_t stored = 0;
+  TANDEM_CHECK_T(IoError, v.is_string() && parse_hex32(v.get<std::string>(), &stored), what,
+                 ": field '", kStateCrcKey, "' must be 8 hex digits, got ", json_excerpt(v));
+  const size_t key = text.rfind(std::string("\"") + kStateCrcKey + "\"");
+  const size_t at = key == std::string::npos
+                        ? std::string::npos
+                        : text.find("\"" + v.get<std::string>() + "\"", key + 2);
+  TANDEM_CHECK_T(IoError, at != std::string::npos, what, ": cannot find the value of '",
+                 kStateCrcKey, "' in the text");
+  std::string zeroed = text;
+  zeroed.replace(at + 1, 8, "00000000");
+  const uint32_t computed = crc32c(zeroed);
+  TANDEM_CHECK_T(IoError, computed == stored, what, ": its CRC32C is ", hex32(computed),
+                 " but it records ", hex32(stored),
+                 " in state_crc32c (the file was edited or corrupted)");
+}
+
 // Reads one safetensors file of a checkpoint and checks it against its CRCs.
 NamedTensors load_verified(const std::string& path, const FileRecord& record) {
-  const std::string bytes = read_whole(path);
+  const std::string bytes = read_file(path, "a safetensors file");
   SafetensorsFile st = safetensors_parse(bytes, path);
   auto fmt = st.metadata.find("format");
   TANDEM_CHECK_T(IoError, fmt != st.metadata.end() && fmt->second == kCheckpointFormat, path,
@@ -433,8 +445,7 @@ std::string save_checkpoint(const std::string& dir, const NamedTensors& model,
     TrainerState s = state;
     s.saved_at =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    const std::string json = state_to_json(s, files).dump(2) + "\n";
-    write_synced(tmp + "/" + kStateFile, {json});
+    write_synced(tmp + "/" + kStateFile, {state_text(state_to_json(s, files))});
     fsync_dir(tmp);
     publish(tmp, final_path, dir, dir + "/.tmp-replaced-" + name + "-" + pid);
     fsync_dir(dir);
@@ -453,15 +464,16 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     TANDEM_CHECK_T(IoError, fs::is_regular_file(path + "/" + f), path, "/", f,
                    ": missing; the checkpoint is incomplete or was not written by tandem");
   const std::string state_path = path + "/" + kStateFile;
+  const std::string text = read_file(state_path, "a trainer_state.json", kMaxStateBytes);
   nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_whole(state_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw IoError(str(state_path, ": not valid JSON (", e.what(), ")"));
-  }
+  std::string problem;
+  TANDEM_CHECK_T(IoError, parse_json_bounded(text, &j, &problem), state_path, ": not valid JSON (",
+                 problem, ")");
   LoadedCheckpoint out;
   out.path = path;
+  // Fields first, so that a malformed one is named; then the checksum catches well-formed edits.
   out.state = state_from_json(j, state_path);
+  check_state_crc(text, j, state_path);
   int64_t dir_step = 0;
   if (parse_step_name(fs::path(path).filename().string(), &dir_step))
     TANDEM_CHECK_T(IoError, dir_step == out.state.step, state_path, ": step is ", out.state.step,

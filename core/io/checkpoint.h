@@ -5,6 +5,10 @@
 //                       optimizer.safetensors   optimizer state_dict
 //                       trainer_state.json      step, epoch, RNG states, config digest, ...
 //
+// trainer_state.json ends with "state_crc32c": the CRC-32C of the file as written with that value
+// "00000000". A state file without it (written before it existed) still loads: its fields are
+// checked one by one as before, and the file CRCs it records still cover the tensors.
+//
 // Both safetensors files carry `__metadata__` {"format": "tandem-checkpoint-1",
 // "crc32c.<tensor>": "<8 hex digits>"} and load with safetensors.torch.load_file. The JSON records
 // the CRC-32C and size of each safetensors file. Tensors are full (unsharded), so a checkpoint

@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
+#include "core/io/bounded_json.h"
 
 namespace tandem {
 namespace {
@@ -18,13 +20,20 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference reader's lim
 
 const char* st_dtype(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF64: return "F64";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kI32: return "I32";
-    case DType::kI64: return "I64";
-    case DType::kU8: return "U8";
+    case DType::kF32:
+      return "F32";
+    case DType::kF64:
+      return "F64";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kI32:
+      return "I32";
+    case DType::kI64:
+      return "I64";
+    case DType::kU8:
+      return "U8";
   }
   return "?";
 }
@@ -32,7 +41,7 @@ const char* st_dtype(DType t) {
 bool parse_st_dtype(const std::string& s, DType* out) {
   static const std::map<std::string, DType> m = {
       {"F32", DType::kF32}, {"F64", DType::kF64}, {"F16", DType::kF16}, {"BF16", DType::kBF16},
-      {"I32", DType::kI32}, {"I64", DType::kI64}, {"U8", DType::kU8}, {"BOOL", DType::kU8}};
+      {"I32", DType::kI32}, {"I64", DType::kI64}, {"U8", DType::kU8},   {"BOOL", DType::kU8}};
   auto it = m.find(s);
   if (it == m.end()) return false;
   *out = it->second;
@@ -58,9 +67,11 @@ std::string safetensors_serialize(const std::vector<std::pair<std::string, Tenso
   }
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    TANDEM_CHECK(header.find(name) == header.end(), "safetensors: duplicate tensor name '", name, "'");
+    TANDEM_CHECK(header.find(name) == header.end(), "safetensors: duplicate tensor name '", name,
+                 "'");
     uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
-    header[name] = {{"dtype", st_dtype(t.dtype())}, {"shape", t.shape()},
+    header[name] = {{"dtype", st_dtype(t.dtype())},
+                    {"shape", t.shape()},
                     {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
@@ -73,7 +84,8 @@ std::string safetensors_serialize(const std::vector<std::pair<std::string, Tenso
   out += h;
   for (const auto& [name, t] : tensors) {
     Tensor c = t.contiguous().to(Device::cpu());  // device tensors are saved from a host copy
-    out.append(static_cast<const char*>(c.raw_data()), static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
+    out.append(static_cast<const char*>(c.raw_data()),
+               static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
   }
   return out;
 }
@@ -82,56 +94,88 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& w
   TANDEM_CHECK_T(IoError, bytes.size() >= 8, what, ": not a safetensors file (", bytes.size(),
                  " bytes, expected at least an 8-byte header length)");
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   TANDEM_CHECK_T(IoError, n <= kMaxHeaderBytes, what, ": safetensors header length ", n,
                  " exceeds the 100 MB limit");
   TANDEM_CHECK_T(IoError, 8 + n <= bytes.size(), what, ": truncated: header of ", n,
                  " bytes but the file has ", bytes.size());
   nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(n));
-  } catch (const nlohmann::json::exception& e) {
-    throw IoError(str(what, ": safetensors header is not valid JSON: ", e.what()));
-  }
+  std::string problem;
+  TANDEM_CHECK_T(IoError,
+                 parse_json_bounded(std::string_view(bytes).substr(8, n), &header, &problem), what,
+                 ": safetensors header is not valid JSON: ", problem);
   TANDEM_CHECK_T(IoError, header.is_object(), what, ": safetensors header is not a JSON object");
   const uint64_t data_start = 8 + n;
   const uint64_t data_len = bytes.size() - data_start;
   SafetensorsFile out;
-  struct Entry { std::string name; DType dtype; Shape shape; uint64_t begin, end; };
+  struct Entry {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    uint64_t begin, end;
+  };
   std::vector<Entry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
+    const std::string shown = name_excerpt(name);  // names in messages are cut short
     if (name == "__metadata__") {
       TANDEM_CHECK_T(IoError, it->is_object(), what, ": __metadata__ must be an object");
       for (auto m = it->begin(); m != it->end(); ++m) {
-        TANDEM_CHECK_T(IoError, m->is_string(), what, ": __metadata__ value '", m.key(), "' is not a string");
+        TANDEM_CHECK_T(IoError, m->is_string(), what, ": __metadata__ value '",
+                       name_excerpt(m.key()), "' is not a string");
         out.metadata[m.key()] = m->get<std::string>();
       }
       continue;
     }
     const auto& e = *it;
-    TANDEM_CHECK_T(IoError, e.is_object() && e.contains("dtype") && e.contains("shape") &&
-                                e.contains("data_offsets"),
-                   what, ": tensor '", name, "' needs dtype, shape and data_offsets");
+    TANDEM_CHECK_T(
+        IoError,
+        e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
+        what, ": tensor '", shown, "' needs dtype, shape and data_offsets");
     Entry en{name, DType::kF32, {}, 0, 0};
-    TANDEM_CHECK_T(IoError, e["dtype"].is_string() && parse_st_dtype(e["dtype"].get<std::string>(), &en.dtype),
-                   what, ": tensor '", name, "' has an unsupported dtype ", e["dtype"].dump());
-    TANDEM_CHECK_T(IoError, e["shape"].is_array(), what, ": tensor '", name, "': shape is not a list");
+    TANDEM_CHECK_T(
+        IoError, e["dtype"].is_string() && parse_st_dtype(e["dtype"].get<std::string>(), &en.dtype),
+        what, ": tensor '", shown, "' has an unsupported dtype ", json_excerpt(e["dtype"]));
+    TANDEM_CHECK_T(IoError, e["shape"].is_array(), what, ": tensor '", shown,
+                   "': shape is not a list");
+    // Checked products: a crafted shape must not wrap around to a small element count, and with a
+    // 0 size among them the others' product (the strides) must still fit.
+    std::string dims;
+    int64_t numel = 1, extent = 1;
+    bool overflow = false;
     for (const auto& d : e["shape"]) {
-      TANDEM_CHECK_T(IoError, d.is_number_unsigned(), what, ": tensor '", name, "': bad shape ", e["shape"].dump());
-      en.shape.push_back(d.get<int64_t>());
+      TANDEM_CHECK_T(IoError, d.is_number_unsigned(), what, ": tensor '", shown, "': bad shape (",
+                     json_excerpt(d), " where a size belongs)");
+      const uint64_t size = d.get<uint64_t>();
+      dims += (dims.empty() ? "" : ", ") + std::to_string(size);
+      overflow =
+          overflow || size > static_cast<uint64_t>(INT64_MAX) ||
+          __builtin_mul_overflow(numel, static_cast<int64_t>(size), &numel) ||
+          __builtin_mul_overflow(extent, std::max<int64_t>(static_cast<int64_t>(size), 1), &extent);
+      if (!overflow) en.shape.push_back(static_cast<int64_t>(size));
     }
+    TANDEM_CHECK_T(IoError, !overflow, what, ": tensor '", shown, "': shape [", name_excerpt(dims),
+                   "] has more elements than fit in 64 bits");
+    int64_t expect = 0;
+    TANDEM_CHECK_T(
+        IoError,
+        !__builtin_mul_overflow(numel, static_cast<int64_t>(dtype_size(en.dtype)), &expect), what,
+        ": tensor '", shown, "': shape [", name_excerpt(dims), "] of ",
+        e["dtype"].get<std::string>(), " is more than 2^63 bytes");
     const auto& off = e["data_offsets"];
-    TANDEM_CHECK_T(IoError, off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
-                                off[1].is_number_unsigned(),
-                   what, ": tensor '", name, "': data_offsets must be [begin, end]");
+    TANDEM_CHECK_T(IoError,
+                   off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
+                       off[1].is_number_unsigned(),
+                   what, ": tensor '", shown, "': data_offsets must be [begin, end]");
     en.begin = off[0].get<uint64_t>();
     en.end = off[1].get<uint64_t>();
-    TANDEM_CHECK_T(IoError, en.begin <= en.end && en.end <= data_len, what, ": tensor '", name,
-                   "': data_offsets [", en.begin, ", ", en.end, "] outside the ", data_len, " data bytes");
-    uint64_t expect = static_cast<uint64_t>(shape_numel(en.shape)) * dtype_size(en.dtype);
-    TANDEM_CHECK_T(IoError, en.end - en.begin == expect, what, ": tensor '", name, "' has ",
-                   en.end - en.begin, " bytes, expected ", expect, " for shape ", shape_str(en.shape));
+    TANDEM_CHECK_T(IoError, en.begin <= en.end && en.end <= data_len, what, ": tensor '", shown,
+                   "': data_offsets [", en.begin, ", ", en.end, "] outside the ", data_len,
+                   " data bytes");
+    TANDEM_CHECK_T(IoError, en.end - en.begin == static_cast<uint64_t>(expect), what, ": tensor '",
+                   shown, "' has ", en.end - en.begin, " bytes, expected ", expect, " for shape ",
+                   shape_str(en.shape));
     entries.push_back(std::move(en));
   }
   // Offsets must tile [0, data_len) exactly. File order = order of data offsets.
@@ -140,21 +184,23 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& w
   });
   uint64_t pos = 0;
   for (const Entry& e : entries) {
-    TANDEM_CHECK_T(IoError, e.begin == pos, what, ": tensor '", e.name, "' starts at byte ",
-                   e.begin, ", expected ", pos, " (gap or overlap in data_offsets)");
+    TANDEM_CHECK_T(IoError, e.begin == pos, what, ": tensor '", name_excerpt(e.name),
+                   "' starts at byte ", e.begin, ", expected ", pos,
+                   " (gap or overlap in data_offsets)");
     pos = e.end;
   }
   TANDEM_CHECK_T(IoError, pos == data_len, what, ": ", data_len - pos,
                  " trailing bytes after the last tensor");
   for (const auto& e : entries) {
     Tensor t = empty(e.shape, e.dtype);
-    if (e.end > e.begin) std::memcpy(t.raw_data(), bytes.data() + data_start + e.begin, e.end - e.begin);
+    if (e.end > e.begin)
+      std::memcpy(t.raw_data(), bytes.data() + data_start + e.begin, e.end - e.begin);
     out.tensors.emplace_back(e.name, t);
   }
   return out;
 }
 
-std::string read_file(const std::string& path) {
+std::string read_file(const std::string& path, const char* kind, uint64_t max_bytes) {
   // One read into a buffer of the file's size: no stream copies (a 200 MB checkpoint loads in a
   // fraction of the time an ostringstream takes).
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -165,23 +211,36 @@ std::string read_file(const std::string& path) {
     ::close(fd);
     throw IoError(str(path, ": cannot stat (", std::strerror(err), ")"));
   }
-  std::string out;
-  out.resize(static_cast<size_t>(st.st_size));
+  // A device or pipe has no size to check and may not end (/dev/zero would fill memory).
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw IoError(str(path, ": not a regular file (a device, pipe or socket); expected ", kind));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  const uint64_t memory = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                          static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (size > (max_bytes ? max_bytes : memory)) {
+    ::close(fd);
+    if (max_bytes)
+      throw IoError(
+          str(path, ": ", size, " bytes, more than the ", max_bytes, " bytes ", kind, " may have"));
+    throw IoError(str(path, ": ", size, " bytes, more than this machine's memory (", memory,
+                      " bytes); expected ", kind));
+  }
+  std::string out(static_cast<size_t>(size), '\0');
   size_t done = 0;
-  while (true) {
-    if (done == out.size()) out.resize(out.size() + (1 << 16));  // the file grew, or /proc
+  while (done < out.size()) {
     ssize_t r = ::read(fd, out.data() + done, out.size() - done);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int err = errno;
+    if (r <= 0) {
+      int err = r < 0 ? errno : 0;
       ::close(fd);
-      throw IoError(str(path, ": read error (", std::strerror(err), ")"));
+      throw IoError(str(path, ": read failed after ", done, " of ", out.size(), " bytes (",
+                        err ? std::strerror(err) : "the file shrank while it was read", ")"));
     }
-    if (r == 0) break;
     done += static_cast<size_t>(r);
   }
   ::close(fd);
-  out.resize(done);
   return out;
 }
 
@@ -226,7 +285,7 @@ void safetensors_save(const std::string& path,
 }
 
 SafetensorsFile safetensors_load(const std::string& path) {
-  return safetensors_parse(read_file(path), path);
+  return safetensors_parse(read_file(path, "a safetensors file"), path);
 }
 
 }  // namespace tandem

@@ -1,7 +1,8 @@
 // The safetensors format (u64 LE header length, JSON header, raw little-endian data), exactly as
 // the reference implementation reads it: offsets tile the data with no gaps or overlaps, sizes
-// match numel x dtype size, header at most 100 MB. Used for checkpoints, `model.init_from`, and to
-// exchange tensors with PyTorch in tests.
+// match numel x dtype size, header at most 100 MB and nested at most 64 levels
+// (core/io/bounded_json.h), element counts checked for overflow. Used for checkpoints,
+// `model.init_from`, and to exchange tensors with PyTorch in tests.
 #pragma once
 
 #include <map>
@@ -32,8 +33,11 @@ void safetensors_save(const std::string& path,
                       const std::map<std::string, std::string>& metadata = {});
 SafetensorsFile safetensors_load(const std::string& path);
 
-// Reads a whole file, throwing IoError naming it.
-std::string read_file(const std::string& path);
+// Reads a whole regular file, throwing IoError naming it; `kind` says what was expected ("a
+// safetensors file"). A device, pipe or socket is refused (/dev/zero never ends), and so is a file
+// larger than `max_bytes` (0: this machine's physical memory), before anything is read.
+std::string read_file(const std::string& path, const char* kind = "a regular file",
+                      uint64_t max_bytes = 0);
 // Writes data to path atomically: temp file in the same directory, fsync, rename, fsync dir.
 void write_file_atomic(const std::string& path, const std::string& data);
 

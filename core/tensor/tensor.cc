@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "core/autograd/grad_mode.h"
-#include "core/backends/device_backend.h"
 #include "core/autograd/node.h"
+#include "core/backends/device_backend.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/ops.h"
 #include "core/parallel/parallel.h"
@@ -23,17 +23,23 @@ std::string shape_str(const Shape& s) {
 }
 
 int64_t shape_numel(const Shape& s) {
+  // Checked: a shape read from a file or the wire must not wrap around to a small count.
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s)
+    TANDEM_CHECK_SHAPE(!__builtin_mul_overflow(n, d, &n), "shape ", shape_str(s),
+                       " has more elements than fit in 64 bits");
   return n;
 }
 
 Shape contiguous_strides(const Shape& s) {
+  // Checked as shape_numel: with a 0 size there are no elements, but the other sizes' strides can
+  // still pass int64.
   Shape st(s.size());
   int64_t acc = 1;
   for (int64_t d = static_cast<int64_t>(s.size()) - 1; d >= 0; --d) {
     st[d] = acc;
-    acc *= std::max<int64_t>(s[d], 1);
+    TANDEM_CHECK_SHAPE(!__builtin_mul_overflow(acc, std::max<int64_t>(s[d], 1), &acc), "shape ",
+                       shape_str(s), " has strides that do not fit in 64 bits");
   }
   return st;
 }
@@ -65,16 +71,36 @@ Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset)
 }  // namespace
 
 // ------------------------------------------------------------------ metadata
-const Shape& Tensor::shape() const { return checked(impl_.get()).shape; }
-const Shape& Tensor::strides() const { return checked(impl_.get()).strides; }
-int64_t Tensor::dim() const { return static_cast<int64_t>(shape().size()); }
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
-int64_t Tensor::offset() const { return checked(impl_.get()).offset; }
-int64_t Tensor::numel() const { return shape_numel(shape()); }
-DType Tensor::dtype() const { return checked(impl_.get()).dtype; }
-Device Tensor::device() const { return checked(impl_.get()).storage->device(); }
-const std::shared_ptr<Storage>& Tensor::storage() const { return checked(impl_.get()).storage; }
+const Shape& Tensor::shape() const {
+  return checked(impl_.get()).shape;
+}
+const Shape& Tensor::strides() const {
+  return checked(impl_.get()).strides;
+}
+int64_t Tensor::dim() const {
+  return static_cast<int64_t>(shape().size());
+}
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
+int64_t Tensor::offset() const {
+  return checked(impl_.get()).offset;
+}
+int64_t Tensor::numel() const {
+  return shape_numel(shape());
+}
+DType Tensor::dtype() const {
+  return checked(impl_.get()).dtype;
+}
+Device Tensor::device() const {
+  return checked(impl_.get()).storage->device();
+}
+const std::shared_ptr<Storage>& Tensor::storage() const {
+  return checked(impl_.get()).storage;
+}
 
 bool Tensor::is_contiguous() const {
   const Shape& s = shape();
@@ -96,7 +122,8 @@ std::string Tensor::str() const {
 
 void* Tensor::raw_data() const {
   const TensorImpl& t = checked(impl_.get());
-  return static_cast<char*>(t.storage->data()) + t.offset * static_cast<int64_t>(dtype_size(t.dtype));
+  return static_cast<char*>(t.storage->data()) +
+         t.offset * static_cast<int64_t>(dtype_size(t.dtype));
 }
 
 double Tensor::item() const {
@@ -171,8 +198,10 @@ Tensor Tensor::view(Shape new_shape) const {
     }
     if (ok && view_d != -1) ok = false;
   }
-  TANDEM_CHECK_SHAPE(ok, "view: shape ", shape_str(new_shape), " is not compatible with the "
-                     "strides of a ", shape_str(shape()), " view; use reshape()");
+  TANDEM_CHECK_SHAPE(ok, "view: shape ", shape_str(new_shape),
+                     " is not compatible with the "
+                     "strides of a ",
+                     shape_str(shape()), " view; use reshape()");
   Tensor out = make_view(*this, new_shape, new_strides, offset());
   Shape in_shape = shape();
   record("ViewBackward", {*this}, {out}, [in_shape](const std::vector<Tensor>& g) {
@@ -235,19 +264,21 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   Shape in_shape = shape();
   DType dt = dtype();
   Device dev = device();
-  record("SliceBackward", {*this}, {out}, [in_shape, dt, dev, d, start, end, step](const std::vector<Tensor>& g) {
-    Tensor gi = zeros(in_shape, dt, dev);
-    Tensor dst = gi.slice(d, start, end, step);
-    dst.copy_(g[0]);
-    return std::vector<Tensor>{gi};
-  });
+  record("SliceBackward", {*this}, {out},
+         [in_shape, dt, dev, d, start, end, step](const std::vector<Tensor>& g) {
+           Tensor gi = zeros(in_shape, dt, dev);
+           Tensor dst = gi.slice(d, start, end, step);
+           dst.copy_(g[0]);
+           return std::vector<Tensor>{gi};
+         });
   return out;
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
   d = wrap_dim(d, dim(), "select");
   int64_t n = shape()[d];
-  TANDEM_CHECK_SHAPE(index >= -n && index < n, "select: index ", index, " out of range for size ", n);
+  TANDEM_CHECK_SHAPE(index >= -n && index < n, "select: index ", index, " out of range for size ",
+                     n);
   if (index < 0) index += n;
   return slice(d, index, index + 1).squeeze(d);
 }
@@ -390,12 +421,15 @@ void copy_typed(D* dst, const Shape& shape, const Shape& dst_strides, const S* s
   }
   parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
     if (dst_contig) {
-      for_each_offset(shape, src_strides, b, e, [&](int64_t i, int64_t so) { dst[i] = static_cast<D>(src[so]); });
+      for_each_offset(shape, src_strides, b, e,
+                      [&](int64_t i, int64_t so) { dst[i] = static_cast<D>(src[so]); });
     } else {
       std::vector<int64_t> src_off(static_cast<size_t>(e - b));
-      for_each_offset(shape, src_strides, b, e, [&](int64_t i, int64_t so) { src_off[i - b] = so; });
-      for_each_offset(shape, dst_strides, b, e,
-                      [&](int64_t i, int64_t dof) { dst[dof] = static_cast<D>(src[src_off[i - b]]); });
+      for_each_offset(shape, src_strides, b, e,
+                      [&](int64_t i, int64_t so) { src_off[i - b] = so; });
+      for_each_offset(shape, dst_strides, b, e, [&](int64_t i, int64_t dof) {
+        dst[dof] = static_cast<D>(src[src_off[i - b]]);
+      });
     }
   });
 }
@@ -477,7 +511,9 @@ Tensor& Tensor::fill_(double value) {
 }
 
 // ------------------------------------------------------------------ autograd
-bool Tensor::requires_grad() const { return checked(impl_.get()).requires_grad; }
+bool Tensor::requires_grad() const {
+  return checked(impl_.get()).requires_grad;
+}
 
 Tensor& Tensor::set_requires_grad(bool r) {
   TANDEM_CHECK_T(AutogradError, is_leaf(),
@@ -488,10 +524,18 @@ Tensor& Tensor::set_requires_grad(bool r) {
   return *this;
 }
 
-bool Tensor::is_leaf() const { return checked(impl_.get()).grad_fn == nullptr; }
-const std::shared_ptr<Node>& Tensor::grad_fn() const { return checked(impl_.get()).grad_fn; }
-uint32_t Tensor::output_nr() const { return checked(impl_.get()).output_nr; }
-const Tensor& Tensor::grad() const { return checked(impl_.get()).grad; }
+bool Tensor::is_leaf() const {
+  return checked(impl_.get()).grad_fn == nullptr;
+}
+const std::shared_ptr<Node>& Tensor::grad_fn() const {
+  return checked(impl_.get()).grad_fn;
+}
+uint32_t Tensor::output_nr() const {
+  return checked(impl_.get()).output_nr;
+}
+const Tensor& Tensor::grad() const {
+  return checked(impl_.get()).grad;
+}
 void Tensor::set_grad(const Tensor& g) const {
   checked(impl_.get());
   impl_->grad = g;
@@ -501,9 +545,10 @@ void Tensor::set_grad(const Tensor& g) const {
 void Tensor::set_grad_destination(const Tensor& d) const {
   checked(impl_.get());
   if (d.defined()) {
-    TANDEM_CHECK_SHAPE(d.shape() == shape() && d.is_contiguous(), "set_grad_destination: ",
-                       shape_str(d.shape()), d.is_contiguous() ? "" : " (not contiguous)",
-                       " for a tensor of shape ", shape_str(shape()));
+    TANDEM_CHECK_SHAPE(d.shape() == shape() && d.is_contiguous(),
+                       "set_grad_destination: ", shape_str(d.shape()),
+                       d.is_contiguous() ? "" : " (not contiguous)", " for a tensor of shape ",
+                       shape_str(shape()));
     TANDEM_CHECK_T(TypeError, d.dtype() == dtype() && d.device() == device(),
                    "set_grad_destination: ", dtype_name(d.dtype()), " on ", d.device().str(),
                    " for a ", dtype_name(dtype()), " tensor on ", device().str());
@@ -519,7 +564,8 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
   if (!g.defined()) {
     TANDEM_CHECK_T(AutogradError, numel() == 1,
                    "backward: grad can be implicitly created only for scalar outputs; this "
-                   "tensor has shape ", shape_str(shape()), ", so pass a gradient of that shape");
+                   "tensor has shape ",
+                   shape_str(shape()), ", so pass a gradient of that shape");
     g = ones(shape(), dtype(), device());
   }
   TANDEM_CHECK_SHAPE(g.shape() == shape(), "backward: gradient has shape ", shape_str(g.shape()),
@@ -554,7 +600,8 @@ Tensor empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape)
     TANDEM_CHECK_SHAPE(d >= 0, "negative dimension in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  impl->storage = std::make_shared<Storage>(
+      static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -580,7 +627,9 @@ Tensor zeros(const Shape& shape, DType dtype, Device device) {
   return t;
 }
 
-Tensor ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
+Tensor ones(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 1.0, dtype, device);
+}
 
 Tensor full(const Shape& shape, double value, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
@@ -595,13 +644,15 @@ Tensor arange(double start, double end, double step, DType dtype) {
   Tensor t = empty({n}, dtype);
   char* p = static_cast<char*>(t.raw_data());
   for (int64_t i = 0; i < n; ++i)
-    store_from_double(p + i * static_cast<int64_t>(dtype_size(dtype)), dtype, start + step * static_cast<double>(i));
+    store_from_double(p + i * static_cast<int64_t>(dtype_size(dtype)), dtype,
+                      start + step * static_cast<double>(i));
   return t;
 }
 
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
-  TANDEM_CHECK_SHAPE(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-                     values.size(), " values do not fill shape ", shape_str(shape));
+  TANDEM_CHECK_SHAPE(static_cast<int64_t>(values.size()) == shape_numel(shape),
+                     "from_vector: ", values.size(), " values do not fill shape ",
+                     shape_str(shape));
   Tensor t = empty(shape, dtype);
   char* p = static_cast<char*>(t.raw_data());
   for (size_t i = 0; i < values.size(); ++i)
@@ -609,13 +660,22 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType 
   return t;
 }
 
-Tensor scalar_tensor(double value, DType dtype) { return full({}, value, dtype); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype(), t.device()); }
-Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
+Tensor scalar_tensor(double value, DType dtype) {
+  return full({}, value, dtype);
+}
+Tensor zeros_like(const Tensor& t) {
+  return zeros(t.shape(), t.dtype(), t.device());
+}
+Tensor ones_like(const Tensor& t) {
+  return ones(t.shape(), t.dtype(), t.device());
+}
+Tensor empty_like(const Tensor& t) {
+  return empty(t.shape(), t.dtype(), t.device());
+}
 
 Tensor as_strided(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset) {
-  TANDEM_CHECK_SHAPE(shape.size() == strides.size(), "as_strided: shape and strides differ in rank");
+  TANDEM_CHECK_SHAPE(shape.size() == strides.size(),
+                     "as_strided: shape and strides differ in rank");
   int64_t max_off = offset;
   for (size_t i = 0; i < shape.size(); ++i)
     if (shape[i] > 0) max_off += (shape[i] - 1) * strides[i];

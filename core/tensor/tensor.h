@@ -28,7 +28,7 @@ class Tensor;
 struct TensorImpl;
 
 std::string shape_str(const Shape& s);  // "[2, 3]"
-int64_t shape_numel(const Shape& s);
+int64_t shape_numel(const Shape& s);    // the product of the sizes; ShapeError past int64
 Shape contiguous_strides(const Shape& s);
 
 class Tensor {
@@ -61,11 +61,11 @@ class Tensor {
   void* raw_data() const;
   template <typename T>
   T* data() const {
-    TANDEM_CHECK_T(TypeError, DTypeOf<T>::value == dtype(), "expected a ", dtype_name(DTypeOf<T>::value),
-                   " tensor, got ", dtype_name(dtype()));
+    TANDEM_CHECK_T(TypeError, DTypeOf<T>::value == dtype(), "expected a ",
+                   dtype_name(DTypeOf<T>::value), " tensor, got ", dtype_name(dtype()));
     return static_cast<T*>(raw_data());
   }
-  double item() const;                   // one-element tensor as double
+  double item() const;                    // one-element tensor as double
   std::vector<double> to_vector() const;  // every element in row-major order, as double
   template <typename T>
   std::vector<T> values() const {  // every element in row-major order, converted to T
@@ -94,7 +94,7 @@ class Tensor {
   // a pinned buffer and does not wait; device to host waits for the data.
   Tensor to(Device device) const;
   bool is_cuda() const { return device().is_cuda(); }
-  Tensor detach() const;         // shares storage, no autograd history
+  Tensor detach() const;  // shares storage, no autograd history
   // PyTorch's `t.data = other`: this handle (and every holder of it: modules, optimizers, hooks)
   // now reads and writes other's memory, autograd identity and gradient kept. Same shape, dtype
   // and device; other's values are what this tensor holds afterwards.
@@ -139,7 +139,7 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;  // null for leaves
   uint32_t output_nr = 0;
   Tensor grad;
-  Tensor grad_destination;          // see Tensor::set_grad_destination
+  Tensor grad_destination;                // see Tensor::set_grad_destination
   bool grad_destination_claimed = false;  // handed to an op since grad was last set
   std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>>
       post_accumulate_hooks;             // (id, hook)

@@ -1,8 +1,11 @@
 // Conversions between ps.proto's Tensor message and tandem tensors, for the server and the client
-// (both include the generated code; nothing public does).
+// (both include the generated code; nothing public does), and the splitting of a list of tensors
+// into a stream of messages of bounded size (wire.h plan_messages).
 #pragma once
 
-#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "core/tensor/tensor.h"
 #include "strategies/parameter_server/ps.pb.h"
@@ -18,31 +21,54 @@ inline WireTensor wire_view(const ::tandem::ps::Tensor& m) {
   t.shape.assign(m.shape().begin(), m.shape().end());
   t.byte_length = m.byte_length();
   t.data = m.data();
+  t.offset = m.offset();
   return t;
 }
 
-// Fills `m` with `name` and the elements of `t` (any layout; copied in row-major order).
-inline void to_proto(const std::string& name, const Tensor& t, ::tandem::ps::Tensor* m) {
-  Tensor c = t.contiguous();
-  m->set_name(name);
-  m->set_dtype(dtype_name(c.dtype()));
-  m->clear_shape();
-  for (int64_t d : c.shape()) m->add_shape(d);
-  const int64_t bytes = c.numel() * static_cast<int64_t>(dtype_size(c.dtype()));
-  m->set_byte_length(bytes);
-  m->mutable_data()->assign(static_cast<const char*>(c.raw_data()), static_cast<size_t>(bytes));
+// A tensor to send: `data` is its bytes in row-major order, kept alive by `keep` (or the caller).
+struct OutTensor {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  std::string_view data;
+  Tensor keep;
+};
+
+// `t` (a CPU tensor in any layout) as an OutTensor named `name`.
+inline OutTensor out_tensor(const std::string& name, const Tensor& t) {
+  OutTensor o;
+  o.keep = t.contiguous();
+  o.name = name;
+  o.dtype = o.keep.dtype();
+  o.shape.assign(o.keep.shape().begin(), o.keep.shape().end());
+  o.data = std::string_view(static_cast<const char*>(o.keep.raw_data()),
+                            static_cast<size_t>(o.keep.numel()) * dtype_size(o.dtype));
+  return o;
 }
 
-// As to_proto for `numel` elements of a contiguous tensor from element `offset`, flattened.
-inline void piece_to_proto(const std::string& name, const Tensor& t, int64_t offset, int64_t numel,
-                           ::tandem::ps::Tensor* m) {
-  const size_t item = dtype_size(t.dtype());
-  m->set_name(name);
-  m->set_dtype(dtype_name(t.dtype()));
-  m->clear_shape();
-  m->add_shape(numel);
-  m->set_byte_length(numel * static_cast<int64_t>(item));
-  m->mutable_data()->assign(static_cast<const char*>(t.raw_data()) + offset * item, numel * item);
+// Splits `tensors`, in order, into messages of at most max_message_bytes (plan_messages) and
+// returns how many; `field(k, t)` returns the Tensor of message k to fill with a piece of tensor t
+// (the caller creates message k on first use and picks the repeated field t belongs to).
+inline size_t fill_pieces(const std::vector<OutTensor>& tensors, int64_t max_message_bytes,
+                          const std::function<::tandem::ps::Tensor*(size_t, size_t)>& field) {
+  std::vector<WireItem> items;
+  for (const OutTensor& t : tensors)
+    items.push_back({static_cast<int64_t>(t.data.size()), static_cast<int64_t>(dtype_size(t.dtype)),
+                     wire_overhead(t.name, t.shape.size())});
+  const std::vector<std::vector<WirePiece>> plan = plan_messages(items, max_message_bytes);
+  for (size_t k = 0; k < plan.size(); ++k) {
+    for (const WirePiece& p : plan[k]) {
+      const OutTensor& t = tensors[p.index];
+      ::tandem::ps::Tensor* m = field(k, p.index);
+      m->set_name(t.name);
+      m->set_dtype(dtype_name(t.dtype));
+      for (int64_t d : t.shape) m->add_shape(d);
+      m->set_byte_length(static_cast<int64_t>(t.data.size()));
+      m->set_offset(p.offset);
+      m->set_data(t.data.data() + p.offset, static_cast<size_t>(p.length));
+    }
+  }
+  return plan.size();
 }
 
 }  // namespace tandem

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <optional>
 #include <thread>
 
 #include "core/base/error.h"
@@ -123,6 +124,12 @@ void PsClient::call(const std::string& what, milliseconds deadline, bool wait_fo
       case grpc::StatusCode::CANCELLED:
         throw CommError(
             str(where, " cancelled", cancelled_.load() ? ": another shard failed" : ""));
+      case grpc::StatusCode::RESOURCE_EXHAUSTED:
+        throw CommError(str(where, " refused: RESOURCE_EXHAUSTED: ", msg,
+                            ": a message exceeded strategy.max_message_mb (",
+                            max_message_bytes_ / 1048576.0,
+                            " MiB): raise it, or spread the model over more servers with "
+                            "strategy.num_ps"));
       default:
         throw CommError(str(where, " refused: ", code_name(st.error_code()), ": ", msg));
     }
@@ -148,13 +155,24 @@ bool PsClient::register_worker(int worker, int world_size, int64_t incarnation,
 
 void PsClient::restore(int world_size, const NamedTensors& params,
                        const NamedTensors& optimizer_state) {
-  pb::RestoreRequest req;
-  req.set_world_size(world_size);
-  for (const auto& [name, t] : params) to_proto(name, t, req.add_params());
-  for (const auto& [name, t] : optimizer_state) to_proto(name, t, req.add_optimizer());
+  // The stream, at most max_message_bytes of tensor data per message (ps.proto).
+  std::vector<OutTensor> out;
+  for (const auto& [name, t] : params) out.push_back(out_tensor(name, t));
+  for (const auto& [name, t] : optimizer_state) out.push_back(out_tensor(name, t));
+  std::vector<pb::RestoreRequest> stream;
+  fill_pieces(out, max_message_bytes_, [&](size_t k, size_t t) {
+    if (k == stream.size()) stream.emplace_back().set_world_size(world_size);
+    return t < params.size() ? stream[k].add_params() : stream[k].add_optimizer();
+  });
   pb::RestoreResponse resp;
-  call("restore", timeout_, false,
-       [&](grpc::ClientContext& ctx) { return impl_->stub->Restore(&ctx, req, &resp); });
+  call("restore", timeout_, false, [&](grpc::ClientContext& ctx) {
+    std::unique_ptr<grpc::ClientWriter<pb::RestoreRequest>> writer =
+        impl_->stub->Restore(&ctx, &resp);
+    for (const pb::RestoreRequest& m : stream)
+      if (!writer->Write(m)) break;  // the server ended the call: Finish says why
+    writer->WritesDone();
+    return writer->Finish();
+  });
 }
 
 int64_t PsClient::pull(int worker, int64_t step,
@@ -163,40 +181,63 @@ int64_t PsClient::pull(int worker, int64_t step,
   req.set_worker(worker);
   req.set_step(step);
   req.set_timeout_ms(timeout_.count());
-  pb::PullResponse resp;
   const std::string what = str("pull for step ", step);
-  call(what, timeout_ + kGrace, false,
-       [&](grpc::ClientContext& ctx) { return impl_->stub->Pull(&ctx, req, &resp); });
-  for (const pb::Tensor& m : resp.params()) {
-    WireTensor t = wire_view(m);
-    if (auto bad = check_wire_tensor(t, max_message_bytes_, "parameter"))
-      throw CommError(str("parameter server shard ", shard_, " (", endpoint_, "): ", what,
-                          ": malformed answer: ", *bad));
-    sink(t);
-  }
-  return resp.applied_through();
+  std::optional<WireAssembler> params;
+  std::optional<std::string> malformed;
+  int64_t applied_through = 0;
+  call(what, timeout_ + kGrace, false, [&](grpc::ClientContext& ctx) {
+    params.emplace(max_message_bytes_, "parameter");  // each try starts over
+    malformed.reset();
+    std::unique_ptr<grpc::ClientReader<pb::PullResponse>> reader = impl_->stub->Pull(&ctx, req);
+    pb::PullResponse m;
+    while (reader->Read(&m)) {
+      applied_through = m.applied_through();
+      for (const pb::Tensor& t : m.params())
+        if (!malformed) malformed = params->add(wire_view(t));
+    }
+    grpc::Status st = reader->Finish();
+    if (st.ok() && !malformed) malformed = params->finish();
+    return st;
+  });
+  if (malformed)
+    throw CommError(str("parameter server shard ", shard_, " (", endpoint_, "): ", what,
+                        ": malformed answer: ", *malformed));
+  for (size_t i = 0; i < params->size(); ++i) sink(params->tensor(i));
+  return applied_through;
 }
 
 bool PsClient::push(int worker, int64_t incarnation, int64_t step, double lr,
                     const std::vector<std::pair<std::string, std::string_view>>& grads,
                     DType dtype) {
-  pb::PushRequest req;
-  req.set_worker(worker);
-  req.set_incarnation(incarnation);
-  req.set_step(step);
-  req.set_lr(lr);
   const int64_t item = static_cast<int64_t>(dtype_size(dtype));
+  std::vector<OutTensor> out;
   for (const auto& [name, bytes] : grads) {
-    pb::Tensor* m = req.add_grads();
-    m->set_name(name);
-    m->set_dtype(dtype_name(dtype));
-    m->add_shape(static_cast<int64_t>(bytes.size()) / item);
-    m->set_byte_length(static_cast<int64_t>(bytes.size()));
-    m->set_data(bytes.data(), bytes.size());
+    OutTensor o;
+    o.name = name;
+    o.dtype = dtype;
+    o.shape = {static_cast<int64_t>(bytes.size()) / item};
+    o.data = bytes;
+    out.push_back(std::move(o));
   }
+  std::vector<pb::PushRequest> stream;
+  fill_pieces(out, max_message_bytes_, [&](size_t k, size_t) {
+    if (k == stream.size()) {
+      pb::PushRequest& m = stream.emplace_back();
+      m.set_worker(worker);
+      m.set_incarnation(incarnation);
+      m.set_step(step);
+      m.set_lr(lr);
+    }
+    return stream[k].add_grads();
+  });
   pb::PushResponse resp;
-  call(str("push of step ", step), timeout_, false,
-       [&](grpc::ClientContext& ctx) { return impl_->stub->Push(&ctx, req, &resp); });
+  call(str("push of step ", step), timeout_, false, [&](grpc::ClientContext& ctx) {
+    std::unique_ptr<grpc::ClientWriter<pb::PushRequest>> writer = impl_->stub->Push(&ctx, &resp);
+    for (const pb::PushRequest& m : stream)
+      if (!writer->Write(m)) break;  // the server ended the call: Finish says why
+    writer->WritesDone();
+    return writer->Finish();
+  });
   return resp.duplicate();
 }
 
@@ -218,20 +259,34 @@ std::vector<double> PsClient::barrier(int worker, const std::string& key,
 
 void PsClient::save(NamedTensors* params, NamedTensors* optimizer_state) {
   pb::SaveRequest req;
-  pb::SaveResponse resp;
-  call("save", timeout_, false,
-       [&](grpc::ClientContext& ctx) { return impl_->stub->Save(&ctx, req, &resp); });
-  auto take = [&](const auto& list, NamedTensors* out, const char* what) {
-    for (const pb::Tensor& m : list) {
-      WireTensor t = wire_view(m);
-      if (auto bad = check_wire_tensor(t, max_message_bytes_, what))
-        throw CommError(str("parameter server shard ", shard_, " (", endpoint_,
-                            "): save: malformed answer: ", *bad));
-      out->emplace_back(m.name(), tensor_from_wire(t));
+  std::optional<WireAssembler> params_in, state_in;
+  std::optional<std::string> malformed;
+  call("save", timeout_, false, [&](grpc::ClientContext& ctx) {
+    params_in.emplace(max_message_bytes_, "parameter");  // each try starts over
+    state_in.emplace(max_message_bytes_, "optimizer state");
+    malformed.reset();
+    std::unique_ptr<grpc::ClientReader<pb::SaveResponse>> reader = impl_->stub->Save(&ctx, req);
+    pb::SaveResponse m;
+    while (reader->Read(&m)) {
+      for (const pb::Tensor& t : m.params())
+        if (!malformed) malformed = params_in->add(wire_view(t));
+      for (const pb::Tensor& t : m.optimizer())
+        if (!malformed) malformed = state_in->add(wire_view(t));
     }
-  };
-  take(resp.params(), params, "parameter");
-  take(resp.optimizer(), optimizer_state, "optimizer state");
+    grpc::Status st = reader->Finish();
+    if (st.ok() && !malformed) malformed = params_in->finish();
+    if (st.ok() && !malformed) malformed = state_in->finish();
+    return st;
+  });
+  if (malformed)
+    throw CommError(str("parameter server shard ", shard_, " (", endpoint_,
+                        "): save: malformed answer: ", *malformed));
+  for (size_t i = 0; i < params_in->size(); ++i)
+    params->emplace_back(std::string(params_in->tensor(i).name),
+                         tensor_from_wire(params_in->tensor(i)));
+  for (size_t i = 0; i < state_in->size(); ++i)
+    optimizer_state->emplace_back(std::string(state_in->tensor(i).name),
+                                  tensor_from_wire(state_in->tensor(i)));
 }
 
 void PsClient::done(int worker) {

@@ -8,6 +8,9 @@
 // and then the call fails with a CommError naming the shard. Register waits for a server that is
 // still starting up (wait-for-ready) for the whole timeout.
 //
+// Sizes: restore and push send, pull and save receive, a stream of messages of at most
+// max_message_bytes of tensor data each (ps.proto), so a shard may be larger than one message.
+//
 // Thread-safe: calls may run concurrently from several threads; cancel() ends them all (used when
 // another shard failed, so a worker does not sit out the deadline of the healthy ones).
 #pragma once

@@ -82,16 +82,16 @@ TEST(K8sManifests, CompletionIndexIsTheNodeRankAndPodZeroIsTheRendezvous) {
   YAML::Node service = find(docs, "Service", pod["subdomain"].as<std::string>());
   EXPECT_EQ(service["spec"]["clusterIP"].as<std::string>(), "None");
   EXPECT_TRUE(service["spec"]["publishNotReadyAddresses"].as<bool>());
-  EXPECT_EQ(arg_after(cmd, "--rdzv-endpoint"),
-            job["metadata"]["name"].as<std::string>() + "-0." +
-                service["metadata"]["name"].as<std::string>() + ":31000");
+  EXPECT_EQ(arg_after(cmd, "--rdzv-endpoint"), job["metadata"]["name"].as<std::string>() + "-0." +
+                                                   service["metadata"]["name"].as<std::string>() +
+                                                   ":31000");
   EXPECT_EQ(service["spec"]["ports"][0]["port"].as<int>(), 31000);
   EXPECT_EQ(container["ports"][0]["containerPort"].as<int>(), 31000);
   // The Service selects exactly the Job's pods.
   for (const auto& kv : service["spec"]["selector"])
-    EXPECT_EQ(job["spec"]["template"]["metadata"]["labels"][kv.first.as<std::string>()]
-                  .as<std::string>(),
-              kv.second.as<std::string>());
+    EXPECT_EQ(
+        job["spec"]["template"]["metadata"]["labels"][kv.first.as<std::string>()].as<std::string>(),
+        kv.second.as<std::string>());
 }
 
 TEST(K8sManifests, TheConfigMapHoldsTheResolvedExperimentThePodsRun) {
@@ -112,15 +112,15 @@ TEST(K8sManifests, TheConfigMapHoldsTheResolvedExperimentThePodsRun) {
 
 TEST(K8sManifests, GpusBecomeNvidiaLimitsAndWorkersPerPod) {
   ExperimentConfig cpu = experiment({"cluster.kubernetes.nodes=2"});
-  YAML::Node c0 = find(docs_of(render_k8s_manifests(cpu)), "Job", "tandem-my-run")["spec"]
-                      ["template"]["spec"]["containers"][0];
+  YAML::Node c0 = find(docs_of(render_k8s_manifests(cpu)), "Job",
+                       "tandem-my-run")["spec"]["template"]["spec"]["containers"][0];
   EXPECT_FALSE(c0["resources"]);
   EXPECT_EQ(arg_after(strings(c0["command"]), "--nproc-per-node"), "1");
 
-  ExperimentConfig gpu = experiment({"cluster.kubernetes.nodes=2",
-                                     "cluster.kubernetes.gpus_per_node=4", "training.device=cuda"});
-  YAML::Node c1 = find(docs_of(render_k8s_manifests(gpu)), "Job", "tandem-my-run")["spec"]
-                      ["template"]["spec"]["containers"][0];
+  ExperimentConfig gpu = experiment(
+      {"cluster.kubernetes.nodes=2", "cluster.kubernetes.gpus_per_node=4", "training.device=cuda"});
+  YAML::Node c1 = find(docs_of(render_k8s_manifests(gpu)), "Job",
+                       "tandem-my-run")["spec"]["template"]["spec"]["containers"][0];
   EXPECT_EQ(c1["resources"]["limits"]["nvidia.com/gpu"].as<int>(), 4);
   EXPECT_EQ(arg_after(strings(c1["command"]), "--nproc-per-node"), "4");
 }
@@ -149,17 +149,16 @@ TEST(K8sManifests, SameInputsGiveTheSameBytesAndOtherInputsOthers) {
 }
 
 TEST(K8sManifests, MpiJobRunsMpirunOverWorkerPodsWithSlots) {
-  ExperimentConfig c =
-      experiment({"cluster.kubernetes.flavor=mpijob", "cluster.kubernetes.nodes=4",
-                  "cluster.kubernetes.gpus_per_node=2", "training.device=cuda"});
+  ExperimentConfig c = experiment({"cluster.kubernetes.flavor=mpijob", "cluster.kubernetes.nodes=4",
+                                   "cluster.kubernetes.gpus_per_node=2", "training.device=cuda"});
   YAML::Node mpi = find(docs_of(render_k8s_manifests(c)), "MPIJob", "tandem-my-run");
   EXPECT_EQ(mpi["apiVersion"].as<std::string>(), "kubeflow.org/v2beta1");
   EXPECT_EQ(mpi["spec"]["slotsPerWorker"].as<int>(), 2);
   YAML::Node replicas = mpi["spec"]["mpiReplicaSpecs"];
   EXPECT_EQ(replicas["Worker"]["replicas"].as<int>(), 4);
   EXPECT_EQ(replicas["Worker"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-                ["nvidia.com/gpu"]
-                    .as<int>(),
+                    ["nvidia.com/gpu"]
+                        .as<int>(),
             2);
   std::vector<std::string> cmd =
       strings(replicas["Launcher"]["template"]["spec"]["containers"][0]["command"]);
@@ -170,8 +169,8 @@ TEST(K8sManifests, MpiJobRunsMpirunOverWorkerPodsWithSlots) {
 }
 
 TEST(K8sManifests, ParameterServersGetAnIndexedJobAndTheirEndpointsInShardOrder) {
-  ExperimentConfig c = experiment({"strategy.name=parameter_server", "strategy.num_ps=3",
-                                   "cluster.kubernetes.nodes=2"});
+  ExperimentConfig c = experiment(
+      {"strategy.name=parameter_server", "strategy.num_ps=3", "cluster.kubernetes.nodes=2"});
   auto docs = docs_of(render_k8s_manifests(c));
   YAML::Node ps = find(docs, "Job", "tandem-my-run-ps");
   EXPECT_EQ(ps["spec"]["completions"].as<int>(), 3);
@@ -182,7 +181,8 @@ TEST(K8sManifests, ParameterServersGetAnIndexedJobAndTheirEndpointsInShardOrder)
   EXPECT_EQ(arg_after(cmd, "--port"), "29401");
   EXPECT_EQ(ps["spec"]["template"]["spec"]["subdomain"].as<std::string>(), "tandem-my-run-ps");
   find(docs, "Service", "tandem-my-run-ps");
-  YAML::Node worker = find(docs, "Job", "tandem-my-run")["spec"]["template"]["spec"]["containers"][0];
+  YAML::Node worker =
+      find(docs, "Job", "tandem-my-run")["spec"]["template"]["spec"]["containers"][0];
   EXPECT_EQ(env_var(worker, "TANDEM_PS_ENDPOINTS")["value"].as<std::string>(),
             "tandem-my-run-ps-0.tandem-my-run-ps:29401,tandem-my-run-ps-1.tandem-my-run-ps:29401,"
             "tandem-my-run-ps-2.tandem-my-run-ps:29401");
@@ -198,6 +198,38 @@ TEST(K8sManifests, GpusForACpuOnlyExperimentAreAConfigError) {
               "cluster.kubernetes.gpus_per_node: 1 GPUs per pod requested, but training.device is "
               "'cpu' (a CPU-only experiment); set training.device=cuda or --gpus-per-node 0");
   }
+}
+
+// A newline in the experiment file's path would end the manifest's first comment line and start
+// YAML of its own ("---" and a document of the submitter's choosing).
+TEST(K8sManifests, ControlCharactersInAnyInterpolatedValueAreConfigErrorsNamingTheKey) {
+  auto error_of = [](const ExperimentConfig& c) -> std::string {
+    try {
+      render_k8s_manifests(c);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  ExperimentConfig injected =
+      parse_config(kExperiment, "exp/x\n---\nkind: Pod\nmetadata: {name: evil}\n#.yaml", {});
+  EXPECT_EQ(error_of(injected),
+            "experiment file: \"exp/x\\n---\\nkind: Pod\\nmetadata: {name: evil}\\n#.yaml\" holds "
+            "a control character (\\n); it would end a line of the Kubernetes manifests: remove "
+            "it");
+  const std::string image = error_of(experiment({"cluster.kubernetes.image=\"reg/t:1\\x1b[2J\""}));
+  EXPECT_EQ(image.rfind("cluster.kubernetes.image: \"reg/t:1\\x1b[2J\" holds a control character "
+                        "(\\x1b)",
+                        0),
+            0)
+      << image;
+  // What is left after the check parses into the documents the renderer means: one ConfigMap,
+  // Service and Job each.
+  auto docs = docs_of(render_k8s_manifests(experiment({"cluster.kubernetes.image='r/t:1 #x'"})));
+  ASSERT_EQ(docs.size(), 3u);
+  EXPECT_EQ(find(docs, "Job", "tandem-my-run")["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as<std::string>(),
+            "r/t:1 #x");
 }
 
 }  // namespace

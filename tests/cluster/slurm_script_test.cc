@@ -8,6 +8,7 @@
 
 #include "cluster/slurm_script.h"
 #include "core/base/error.h"
+#include "tests/support/sbatch_reader.h"
 #include "tests/support/test_support.h"
 
 namespace tandem::cluster {
@@ -45,9 +46,10 @@ TEST(SlurmScript, LaunchFlavorStartsOneLauncherPerNodeWithTheConfiguredResources
   check_slurm_job(c);
   std::string s = render_slurm_script(c, paths());
   for (const char* line :
-       {"#SBATCH --job-name=tandem-my_run\n", "#SBATCH --nodes=2\n", "#SBATCH --ntasks-per-node=4\n",
-        "#SBATCH --gpus-per-node=4\n", "#SBATCH --cpus-per-task=8\n", "#SBATCH --partition=gpu\n",
-        "#SBATCH --account=proj1\n", "#SBATCH --time=02:30:00\n", "#SBATCH --chdir=/home/u/work\n",
+       {"#SBATCH --job-name=tandem-my_run\n", "#SBATCH --nodes=2\n",
+        "#SBATCH --ntasks-per-node=4\n", "#SBATCH --gpus-per-node=4\n",
+        "#SBATCH --cpus-per-task=8\n", "#SBATCH --partition=gpu\n", "#SBATCH --account=proj1\n",
+        "#SBATCH --time=02:30:00\n", "#SBATCH --chdir=/home/u/work\n",
         "#SBATCH --output='/home/u/work/runs/my run/slurm-%j.out'\n",
         "#SBATCH --error='/home/u/work/runs/my run/slurm-%j.err'\n",
         "TANDEM=/opt/tandem/bin/tandem\n",
@@ -61,10 +63,11 @@ TEST(SlurmScript, LaunchFlavorStartsOneLauncherPerNodeWithTheConfiguredResources
 }
 
 TEST(SlurmScript, MpiFlavorStartsEveryRankThroughPmix) {
-  ExperimentConfig c = experiment({"cluster.slurm.nodes=2", "cluster.slurm.ntasks_per_node=2",
-                                   "cluster.slurm.launcher=mpi"});
+  ExperimentConfig c = experiment(
+      {"cluster.slurm.nodes=2", "cluster.slurm.ntasks_per_node=2", "cluster.slurm.launcher=mpi"});
   std::string s = render_slurm_script(c, paths());
-  EXPECT_TRUE(has(s, "srun --mpi=pmix --ntasks=4 --label --kill-on-bad-exit=1 \"$TANDEM\" train \"$CONFIG\""))
+  EXPECT_TRUE(has(
+      s, "srun --mpi=pmix --ntasks=4 --label --kill-on-bad-exit=1 \"$TANDEM\" train \"$CONFIG\""))
       << s;
   EXPECT_TRUE(has(s, "export OMP_NUM_THREADS=1\n"));
   EXPECT_FALSE(has(s, " launch "));
@@ -74,17 +77,19 @@ TEST(SlurmScript, MpiFlavorStartsEveryRankThroughPmix) {
 }
 
 TEST(SlurmScript, ParameterServersRunAsTheirOwnStepAndWorkersGetTheirEndpoints) {
-  ExperimentConfig c = experiment({"strategy.name=parameter_server", "strategy.num_ps=2",
-                                   "cluster.slurm.nodes=2"});
+  ExperimentConfig c =
+      experiment({"strategy.name=parameter_server", "strategy.num_ps=2", "cluster.slurm.nodes=2"});
   check_slurm_job(c);
   std::string s = render_slurm_script(c, paths());
   EXPECT_TRUE(has(s, "BASE_PORT=$((29400 + SLURM_JOB_ID % 1000 * 3))\n")) << s;
-  EXPECT_TRUE(has(s, "TANDEM_PS_ENDPOINTS=\"$FIRST_HOST:$((BASE_PORT + 1)),"
-                     "$FIRST_HOST:$((BASE_PORT + 2))\"\nexport TANDEM_PS_ENDPOINTS\n"))
+  EXPECT_TRUE(has(s,
+                  "TANDEM_PS_ENDPOINTS=\"$FIRST_HOST:$((BASE_PORT + 1)),"
+                  "$FIRST_HOST:$((BASE_PORT + 2))\"\nexport TANDEM_PS_ENDPOINTS\n"))
       << s;
   EXPECT_TRUE(has(s, "srun --overlap --nodes=1 --ntasks=2 --nodelist=\"$FIRST_HOST\""));
-  EXPECT_TRUE(has(s, "ps \"$1\" --shard \"$SLURM_PROCID\" --host \"$2\" --port "
-                     "\"$(($3 + 1 + SLURM_PROCID))\""));
+  EXPECT_TRUE(has(s,
+                  "ps \"$1\" --shard \"$SLURM_PROCID\" --host \"$2\" --port "
+                  "\"$(($3 + 1 + SLURM_PROCID))\""));
   EXPECT_TRUE(has(s, "PS_STEP=$!\n"));
   EXPECT_TRUE(has(s, "kill -TERM \"$PS_STEP\""));
   expect_valid_bash(s);
@@ -117,6 +122,91 @@ TEST(SlurmScript, BadRequestsAreConfigErrorsNamingTheKey) {
   EXPECT_EQ(error_of({"cluster.slurm.port=65000"}),
             "cluster.slurm.port: 65000 + 1000 blocks of 1 ports (store + strategy.num_ps servers) "
             "would end at 65999, above 65535; lower cluster.slurm.port or strategy.num_ps");
+}
+
+// The value sbatch reads from the script's `#SBATCH --OPTION=...` line.
+std::string directive(const std::string& script, const std::string& option) {
+  for (const std::string& d : testing::sbatch_directives(script))
+    if (d.rfind("--" + option + "=", 0) == 0) return d;
+  return "(no --" + option + ")";
+}
+
+TEST(SlurmScript, SbatchReadsEveryDirectiveValueBackAsWritten) {
+  ExperimentConfig c = parse_config(kExperiment, "exp/it's run #2.yaml", {});
+  SlurmJobPaths p = paths();
+  p.workdir = "/home/u/back\\slash it's \"here\" #1 $HOME";
+  p.output_dir = "/home/u/runs/50% done";
+  const std::string s = render_slurm_script(c, p);
+  EXPECT_EQ(directive(s, "job-name"), "--job-name=tandem-it's run #2") << s;
+  EXPECT_EQ(directive(s, "chdir"), "--chdir=" + p.workdir) << s;
+  // Slurm expands %j in file names and reads %% as one '%'.
+  EXPECT_EQ(directive(s, "output"), "--output=/home/u/runs/50%% done/slurm-%j.out") << s;
+  EXPECT_EQ(directive(s, "error"), "--error=/home/u/runs/50%% done/slurm-%j.err") << s;
+  expect_valid_bash(s);
+}
+
+// A control character in any value the script interpolates would end its comment or #SBATCH line
+// and put the rest on a line of its own, which bash runs.
+TEST(SlurmScript, ControlCharactersInAnyInterpolatedValueAreConfigErrorsNamingTheKey) {
+  auto error_of = [](const ExperimentConfig& c, const SlurmJobPaths& p) -> std::string {
+    try {
+      render_slurm_script(c, p);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  const ExperimentConfig good = experiment({});
+  {
+    ExperimentConfig c =
+        parse_config(std::string(kExperiment) + "logging: {dir: \"runs/x\\ntouch PWNED\\n\"}\n",
+                     "exp/my_run.yaml", {});
+    SlurmJobPaths p = paths();
+    p.output_dir = "/home/u/work/runs/x\ntouch PWNED\n";
+    EXPECT_EQ(error_of(c, p),
+              "logging.dir: \"runs/x\\ntouch PWNED\\n\" holds a control character (\\n); it "
+              "would end a line of the sbatch script: remove it");
+  }
+  {
+    ExperimentConfig c = parse_config(kExperiment, "exp/a\rb.yaml", {});
+    const std::string e = error_of(c, paths());
+    EXPECT_EQ(e.rfind("experiment file: \"exp/a\\rb.yaml\" holds a control character (\\r)", 0), 0)
+        << e;
+  }
+  struct Case {
+    std::string SlurmJobPaths::*member;
+    std::string key;
+  };
+  for (const Case& k : {Case{&SlurmJobPaths::workdir, "working directory"},
+                        Case{&SlurmJobPaths::config_path, "logging.dir"},
+                        Case{&SlurmJobPaths::token_path, "logging.dir"},
+                        Case{&SlurmJobPaths::tandem_path, "--tandem"}}) {
+    SlurmJobPaths p = paths();
+    p.*k.member += "\ntouch PWNED";
+    const std::string e = error_of(good, p);
+    EXPECT_EQ(e.rfind(k.key + ": \"", 0), 0) << e;
+    EXPECT_NE(e.find("\\ntouch PWNED\" holds a control character (\\n)"), std::string::npos) << e;
+  }
+  SlurmJobPaths tab = paths();
+  tab.workdir += "\t";
+  EXPECT_NE(error_of(good, tab).find("(\\t)"), std::string::npos);
+  SlurmJobPaths del = paths();
+  del.workdir += "\x7f";
+  EXPECT_NE(error_of(good, del).find("(\\x7f)"), std::string::npos);
+}
+
+// %j only works in a file name without a backslash (Slurm: "\\" turns off every replacement).
+TEST(SlurmScript, ABackslashInTheOutputDirectoryIsAConfigError) {
+  SlurmJobPaths p = paths();
+  p.output_dir = "/home/u/a\\b";
+  try {
+    render_slurm_script(experiment({}), p);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "logging.dir: \"/home/u/a\\\\b\" holds a backslash, which turns off sbatch's %j "
+                 "in --output: remove it");
+  }
 }
 
 }  // namespace

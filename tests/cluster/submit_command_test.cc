@@ -229,5 +229,28 @@ TEST(SubmitCommand, AFailingSbatchIsARuntimeErrorWithItsMessage) {
   EXPECT_EQ(count_lines(o.err), 1);
 }
 
+// A newline in logging.dir used to end the script's #SBATCH --output line: the next line ran as
+// a command on the cluster. The fake sbatch runs the script with bash, as the job would.
+TEST(SubmitCommand, ANewlineInAScriptValueIsAUsageErrorAndNothingRuns) {
+  Sandbox s;
+  s.fake("sbatch", "/bin/bash \"$2\" >/dev/null 2>&1\necho 4242\n");
+  std::ofstream(s.dir + "/injected.yaml") << "model: {name: mlp, hidden: [16]}\n"
+                                             "data: {name: synthetic, synthetic_shape: [1, 4, 4], "
+                                             "synthetic_samples: 64, batch_size: 16}\n"
+                                             "strategy: {name: ddp}\n"
+                                             "logging: {dir: \"runs/x\\n: > PWNED\\n\"}\n";
+  for (const char* dry : {" --dry-run", ""}) {
+    Outcome o = s.tandem(std::string("submit slurm injected.yaml") + dry);
+    EXPECT_EQ(o.rc, 2) << o.out << o.err;
+    EXPECT_EQ(o.err,
+              "tandem: error: logging.dir: \"runs/x\\n: > PWNED\\n\" holds a control character "
+              "(\\n); it would end a line of the sbatch script: remove it\n");
+    struct stat st {};
+    EXPECT_NE(::stat((s.dir + "/PWNED").c_str(), &st), 0) << "the injected line ran";
+  }
+  Outcome o = s.tandem("submit k8s injected.yaml --dry-run");
+  EXPECT_EQ(o.rc, 0) << o.err;  // k8s does not write logging.dir into a manifest line
+}
+
 }  // namespace
 }  // namespace tandem

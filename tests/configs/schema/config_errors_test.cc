@@ -209,6 +209,14 @@ TEST(ConfigErrors, InitFromMustBeAnExistingFile) {
       "exp.yaml:3:14: model.init_from: '" + dir + "' is a directory, expected a safetensors file");
 }
 
+// /dev/zero passed the check (it exists and is not a directory) and the trainer read it until
+// memory ran out.
+TEST(ConfigErrors, InitFromMustBeARegularFile) {
+  EXPECT_EQ(error_of("model:\n  name: mlp\n  init_from: /dev/zero\ndata:\n  name: synthetic\n"),
+            "exp.yaml:3:14: model.init_from: '/dev/zero' is not a regular file (a device, pipe or "
+            "socket), expected a safetensors file");
+}
+
 TEST(ConfigErrors, DuplicateKeysNameBothLines) {
   EXPECT_EQ(error_of(kMinimal + "optimizer:\n  lr: 0.1\n  momentum: 0.5\n  lr: 0.2\n"),
             "exp.yaml:8:3: optimizer.lr: duplicate key at lines 6 and 8; keep one");
@@ -224,6 +232,44 @@ TEST(ConfigErrors, CrossKeyRules) {
       "exp.yaml:9:11: schedule.min_lr: must be <= optimizer.lr (0.001), got 0.01");
   EXPECT_EQ(error_of("model:\n  name: lenet\n  num_classes: 100\ndata:\n  name: fashion_mnist\n"),
             "exp.yaml:3:16: model.num_classes: data.name 'fashion_mnist' has 10 classes, got 100");
+}
+
+// Values past these overflowed later: timeout_s * 1000 and bucket_mb * 2^20 are cast to int64
+// (undefined behaviour above 2^63) and deadlines are added to the clock.
+TEST(ConfigErrors, TimeoutsAndBucketSizesHaveUpperBounds) {
+  EXPECT_EQ(error_of(kMinimal + "strategy:\n  timeout_s: 1e300\n"),
+            "exp.yaml:6:14: strategy.timeout_s: must be >= 0.001 and <= 604800, got 1e300");
+  EXPECT_EQ(error_of(kMinimal + "strategy:\n  timeout_s: 0.0001\n"),
+            "exp.yaml:6:14: strategy.timeout_s: must be >= 0.001 and <= 604800, got 0.0001");
+  EXPECT_EQ(error_of(kMinimal + "strategy:\n  bucket_mb: 1e19\n"),
+            "exp.yaml:6:14: strategy.bucket_mb: must be > 0 and <= 65536, got 1e19");
+  EXPECT_EQ(error_of(kMinimal + "strategy:\n  first_bucket_mb: 70000\n"),
+            "exp.yaml:6:20: strategy.first_bucket_mb: must be > 0 and <= 65536, got 70000");
+  EXPECT_EQ(error_of(kMinimal, {"strategy.timeout_s=9e18"}),
+            "override 'strategy.timeout_s=9e18': strategy.timeout_s: must be >= 0.001 and <= "
+            "604800, got 9e18");
+  EXPECT_EQ(error_of(kMinimal + "strategy:\n  timeout_s: 604800\n  bucket_mb: 65536\n"
+                                "  first_bucket_mb: 65536\n"),
+            "no error");
+}
+
+// The sharded update is a CPU loop over the flat parameters; on CUDA it would read device
+// pointers from the host.
+TEST(ConfigErrors, ShardedOptimizerOnCudaIsRefused) {
+  const std::string ddp = kMinimal + "training:\n  device: cuda\nstrategy:\n  name: ddp\n";
+  EXPECT_EQ(error_of(ddp + "  shard_optimizer: true\n"),
+            "exp.yaml:9:20: strategy.shard_optimizer: the sharded update runs on the CPU, but "
+            "training.device is 'cuda'; set strategy.shard_optimizer to auto or false");
+  EXPECT_EQ(error_of(ddp, {"strategy.shard_optimizer=true", "training.device=cuda:1"}),
+            "override 'strategy.shard_optimizer=true': strategy.shard_optimizer: the sharded "
+            "update runs on the CPU, but training.device is 'cuda:1'; set "
+            "strategy.shard_optimizer to auto or false");
+  // auto shards only over shm; naming shm on CUDA would shard too.
+  EXPECT_EQ(error_of(ddp + "  backend: shm\n"),
+            "exp.yaml:9:12: strategy.shard_optimizer: the sharded update runs on the CPU, but "
+            "training.device is 'cuda'; set strategy.shard_optimizer to auto or false");
+  EXPECT_EQ(error_of(ddp + "  shard_optimizer: auto\n"), "no error");
+  EXPECT_EQ(error_of(ddp + "  shard_optimizer: false\n"), "no error");
 }
 
 // "k0:\n k1:\n  k2:\n..." with `levels` levels.
@@ -261,6 +307,22 @@ TEST(ConfigErrors, DeepFlowNestingIsRefusedBeforeParsing) {
   EXPECT_EQ(error_of(kMinimal, {"model.hidden=" + std::string(100000, '[')}),
             "override 'model.hidden=" + std::string(100000, '[') +
                 "': model.hidden: nesting deeper than 64 levels; an experiment needs at most 3");
+}
+
+// yaml-cpp 0.7 loops forever, allocating, on a ',' where a document's first node belongs (the
+// config fuzzer found "&a:b,c"); YAML forbids a value that starts with ','. Refused before it.
+TEST(ConfigErrors, ACommaWhereAValueBeginsIsRefusedBeforeTheParser) {
+  EXPECT_EQ(error_of(",c"), "exp.yaml:1:1: a value cannot start with ','; quote it");
+  EXPECT_EQ(error_of("&a:b,c"), "exp.yaml:1:5: a value cannot start with ','; quote it");
+  EXPECT_EQ(error_of("!tag,c"), "exp.yaml:1:5: a value cannot start with ','; quote it");
+  EXPECT_EQ(error_of("# comment\n--- &a ,c\n"),
+            "exp.yaml:2:8: a value cannot start with ','; quote it");
+  EXPECT_EQ(error_of(kMinimal, {"model.name=,"}),
+            "override 'model.name=,': model.name: a value cannot start with ','; quote it");
+  // Inside quotes, flow collections and plain scalars a comma is what it always was.
+  EXPECT_EQ(error_of(kMinimal + "logging: {dir: \",x\"}\ncluster: {slurm: {partition: \"a,b\"}}\n"),
+            "no error");
+  EXPECT_EQ(error_of(kMinimal, {"cluster.slurm.partition=a,b"}), "no error");
 }
 
 TEST(ConfigErrors, FilesOverOneMebibyteAreRefusedUnread) {

@@ -92,6 +92,21 @@ TEST(Cifar10, MissingFileSaysWhereToGetTheBinaryVersion) {
                 "extracted)");
 }
 
+// A gzipped batch may not decompress past the records of the whole data set (60000): a 256
+// KiB file of zeros was inflated to 256 MiB of label-0 records first.
+TEST(Cifar10, GzipBombIsStoppedAtTheLargestDataSet) {
+  const std::string dir = temp_dir(), path = dir + "/test_batch.bin";
+  const std::string member = testing::gzip_bytes(std::string(1 << 20, '\0'));
+  std::string bomb;
+  for (int i = 0; i < 256; ++i) bomb += member;
+  write_bytes(path, bomb);
+  Cifar10Set s;
+  EXPECT_EQ(error_message<IoError>([&] { read_cifar10_file(path, s); }),
+            path +
+                ": gzip data decompresses to more than 184380000 bytes; a CIFAR-10 file holds "
+                "at most 60000 records of 3073 bytes: the file is corrupt");
+}
+
 TEST(Cifar10, EmptyFileIsAnError) {
   const std::string dir = temp_dir(), path = dir + "/test_batch.bin";
   write_bytes(path, "");

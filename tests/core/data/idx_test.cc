@@ -3,8 +3,10 @@
 #include "core/data/idx.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include "core/base/error.h"
+#include "core/data/compressed_file.h"
 #include "tests/core/data/data_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -164,6 +166,44 @@ TEST(Idx, TruncatedGzipIsAnError) {
   EXPECT_EQ(error_message<IoError>([&] { read_idx(path, kIdxImagesMagic, "pixels"); }),
             path + ": truncated gzip stream: expected more compressed data after " +
                 std::to_string(gz.size() - 6) + " bytes (re-download the file)");
+}
+
+// Peak resident memory of this process so far, in bytes.
+int64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;
+}
+
+// A 256 KiB file that gunzips to 256 MiB: a labels header declaring 1 label, then zeros, as 256
+// concatenated gzip members of 1 MiB each (the reader joins members, as gzip -d does). It used to
+// be inflated whole before the header's size was compared with it.
+TEST(Idx, GzipBombIsStoppedAtTheSizeItsHeaderDeclares) {
+  const std::string dir = temp_dir(), path = dir + "/bomb-labels.gz";
+  const std::string zeros(1 << 20, '\0');
+  std::string bomb = gzip_bytes(be32(kIdxLabelsMagic) + be32(1) + zeros);
+  const std::string member = gzip_bytes(zeros);
+  for (int i = 1; i < 256; ++i) bomb += member;
+  ASSERT_LT(bomb.size(), 1u << 20);
+  write_bytes(path, bomb);
+  const int64_t before = peak_rss_bytes();
+  EXPECT_EQ(error_message<IoError>([&] { read_idx(path, kIdxLabelsMagic, "labels"); }),
+            path +
+                ": gzip data decompresses to more than 4105 bytes; its IDX header declares 9 "
+                "(dimensions 1): the file is corrupt");
+  EXPECT_LT(peak_rss_bytes() - before, int64_t{64} << 20) << "the bomb was inflated";
+}
+
+TEST(Gunzip, FeedsTheInputInChunksOfAnySize) {
+  // zlib's avail_in is 32 bits: input over 4 GiB must go in pieces. Pieces of 7 bytes exercise the
+  // same loop on a small stream, across member boundaries.
+  const std::string a = images_bytes(), b = labels_bytes();
+  const std::string gz = gzip_bytes(a) + gzip_bytes(b);
+  const std::vector<uint8_t> in(gz.begin(), gz.end());
+  for (size_t chunk : {size_t{1}, size_t{7}, size_t{1} << 30}) {
+    std::vector<uint8_t> out = gunzip(in, "mem.gz", {}, chunk);
+    EXPECT_EQ(std::string(out.begin(), out.end()), a + b) << chunk;
+  }
 }
 
 TEST(Idx, MissingFileNamesThePath) {

@@ -252,6 +252,56 @@ TEST(Checkpoint, FindLatestSkipsACorruptedNewestWithAWarning) {
   EXPECT_NE(warnings[0].find("'fc.bias' fails its CRC32C check"), std::string::npos) << warnings[0];
 }
 
+// Printing a bad field used to recurse through it: a "step" nested 200,000 deep crashed the
+// loader, and with it the search for an older checkpoint that would load.
+TEST(Checkpoint, DeeplyNestedTrainerStateIsAnIoErrorAndFindLatestSkipsIt) {
+  const std::string dir = testing::temp_dir();
+  save_checkpoint(dir, make_model(1), make_optimizer(1), make_state(100));
+  std::string newest = save_checkpoint(dir, make_model(2), make_optimizer(2), make_state(200));
+  const int depth = 200000;
+  overwrite(newest + "/trainer_state.json",
+            "{\"format\": \"tandem-checkpoint-1\", \"step\": " + std::string(depth, '[') +
+                std::string(depth, ']') + "}");
+  EXPECT_EQ(load_error(newest),
+            newest + "/trainer_state.json: not valid JSON (nesting deeper than 64 levels)");
+  std::vector<std::string> warnings;
+  EXPECT_EQ(find_latest_checkpoint(dir, &warnings), dir + "/step-00000100");
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("nesting deeper than 64 levels"), std::string::npos) << warnings[0];
+}
+
+// A changed value that is still well-formed (epoch 3 -> 4) passed every check before the state
+// file had a checksum of its own.
+TEST(Checkpoint, TrainerStateChecksumCatchesAnEditedValue) {
+  const std::string dir = testing::temp_dir();
+  std::string path = save_checkpoint(dir, make_model(1), make_optimizer(1), make_state(100));
+  const std::string file = path + "/trainer_state.json";
+  std::string text = read_file(file);
+  const size_t at = text.find("\"epoch\": 3,");
+  ASSERT_NE(at, std::string::npos) << text;
+  text[at + 9] = '4';
+  overwrite(file, text);
+  const std::string err = load_error(path);
+  EXPECT_EQ(err.rfind(file + ": its CRC32C is ", 0), 0) << err;
+  EXPECT_NE(err.find(" but it records "), std::string::npos) << err;
+}
+
+// Checkpoints written before trainer_state.json carried state_crc32c still resume: their
+// safetensors files are covered by the CRCs the state file records, as they were.
+TEST(Checkpoint, TrainerStateWithoutAChecksumStillLoads) {
+  const std::string dir = testing::temp_dir();
+  std::string path = save_checkpoint(dir, make_model(1), make_optimizer(1), make_state(100));
+  const std::string file = path + "/trainer_state.json";
+  auto j = nlohmann::ordered_json::parse(read_file(file));
+  ASSERT_TRUE(j.contains("state_crc32c")) << j.dump();
+  j.erase("state_crc32c");
+  overwrite(file, j.dump(2) + "\n");
+  LoadedCheckpoint c = load_checkpoint(path);
+  EXPECT_EQ(c.state.step, 100);
+  EXPECT_EQ(c.state.epoch, 3);
+  EXPECT_EQ(c.state.rng.at("dropout")[2], 18446744073709551615ull);
+}
+
 TEST(Checkpoint, FindLatestOfAnEmptyOrMissingDirectoryIsNone) {
   const std::string dir = testing::temp_dir();
   EXPECT_FALSE(find_latest_checkpoint(dir).has_value());

@@ -58,6 +58,9 @@ TEST(WireTensor, UnknownDtypeNegativeDimAndOverflowAreRefused) {
   EXPECT_NE(check_wire_tensor(t, 1 << 20, "x")->find("negative dimension"), std::string::npos);
   t = f32({int64_t{1} << 40, int64_t{1} << 40}, 24, data);
   EXPECT_NE(check_wire_tensor(t, 1 << 20, "x")->find("too many elements"), std::string::npos);
+  t = f32({0, int64_t{1} << 40, int64_t{1} << 40}, 0, "");  // no elements, strides past int64
+  EXPECT_NE(check_wire_tensor(t, 1 << 20, "x").value_or("accepted").find("too many elements"),
+            std::string::npos);
   t = f32({3, 1, 1, 1, 1, 1, 1, 1, 1}, 12, std::string(12, '\0'));
   EXPECT_NE(check_wire_tensor(t, 1 << 20, "x")->find("9 dimensions"), std::string::npos);
 }
@@ -81,6 +84,91 @@ TEST(WireTensor, MismatchWithTheVariableIsNamed) {
   EXPECT_NE(check_matches(d, var, "gradient")->find("dtype f64 but the variable is f32"),
             std::string::npos);
   EXPECT_EQ(check_matches(f32({6}, 24, data), var, "gradient"), std::nullopt);
+}
+
+// Concatenating the planned pieces gives every item whole, in order, and no message's data and
+// overhead exceed the limit unless it is a single piece of one element.
+TEST(WireStream, PlannedPiecesTileEveryItemWithinTheLimit) {
+  const std::vector<WireItem> items = {{40, 4, 10}, {0, 4, 10}, {1000, 8, 12}, {12, 4, 10}};
+  for (int64_t limit : {1, 30, 64, 100, 4096}) {
+    SCOPED_TRACE(limit);
+    const auto plan = plan_messages(items, limit);
+    std::vector<int64_t> next(items.size(), 0);
+    std::vector<int> pieces_of(items.size(), 0);
+    size_t last_item = 0;
+    for (const auto& message : plan) {
+      ASSERT_FALSE(message.empty());
+      int64_t cost = 0, data = 0;
+      for (const WirePiece& p : message) {
+        EXPECT_GE(p.index, last_item);  // items in order
+        last_item = p.index;
+        EXPECT_EQ(p.offset, next[p.index]);
+        EXPECT_EQ(p.length % items[p.index].item_bytes, 0);
+        next[p.index] += p.length;
+        pieces_of[p.index] += 1;
+        cost += p.length + items[p.index].overhead_bytes;
+        data += p.length;
+      }
+      EXPECT_TRUE(cost <= limit || (message.size() == 1 && data <= 8)) << "cost " << cost;
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      EXPECT_EQ(next[i], items[i].bytes) << i;
+      EXPECT_GE(pieces_of[i], 1) << i;  // an empty item is one empty piece
+    }
+  }
+  // Under a generous limit everything is one message of whole items.
+  const auto one = plan_messages(items, 1 << 20);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].size(), items.size());
+}
+
+WireTensor piece(const std::string& data, int64_t offset, std::vector<int64_t> shape = {6}) {
+  WireTensor t;
+  t.name = "w";
+  t.dtype = "f32";
+  t.shape = std::move(shape);
+  t.byte_length = 24;
+  t.data = data;
+  t.offset = offset;
+  return t;
+}
+
+TEST(WireStream, AssemblerJoinsPiecesInOrderAndRefusesTheRest) {
+  const std::string bytes = "abcdefghijklmnopqrstuvwx";  // 24 bytes: f32 [6]
+  WireAssembler a(16, "gradient");
+  const std::string p0 = bytes.substr(0, 8), p1 = bytes.substr(8, 16);
+  EXPECT_EQ(a.add(piece(p0, 0)), std::nullopt);
+  EXPECT_EQ(a.size(), 0u);
+  EXPECT_TRUE(a.finish().has_value());
+  EXPECT_EQ(a.add(piece(p1, 8)), std::nullopt);
+  EXPECT_EQ(a.finish(), std::nullopt);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a.tensor(0).data, bytes);
+  EXPECT_EQ(check_wire_tensor(a.tensor(0), 1 << 20, "gradient"), std::nullopt);
+
+  auto refusal = [&](std::vector<WireTensor> pieces) -> std::string {
+    WireAssembler b(16, "gradient");
+    for (const WireTensor& t : pieces)
+      if (auto bad = b.add(t)) return *bad;
+    return b.finish().value_or("accepted");
+  };
+  const std::string whole = bytes;
+  EXPECT_EQ(refusal({piece(whole, 0)}),
+            "gradient 'w': a piece of 24 bytes is larger than the message limit of 16 bytes "
+            "(strategy.max_message_mb)");
+  EXPECT_EQ(refusal({piece(p0, 8)}), "gradient 'w': its first piece starts at byte 8, expected 0");
+  EXPECT_EQ(refusal({piece(p0, 0), piece(p0, 0)}),
+            "gradient 'w': incomplete (8 of 24 bytes) when a piece of 'w' at byte 0 arrived");
+  EXPECT_EQ(refusal({piece(p0, 0), piece(p1, 8, {2, 3})}),
+            "gradient 'w': incomplete (8 of 24 bytes) when a piece of 'w' at byte 8 arrived");
+  EXPECT_EQ(refusal({piece(p1, 16)}),
+            "gradient 'w': bytes [16, 16 + 16) lie outside its "
+            "byte_length 24");
+  EXPECT_EQ(refusal({piece(p0, 0)}), "gradient 'w': the stream ended after 8 of its 24 bytes");
+  WireTensor lying = piece(p0, 0);
+  lying.byte_length = 1 << 30;  // claims more than its shape holds
+  EXPECT_EQ(refusal({lying}),
+            "gradient 'w': byte_length 1073741824 does not match shape [6] of f32 (24 bytes)");
 }
 
 TEST(ShardPlan, EveryElementLandsInExactlyOnePieceAndShardsBalanceByBytes) {
