@@ -68,6 +68,15 @@ std::string checkpoint_dir_name(int64_t step);
 std::string save_checkpoint(const std::string& dir, const NamedTensors& model,
                             const NamedTensors& optimizer, const TrainerState& state, int keep = 0);
 
+// The same files, written the same way (temp directory, fsync, one rename that atomically
+// replaces what was there), as <dir>/<name> -- e.g. "best", the trainer's best checkpoint
+// (checkpoint.keep_best). Not a `step-*` name, so save_checkpoint's `keep` never removes it and
+// find_latest_checkpoint never resumes from it. Throws IoError.
+inline constexpr const char* kBestCheckpointName = "best";
+std::string save_named_checkpoint(const std::string& dir, const std::string& name,
+                                  const NamedTensors& model, const NamedTensors& optimizer,
+                                  const TrainerState& state);
+
 // Reads and verifies a step directory: all three files present, safetensors well-formed, every
 // tensor's CRC-32C and each file's CRC-32C and size as recorded, trainer_state.json complete. Any
 // failure is an IoError naming the file and what is wrong.
