@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -347,9 +348,14 @@ void Trainer::check_same_math(const std::string& path, const TrainerState& saved
     return;
   const nlohmann::json& then = saved.extra["math"];
   std::string changed;
+  // A key added since the checkpoint was written (data.validation_fraction, ...) had its default.
+  std::map<std::string, std::string> defaults;
+  for (auto& [key, value] : math_config_values(ExperimentConfig{})) defaults[key] = value;
   for (const auto& [key, now] : math_config_values(config_)) {
     auto it = then.find(key);
-    const std::string before = it != then.end() && it->is_string() ? it->get<std::string>() : "?";
+    const std::string before = it == then.end()  ? defaults[key]
+                               : it->is_string() ? it->get<std::string>()
+                                                 : "?";
     if (before == now) continue;
     changed += str(changed.empty() ? "" : ", ", key, " (", before.substr(0, 80), ", now ",
                    now.substr(0, 80), ")");
