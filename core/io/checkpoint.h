@@ -4,6 +4,8 @@
 //   <dir>/step-00000100/model.safetensors       model state_dict (parameters and buffers by name)
 //                       optimizer.safetensors   optimizer state_dict
 //                       trainer_state.json      step, epoch, RNG states, config digest, ...
+//   <dir>/best/                                 the same three files (checkpoint.keep_best):
+//                                               save_named_checkpoint, never pruned by `keep`
 //
 // trainer_state.json ends with "state_crc32c": the CRC-32C of the file as written with that value
 // "00000000". A state file without it (written before it existed) still loads: its fields are
