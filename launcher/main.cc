@@ -16,6 +16,7 @@
 #include "configs/schema/config.h"
 #include "core/base/error.h"
 #include "launcher/agent.h"            // tandem launch
+#include "launcher/eval_command.h"     // tandem eval, predict
 #include "strategies/process_environment.h"  // tandem launch
 #include "launcher/heartbeat.h"        // tandem launch
 #include "launcher/ps_command.h"       // tandem ps
@@ -375,6 +376,8 @@ int run(int argc, char** argv) {
       "  tandem train configs/fashion_mnist_cnn.yaml\n"
       "  tandem train configs/fashion_mnist_mlp.yaml optimizer.lr=0.002 training.epochs=5\n"
       "  tandem config show configs/fashion_mnist_cnn.yaml\n"
+      "  tandem eval configs/image_folder_resnet18.yaml --json\n"
+      "  tandem predict configs/image_folder_resnet18.yaml photos/\n"
       "  tandem submit slurm configs/fashion_mnist_mlp.yaml --nodes 2 strategy.name=ddp\n"
       "  tandem submit k8s configs/fashion_mnist_mlp.yaml --nodes 4 --dry-run\n\n"
       "Every key of the experiment is documented in configs/README.md; `key.path=value`\n"
@@ -408,6 +411,9 @@ int run(int argc, char** argv) {
   add_ps_command(app, ps);
   ScalingCommand scaling;  // tandem scaling (launcher/scaling_command.h)
   add_scaling_command(app, scaling);
+  EvalCommand eval;  // tandem eval, predict (launcher/eval_command.h)
+  PredictCommand predict;
+  add_eval_commands(app, eval, predict);
 
   try {
     app.parse(argc, argv);
@@ -425,6 +431,8 @@ int run(int argc, char** argv) {
     if (*submit.cancel) return cluster::slurm_cancel(submit.job_id, submit_context(false));
     if (*ps.app) return cmd_ps(ps);                            // tandem ps
     if (*scaling.app) return cmd_scaling(scaling, std::cout);  // tandem scaling
+    if (*eval.app) return cmd_eval(eval, std::cout);
+    if (*predict.app) return cmd_predict(predict, std::cout);
     if (*validate) {
       ExperimentConfig cfg = load_config(config_path, overrides);
       std::cout << config_path << ": ok\n";

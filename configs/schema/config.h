@@ -42,6 +42,9 @@ struct DataConfig {
   std::vector<int64_t> synthetic_shape = {3, 224, 224};  // [C, H, W]
   int64_t synthetic_samples = 1024;                      // samples per epoch
   int64_t image_size = 224;  // image_folder: side of the square crops fed to the model
+  // Fraction of the training split held out for validation, drawn from `seed` (the same on every
+  // rank); 0 = none (image_folder then validates on data.path/val).
+  double validation_fraction = 0.0;
   bool operator==(const DataConfig&) const = default;
 };
 
@@ -76,6 +79,14 @@ struct TrainingConfig {
   int max_nonfinite_steps = 5;     // stop with an error after this many NaN/Inf losses in a row
   bool eval_every_epoch = true;    // evaluate on the test split after each epoch
   bool log_memory = false;         // add allocator statistics to the metrics
+  // Keras' EarlyStopping: stop when `metric` has not improved by more than min_delta for
+  // `patience` epochs in a row. metric none = off.
+  struct EarlyStopping {
+    std::string metric = "none";  // none | val_loss | val_accuracy
+    int patience = 0;             // >= 0
+    double min_delta = 0.0;       // >= 0
+    bool operator==(const EarlyStopping&) const = default;
+  } early_stopping;
   bool operator==(const TrainingConfig&) const = default;
 };
 
@@ -106,6 +117,9 @@ struct CheckpointConfig {
   // Resume a checkpoint trained with other values of the keys that change the math
   // (math_config_values) -- with a warning naming them -- instead of refusing.
   bool allow_config_change = false;
+  // Keep the checkpoint with the best value of this validation metric in <dir>/best (Keras'
+  // ModelCheckpoint save_best_only); never removed by `keep`. none = off.
+  std::string keep_best = "none";  // none | val_loss | val_accuracy
   bool operator==(const CheckpointConfig&) const = default;
 };
 

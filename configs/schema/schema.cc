@@ -30,6 +30,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("data.synthetic_shape", &c.data.synthetic_shape).ge(1).size(3, "[C, H, W]");
   add("data.synthetic_samples", &c.data.synthetic_samples).ge(1);
   add("data.image_size", &c.data.image_size).ge(8);
+  add("data.validation_fraction", &c.data.validation_fraction).ge(0).lt(1);
 
   add("optimizer.name", &c.optimizer.name).one_of({"sgd", "adam", "adamw"});
   add("optimizer.lr", &c.optimizer.lr).gt(0);
@@ -55,6 +56,10 @@ Schema::Schema(ExperimentConfig& c) {
   add("training.max_nonfinite_steps", &c.training.max_nonfinite_steps).ge(1);
   add("training.eval_every_epoch", &c.training.eval_every_epoch);
   add("training.log_memory", &c.training.log_memory);
+  add("training.early_stopping.metric", &c.training.early_stopping.metric)
+      .one_of({"none", "val_loss", "val_accuracy"});
+  add("training.early_stopping.patience", &c.training.early_stopping.patience).ge(0);
+  add("training.early_stopping.min_delta", &c.training.early_stopping.min_delta).ge(0);
 
   add("strategy.name", &c.strategy.name).one_of({"single", "mirrored", "ddp", "parameter_server"});
   add("strategy.replicas", &c.strategy.replicas).ge(1);
@@ -79,6 +84,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("checkpoint.keep", &c.checkpoint.keep).ge(1);
   add("checkpoint.resume", &c.checkpoint.resume).check(check_not_empty);
   add("checkpoint.allow_config_change", &c.checkpoint.allow_config_change);
+  add("checkpoint.keep_best", &c.checkpoint.keep_best).one_of({"none", "val_loss", "val_accuracy"});
 
   add("logging.dir", &c.logging.dir).can_be_null();
   add("logging.every_steps", &c.logging.every_steps).ge(1);

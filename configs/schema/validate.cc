@@ -62,6 +62,16 @@ void Builder::resolve(const LoadOptions& options) {
     fail(origin("model.num_classes"), "model.num_classes",
          "data.name '" + c.data.name + "' has 10 classes, got " +
              std::to_string(c.model.num_classes));
+  // Early stopping and the best checkpoint watch a validation metric: there must be a split.
+  const bool validates = c.data.validation_fraction > 0 || c.data.name == "image_folder";
+  for (const auto& [key, value] :
+       {std::pair<const char*, const std::string*>{"training.early_stopping.metric",
+                                                   &c.training.early_stopping.metric},
+        {"checkpoint.keep_best", &c.checkpoint.keep_best}})
+    if (*value != "none" && !validates)
+      fail(origin(key), key,
+           "'" + *value + "' needs a validation split: set data.validation_fraction (e.g. 0.1)" +
+               " or use data.name image_folder with a val/ folder");
   if (c.logging.trace_steps[1] <= c.logging.trace_steps[0])
     fail(origin("logging.trace_steps"), "logging.trace_steps",
          "expected [first, end] with end > first (the steps first .. end-1 are traced), got [" +

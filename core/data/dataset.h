@@ -40,6 +40,9 @@ class Dataset {
   virtual void load(int64_t index, int64_t epoch, uint8_t* pixels_out, int64_t* label_out) const {
     get(index, pixels_out, label_out);
   }
+  // Samples load() replaced so far because their file could not be read (image_folder); 0 for
+  // the in-memory sets.
+  virtual int64_t replaced_samples() const { return 0; }
 };
 
 // Samples held in memory: pixels (size x C x H x W) and labels (size).

@@ -69,6 +69,18 @@ std::string image_folder_split_dir(const std::string& root, const std::string& s
                         "<data.path>/val/<class>/*.jpg"));
 }
 
+void load_eval_image(const std::string& path, int64_t image_size, uint8_t* pixels_out) {
+  std::vector<uint8_t> bytes;
+  TANDEM_CHECK_T(IoError, read_file(path, &bytes), path, ": cannot read the file");
+  RgbImage img;
+  decode_image(bytes.data(), bytes.size(), path, &img);
+  const ResizeCenterCrop r = resize_center_crop(
+      img.width, img.height, static_cast<int64_t>(image_size / 0.875), image_size);
+  std::vector<uint8_t> scratch;
+  resize_region(img, {0, 0, img.height, img.width}, r.resized_width, r.resized_height, r.box,
+                pixels_out, &scratch);
+}
+
 ImageFolderDataset::ImageFolderDataset(const std::string& split_dir, const std::string& class_dir,
                                        ImageFolderOptions options)
     : options_(std::move(options)) {
@@ -196,6 +208,7 @@ void ImageFolderDataset::load(int64_t index, int64_t epoch, uint8_t* pixels_out,
       if (bad_files_.count(f)) continue;
     }
     if (decode_into(f, epoch, index, pixels_out)) {
+      if (k > 0) replaced_.fetch_add(1);
       *label_out = labels_[static_cast<size_t>(f)];
       return;
     }

@@ -59,6 +59,7 @@ class ImageFolderDataset : public Dataset {
   int64_t label(int64_t index) const { return labels_[static_cast<size_t>(index)]; }
   // Files skipped so far because they could not be read or decoded.
   int64_t skipped_files() const;
+  int64_t replaced_samples() const override { return replaced_.load(); }
 
   // The crop box of sample `index` of `epoch` in a width x height image (training: the
   // RandomResizedCrop draw; evaluation: the central crop in the resized image).
@@ -79,7 +80,13 @@ class ImageFolderDataset : public Dataset {
   std::vector<int64_t> labels_;
   mutable std::mutex bad_mu_;
   mutable std::set<int64_t> bad_files_;  // guarded by bad_mu_
+  mutable std::atomic<int64_t> replaced_{0};
 };
+
+// One image file as evaluation sees it (resize to image_size / 0.875, center crop image_size),
+// image_size^2 x 3 u8 pixels in (C, H, W) order into `pixels_out`; `predict` uses it. Throws
+// IoError naming the file when it cannot be read or decoded.
+void load_eval_image(const std::string& path, int64_t image_size, uint8_t* pixels_out);
 
 // The folder of `split` ("train" -> <root>/train, "test" -> <root>/val, or <root>/test when there
 // is no val) for data.path `root`. Throws ConfigError naming data.path when it is missing.

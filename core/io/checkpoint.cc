@@ -421,14 +421,18 @@ std::string checkpoint_dir_name(int64_t step) {
   return buf;
 }
 
-std::string save_checkpoint(const std::string& dir, const NamedTensors& model,
-                            const NamedTensors& optimizer, const TrainerState& state, int keep) {
+namespace {
+
+// Writes the three files into <dir>/.tmp-<name>-<pid>, fsyncs them and publishes the directory
+// as <dir>/<name> with one rename. Returns <dir>/<name>.
+std::string write_checkpoint_as(const std::string& dir, const std::string& name,
+                                const NamedTensors& model, const NamedTensors& optimizer,
+                                const TrainerState& state) {
   TANDEM_CHECK(state.step >= 0, "save_checkpoint: step must be non-negative, got ", state.step);
   std::error_code ec;
   fs::create_directories(dir, ec);
   TANDEM_CHECK_T(IoError, fs::is_directory(dir), dir, ": cannot create checkpoint directory (",
                  ec ? ec.message() : "not a directory", ")");
-  const std::string name = checkpoint_dir_name(state.step);
   const std::string pid = std::to_string(::getpid());
   const std::string final_path = dir + "/" + name;
   const std::string tmp = dir + "/.tmp-" + name + "-" + pid;
@@ -453,8 +457,26 @@ std::string save_checkpoint(const std::string& dir, const NamedTensors& model,
     fs::remove_all(tmp, ec);
     throw;
   }
+  return final_path;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, const NamedTensors& model,
+                            const NamedTensors& optimizer, const TrainerState& state, int keep) {
+  const std::string final_path =
+      write_checkpoint_as(dir, checkpoint_dir_name(state.step), model, optimizer, state);
   prune(dir, final_path, keep);
   return final_path;
+}
+
+std::string save_named_checkpoint(const std::string& dir, const std::string& name,
+                                  const NamedTensors& model, const NamedTensors& optimizer,
+                                  const TrainerState& state) {
+  TANDEM_CHECK(!name.empty() && name.rfind("step-", 0) != 0 && name[0] != '.' &&
+                   name.find('/') == std::string::npos,
+               "save_named_checkpoint: '", name, "' is not a plain name outside step-*");
+  return write_checkpoint_as(dir, name, model, optimizer, state);
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& path) {

@@ -4,6 +4,8 @@
 //   <dir>/step-00000100/model.safetensors       model state_dict (parameters and buffers by name)
 //                       optimizer.safetensors   optimizer state_dict
 //                       trainer_state.json      step, epoch, RNG states, config digest, ...
+//   <dir>/best/                                 the same three files (checkpoint.keep_best):
+//                                               save_named_checkpoint, never pruned by `keep`
 //
 // trainer_state.json ends with "state_crc32c": the CRC-32C of the file as written with that value
 // "00000000". A state file without it (written before it existed) still loads: its fields are
@@ -67,6 +69,15 @@ std::string checkpoint_dir_name(int64_t step);
 // CPU. Throws IoError on any failure, leaving the earlier checkpoints as they were.
 std::string save_checkpoint(const std::string& dir, const NamedTensors& model,
                             const NamedTensors& optimizer, const TrainerState& state, int keep = 0);
+
+// The same files, written the same way (temp directory, fsync, one rename that atomically
+// replaces what was there), as <dir>/<name> -- e.g. "best", the trainer's best checkpoint
+// (checkpoint.keep_best). Not a `step-*` name, so save_checkpoint's `keep` never removes it and
+// find_latest_checkpoint never resumes from it. Throws IoError.
+inline constexpr const char* kBestCheckpointName = "best";
+std::string save_named_checkpoint(const std::string& dir, const std::string& name,
+                                  const NamedTensors& model, const NamedTensors& optimizer,
+                                  const TrainerState& state);
 
 // Reads and verifies a step directory: all three files present, safetensors well-formed, every
 // tensor's CRC-32C and each file's CRC-32C and size as recorded, trainer_state.json complete. Any

@@ -4,6 +4,7 @@
 
 #include "core/base/error.h"
 #include "core/data/image_folder.h"
+#include "core/data/validation_split.h"
 #include "core/nn/models.h"
 #include "core/nn/onnx_model.h"
 #include "core/optim/adam.h"
@@ -12,7 +13,10 @@
 
 namespace tandem {
 
-std::shared_ptr<const Dataset> build_dataset(const ExperimentConfig& cfg, const std::string& split) {
+namespace {
+
+std::shared_ptr<const Dataset> build_split(const ExperimentConfig& cfg, const std::string& split,
+                                           bool random_crop) {
   SyntheticOptions syn;
   if (cfg.data.synthetic_shape.size() == 3)
     syn.shape = {cfg.data.synthetic_shape[0], cfg.data.synthetic_shape[1], cfg.data.synthetic_shape[2]};
@@ -23,9 +27,46 @@ std::shared_ptr<const Dataset> build_dataset(const ExperimentConfig& cfg, const 
   // training without augmentation) resize + center crop.
   ImageFolderOptions folder;
   folder.image_size = cfg.data.image_size;
-  folder.random_crop = split == "train" && cfg.data.augment;
+  folder.random_crop = random_crop;
   folder.seed = static_cast<uint64_t>(cfg.seed);
   return make_dataset(cfg.data.name, cfg.data.path, split, syn, &folder);
+}
+
+}  // namespace
+
+std::shared_ptr<const Dataset> build_dataset(const ExperimentConfig& cfg,
+                                             const std::string& split) {
+  return build_split(cfg, split, split == "train" && cfg.data.augment);
+}
+
+DataSplits build_data_splits(const ExperimentConfig& cfg) {
+  DataSplits d;
+  d.train = build_dataset(cfg, "train");
+  d.test = build_dataset(cfg, "test");
+  if (cfg.data.validation_fraction > 0) {
+    ValidationSplit s = split_for_validation(d.train->size(), cfg.data.validation_fraction,
+                                             static_cast<uint64_t>(cfg.seed));
+    // image_folder crops while it decodes: the held-out part needs evaluation's crop.
+    std::shared_ptr<const Dataset> eval_base = cfg.data.name == "image_folder" && cfg.data.augment
+                                                   ? build_split(cfg, "train", false)
+                                                   : d.train;
+    d.validation = std::make_shared<SubsetDataset>(eval_base, std::move(s.validation));
+    d.train = std::make_shared<SubsetDataset>(d.train, std::move(s.train));
+  } else if (cfg.data.name == "image_folder") {
+    d.validation = d.test;
+  }
+  return d;
+}
+
+TransformOptions transform_options(const ExperimentConfig& cfg, const SampleShape& shape,
+                                   bool augment) {
+  TransformOptions o =
+      default_transform_options(cfg.data.name, shape, augment, static_cast<uint64_t>(cfg.seed));
+  if (!cfg.data.normalize) {
+    o.mean.clear();
+    o.std.clear();
+  }
+  return o;
 }
 
 std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& data) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -31,6 +32,8 @@
 #include "strategies/single/single_strategy.h"
 #include "strategies/step_trace.h"
 #include "strategies/trainer/builders.h"
+#include "strategies/trainer/evaluation.h"
+#include "strategies/trainer/metric_watch.h"
 
 namespace tandem {
 namespace {
@@ -47,39 +50,6 @@ std::string format_double(double v, int precision) {
   os.precision(precision);
   os << v;
   return os.str();
-}
-
-struct EvalResult {
-  double loss = 0;
-  double accuracy = 0;
-};
-
-// Loss and accuracy on this process's shard of `data`, summed over all replicas.
-EvalResult evaluate(Module& model, Strategy& strategy, const std::shared_ptr<const Dataset>& data,
-                    const Transforms& transforms, int64_t batch, int workers) {
-  model.eval();
-  NoGradGuard no_grad;
-  DistributedSampler sampler(data->size(), batch, strategy.world_size(), strategy.rank(), 0,
-                             /*shuffle=*/false, /*drop_last=*/false);
-  DataLoader loader(data, sampler, transforms, workers);
-  loader.set_epoch(0);
-  double loss_sum = 0, correct = 0, count = 0;
-  while (auto b = loader.next()) {
-    const int64_t n = b->labels.numel();
-    if (n == 0) continue;
-    const std::vector<Tensor> params = model.parameters();
-    const Device dev = params.empty() ? Device::cpu() : params.front().device();
-    Tensor labels = b->labels.to(dev);
-    Tensor logits = model.forward(model_input(b->images, params));
-    loss_sum += cross_entropy(logits, labels).item() * static_cast<double>(n);
-    Tensor pred = argmax(logits, 1);
-    correct += sum(eq(pred, labels).to(DType::kF64)).item();
-    count += static_cast<double>(n);
-  }
-  std::vector<double> total = strategy.all_reduce_sum({loss_sum, correct, count});
-  model.train();
-  if (total[2] == 0) return {};
-  return {total[0] / total[2], total[1] / total[2]};
 }
 
 // Where the chief's metrics go: metrics.jsonl and (logging.tensorboard) TensorBoard get the same
@@ -135,6 +105,7 @@ struct Trainer::Loop {
   int64_t total_steps = 0;  // min(max_steps, epochs x steps_per_epoch)
   int64_t global_batch = 0;
   std::shared_ptr<const Dataset> train_data, test_data;
+  std::shared_ptr<const Dataset> validation_data;  // null: none; may be test_data (image_folder)
   std::unique_ptr<Transforms> test_transforms;
   std::unique_ptr<DataLoader> loader;
   std::optional<Schedule> schedule;
@@ -155,7 +126,11 @@ struct Trainer::Loop {
   double train_time = 0;  // seconds inside steps (evaluation and checkpoints excluded)
   int64_t samples_done = 0;
   int64_t epoch_samples = 0;
-  EvalResult last_eval;
+  EvalMetrics last_eval;
+  std::optional<MetricWatch> early_stopping;  // training.early_stopping
+  std::optional<MetricWatch> best;            // checkpoint.keep_best
+  bool stopped_by_early_stopping = false;
+  int64_t replaced_before = 0;  // train_data->replaced_samples() when the epoch began
   int64_t last_eval_step = -1;  // the step last_eval measured
   double elapsed_before = 0;    // of the runs this one resumed
   int64_t start_step = 0;
@@ -180,6 +155,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     loop.loader->restore(loop.state.epoch, loop.state.step_in_epoch * loop.accumulate);
     loop.epoch_start = Clock::now();
     loop.epoch_samples = 0;
+    loop.replaced_before = loop.train_data->replaced_samples();
     while (loop.state.step_in_epoch < loop.steps_per_epoch && !max_steps_reached(loop)) {
       const StepOutcome step = train_step(loop);
       log_step(loop, step);
@@ -195,7 +171,8 @@ bool Trainer::max_steps_reached(const Loop& loop) const {
 }
 
 bool Trainer::training_done(const Loop& loop) const {
-  return loop.stopped || loop.state.epoch >= config_.training.epochs || max_steps_reached(loop);
+  return loop.stopped || loop.stopped_by_early_stopping ||
+         loop.state.epoch >= config_.training.epochs || max_steps_reached(loop);
 }
 
 // ---- set up: precision and device, data, model and optimizer, restore or initialise.
@@ -252,14 +229,17 @@ void Trainer::set_up_precision_and_device(Loop& loop) {
 
 void Trainer::set_up_data(Loop& loop) {
   const ExperimentConfig& cfg = config_;
-  loop.train_data = build_dataset(cfg, "train");
-  loop.test_data = build_dataset(cfg, "test");
+  DataSplits splits = build_data_splits(cfg);
+  loop.train_data = splits.train;
+  loop.test_data = splits.test;
+  loop.validation_data = splits.validation;
   const SampleShape shape = loop.train_data->sample_shape();
   loop.seed = static_cast<uint64_t>(cfg.seed);
-  Transforms train_tf(shape,
-                      default_transform_options(cfg.data.name, shape, cfg.data.augment, loop.seed));
-  loop.test_transforms = std::make_unique<Transforms>(
-      shape, default_transform_options(cfg.data.name, shape, false, loop.seed));
+  Transforms train_tf(shape, transform_options(cfg, shape, cfg.data.augment));
+  loop.test_transforms = std::make_unique<Transforms>(shape, transform_options(cfg, shape, false));
+  const TrainingConfig::EarlyStopping& es = cfg.training.early_stopping;
+  if (es.metric != "none") loop.early_stopping.emplace(es.metric, es.min_delta, es.patience);
+  if (cfg.checkpoint.keep_best != "none") loop.best.emplace(cfg.checkpoint.keep_best);
   DistributedSampler sampler(loop.train_data->size(), cfg.data.batch_size, strategy_->world_size(),
                              strategy_->rank(), loop.seed,
                              /*shuffle=*/true, /*drop_last=*/true);
@@ -295,6 +275,12 @@ void Trainer::restore_or_initialise(Loop& loop) {
     model_->load_state_dict(ck.model, /*strict=*/true);
     optimizer_->load_state_dict(ck.optimizer);
     loop.state = ck.state;
+    const nlohmann::json& extra = ck.state.extra;
+    if (loop.early_stopping && extra.contains("early_stopping"))
+      loop.early_stopping->from_json(extra["early_stopping"]);
+    if (loop.best && extra.contains("keep_best")) loop.best->from_json(extra["keep_best"]);
+    loop.stopped_by_early_stopping = loop.early_stopping && extra.value("stopped_early", false) &&
+                                     loop.early_stopping->should_stop();
     if (chief) {
       *env_.out << "resumed from " << *path << " (step " << loop.state.step << ", epoch "
                 << loop.state.epoch + 1 << ")\n";
@@ -362,9 +348,14 @@ void Trainer::check_same_math(const std::string& path, const TrainerState& saved
     return;
   const nlohmann::json& then = saved.extra["math"];
   std::string changed;
+  // A key added since the checkpoint was written (data.validation_fraction, ...) had its default.
+  std::map<std::string, std::string> defaults;
+  for (auto& [key, value] : math_config_values(ExperimentConfig{})) defaults[key] = value;
   for (const auto& [key, now] : math_config_values(config_)) {
     auto it = then.find(key);
-    const std::string before = it != then.end() && it->is_string() ? it->get<std::string>() : "?";
+    const std::string before = it == then.end()  ? defaults[key]
+                               : it->is_string() ? it->get<std::string>()
+                                                 : "?";
     if (before == now) continue;
     changed += str(changed.empty() ? "" : ", ", key, " (", before.substr(0, 80), ", now ",
                    now.substr(0, 80), ")");
@@ -536,15 +527,24 @@ void Trainer::end_epoch(Loop& loop) {
     return;
   }
   if (loop.progress) loop.progress->finish();
+  report_replaced_samples(loop);
+  std::string line;
   if (config_.training.eval_every_epoch || st.epoch + 1 == config_.training.epochs) {
     evaluate_and_log(loop, /*with_epoch_loss=*/true);
-    if (strategy_->is_chief())
-      *env_.out << "epoch " << st.epoch + 1 << "/" << config_.training.epochs << ": train_loss "
-                << format_double(loop.epoch_mean_loss(), 4) << " test_loss "
-                << format_double(loop.last_eval.loss, 4) << " test_accuracy "
-                << format_double(loop.last_eval.accuracy, 4) << "\n"
-                << std::flush;
+    line = " test_loss " + format_double(loop.last_eval.loss, 4) + " test_accuracy " +
+           format_double(loop.last_eval.accuracy, 4);
   }
+  bool improved = false;
+  if (loop.validation_data) {
+    const EvalMetrics val = validate_and_log(loop);
+    line += " val_loss " + format_double(val.loss, 4) + " val_accuracy " +
+            format_double(val.accuracy, 4);
+    improved = watch_validation(loop, val);
+  }
+  if (strategy_->is_chief() && !line.empty())
+    *env_.out << "epoch " << st.epoch + 1 << "/" << config_.training.epochs << ": train_loss "
+              << format_double(loop.epoch_mean_loss(), 4) << line << "\n"
+              << std::flush;
   loop.result.train_loss = loop.epoch_mean_loss();
   loop.epoch_loss_sum = 0;
   loop.epoch_loss_count = 0;
@@ -552,6 +552,77 @@ void Trainer::end_epoch(Loop& loop) {
   st.step_in_epoch = 0;
   loop.stamp_elapsed();
   save(loop);
+  if (improved) save_best(loop);
+  if (loop.stopped_by_early_stopping && strategy_->is_chief())
+    *env_.out << "early stopping: " << loop.early_stopping->metric() << " has not improved by more "
+              << "than " << config_.training.early_stopping.min_delta << " for "
+              << loop.early_stopping->wait() << " epoch(s); best "
+              << format_double(loop.early_stopping->best(), 4) << " after epoch "
+              << loop.early_stopping->best_epoch() << "\n"
+              << std::flush;
+}
+
+// image_folder: samples whose file could not be read were replaced by the next readable file;
+// how many this epoch, summed over the ranks (each sample is loaded by one rank per epoch).
+void Trainer::report_replaced_samples(Loop& loop) {
+  if (config_.data.name != "image_folder") return;  // the same on every rank: collectives agree
+  const double here =
+      static_cast<double>(loop.train_data->replaced_samples() - loop.replaced_before);
+  const double total = strategy_->all_reduce_sum({here})[0];
+  if (total > 0 && strategy_->is_chief())
+    *env_.err << "warning: epoch " << loop.state.epoch + 1 << ": " << static_cast<int64_t>(total)
+              << " sample(s) skipped: their image files could not be read (named above) and "
+              << "were replaced by the next readable file\n";
+}
+
+// The validation split's metrics (val/loss, val/accuracy); when it is the test split
+// (image_folder's val/ folder) evaluated just now, those numbers are reused.
+EvalMetrics Trainer::validate_and_log(Loop& loop) {
+  EvalMetrics val;
+  if (loop.validation_data == loop.test_data && loop.last_eval_step == loop.state.step) {
+    val = loop.last_eval;
+  } else {
+    EvalOptions eo;
+    eo.batch = loop.global_batch * 4;
+    eo.workers = config_.data.workers;
+    val = evaluate(*model_, *strategy_, loop.validation_data, *loop.test_transforms, eo);
+  }
+  loop.metrics->log(loop.state.step, loop.state.epoch,
+                    {{"val/loss", val.loss}, {"val/accuracy", val.accuracy}});
+  return val;
+}
+
+// Feeds the epoch's validation metrics to early stopping and the best-checkpoint watch; their
+// records go into the checkpoint's trainer_state.json. Returns whether this epoch is the new best.
+// Every rank holds the same all-reduced numbers, so every rank decides the same.
+bool Trainer::watch_validation(Loop& loop, const EvalMetrics& val) {
+  auto value_of = [&](const MetricWatch& w) {
+    return w.metric() == "val_loss" ? val.loss : val.accuracy;
+  };
+  const int64_t epoch = loop.state.epoch + 1;
+  bool improved = false;
+  if (loop.best) {
+    improved = loop.best->update(value_of(*loop.best), epoch);
+    loop.state.extra["keep_best"] = loop.best->to_json();
+  }
+  if (loop.early_stopping) {
+    loop.early_stopping->update(value_of(*loop.early_stopping), epoch);
+    loop.stopped_by_early_stopping = loop.early_stopping->should_stop();
+    loop.state.extra["early_stopping"] = loop.early_stopping->to_json();
+    loop.state.extra["stopped_early"] = loop.stopped_by_early_stopping;
+  }
+  return improved;
+}
+
+// checkpoint.keep_best: the checkpoint just saved, also as <checkpoint.dir>/best.
+void Trainer::save_best(Loop& loop) {
+  if (!strategy_->is_chief()) return;  // save() already ran before_checkpoint on every rank
+  save_named_checkpoint(config_.checkpoint.dir, kBestCheckpointName, model_->state_dict(),
+                        optimizer_->state_dict(), loop.state);
+  *env_.out << "best " << loop.best->metric() << " " << format_double(loop.best->best(), 4)
+            << " (epoch " << loop.best->best_epoch() << "): saved " << config_.checkpoint.dir << "/"
+            << kBestCheckpointName << "\n"
+            << std::flush;
 }
 
 void Trainer::evaluate_and_log(Loop& loop, bool with_epoch_loss) {
@@ -559,8 +630,10 @@ void Trainer::evaluate_and_log(Loop& loop, bool with_epoch_loss) {
   if (loop.trace && loop.trace->on())
     span.emplace(loop.trace->recorder(), "eval", "compute", TraceLane::kCompute,
                  TraceArgs().num("epoch", static_cast<double>(loop.state.epoch)));
-  loop.last_eval = evaluate(*model_, *strategy_, loop.test_data, *loop.test_transforms,
-                            loop.global_batch * 4, config_.data.workers);
+  EvalOptions eo;
+  eo.batch = loop.global_batch * 4;
+  eo.workers = config_.data.workers;
+  loop.last_eval = evaluate(*model_, *strategy_, loop.test_data, *loop.test_transforms, eo);
   loop.last_eval_step = loop.state.step;
   MetricValues mv{{"test/loss", loop.last_eval.loss}, {"test/accuracy", loop.last_eval.accuracy}};
   if (with_epoch_loss) mv.push_back({"train/epoch_loss", loop.epoch_mean_loss()});
@@ -583,6 +656,7 @@ TrainResult Trainer::finish(Loop& loop) {
     save(loop);
   }
   result.epoch = loop.state.epoch;
+  result.early_stopping = loop.stopped_by_early_stopping;
   result.step = loop.state.step;
   result.test_loss = loop.last_eval.loss;
   result.test_accuracy = loop.last_eval.accuracy;

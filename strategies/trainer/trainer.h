@@ -1,6 +1,10 @@
 // The training loop shared by every strategy: data, learning-rate schedule, gradient
 // accumulation and clipping, the NaN/Inf policy, evaluation after each epoch, metrics (progress,
-// metrics.jsonl, TensorBoard), and checkpoints with exact resume.
+// metrics.jsonl, TensorBoard), and checkpoints with exact resume. With a validation split
+// (data.validation_fraction, or image_folder's val/ folder) it also logs val/loss and
+// val/accuracy after every epoch, stops early (training.early_stopping) and keeps the best
+// checkpoint in <checkpoint.dir>/best (checkpoint.keep_best); both records live in
+// trainer_state.json, so they survive a restart.
 //
 // Exact resume: all randomness is counter-based and keyed by (seed, epoch, step, global sample
 // index), so a checkpoint needs no generator state beyond the seed -- only the model, the
@@ -24,6 +28,7 @@
 #include "core/io/checkpoint.h"
 #include "core/nn/module.h"
 #include "strategies/strategy.h"
+#include "strategies/trainer/evaluation.h"
 
 namespace tandem {
 
@@ -43,6 +48,7 @@ struct TrainResult {
   double test_accuracy = 0;
   double samples_per_sec = 0;
   bool stopped_early = false;  // stop_at_step or request_stop() ended the run
+  bool early_stopping = false;  // training.early_stopping ended the run (a normal end)
   std::string final_line;
 };
 
@@ -80,6 +86,10 @@ class Trainer {
   void save(Loop& loop);
   void end_epoch(Loop& loop);
   void evaluate_and_log(Loop& loop, bool with_epoch_loss);
+  void report_replaced_samples(Loop& loop);
+  EvalMetrics validate_and_log(Loop& loop);
+  bool watch_validation(Loop& loop, const EvalMetrics& val);
+  void save_best(Loop& loop);
   TrainResult finish(Loop& loop);
   bool max_steps_reached(const Loop& loop) const;
   bool training_done(const Loop& loop) const;

@@ -73,7 +73,8 @@ TEST(ConfigErrors, MisspelledKeyInTheWrongSectionNamesTheClosestElsewhere) {
             "exp.yaml:6:3: training.lrr: unknown key; did you mean 'optimizer.lr'?");
   EXPECT_EQ(error_of(kMinimal + "  x: 1\n"),
             "exp.yaml:5:3: data.x: unknown key; valid keys here: name, path, batch_size, workers, "
-            "augment, normalize, synthetic_shape, synthetic_samples, image_size");
+            "augment, normalize, synthetic_shape, synthetic_samples, image_size, "
+            "validation_fraction");
   EXPECT_EQ(error_of(kMinimal, {"slurm.nodes=2"}),
             "override 'slurm.nodes=2': slurm: unknown key; did you mean 'cluster.slurm'?");
 }

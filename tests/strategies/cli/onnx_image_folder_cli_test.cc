@@ -131,6 +131,15 @@ TEST(OnnxImageFolderCli, TinyOnnxCnnTrainsOnAnImageFolderAndItsCheckpointLoadsIn
   for (size_t at = 0; (at = o.err.find("00000_corrupt.jpg", at)) != std::string::npos; ++at)
     ++warnings;
   EXPECT_EQ(warnings, 1u) << o.err;
+  // ... and each epoch's count of the samples it replaced: the file is met once an epoch (unless
+  // it falls in the one sample of 257 that drop_last leaves out).
+  const std::regex per_epoch(R"(warning: epoch (\d): (\d+) sample\(s\) skipped)");
+  int epochs_reported = 0;
+  for (std::sregex_iterator it(o.err.begin(), o.err.end(), per_epoch), end; it != end; ++it) {
+    EXPECT_EQ((*it)[2].str(), "1") << it->str();
+    ++epochs_reported;
+  }
+  EXPECT_GE(epochs_reported, 2) << o.err;
   EXPECT_TRUE(contains(o.out, "final: epoch=3 step=24 ")) << o.out;
   const std::vector<double> losses = logged_losses(run_dir + "/logs/metrics.jsonl");
   ASSERT_EQ(losses.size(), 24u);
