@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +37,7 @@
 #include <optional>
 
 #include "collectives/net/host_address.h"
+#include "collectives/shm/shm_segments.h"
 #include "collectives/store/job_token.h"
 #include "collectives/store/store_client.h"
 #include "collectives/store/store_server.h"
@@ -63,6 +65,19 @@ constexpr int kAgentHeartbeatRank = 1 << 30;
 struct Interrupted {
   int sig;
 };
+
+// Ends the failure of a worker or server that exited kUsageErrorExitStatus. Agents on other
+// nodes read the round's failure from the store and recognise it by this ending.
+constexpr const char* kUsageErrorNote =
+    " (a usage or configuration error: a restart would fail the same way)";
+
+bool is_usage_error(const WorkerExit& e) {
+  return WIFEXITED(e.wait_status) && WEXITSTATUS(e.wait_status) == kUsageErrorExitStatus;
+}
+
+bool ends_with(const std::string& s, const std::string& end) {
+  return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
+}
 
 std::string key(const std::string& k) {
   return "tandem/launch/" + k;
@@ -162,7 +177,7 @@ int usable_cpus() {
 class Agent {
  public:
   Agent(const AgentOptions& o, const std::vector<std::string>& argv)
-      : o_(o), argv_(argv), group_(o.out_fd, o.err_fd) {
+      : o_(o), argv_(argv), shm_prefix_(new_shm_prefix()), group_(o.out_fd, o.err_fd) {
     // 5 s between heartbeats, and at least four of them within the timeout.
     heartbeat_interval_ =
         o_.heartbeat_interval.count() > 0
@@ -181,9 +196,11 @@ class Agent {
       code = 128 + i.sig;
     } catch (const Error& e) {
       announce_stop(str("the agent on node ", o_.node_rank, " failed: ", e.what()));
+      remove_left_segments();
       leave();
       throw;
     }
+    remove_left_segments();
     leave();
     return code;
   }
@@ -204,6 +221,16 @@ class Agent {
   std::string ps_endpoints(int round);
   std::optional<std::string> check_heartbeats(Clock::time_point started);
   void barrier(const std::string& name, const std::string& what);
+  // Waits `d`, writing the workers' remaining output; a SIGINT/SIGTERM ends the wait (and the job).
+  void wait_interruptibly(milliseconds d) {
+    auto deadline = Clock::now() + d;
+    for (;;) {
+      throw_if_signalled();
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return;
+      group_.pump(std::min(left, milliseconds(100)));
+    }
+  }
   void throw_if_signalled() {
     group_.pump(milliseconds(0));
     std::vector<int> s = group_.take_signals();
@@ -217,6 +244,14 @@ class Agent {
     }
   }
   void leave();
+  // Removes the shared-memory segments this node's workers left in /dev/shm (a rank killed while
+  // setting one up); called once the round's workers are all gone.
+  void remove_left_segments() {
+    const ShmSegments removed = remove_shm_segments(shm_prefix_);
+    if (removed.count > 0)
+      group_.say(str("removed ", removed.count, " shared-memory segment(s) (", removed.bytes,
+                     " bytes) left in /dev/shm/", shm_prefix_, "* by this round's workers"));
+  }
   void claim_node();
   void rejoin();
   // Nodes (other than this one) whose agent has been silent for longer than the heartbeat
@@ -239,7 +274,8 @@ class Agent {
   std::string token_;
   std::string master_addr_;
   int master_port_ = 0;
-  std::string bind_host_;  // node 0: the address the store (and parameter servers) listen on
+  std::string bind_host_;   // node 0: the address the store (and parameter servers) listen on
+  std::string shm_prefix_;  // this node's workers' /dev/shm segments (TANDEM_SHM_PREFIX)
   std::string round_ps_endpoints_;  // TANDEM_PS_ENDPOINTS of the current round
   // Restarts so far, of the whole job (a new round) or of one worker (restart_single_workers);
   // workers see it as TANDEM_RESTART_COUNT, so it only grows.
@@ -474,6 +510,7 @@ void Agent::barrier(const std::string& name, const std::string& what) {
 int Agent::run_rounds() {
   for (int round = first_round_;; ++round) {
     RoundEnd r = run_round(round);
+    remove_left_segments();
     if (r.end == End::kSucceeded) return 0;
     if (r.end == End::kStopped) {
       group_.say(r.reason);
@@ -482,6 +519,11 @@ int Agent::run_rounds() {
     if (r.fatal) {
       group_.say(str(r.reason, "; no restart is possible without the store"));
       return 1;
+    }
+    if (ends_with(r.reason, kUsageErrorNote)) {
+      group_.say(str(r.reason, "; not restarting (exit status ", kUsageErrorExitStatus, ")"));
+      announce_stop(str("the agent on node ", o_.node_rank, " ended the job after ", r.reason));
+      return kUsageErrorExitStatus;
     }
     if (restarts_used_ >= o_.max_restarts) {
       group_.say(str(r.reason, "; no restarts left (--max-restarts ", o_.max_restarts, ")"));
@@ -493,10 +535,13 @@ int Agent::run_rounds() {
     std::string servers = o_.num_ps == 0 || o_.node_rank != 0 ? std::string()
                           : o_.num_ps == 1 ? std::string(" and the parameter server")
                                            : str(" and ", o_.num_ps, " parameter servers");
+    const milliseconds backoff = restart_backoff(o_.restart_backoff, restarts_used_);
     group_.say(str(r.reason, "; restarting ", world_size() == 1 ? "" : "all ",
-                   workers(world_size()), servers, " (restart ", restarts_used_, " of ",
-                   o_.max_restarts, ")"));
+                   workers(world_size()), servers,
+                   backoff.count() > 0 ? str(" in ", seconds(backoff), " s") : std::string(),
+                   " (restart ", restarts_used_, " of ", o_.max_restarts, ")"));
     if (o_.nnodes > 1) barrier(round_key(round, "stopped"), str("restart round ", round + 1));
+    wait_interruptibly(backoff);
   }
 }
 
@@ -528,6 +573,7 @@ std::vector<WorkerSpec> Agent::specs(int round, const std::string& ps_endpoints)
     env["TANDEM_JOB_TOKEN"] = token_;
     env["TANDEM_RESTART_COUNT"] = std::to_string(round);
     env["TORCHELASTIC_RESTART_COUNT"] = std::to_string(round);
+    env["TANDEM_SHM_PREFIX"] = shm_prefix_;
     env["TORCHELASTIC_MAX_RESTARTS"] = std::to_string(o_.max_restarts);
     if (o_.heartbeat_timeout.count() > 0)
       env["TANDEM_HEARTBEAT_INTERVAL_MS"] = std::to_string(heartbeat_interval_.count());
@@ -594,6 +640,8 @@ Agent::RoundEnd Agent::run_round(int round) {
   RoundEnd stopped{End::kStopped, "", 0, false};
   bool reported_done = false;
   std::optional<Clock::time_point> store_silent_since;  // the store has not answered since
+  // Single workers to start again (restart_single_workers) once their backoff has passed.
+  std::vector<std::pair<Clock::time_point, int>> due_restarts;
   auto stop_all = [&](int sig, const std::string& reason, int code) {
     stop_sig = sig;
     stopped.reason = reason;
@@ -619,23 +667,38 @@ Agent::RoundEnd Agent::run_round(int round) {
     }
     for (const WorkerExit& e : group_.take_exits()) {
       if (stop_sig != 0 || failure || e.wait_status == 0) continue;
+      if (is_usage_error(e)) {
+        failure = describe_exit(e) + kUsageErrorNote;
+        continue;
+      }
       if (o_.restart_single_workers && e.rank >= 0 && restarts_used_ < o_.max_restarts) {
         restarts_used_ += 1;
-        group_.say(str(describe_exit(e),
-                       "; restarting it alone, the others keep training (restart ", restarts_used_,
-                       " of ", o_.max_restarts, ")"));
-        for (WorkerSpec& spec : specs(restarts_used_, round_ps_endpoints_))
-          if (spec.rank == e.rank) group_.restart(argv_, spec);
+        const milliseconds backoff = restart_backoff(o_.restart_backoff, restarts_used_);
+        group_.say(str(describe_exit(e), "; restarting it alone",
+                       backoff.count() > 0 ? str(" in ", seconds(backoff), " s") : std::string(),
+                       ", the others keep training (restart ", restarts_used_, " of ",
+                       o_.max_restarts, ")"));
+        due_restarts.push_back({Clock::now() + backoff, e.rank});
         continue;
       }
       failure = describe_exit(e);
     }
     if (stop_sig != 0) {
+      group_.release_servers();
       if (group_.all_finished()) return stopped;
       continue;
     }
     if (failure) break;
-    if (group_.all_finished()) {  // every worker exited 0
+    for (auto it = due_restarts.begin(); it != due_restarts.end();) {
+      if (Clock::now() < it->first) {
+        ++it;
+        continue;
+      }
+      for (WorkerSpec& spec : specs(restarts_used_, round_ps_endpoints_))
+        if (spec.rank == it->second) group_.restart(argv_, spec);
+      it = due_restarts.erase(it);
+    }
+    if (group_.all_finished() && due_restarts.empty()) {  // every worker exited 0
       if (o_.nnodes == 1) return RoundEnd{End::kSucceeded, "", 0, false};
       if (!reported_done) {
         try {
@@ -756,6 +819,9 @@ void validate(const AgentOptions& o) {
   check(o.num_ps >= 0, str("--num-ps must be at least 0, got ", o.num_ps));
   check(o.num_ps == 0 || !o.ps_argv.empty(), "--num-ps needs the servers' command");
   check(o.monitor_interval.count() > 0, "--monitor-interval must be positive");
+  check(o.restart_backoff.count() >= 0 && o.restart_backoff <= kMaxRestartBackoff,
+        str("--restart-backoff must be 0 to ", seconds(kMaxRestartBackoff), " s, got ",
+            seconds(o.restart_backoff)));
   check(o.heartbeat_timeout.count() >= 0, "--heartbeat-timeout must be at least 0");
   check(o.nnodes == 1 || !o.rdzv_endpoint.empty(),
         str("--nnodes ", o.nnodes, " needs --rdzv-endpoint HOST:PORT (node 0's address)"));
@@ -767,6 +833,13 @@ void validate(const AgentOptions& o) {
 }
 
 }  // namespace
+
+milliseconds restart_backoff(milliseconds initial, int restart) {
+  if (initial.count() <= 0 || restart < 1) return milliseconds(0);
+  milliseconds wait = initial;
+  for (int i = 1; i < restart && wait < kMaxRestartBackoff; ++i) wait *= 2;
+  return std::min(wait, kMaxRestartBackoff);
+}
 
 int run_agent(const AgentOptions& options, const std::vector<std::string>& worker_argv) {
   validate(options);

@@ -24,6 +24,16 @@
 
 namespace tandem {
 
+// The longest wait before a restart, however many came before it.
+constexpr std::chrono::milliseconds kMaxRestartBackoff{64'000};
+
+// Exit status 2 is a usage or configuration error (launcher/main.cc): the same command fails the
+// same way when started again, so the agent ends the job with it instead of restarting.
+constexpr int kUsageErrorExitStatus = 2;
+
+// The wait before restart number `restart` (1 for the first): see AgentOptions::restart_backoff.
+std::chrono::milliseconds restart_backoff(std::chrono::milliseconds initial, int restart);
+
 struct AgentOptions {
   int nproc_per_node = 1;
   int nnodes = 1;
@@ -44,6 +54,10 @@ struct AgentOptions {
   std::chrono::milliseconds heartbeat_interval{0};
   // SIGTERM -> SIGKILL when stopping workers for a restart. 30 s: torch elastic's close() timeout.
   std::chrono::milliseconds stop_grace{30'000};
+  // The wait before a restart: restart_backoff before the first, doubled for each one after it,
+  // at most kMaxRestartBackoff (1 s, 2 s, 4 s, ... 64 s). A worker failing at start-up (a missing
+  // file, a port in use) then does not spin through its restarts in a second. 0: no wait.
+  std::chrono::milliseconds restart_backoff{1000};
   // How long agents on other nodes retry the store, and how long every agent waits for the others
   // to arrive at a rendezvous or a restart barrier.
   std::chrono::milliseconds rdzv_timeout{300'000};
@@ -73,10 +87,13 @@ struct AgentOptions {
 // search), each with RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, NODE_RANK (and torchrun's
 // GROUP_RANK), MASTER_ADDR, MASTER_PORT, TANDEM_JOB_TOKEN, TANDEM_RESTART_COUNT and
 // TORCHELASTIC_RESTART_COUNT, TANDEM_HEARTBEAT_INTERVAL_MS (when heartbeats are watched) and
-// OMP_NUM_THREADS = max(1, cpus / nproc_per_node) unless already set.
+// OMP_NUM_THREADS = max(1, cpus / nproc_per_node) unless already set, and TANDEM_SHM_PREFIX (a
+// prefix of this agent's own for the workers' /dev/shm segments: after each round the agent
+// removes what a killed worker left under it, see collectives/shm/shm_segments.h).
 // Returns 0 when every worker of the last round exited 0; 1 when a failure outlived max_restarts
 // (after printing one line naming the rank and its exit status) or the job was stopped from
-// another node; 128 + signal when this agent got SIGINT or SIGTERM (forwarded to the workers,
+// another node; 2 when a worker or server exited 2 (a usage or configuration error: never
+// restarted); 128 + signal when this agent got SIGINT or SIGTERM (forwarded to the workers,
 // whose exit it waits for; a second signal kills them).
 // Throws ConfigError for bad options, CommError/TimeoutError when the agents cannot meet, IoError
 // when a worker cannot be started.

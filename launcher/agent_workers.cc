@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <thread>
 
 #include "core/base/error.h"
 
@@ -27,6 +28,10 @@ constexpr size_t kMaxLineBytes = 64 << 10;
 // How long a reaped worker's pipes may stay open (held by a grandchild) before the agent stops
 // reading them.
 constexpr std::chrono::milliseconds kDrainAfterExit{1000};
+// How long a SIGKILLed worker may take to die before the agent stops waiting for it. Only a
+// process stuck in the kernel (uninterruptible I/O on a dead NFS server, a hung GPU driver) takes
+// longer; the agent then leaves it behind rather than hang with it.
+constexpr std::chrono::milliseconds kKillWait{5000};
 
 int g_signal_write_fd = -1;  // the self-pipe's write end, for the handlers
 
@@ -93,6 +98,7 @@ struct WorkerGroup::Worker {
   int fd[2] = {-1, -1};    // stdout, stderr pipes (read ends)
   std::string partial[2];  // bytes after the last newline
   bool exited = false;
+  bool released = false;  // a server sent its second signal (release_servers)
   Clock::time_point exited_at;
 };
 
@@ -129,8 +135,10 @@ WorkerGroup::WorkerGroup(int out_fd, int err_fd) : out_fd_(out_fd), err_fd_(err_
 
 WorkerGroup::~WorkerGroup() {
   kill_all();
+  auto deadline = Clock::now() + kKillWait;
   for (Worker& w : workers_) {
-    if (!w.exited) waitpid(w.pid, nullptr, 0);
+    while (!w.exited && waitpid(w.pid, nullptr, WNOHANG) == 0 && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     for (int s = 0; s < 2; ++s) close_stream(w, s);
   }
   for (size_t i = 0; i < sizeof(kHandled) / sizeof(kHandled[0]); ++i)
@@ -321,6 +329,16 @@ void WorkerGroup::signal_all(int sig) {
     if (!w.exited) kill(w.pid, sig);
 }
 
+void WorkerGroup::release_servers() {
+  for (const Worker& w : workers_)
+    if (w.rank >= 0 && !w.exited) return;
+  for (Worker& w : workers_)
+    if (w.rank < 0 && !w.exited && !w.released) {
+      kill(w.pid, SIGINT);
+      w.released = true;
+    }
+}
+
 void WorkerGroup::kill_all() {
   for (Worker& w : workers_)
     if (!w.exited) {
@@ -337,9 +355,23 @@ void WorkerGroup::stop(std::chrono::milliseconds grace,
     pump(std::min(std::chrono::milliseconds(100),
                   std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()) +
                       std::chrono::milliseconds(1)));
+    release_servers();
     if (while_waiting) while_waiting();
   }
-  if (!all_exited()) kill_all();
+  if (!all_exited()) {
+    kill_all();
+    auto kill_deadline = Clock::now() + kKillWait;
+    while (!all_exited() && Clock::now() < kill_deadline) pump(std::chrono::milliseconds(100));
+    for (Worker& w : workers_) {
+      if (w.exited) continue;
+      say(str(process_name(w.rank), " (pid ", w.pid, ") is still there ", kKillWait.count() / 1000,
+              " s after SIGKILL (stuck in the kernel?): leaving it"));
+      w.exited = true;  // not reaped: init inherits it when the agent exits
+      w.exited_at = Clock::now();
+      exits_.push_back({w.rank, SIGKILL});  // a wait status saying "killed by SIGKILL"
+      for (int s = 0; s < 2; ++s) close_stream(w, s);
+    }
+  }
   while (!all_finished()) pump(std::chrono::milliseconds(100));
 }
 

@@ -47,7 +47,8 @@ class WorkerGroup {
   // Installs the handlers for SIGINT, SIGTERM, SIGCHLD and ignores SIGPIPE (a closed stdout must
   // not kill the agent); the destructor restores them. One WorkerGroup per process at a time.
   WorkerGroup(int out_fd, int err_fd);
-  // SIGKILLs and reaps every worker still running.
+  // SIGKILLs and reaps every worker still running, waiting at most 5 s for them to die (a process
+  // stuck in the kernel is left to init rather than hang the agent).
   ~WorkerGroup();
   WorkerGroup(const WorkerGroup&) = delete;
   WorkerGroup& operator=(const WorkerGroup&) = delete;
@@ -67,10 +68,17 @@ class WorkerGroup {
   std::vector<WorkerExit> take_exits();
 
   void signal_all(int sig);  // to every worker not yet reaped
-  void kill_all();           // SIGKILL to the process group of every worker not yet reaped
+  // Parameter servers (negative ranks) keep serving after a SIGTERM until every worker is done
+  // (launcher/ps_command.h); once every worker process has exited, nobody is left to be done, and
+  // this sends each server still running a SIGINT -- its second signal, which stops it at once.
+  // Once per server; does nothing while a worker runs.
+  void release_servers();
+  void kill_all();  // SIGKILL to the process group of every worker not yet reaped
   // SIGTERM to all, `grace` for them to exit (pumping output), then SIGKILL; returns when all are
-  // reaped and their output is written. Signals that arrive meanwhile stay for take_signals().
-  // `while_waiting`, when given, runs about every 100 ms meanwhile.
+  // reaped and their output is written, or 5 s after the SIGKILL for a process that does not die
+  // even then (stuck in the kernel): it is named, left behind and reported as killed by SIGKILL.
+  // Signals that arrive meanwhile stay for take_signals(). `while_waiting`, when given, runs about
+  // every 100 ms meanwhile.
   void stop(std::chrono::milliseconds grace, const std::function<void()>& while_waiting = {});
 
   bool running(int rank) const;  // started and not yet reaped

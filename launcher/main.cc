@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -31,10 +32,15 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-Trainer* g_trainer = nullptr;  // for the signal handler: SIGINT/SIGTERM -> save and stop
+// For the signal handler: SIGINT/SIGTERM -> save and stop. The handler is installed before the
+// strategy is built, so a signal during its setup (a shared-memory segment created, the others not
+// yet there) lets the setup finish and clean up; the run then stops before its first step.
+std::atomic<Trainer*> g_trainer{nullptr};
+std::atomic<bool> g_stop_requested{false};
 
 void on_stop_signal(int sig) {
-  if (g_trainer != nullptr) g_trainer->request_stop();
+  g_stop_requested.store(true);
+  if (Trainer* t = g_trainer.load()) t->request_stop();
   std::signal(sig, SIG_DFL);  // a second signal ends the process at once
 }
 
@@ -55,6 +61,9 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   // tandem launch: a worker started by the agent tells it it is alive (launcher/heartbeat.h).
   auto heartbeat = WorkerHeartbeat::start_under_launcher(process);
   if (cfg.strategy.name == "parameter_server") keep_large_buffers_in_heap();  // ps_command.h
+  g_stop_requested.store(false);
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   StrategyBuild strategy = make_strategy(cfg, process);
   // One line per rank in a job of several: who this is and how it found out (under srun --label
   // or tandem launch the line is prefixed with the task or rank, so a log shows every rank).
@@ -68,11 +77,10 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   env.hostname = this_hostname();
   env.local_rank = process.local_rank;
   Trainer trainer(cfg, std::move(strategy.strategy), env);
-  g_trainer = &trainer;
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
+  g_trainer.store(&trainer);
+  if (g_stop_requested.load()) trainer.request_stop();  // a signal while the strategy was built
   TrainResult r = trainer.run();
-  g_trainer = nullptr;
+  g_trainer.store(nullptr);
   if (r.stopped_early) {
     std::cout << "stopped at step " << r.step << "; checkpoint saved in " << cfg.checkpoint.dir
               << " (run the same command to resume)\n";
@@ -90,6 +98,7 @@ struct LaunchCommand {
   double monitor_interval_s = 1;
   double heartbeat_timeout_s = 60;
   double stop_grace_s = 30;
+  double restart_backoff_s = 1;
   double rdzv_timeout_s = 300;
   std::string config_path;
   std::vector<std::string> overrides;
@@ -139,6 +148,12 @@ void add_launch_command(CLI::App& app, LaunchCommand& c) {
                    "(default 30)")
       ->check(CLI::NonNegativeNumber);
   c.app
+      ->add_option("--restart-backoff", c.restart_backoff_s,
+                   "seconds to wait before the first restart, doubled for each one after it, at "
+                   "most 64; 0: restart at once (default 1). A worker that exits 2 (a usage or "
+                   "config error) is never restarted")
+      ->check(CLI::NonNegativeNumber);
+  c.app
       ->add_option("--rdzv-timeout", c.rdzv_timeout_s,
                    "seconds to wait for the store and the other nodes (default 300)")
       ->check(CLI::PositiveNumber);
@@ -177,6 +192,7 @@ int cmd_launch(LaunchCommand& c) {
   o.monitor_interval = ms(c.monitor_interval_s);
   o.heartbeat_timeout = ms(c.heartbeat_timeout_s);
   o.stop_grace = ms(c.stop_grace_s);
+  o.restart_backoff = ms(c.restart_backoff_s);
   o.rdzv_timeout = ms(c.rdzv_timeout_s);
   o.environment = current_environment();
   if (auto it = o.environment.find("TANDEM_JOB_TOKEN"); it != o.environment.end())

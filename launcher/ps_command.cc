@@ -9,17 +9,20 @@
 
 #include "configs/schema/config.h"
 #include "core/base/error.h"
-#include "strategies/process_environment.h"
 #include "strategies/parameter_server/ps_server.h"
+#include "strategies/process_environment.h"
 #include "strategies/trainer/builders.h"
 
 namespace tandem {
 namespace {
 
-std::atomic<int> g_stop_signal{0};
+std::atomic<int> g_stop_signal{0};   // the first SIGINT/SIGTERM
+std::atomic<int> g_signals_seen{0};  // how many arrived
 
 void on_signal(int sig) {
-  g_stop_signal.store(sig);
+  int none = 0;
+  g_stop_signal.compare_exchange_strong(none, sig);
+  g_signals_seen.fetch_add(1);
 }
 
 }  // namespace
@@ -46,6 +49,12 @@ void add_ps_command(CLI::App& app, PsCommand& c) {
                     "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
   c.app->add_option("--port", c.port, "port to listen on (default 0: a free port)")
       ->check(CLI::Range(0, 65535));
+  c.app
+      ->add_option("--stop-grace", c.stop_grace_s,
+                   "after SIGTERM/SIGINT, seconds to keep serving until every worker is done (the "
+                   "chief saves its last checkpoint from the servers); a second signal stops at "
+                   "once (default 20)")
+      ->check(CLI::Range(0.0, 3600.0));
   c.app->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
 }
 
@@ -76,17 +85,31 @@ int cmd_ps(PsCommand& c) {
   o.make_optimizer = [cfg](const NamedTensors& params) { return build_optimizer(cfg, params); };
 
   g_stop_signal.store(0);
+  g_signals_seen.store(0);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   PsServer server(o);
   std::cout << "tandem ps: shard " << c.shard << " listening on " << server.endpoint() << std::endl;
-  while (g_stop_signal.load() == 0 && !server.wait_finished(std::chrono::milliseconds(200))) {
+  const std::chrono::milliseconds poll(200);
+  while (g_stop_signal.load() == 0 && !server.wait_finished(poll)) {
+  }
+  if (!server.finished()) {
+    std::cout << "tandem ps: shard " << c.shard << " got signal " << g_stop_signal.load()
+              << ": serving until every worker is done (the chief saves its last checkpoint), "
+              << "at most " << c.stop_grace_s << " s (--stop-grace)" << std::endl;
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(static_cast<int64_t>(c.stop_grace_s * 1000));
+    while (g_signals_seen.load() < 2 && std::chrono::steady_clock::now() < deadline &&
+           !server.wait_finished(poll)) {
+    }
   }
   const bool finished = server.finished();
   server.shutdown();
   std::cout << "tandem ps: shard " << c.shard
             << (finished ? " stopping: every worker finished"
-                         : str(" stopping on signal ", g_stop_signal.load()));
+                         : str(" stopping on signal ", g_stop_signal.load(),
+                               g_signals_seen.load() > 1 ? " (a second one)"
+                                                         : " (--stop-grace is over)"));
   if (o.mode == "async")
     std::cout << " (async: a worker ran at most " << server.max_lead()
               << " step(s) ahead of the slowest; strategy.max_staleness "

@@ -5,8 +5,14 @@
 // Contract (used by `tandem launch --num-ps` and `tandem submit`): binds 127.0.0.1 unless --host
 // is given; --port 0 or absent picks a free port; the job token comes from TANDEM_JOB_TOKEN
 // (missing: a one-line error, exit 2); prints `tandem ps: shard I listening on HOST:PORT` once
-// serving; exits 0 when every worker of the job has reported that it finished training, or on
-// SIGTERM/SIGINT, in both cases after the calls in flight are answered.
+// serving; exits 0 when every worker of the job has reported that it finished training (a
+// completed run, or one stopped after its checkpoint), after the calls in flight are answered.
+//
+// SIGTERM/SIGINT do not stop it at once: a preemption signals the servers and the workers
+// together, and the chief's last checkpoint reads the servers' state. The server keeps serving
+// until every worker has reported, or --stop-grace seconds (default 20: less than the 30 s that
+// `tandem launch`, Slurm's KillWait and Kubernetes' terminationGracePeriodSeconds give before
+// SIGKILL); a second signal stops it at once.
 #pragma once
 
 #include <string>
@@ -25,6 +31,7 @@ struct PsCommand {
   int shard = -1;
   std::string host;
   int port = 0;
+  double stop_grace_s = 20;
 };
 
 void add_ps_command(CLI::App& app, PsCommand& c);

@@ -43,6 +43,9 @@ struct ProcessEnvironment {
   // TANDEM_SOCKET_IFNAME (or GLOO_SOCKET_IFNAME, PyTorch's name): the network interface whose
   // address this process gives peers on other hosts; empty: the one that routes to MASTER_ADDR.
   std::string socket_ifname;
+  // TANDEM_SHM_PREFIX: set by `tandem launch`, which removes what is left under it after each
+  // round; the name prefix of this process's shared-memory segments (shm_segments.h).
+  std::string shm_prefix = "tandem-";
   // TANDEM_HEARTBEAT_INTERVAL_MS: set by `tandem launch` when it watches heartbeats; 0 otherwise.
   int heartbeat_interval_ms = 0;
   // Things the user may want to know, one line each (e.g. a RANK that was ignored).

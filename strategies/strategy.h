@@ -17,7 +17,8 @@
 //   before_checkpoint()  on every rank before the chief saves: bring the model and optimizer
 //                        state up to date (ddp with a sharded optimizer: gather the optimizer
 //                        state; parameter_server: the chief fetches it from the servers)
-//   finish()             after the last step of a completed run (parameter_server: tell servers)
+//   finish()             after the last step of a run, completed or stopped (after the stop's
+//                        checkpoint): parameter_server tells the servers this worker is done
 //
 // A strategy instance belongs to one process and is driven from one thread.
 #pragma once

@@ -143,7 +143,7 @@ std::unique_ptr<Communicator> make_hierarchical(const ExperimentConfig& cfg,
               " between hosts)"));
     if (under_mpi(env)) return make_hierarchical_mpi(store, layout, env.rank, prefix, opts);
     return make_hierarchical_gloo(store, layout, env.rank, gloo_options(env, attempt, "hier"),
-                                  prefix, opts);
+                                  prefix, opts, env.shm_prefix);
   }
   if (env.rank == 0)
     say(str("strategy.backend: hierarchical needs several ranks on each of several hosts; ",
@@ -155,7 +155,8 @@ std::unique_ptr<Communicator> make_hierarchical(const ExperimentConfig& cfg,
   std::unique_ptr<Communicator> flat = std::make_unique<GlooCommunicator>(
       store, env.rank, env.world_size, gloo_options(env, attempt, "gloo"), opts);
   if (layout.hosts() == 1)
-    flat = std::make_unique<ShmCommunicator>(std::move(flat), store, str("shm/attempt", attempt));
+    flat = std::make_unique<ShmCommunicator>(std::move(flat), store, str("shm/attempt", attempt),
+                                             env.shm_prefix);
   return flat;
 }
 
@@ -199,8 +200,8 @@ std::unique_ptr<Communicator> make_gloo_or_shm(const ExperimentConfig& cfg,
   std::unique_ptr<Communicator> comm = std::make_unique<GlooCommunicator>(
       *out.store, env.rank, env.world_size, gloo_options(env, attempt, "gloo"), opts);
   if (backend == "shm")
-    comm =
-        std::make_unique<ShmCommunicator>(std::move(comm), *out.store, str("shm/attempt", attempt));
+    comm = std::make_unique<ShmCommunicator>(std::move(comm), *out.store,
+                                             str("shm/attempt", attempt), env.shm_prefix);
   return checked(std::move(comm), out, str("attempt", attempt));
 }
 

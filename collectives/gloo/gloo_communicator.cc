@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -128,6 +129,9 @@ struct GlooCommunicator::Impl : std::enable_shared_from_this<GlooCommunicator::I
   bool stop = false;                          // guarded by mu
   bool thread_idle = false;                   // guarded by mu: the thread waits for work
   bool waiter_running = false;  // guarded by mu: a waiter runs an op itself (see help)
+  bool thread_done = false;     // guarded by mu: run() has returned
+  std::string running;          // guarded by mu: the collective the thread runs ("" between)
+  std::chrono::milliseconds close_wait{0};
   std::thread thread;
 
   // The background thread's, or a helping waiter's while waiter_running (never both).
@@ -157,7 +161,7 @@ std::unique_ptr<Work> GlooCommunicator::Impl::enqueue(std::unique_ptr<GlooOp> op
     std::lock_guard<std::mutex> lock(mu);
     queue.push_back(std::move(op));
   }
-  cv.notify_one();
+  cv.notify_all();  // the destructor may wait on cv too
   return work;
 }
 
@@ -258,11 +262,18 @@ void GlooCommunicator::Impl::run() {
         cv.wait(lock, ready);
       }
       thread_idle = false;
-      if (queue.empty()) return;  // stop, and everything has run
+      if (queue.empty()) {  // stop, and everything has run
+        thread_done = true;
+        cv.notify_all();
+        return;
+      }
       op = std::move(queue.front());
       queue.pop_front();
+      running = op->call.brief(op->seq);
     }
     process(*op);
+    std::lock_guard<std::mutex> lock(mu);
+    running.clear();
   }
 }
 
@@ -323,7 +334,7 @@ void GlooCommunicator::Impl::help(uint64_t seq, std::chrono::milliseconds timeou
     waiter_running = false;
     wake = !queue.empty() || stop;
   }
-  if (wake) cv.notify_one();
+  if (wake) cv.notify_all();
 }
 
 GlooCommunicator::GlooCommunicator(StoreClient& store, int rank, int world_size,
@@ -360,17 +371,35 @@ GlooCommunicator::GlooCommunicator(StoreClient& store, int rank, int world_size,
                           "): ", e.what()));
     }
   }
-  Impl* impl = impl_.get();
-  impl_->thread = std::thread([impl] { impl->run(); });
+  impl_->close_wait = gloo_options.close_wait;
+  // The thread owns a reference: if the destructor leaves it behind, it still has its state.
+  impl_->thread = std::thread([impl = impl_] { impl->run(); });
 }
 
 GlooCommunicator::~GlooCommunicator() {
+  Impl& s = *impl_;
+  std::deque<std::unique_ptr<GlooOp>> never_run;
+  std::string running;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    impl_->stop = true;
+    std::unique_lock<std::mutex> lock(s.mu);
+    s.stop = true;
+    never_run.swap(s.queue);
+    s.cv.notify_all();
+    s.cv.wait_for(lock, s.close_wait, [&] { return s.thread_done; });
+    running = s.thread_done ? std::string() : s.running;
   }
-  impl_->cv.notify_one();
-  impl_->thread.join();
+  for (auto& op : never_run)
+    op->state->finish(std::make_exception_ptr(CommError(
+        str("gloo ", op->call.brief(op->seq), ": the communicator was closed before it ran"))));
+  if (running.empty()) {
+    s.thread.join();
+    return;
+  }
+  std::fprintf(stderr,
+               "tandem: gloo rank %d: %s still running %.1f s after the communicator was closed (a "
+               "peer stopped or gone?); left to finish or time out on its own\n",
+               s.rank, running.c_str(), s.close_wait.count() / 1000.0);
+  s.thread.detach();
 }
 
 std::shared_ptr<gloo::Context> GlooCommunicator::context() const {

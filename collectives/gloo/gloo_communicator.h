@@ -20,9 +20,9 @@
 // of a world of one, complete without touching the network.
 //
 // Blocking: the constructor blocks until every rank has connected (gloo's connectFullMesh, through
-// the Store; CommOptions::timeout bounds it and every collective). The destructor blocks until the
-// queued collectives have run. Thread-safety: one thread at a time issues collectives; Works may
-// be waited on from any thread.
+// the Store; CommOptions::timeout bounds it and every collective). The destructor fails the queued
+// collectives that have not started and waits at most GlooOptions::close_wait for the one running.
+// Thread-safety: one thread at a time issues collectives; Works may be waited on from any thread.
 #pragma once
 
 #include <memory>
@@ -47,6 +47,11 @@ struct GlooOptions {
   // creates them in the same order). A launcher that restarts workers against the same Store
   // puts the attempt number in the prefix.
   std::string key_prefix = "gloo";
+  // How long the destructor waits for a collective still running (a peer stopped or gone; gloo
+  // itself gives up only after CommOptions::timeout, 600 s by default). 10 s: well inside the 30 s
+  // `tandem launch`, Slurm and Kubernetes give a process between SIGTERM and SIGKILL. After it the
+  // collective is left to finish or time out on its own thread.
+  std::chrono::milliseconds close_wait{10'000};
 };
 
 class GlooCommunicator final : public Communicator {

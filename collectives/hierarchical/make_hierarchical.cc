@@ -25,7 +25,8 @@ bool calls_for_hierarchy(const HostLayout& layout) {
 std::unique_ptr<Communicator> make_hierarchical_gloo(StoreClient& store, const HostLayout& layout,
                                                      int rank, const GlooOptions& gloo,
                                                      const std::string& prefix,
-                                                     const CommOptions& options) {
+                                                     const CommOptions& options,
+                                                     const std::string& shm_prefix) {
   TANDEM_CHECK(calls_for_hierarchy(layout), "hierarchical: the host layout does not call for it");
   const int host = layout.host_of[rank], local = layout.local_of[rank];
   GlooOptions g = gloo;
@@ -35,8 +36,8 @@ std::unique_ptr<Communicator> make_hierarchical_gloo(StoreClient& store, const H
   l.key_prefix = str(prefix, "/local/", host);
   auto local_gloo =
       std::make_unique<GlooCommunicator>(store, local, layout.ranks_on_host[host], l, options);
-  auto local_shm =
-      std::make_unique<ShmCommunicator>(std::move(local_gloo), store, str(prefix, "/shm/", host));
+  auto local_shm = std::make_unique<ShmCommunicator>(std::move(local_gloo), store,
+                                                     str(prefix, "/shm/", host), shm_prefix);
   g.key_prefix = str(prefix, "/cross/", local);
   auto cross = std::make_unique<GlooCommunicator>(store, host, layout.hosts(), g, options);
   return std::make_unique<HierarchicalCommunicator>(rank, layout, std::move(global),

@@ -29,11 +29,12 @@ bool calls_for_hierarchy(const HostLayout& layout);
 // Over Gloo: the job-wide and cross-host groups advertise `gloo` (this host's address or
 // interface), the host's own group loopback; its all-reduce goes through shared memory. Store keys
 // live under `prefix`, which must be unique to the job attempt. The layout must call for a
-// hierarchy (calls_for_hierarchy).
+// hierarchy (calls_for_hierarchy). The host's segments are named shm_prefix... (shm_segments.h).
 std::unique_ptr<Communicator> make_hierarchical_gloo(StoreClient& store, const HostLayout& layout,
                                                      int rank, const GlooOptions& gloo,
                                                      const std::string& prefix,
-                                                     const CommOptions& options);
+                                                     const CommOptions& options,
+                                                     const std::string& shm_prefix = "tandem-");
 
 // Over MPI (processes started by mpirun or srun --mpi): the groups are MPI_Comm_split's of
 // MPI_COMM_WORLD, whose rank must be `rank`; the store carries only the shared-memory segment

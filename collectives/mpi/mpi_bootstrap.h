@@ -13,8 +13,10 @@
 
 namespace tandem {
 
-// Rank `root`'s value on every rank.
-std::string mpi_broadcast_string(const std::string& value, int root);
+// Rank `root`'s value on every rank. Throws TimeoutError naming `root` and `what` when it has not
+// arrived within `timeout` (the broadcast is then left pending: the caller is on its way out).
+std::string mpi_broadcast_string(const std::string& value, int root,
+                                 std::chrono::milliseconds timeout, const std::string& what);
 
 // True when every rank of MPI_COMM_WORLD runs on this node (MPI_Comm_split_type shared size ==
 // world size).

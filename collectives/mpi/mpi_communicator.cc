@@ -6,6 +6,7 @@
 #include <climits>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <mutex>
@@ -111,6 +112,12 @@ struct MpiCommunicator::Impl : std::enable_shared_from_this<MpiCommunicator::Imp
   std::unique_ptr<MpiOp> handed_back;  // guarded by mu: started by a waiter that timed out
   std::atomic<int64_t> queued{0};      // queue.size(), readable without the lock
   std::thread thread;
+  // Set by the destructor (stop_deadline first): ops still in flight at stop_deadline will never
+  // complete (a peer is stopped or gone), and MPI cannot free a communicator or finalise with them
+  // pending, so the thread aborts the job then instead of testing them forever.
+  std::atomic<bool> stopping{false};
+  Deadline stop_deadline;
+  std::chrono::milliseconds timeout{0};  // the communicator's; the destructor's grace period
 
   // The communication thread's, or a helping waiter's while waiter_driving (never both: the
   // thread sleeps until the waiter is done).
@@ -128,6 +135,7 @@ struct MpiCommunicator::Impl : std::enable_shared_from_this<MpiCommunicator::Imp
   void complete(MpiOp& op);
   void fail(MpiOp& op, const std::exception_ptr& cause);
   void fail_all(const std::exception_ptr& cause);
+  [[noreturn]] void abort_pending();
 };
 
 std::unique_ptr<Work> MpiCommunicator::Impl::enqueue(std::unique_ptr<MpiOp> op) {
@@ -247,6 +255,9 @@ void MpiCommunicator::Impl::run() {
         fail_all(broken);
       }
     }
+    if (!in_flight.empty() && stopping.load(std::memory_order_acquire) &&
+        std::chrono::steady_clock::now() >= stop_deadline)
+      abort_pending();
     // Complete in issue order: only the oldest op is tested (testing it progresses all of them).
     while (!in_flight.empty()) {
       MpiOp& op = *in_flight.front();
@@ -263,6 +274,19 @@ void MpiCommunicator::Impl::run() {
       in_flight.pop_front();
     }
   }
+}
+
+void MpiCommunicator::Impl::abort_pending() {
+  const MpiOp& op = *in_flight.front();
+  std::fprintf(stderr,
+               "tandem: mpi rank %d of %d: %s was still in flight %.1f s after the communicator "
+               "was closed: a peer is stopped or gone (the timeout before this names it). MPI "
+               "cannot shut down with a collective pending: aborting the job (MPI_Abort) instead "
+               "of waiting forever\n",
+               rank, size, op.call.brief(op.seq).c_str(), timeout.count() / 1000.0);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::_Exit(1);  // MPI_Abort does not return; should it, the process still must not hang
 }
 
 // A waiter about to sleep on an op that nobody has started -- the only one queued, the thread
@@ -326,6 +350,7 @@ MpiCommunicator::MpiCommunicator(int color, int key, const CommOptions& options)
   TANDEM_MPI_CHECK(MPI_Comm_set_errhandler(impl_->comm, MPI_ERRORS_RETURN));
   TANDEM_MPI_CHECK(MPI_Comm_rank(impl_->comm, &impl_->rank));
   TANDEM_MPI_CHECK(MPI_Comm_size(impl_->comm, &impl_->size));
+  impl_->timeout = options.timeout;
   runtime.retain();
   Impl* impl = impl_.get();
   impl_->thread = std::thread([impl] { impl->run(); });
@@ -335,6 +360,8 @@ MpiCommunicator::~MpiCommunicator() {
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->stop = true;
+    impl_->stop_deadline = std::chrono::steady_clock::now() + impl_->timeout;
+    impl_->stopping.store(true, std::memory_order_release);
   }
   impl_->cv.notify_one();
   impl_->thread.join();

@@ -46,7 +46,7 @@ std::unique_ptr<MpiRendezvous> MpiRendezvous::start(std::chrono::milliseconds ti
       message = std::string("error ") + e.what();
     }
   }
-  message = mpi_broadcast_string(message, 0);
+  message = mpi_broadcast_string(message, 0, timeout, "store address");
   if (message.rfind("error ", 0) == 0)
     throw CommError(str("mpi rendezvous: rank 0 could not host the store: ", message.substr(6)));
   const size_t space = message.find(' ', 3);

@@ -1,3 +1,5 @@
+// ShmCommunicator: setup of the shared segment, the communication thread and the reduction
+// kernels (see shm_communicator.h).
 #include "collectives/shm/shm_communicator.h"
 
 #include <fcntl.h>
@@ -16,7 +18,6 @@
 #include <mutex>
 #include <thread>
 
-#include "collectives/store/job_token.h"
 #include "collectives/work_state.h"
 #include "core/base/error.h"
 #include "core/tensor/storage.h"
@@ -429,8 +430,15 @@ struct ShmCommunicator::Impl {
 };
 
 ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClient& store,
-                                 const std::string& prefix)
-    : inner_(std::move(inner)), impl_(std::make_shared<Impl>()), store_(&store), prefix_(prefix) {
+                                 const std::string& prefix, const std::string& segment_prefix)
+    : inner_(std::move(inner)),
+      impl_(std::make_shared<Impl>()),
+      store_(&store),
+      prefix_(prefix),
+      segment_prefix_(segment_prefix) {
+  TANDEM_CHECK_T(ConfigError, valid_shm_prefix(segment_prefix_), "shm: segment prefix '",
+                 segment_prefix_,
+                 "' must be 'tandem-' followed by letters, digits, '-' or '_' (TANDEM_SHM_PREFIX)");
   set_options(inner_->options());
   Impl& s = *impl_;
   s.rank = inner_->rank();
@@ -441,7 +449,7 @@ ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClien
   std::string name;
   int fd = -1;
   if (s.rank == 0) {
-    name = "/tandem-" + generate_job_token().substr(0, 16);
+    name = new_shm_segment_name(segment_prefix_);
     fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
     TANDEM_CHECK_T(CommError, fd >= 0, "shm: shm_open(", name, ") failed: ", std::strerror(errno),
                    "; is /dev/shm mounted and writable? (strategy.backend=gloo avoids it)");
@@ -452,9 +460,8 @@ ShmCommunicator::ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClien
     if (rc != 0) {
       close(fd);
       shm_unlink(name.c_str());
-      throw CommError(
-          str("shm: reserving ", s.bytes, " bytes in /dev/shm failed: ", std::strerror(rc),
-              "; enlarge /dev/shm (docker --shm-size) or set ", "strategy.backend=gloo"));
+      throw CommError(str("shm: reserving ", s.bytes, " bytes in /dev/shm failed: ",
+                          std::strerror(rc), "; ", shm_full_advice(segment_prefix_)));
     }
     store.set(key, name);
   } else {
@@ -583,7 +590,7 @@ Tensor ShmCommunicator::allocate_shared(int64_t numel, DType dtype, Device devic
   std::string name;
   int fd = -1;
   if (s.rank == 0) {
-    name = "/tandem-" + generate_job_token().substr(0, 16);
+    name = new_shm_segment_name(segment_prefix_);
     fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
     if (fd >= 0 && posix_fallocate(fd, 0, static_cast<off_t>(buffer->mapped)) != 0) {
       close(fd);

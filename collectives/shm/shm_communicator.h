@@ -25,10 +25,11 @@
 // earlier all-reduce here). Sequence numbers count every call on this communicator.
 //
 // Setup (collective, all ranks of `inner` on one host; `store` must outlive the communicator): rank
-// 0 creates the segment (shm_open with a random name), publishes the name in `store` under
-// "<prefix>/segment", the others open it, and once everyone has mapped it (an inner barrier) rank 0
-// unlinks the name, so nothing is left in /dev/shm whatever happens to the job. A peer that dies
-// mid-collective leaves the others waiting: Work::wait's timeout reports it (wrap in
+// 0 creates the segment (shm_open, named segment_prefix + random digits), publishes the name in
+// `store` under "<prefix>/segment", the others open it, and once everyone has mapped it (an inner
+// barrier) rank 0 unlinks the name. A rank 0 killed before that leaves the name behind: `tandem
+// launch` removes its job's segments by their prefix after each round (shm_segments.h). A peer that
+// dies mid-collective leaves the others waiting: Work::wait's timeout reports it (wrap in
 // CheckedCommunicator to name the rank); the destructor stops the thread without waiting for peers.
 //
 // Thread-safety: as for every Communicator, one thread at a time issues collectives.
@@ -40,6 +41,7 @@
 #include <vector>
 
 #include "collectives/communicator.h"
+#include "collectives/shm/shm_segments.h"
 #include "collectives/store/store_client.h"
 
 namespace tandem {
@@ -51,7 +53,7 @@ class ShmCommunicator final : public Communicator {
   static constexpr int64_t kChunkBytes = 4 << 20;  // per rank and round: 4 MiB
 
   ShmCommunicator(std::unique_ptr<Communicator> inner, StoreClient& store,
-                  const std::string& prefix);
+                  const std::string& prefix, const std::string& segment_prefix = kDefaultShmPrefix);
   ~ShmCommunicator() override;
 
   int rank() const override;
@@ -99,7 +101,8 @@ class ShmCommunicator final : public Communicator {
   std::string segment_name_;
   StoreClient* store_;  // the constructor's: must outlive this communicator
   std::string prefix_;
-  uint64_t buffers_made_ = 0;  // allocate_shared calls so far (the same count on every rank)
+  std::string segment_prefix_;  // of every segment's name (shm_segments.h)
+  uint64_t buffers_made_ = 0;   // allocate_shared calls so far (the same count on every rank)
 };
 
 }  // namespace tandem

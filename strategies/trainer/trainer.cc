@@ -15,6 +15,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/backends/autocast.h"
 #include "core/backends/device_backend.h"
+#include "core/base/error.h"
 #include "core/data/loader.h"
 #include "core/data/sampler.h"
 #include "core/data/transforms.h"
@@ -53,10 +54,14 @@ std::string format_double(double v, int precision) {
 }
 
 // Where the chief's metrics go: metrics.jsonl and (logging.tensorboard) TensorBoard get the same
-// values. Other ranks' sink is empty and logs nothing.
+// values. Other ranks' sink is empty and logs nothing. A write that fails (a full disk, a file
+// system gone read-only) is a warning, once per file, and training goes on: losing metrics must
+// not cost a run (or start a restart loop that fails the same way every time).
 class MetricsSink {
  public:
-  MetricsSink(const ExperimentConfig& cfg, const std::string& hostname, bool chief) {
+  MetricsSink(const ExperimentConfig& cfg, const std::string& hostname, bool chief,
+              std::ostream* err)
+      : err_(err) {
     if (!chief) return;
     std::filesystem::create_directories(cfg.logging.dir);
     jsonl_ = std::make_unique<MetricsLog>(cfg.logging.dir + "/metrics.jsonl");
@@ -64,15 +69,35 @@ class MetricsSink {
       tensorboard_ = std::make_unique<TensorBoardWriter>(cfg.logging.dir, hostname);
   }
   void log(int64_t step, int64_t epoch, const MetricValues& values) {
-    if (jsonl_) jsonl_->log(step, epoch, values);
+    if (jsonl_) {
+      try {
+        jsonl_->log(step, epoch, values);
+      } catch (const IoError& e) {
+        warn_once(jsonl_warned_, e);
+      }
+    }
     if (!tensorboard_) return;
-    for (const auto& [tag, v] : values) tensorboard_->add_scalar(tag, v, step);
-    tensorboard_->flush();
+    try {
+      for (const auto& [tag, v] : values) tensorboard_->add_scalar(tag, v, step);
+      tensorboard_->flush();
+    } catch (const IoError& e) {
+      warn_once(tensorboard_warned_, e);
+    }
   }
 
  private:
+  void warn_once(bool& warned, const IoError& e) {
+    if (warned) return;
+    warned = true;
+    *err_ << "warning: metrics not written (" << e.what()
+          << "); training goes on, further failures of this file are not reported\n";
+  }
+
+  std::ostream* err_;
   std::unique_ptr<MetricsLog> jsonl_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;
+  bool jsonl_warned_ = false;
+  bool tensorboard_warned_ = false;
 };
 
 void add_memory_metrics(const Device& device, MetricValues& mv) {
@@ -192,7 +217,8 @@ Trainer::Loop Trainer::set_up() {
   set_up_trace(loop);
   strategy_->set_start_step(loop.state.step);
   strategy_->prepare(*model_, *optimizer_);
-  loop.metrics = std::make_unique<MetricsSink>(config_, env_.hostname, strategy_->is_chief());
+  loop.metrics =
+      std::make_unique<MetricsSink>(config_, env_.hostname, strategy_->is_chief(), env_.err);
   const std::string& progress = config_.logging.progress;
   if (strategy_->is_chief() && progress != "none") {
     ProgressOptions po;
@@ -668,7 +694,12 @@ TrainResult Trainer::finish(Loop& loop) {
        << " test_accuracy=" << format_double(result.test_accuracy, 4)
        << " samples_per_sec=" << format_double(result.samples_per_sec, 1);
   result.final_line = line.str();
-  if (result.stopped_early) return result;
+  if (result.stopped_early) {
+    // After the stop's checkpoint: parameter servers that got the same SIGTERM (a preemption)
+    // stay up until every worker has said this, so the chief's save cannot lose them.
+    strategy_->finish();
+    return result;
+  }
   write_trace(loop);  // a run shorter than the window: what it recorded
   strategy_->finish();
   if (strategy_->is_chief()) {

@@ -9,6 +9,8 @@
 //                                                  MASTER_ADDR, MASTER_PORT, TANDEM_JOB_TOKEN)
 //   tandem launch --nproc-per-node N --exec -- collectives_check --backend gloo|shm
 // shm: the shared-memory transport over Gloo, as `tandem launch` trains with on one host.
+// --pause-before-shm RANK:MS: that rank sleeps MS between Gloo's setup and the shm segment's, so
+// rank 0 waits in the setup barrier with the segment created (tests/multiprocess/shm_cleanup.sh).
 // NAME: values, barrier, order, timeout, errors, overlap (default: all). Each rank prints
 // "[rank r] N passed, M failed"; the exit status is 1 when a check failed, 2 on bad usage.
 #include <unistd.h>
@@ -318,7 +320,7 @@ std::string env_or_die(const char* name) {
   return v;
 }
 
-int run_rank(const std::string& backend, const std::string& only) {
+int run_rank(const std::string& backend, const std::string& only, int pause_rank, int pause_ms) {
   std::unique_ptr<StoreClient> store;
   std::unique_ptr<Communicator> comm;
   if (backend == "mpi") {
@@ -330,8 +332,11 @@ int run_rank(const std::string& backend, const std::string& only) {
         env_or_die("MASTER_ADDR") + ":" + env_or_die("MASTER_PORT"), env_or_die("TANDEM_JOB_TOKEN"),
         std::chrono::milliseconds(60'000));
     comm = std::make_unique<GlooCommunicator>(*store, rank, world);
+    if (rank == pause_rank) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+    const char* shm_prefix = std::getenv("TANDEM_SHM_PREFIX");  // set by tandem launch
     if (backend == "shm")
-      comm = std::make_unique<ShmCommunicator>(std::move(comm), *store, "collectives-check");
+      comm = std::make_unique<ShmCommunicator>(std::move(comm), *store, "collectives-check",
+                                               shm_prefix ? shm_prefix : kDefaultShmPrefix);
   }
   Checker check(*comm);
   const auto t0 = Clock::now();
@@ -359,7 +364,7 @@ int run_rank(const std::string& backend, const std::string& only) {
 
 int main(int argc, char** argv) {
   std::string backend, only;
-  int spawn = 0;
+  int spawn = 0, pause_rank = -1, pause_ms = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--backend" && i + 1 < argc) {
@@ -368,6 +373,10 @@ int main(int argc, char** argv) {
       only = argv[++i];
     } else if (a == "--spawn" && i + 1 < argc) {
       spawn = std::atoi(argv[++i]);
+    } else if (a == "--pause-before-shm" && i + 1 < argc) {  // RANK:MS
+      const std::string v = argv[++i];
+      pause_rank = std::atoi(v.c_str());
+      pause_ms = v.find(':') == std::string::npos ? 0 : std::atoi(v.c_str() + v.find(':') + 1);
     } else {
       std::fprintf(stderr, "collectives_check: unknown argument '%s'\n", a.c_str());
       return 2;
@@ -388,7 +397,7 @@ int main(int argc, char** argv) {
       if (!only.empty()) args.insert(args.end(), {"--only", only});
       return tandem::testing::spawn_local_ranks(self, args, spawn, std::chrono::seconds(170));
     }
-    return tandem::run_rank(backend, only);
+    return tandem::run_rank(backend, only, pause_rank, pause_ms);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "collectives_check: %s\n", e.what());
     return 1;

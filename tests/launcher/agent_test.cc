@@ -75,6 +75,7 @@ AgentOptions fast_options(int nproc) {
   o.monitor_interval = milliseconds(100);
   o.heartbeat_timeout = milliseconds(0);
   o.stop_grace = milliseconds(3000);
+  o.restart_backoff = milliseconds(0);
   o.job_token = kToken;
   o.cpu_count = 4;
   o.environment = {{"PATH", "/usr/bin:/bin"}, {"INHERITED", "yes"}};
@@ -289,6 +290,59 @@ TEST(Agent, GivesUpAfterMaxRestartsWhenAWorkerKeepsFailing) {
       "tandem launch: worker rank 0 exited with status 3; no restarts left (--max-restarts 2)");
   EXPECT_TRUE(exists(dir + "/rank0.restart2.started"));
   EXPECT_FALSE(exists(dir + "/rank0.restart3.started"));
+}
+
+TEST(Agent, AWorkerThatExitsWithAUsageErrorEndsTheJobWithItsStatusAndIsNotRestarted) {
+  std::string dir = testing::temp_dir();
+  AgentOptions o = fast_options(2);
+  o.max_restarts = 3;
+  JobResult r = run_job(o, {"--record", dir, "--fail", "1:exit2", "--sleep-ms", "30000"});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(lines_of(r.err).back(),
+            "tandem launch: worker rank 1 exited with status 2 (a usage or configuration error: a "
+            "restart would fail the same way); not restarting (exit status 2)");
+  EXPECT_EQ(read_file(dir + "/rank0.restart0.signal"), "15");  // the other worker was stopped
+  EXPECT_FALSE(exists(dir + "/rank0.restart1.started"));
+  EXPECT_FALSE(exists(dir + "/rank1.restart1.started"));
+  EXPECT_LT(r.seconds, 25) << "rank 0 was not stopped";
+}
+
+TEST(Agent, RestartBackoffDoublesFromTheGivenWaitUpToItsCap) {
+  EXPECT_EQ(restart_backoff(milliseconds(1000), 1), milliseconds(1000));
+  EXPECT_EQ(restart_backoff(milliseconds(1000), 2), milliseconds(2000));
+  EXPECT_EQ(restart_backoff(milliseconds(1000), 3), milliseconds(4000));
+  EXPECT_EQ(restart_backoff(milliseconds(1000), 7), milliseconds(64000));
+  EXPECT_EQ(restart_backoff(milliseconds(1000), 8), kMaxRestartBackoff);
+  EXPECT_EQ(restart_backoff(milliseconds(1000), 1000000), kMaxRestartBackoff);
+  EXPECT_EQ(restart_backoff(milliseconds(300), 3), milliseconds(1200));
+  EXPECT_EQ(restart_backoff(milliseconds(0), 5), milliseconds(0));
+}
+
+// The starts of restart k and k-1 are at least the k-th backoff apart (0.3, 0.6, 1.2 s), measured
+// by the modification times of the files each start writes.
+TEST(Agent, WaitsADoublingBackoffBeforeEachRestart) {
+  std::string dir = testing::temp_dir();
+  AgentOptions o = fast_options(1);
+  o.max_restarts = 3;
+  o.restart_backoff = milliseconds(300);
+  JobResult r = run_job(o, {"--record", dir, "--fail", "0:exit3"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  for (const char* line : {"restarting 1 worker in 0.3 s (restart 1 of 3)\n",
+                           "restarting 1 worker in 0.6 s (restart 2 of 3)\n",
+                           "restarting 1 worker in 1.2 s (restart 3 of 3)\n"})
+    EXPECT_TRUE(contains(r.err, line)) << line << " not in:\n" << r.err;
+  auto started_at = [&](int k) {
+    struct stat st {};
+    EXPECT_EQ(stat(str(dir, "/rank0.restart", k, ".started").c_str(), &st), 0) << k;
+    return st.st_mtim.tv_sec * 1000.0 + st.st_mtim.tv_nsec / 1e6;
+  };
+  const double expected_ms[] = {300, 600, 1200};
+  for (int k = 1; k <= 3; ++k) {
+    const double gap = started_at(k) - started_at(k - 1);
+    EXPECT_GE(gap, expected_ms[k - 1]) << "restart " << k;
+    EXPECT_LT(gap, expected_ms[k - 1] + 2000) << "restart " << k;
+  }
+  EXPECT_GE(r.seconds, 2.1);
 }
 
 TEST(Agent, SigtermToTheAgentReachesTheWorkersAndItWaitsForThem) {

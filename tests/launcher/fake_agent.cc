@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   tandem::AgentOptions o;
   o.monitor_interval = std::chrono::milliseconds(100);
   o.stop_grace = std::chrono::milliseconds(3000);
+  o.restart_backoff = std::chrono::milliseconds(0);  // tests restart at once
   o.heartbeat_timeout = std::chrono::milliseconds(0);
   o.rdzv_timeout = std::chrono::milliseconds(20'000);
   std::vector<std::string> worker;

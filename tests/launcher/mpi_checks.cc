@@ -8,8 +8,15 @@
 //   mpirun -np 2 launcher_mpi_checks mismatch   debug_collectives: rank 0 calls all_reduce, the
 //                                               others broadcast; every rank fails naming ranks
 //                                               0 and 1 and both calls
+//   mpirun -np 2 launcher_mpi_checks stopped    rank 1 SIGSTOPs itself for good; rank 0's wait
+//                                               fails within 2 s naming rank 1, and closing its
+//                                               communicator with the all_reduce still in flight
+//                                               aborts the job within another 2 s (before: spun
+//                                               forever); the test passes on that abort message
 //
 // Each rank prints "[rank r] PASS ..." or "[rank r] FAIL ..."; the exit status is 1 on a failure.
+#include <signal.h>
+
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -19,9 +26,9 @@
 #include "configs/schema/config.h"
 #include "core/base/error.h"
 #include "core/tensor/tensor.h"
+#include "strategies/ddp/ddp_strategy.h"
 #include "strategies/process_environment.h"
 #include "strategies/strategy_factory.h"
-#include "strategies/ddp/ddp_strategy.h"
 
 namespace tandem {
 namespace {
@@ -95,8 +102,23 @@ int run(const std::string& which) {
     expect(contains(message, "mismatch") && contains(message, "rank 0 called all_reduce") &&
                contains(message, "rank 1 called broadcast"),
            "the debug check names both ranks and calls: '" + message + "'");
+  } else if (which == "stopped") {
+    if (comm.rank() == 1) raise(SIGSTOP);  // until mpirun's abort kills it
+    const Clock::time_point t0 = Clock::now();
+    auto work = comm.all_reduce(x, ReduceOp::kSum);
+    std::string message;
+    try {
+      work->wait(comm.options().timeout);
+    } catch (const TimeoutError& e) {
+      message = e.what();
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    expect(contains(message, "rank 1 did not arrive") && seconds < 3.5,
+           "the stopped rank's timeout names rank 1 within 2 s: '" + message + "'");
+    std::fprintf(stderr, "[rank 0] closing the communicator with all_reduce #1 in flight\n");
+    std::fflush(stderr);
   } else {
-    std::fprintf(stderr, "usage: launcher_mpi_checks hang|mismatch\n");
+    std::fprintf(stderr, "usage: launcher_mpi_checks hang|mismatch|stopped\n");
     return 2;
   }
   return g_failed == 0 ? 0 : 1;
@@ -107,7 +129,7 @@ int run(const std::string& which) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: launcher_mpi_checks hang|mismatch\n");
+    std::fprintf(stderr, "usage: launcher_mpi_checks hang|mismatch|stopped\n");
     return 2;
   }
   try {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -178,6 +179,48 @@ TEST(GlooCommunicator, WaitTimesOutNamingTheCollectiveWhileAPeerIsLate) {
     work->wait(20'000ms);
     EXPECT_EQ(x.to_vector(), (std::vector<double>{3, 3, 3}));
   });
+}
+
+// Rank 1 stays connected but never joins (stopped): gloo would wait its own 20 s timeout. Closing
+// rank 0's communicator fails the collective queued behind and waits only close_wait for the one
+// running (before: the whole gloo timeout, once per queued collective).
+TEST(GlooCommunicator, ClosingWithACollectiveStuckOnAStoppedPeerWaitsOnlyTheCloseWait) {
+  const std::string token = generate_job_token();
+  StoreServer server("127.0.0.1", 0, token);
+  CommOptions options;
+  options.timeout = 20'000ms;
+  GlooOptions gloo;
+  gloo.key_prefix = "gloo-close";
+  gloo.close_wait = 500ms;
+  double close_seconds = -1;
+  std::string queued_error;
+  std::thread rank1([&] {
+    StoreClient client(server.endpoint(), token, 30'000ms);
+    GlooCommunicator comm(client, 1, 2, gloo, options);
+    std::this_thread::sleep_for(4'000ms);  // connected, silent; then its connections close
+  });
+  {
+    StoreClient client(server.endpoint(), token, 30'000ms);
+    auto comm = std::make_unique<GlooCommunicator>(client, 0, 2, gloo, options);
+    Tensor x = zeros({16});
+    auto stuck = comm->all_reduce(x, ReduceOp::kSum);
+    auto queued = comm->barrier();
+    EXPECT_THROW(stuck->wait(200ms), TimeoutError);
+    const auto t0 = std::chrono::steady_clock::now();
+    comm.reset();
+    close_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    try {
+      queued->wait(1'000ms);
+    } catch (const CommError& e) {
+      queued_error = e.what();
+    }
+  }
+  rank1.join();
+  EXPECT_GE(close_seconds, 0.5);
+  EXPECT_LT(close_seconds, 2.0) << "the destructor waited for gloo's own timeout";
+  EXPECT_NE(queued_error.find("gloo barrier #1: the communicator was closed before it ran"),
+            std::string::npos)
+      << queued_error;
 }
 
 TEST(GlooStore, PutsEveryKeyUnderItsPrefix) {

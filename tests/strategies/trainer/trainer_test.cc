@@ -421,6 +421,40 @@ TEST(Trainer, WritesMetricsLinesAndTensorBoardScalarsThatAgree) {
   EXPECT_EQ(final_accuracy->second, static_cast<float>(r.test_accuracy));
 }
 
+// A full disk under metrics.jsonl (/dev/full: every write is ENOSPC) is one warning; the run
+// trains on and ends where a run with a writable log does, on the same weights.
+TEST(Trainer, AFullDiskUnderTheMetricsFileOnlyWarnsOnceAndTrainingGoesOn) {
+  const std::string reference_dir = testing::temp_dir() + "/reference";
+  const std::string dir = testing::temp_dir() + "/full";
+  const std::vector<std::string> overrides = {"training.max_steps=24", "logging.every_steps=4"};
+  Captured ref_out;
+  Trainer reference(config(mlp_yaml(reference_dir), overrides), std::make_unique<SingleStrategy>(),
+                    ref_out.env());
+  TrainResult expected = reference.run();
+
+  fs::create_directories(dir + "/logs");
+  fs::create_symlink("/dev/full", dir + "/logs/metrics.jsonl");
+  Captured c;
+  Trainer trainer(config(mlp_yaml(dir), overrides), std::make_unique<SingleStrategy>(), c.env());
+  TrainResult r;
+  ASSERT_NO_THROW(r = trainer.run()) << c.err.str();
+  EXPECT_EQ(r.step, 24);
+  EXPECT_EQ(r.test_accuracy, expected.test_accuracy);
+  EXPECT_EQ(r.test_loss, expected.test_loss);
+  expect_bit_identical(trainer.model().state_dict(), reference.model().state_dict(), "model");
+  const std::string err = c.err.str();
+  std::smatch m;
+  const std::regex warning(
+      "warning: metrics not written \\(.*metrics\\.jsonl: write failed "
+      "\\(No space left on device\\)\\); training goes on");
+  EXPECT_TRUE(std::regex_search(err, m, warning)) << err;
+  size_t count = 0;
+  for (size_t at = 0; (at = err.find("warning: metrics not written", at)) != std::string::npos;
+       ++at)
+    ++count;
+  EXPECT_EQ(count, 1u) << "one warning, not one per write (7 writes failed):\n" << err;
+}
+
 // ---------------------------------------------------------------------------------- checkpoints
 
 TEST(Trainer, KeepsOnlyTheNewestCheckpoints) {
