@@ -100,7 +100,8 @@ namespace {
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       if (channel.GetState(false) != GRPC_CHANNEL_READY)
         throw CommError(str(where, " failed: could not reach the store within ", deadline.count(),
-                            " ms: check that it is running and that the endpoint is right"));
+                            " ms: check that it is running, that the endpoint is right and, "
+                            "across hosts, that TANDEM_TLS_CERT is this job's certificate"));
       throw TimeoutError(str(where, ": no answer within ", deadline.count(),
                              " ms: the store is overloaded or stuck"));
     case grpc::StatusCode::UNAVAILABLE:

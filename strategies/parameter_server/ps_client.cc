@@ -115,7 +115,8 @@ void PsClient::call(const std::string& what, milliseconds deadline, bool wait_fo
         if (impl_->channel->GetState(false) != GRPC_CHANNEL_READY)
           throw CommError(str(where, " failed: could not reach the shard within ", deadline.count(),
                               " ms: check that `tandem ps --shard ", shard_,
-                              "` runs there (TANDEM_PS_ENDPOINTS)"));
+                              "` runs there (TANDEM_PS_ENDPOINTS) and, across hosts, that "
+                              "TANDEM_TLS_CERT is this job's certificate"));
         throw TimeoutError(str(where, ": no answer within ", deadline.count(), " ms",
                                msg.empty() ? std::string() : " (" + msg + ")",
                                "; raise strategy.timeout_s if workers are just slow"));
