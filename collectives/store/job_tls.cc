@@ -3,6 +3,7 @@
 // function, so an error half-way leaks nothing.
 #include "collectives/store/job_tls.h"
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -29,6 +30,7 @@ using PKey = std::unique_ptr<EVP_PKEY, Freer<EVP_PKEY, EVP_PKEY_free>>;
 using Cert = std::unique_ptr<X509, Freer<X509, X509_free>>;
 using Bio = std::unique_ptr<BIO, Freer<BIO, BIO_free_all>>;
 using Ext = std::unique_ptr<X509_EXTENSION, Freer<X509_EXTENSION, X509_EXTENSION_free>>;
+using Bignum = std::unique_ptr<BIGNUM, Freer<BIGNUM, BN_free>>;
 
 // The OpenSSL error queue's first entry, for a message (and the queue cleared).
 std::string openssl_error() {
@@ -165,10 +167,10 @@ JobTls generate_job_tls(int valid_days) {
                    "short read from /dev/urandom while generating the job's TLS certificate");
   }
   serial[0] &= 0x7f;
-  BIGNUM* bn = BN_bin2bn(serial, sizeof(serial), nullptr);
-  check_ssl(bn != nullptr && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get())) != nullptr,
-            "the serial number");
-  BN_free(bn);
+  Bignum bn(BN_bin2bn(serial, sizeof(serial), nullptr));
+  check_ssl(
+      bn != nullptr && BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert.get())) != nullptr,
+      "the serial number");
   check_ssl(X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr, "notBefore");
   check_ssl(X509_gmtime_adj(X509_getm_notAfter(cert.get()), int64_t{valid_days} * 86400) != nullptr,
             "notAfter");
