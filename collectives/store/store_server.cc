@@ -390,12 +390,14 @@ StoreServer::StoreServer(const std::string& host, int port, const std::string& t
   TANDEM_CHECK(!token.empty(),
                "store: the job token is empty: create one with generate_job_token()");
   TANDEM_CHECK(port >= 0 && port <= 65535, "store: port ", port, " is out of range 0..65535");
+  // Read first: a missing certificate fails before anything starts.
+  std::shared_ptr<grpc::ServerCredentials> credentials = server_credentials(host_, tls, "store");
   service_ = std::make_unique<StoreService>(token);
   bool ipv6 = host_.find(':') != std::string::npos && host_.front() != '[';
   std::string address = ipv6 ? str("[", host_, "]:", port) : str(host_, ":", port);
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(address, server_credentials(host_, tls, "store"), &bound_port);
+  builder.AddListeningPort(address, credentials, &bound_port);
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   // gRPC sets SO_REUSEPORT by default, which would let a second store share a busy port.
