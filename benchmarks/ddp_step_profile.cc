@@ -35,6 +35,7 @@
 #include "core/optim/sgd.h"
 #include "core/parallel/parallel.h"
 #include "strategies/ddp/ddp_strategy.h"
+#include "strategies/process_environment.h"
 #include "tests/collectives/local_spawner.h"
 
 namespace tandem {
@@ -80,7 +81,8 @@ int run_rank(const Args& a, int rank, int world) {
     const std::string endpoint =
         std::string(std::getenv("MASTER_ADDR")) + ":" + std::getenv("MASTER_PORT");
     store = std::make_unique<StoreClient>(endpoint, std::getenv("TANDEM_JOB_TOKEN"),
-                                          std::chrono::seconds(60));
+                                          std::chrono::seconds(60),
+                                          job_tls_from_environment(current_environment()));
     comm = std::make_unique<GlooCommunicator>(*store, rank, world);
     if (a.backend == "shm")
       comm = std::make_unique<ShmCommunicator>(std::move(comm), *store, "shm");

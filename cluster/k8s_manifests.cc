@@ -13,6 +13,10 @@ namespace {
 // 50: leaves room for "-ps-" and a pod index within the 63 characters of a host name.
 constexpr size_t kMaxJobNameLength = 50;
 constexpr const char* kConfigDir = "/etc/tandem";
+// The job's TLS certificate and key: keys of the token Secret, mounted as files here.
+constexpr const char* kTlsDir = "/etc/tandem-tls";
+constexpr const char* kTlsCertKey = "tls.crt";
+constexpr const char* kTlsKeyKey = "tls.key";
 // The label that ties a Service to its Job's pods (and lets `kubectl get -l` find a job's objects).
 constexpr const char* kJobLabel = "tandem/job";
 
@@ -73,12 +77,21 @@ void common_env(std::ostringstream& o, const ExperimentConfig& c, const std::str
   if (uses_ps(c))
     o << pad << "- name: TANDEM_PS_ENDPOINTS  # the parameter servers, in shard order\n"
       << pad << "  value: " << yaml_quote(ps_endpoints(c)) << "\n";
+  o << pad
+    << "- name: TANDEM_TLS_CERT  # TLS across pods: every process trusts only this certificate\n"
+    << pad << "  value: " << yaml_quote(str(kTlsDir, "/", kTlsCertKey)) << "\n"
+    << pad << "- name: TANDEM_TLS_KEY  # the store and the servers serve with it\n"
+    << pad << "  value: " << yaml_quote(str(kTlsDir, "/", kTlsKeyKey)) << "\n";
 }
 
+// The experiment (the ConfigMap) and the job's TLS certificate and key (from the Secret).
 void config_mount(std::ostringstream& o, const std::string& pad) {
   o << pad << "volumeMounts:\n"
     << pad << "  - name: experiment\n"
     << pad << "    mountPath: " << kConfigDir << "\n"
+    << pad << "    readOnly: true\n"
+    << pad << "  - name: job-tls\n"
+    << pad << "    mountPath: " << kTlsDir << "\n"
     << pad << "    readOnly: true\n";
 }
 
@@ -86,7 +99,16 @@ void config_volume(std::ostringstream& o, const ExperimentConfig& c, const std::
   o << pad << "volumes:\n"
     << pad << "  - name: experiment\n"
     << pad << "    configMap:\n"
-    << pad << "      name: " << yaml_quote(k8s_job_name(c) + "-config") << "\n";
+    << pad << "      name: " << yaml_quote(k8s_job_name(c) + "-config") << "\n"
+    << pad << "  - name: job-tls\n"
+    << pad << "    secret:\n"
+    << pad << "      secretName: " << yaml_quote(k8s_job_name(c) + "-token") << "\n"
+    << pad << "      defaultMode: 256  # 0400: readable by their owner only\n"
+    << pad << "      items:\n"
+    << pad << "        - key: " << kTlsCertKey << "\n"
+    << pad << "          path: " << kTlsCertKey << "\n"
+    << pad << "        - key: " << kTlsKeyKey << "\n"
+    << pad << "          path: " << kTlsKeyKey << "\n";
 }
 
 void gpu_limits(std::ostringstream& o, int gpus, const std::string& pad) {
@@ -204,15 +226,19 @@ void indexed_flavor(std::ostringstream& o, const ExperimentConfig& c) {
 void mpijob_flavor(std::ostringstream& o, const ExperimentConfig& c) {
   const KubernetesConfig& k = c.cluster.kubernetes;
   const int slots = k8s_workers_per_pod(c);
-  std::vector<std::string> mpirun = {
-      "mpirun", "--allow-run-as-root", "-np", std::to_string(k.nodes * slots), "--bind-to", "none",
-      "-x",     "TANDEM_JOB_TOKEN"};
+  std::vector<std::string> mpirun = {"mpirun",    "--allow-run-as-root",
+                                     "-np",       std::to_string(k.nodes * slots),
+                                     "--bind-to", "none",
+                                     "-x",        "TANDEM_JOB_TOKEN",
+                                     "-x",        "TANDEM_TLS_CERT",
+                                     "-x",        "TANDEM_TLS_KEY"};
   if (uses_ps(c)) mpirun.insert(mpirun.end(), {"-x", "TANDEM_PS_ENDPOINTS"});
   mpirun.insert(mpirun.end(), {"tandem", "train", config_path(c)});
   o << "---\n"
     << "# Kubeflow MPI operator: the launcher pod runs mpirun over " << k.nodes
     << " worker pod(s) with " << slots << " slot(s) each;\n"
-    << "# ranks come from Open MPI (strategy.backend auto -> MPI; hierarchical over MPI across several nodes). --bind-to none: MPI's progress\n"
+    << "# ranks come from Open MPI (strategy.backend auto -> MPI; hierarchical over MPI across "
+       "several nodes). --bind-to none: MPI's progress\n"
     << "# thread needs a core of its own; --allow-run-as-root: images usually run as root.\n"
     << "apiVersion: kubeflow.org/v2beta1\n"
     << "kind: MPIJob\n";
@@ -311,17 +337,21 @@ std::string render_k8s_manifests(const ExperimentConfig& c) {
   return o.str();
 }
 
-std::string render_k8s_secret(const ExperimentConfig& c, const std::string& token) {
+std::string render_k8s_secret(const ExperimentConfig& c, const std::string& token,
+                              const std::string& tls_cert, const std::string& tls_key) {
   std::ostringstream o;
   o << "# The job token of " << k8s_job_name(c)
-    << ": every pod reads it as TANDEM_JOB_TOKEN. Keep this file private.\n"
+    << ": every pod reads it as TANDEM_JOB_TOKEN; and the job's TLS\n"
+    << "# certificate and key, mounted at " << kTlsDir << ". Keep this file private.\n"
     << "---\n"
     << "apiVersion: v1\n"
     << "kind: Secret\n";
   metadata(o, c, k8s_job_name(c) + "-token", "");
   o << "type: Opaque\n"
     << "stringData:\n"
-    << "  token: " << yaml_quote(token) << "\n";
+    << "  token: " << yaml_quote(token) << "\n"
+    << "  " << kTlsCertKey << ": " << yaml_literal_block(tls_cert, 4) << "  " << kTlsKeyKey << ": "
+    << yaml_literal_block(tls_key, 4);
   return o.str();
 }
 

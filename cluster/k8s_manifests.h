@@ -15,7 +15,8 @@
 //   running `tandem ps --shard I`, with its own headless Service <name>-ps; workers get
 //   TANDEM_PS_ENDPOINTS = <name>-ps-0.<name>-ps:<port+1>,... in shard order.
 // The job token lives only in the Secret <name>-token (render_k8s_secret), which the pods read as
-// TANDEM_JOB_TOKEN; it is written to its own file and never printed.
+// TANDEM_JOB_TOKEN; it is written to its own file and never printed. The job's TLS certificate
+// and key live in the same Secret, mounted into every pod.
 #pragma once
 
 #include <string>
@@ -37,7 +38,10 @@ void check_k8s_job(const ExperimentConfig& config);
 // Every object but the Secret, as one multi-document YAML stream; check_k8s_job first.
 std::string render_k8s_manifests(const ExperimentConfig& config);
 
-// The Secret <name>-token holding `token` under the key "token".
-std::string render_k8s_secret(const ExperimentConfig& config, const std::string& token);
+// The Secret <name>-token holding `token` under the key "token", and the job's TLS certificate and
+// key (PEM, job_tls.h) under "tls.crt" and "tls.key", which every pod mounts at /etc/tandem-tls
+// and finds through TANDEM_TLS_CERT and TANDEM_TLS_KEY.
+std::string render_k8s_secret(const ExperimentConfig& config, const std::string& token,
+                              const std::string& tls_cert, const std::string& tls_key);
 
 }  // namespace tandem::cluster

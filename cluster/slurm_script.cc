@@ -87,6 +87,8 @@ void check_script_values(const ExperimentConfig& c, const SlurmJobPaths& p) {
   check_no_control_chars("logging.dir", p.output_dir, kScript);
   check_no_control_chars("logging.dir", p.config_path, kScript);
   check_no_control_chars("logging.dir", p.token_path, kScript);
+  check_no_control_chars("logging.dir", p.tls_cert_path, kScript);
+  check_no_control_chars("logging.dir", p.tls_key_path, kScript);
   check_no_control_chars("--tandem", p.tandem_path, kScript);
   TANDEM_CHECK_T(ConfigError, p.output_dir.find('\\') == std::string::npos,
                  "logging.dir: ", escaped(p.output_dir),
@@ -142,6 +144,12 @@ std::string render_slurm_script(const ExperimentConfig& c, const SlurmJobPaths& 
     << "# others); srun passes the environment on to every task.\n"
     << "TANDEM_JOB_TOKEN=\"$(cat " << shell_quote(p.token_path) << ")\"\n"
     << "export TANDEM_JOB_TOKEN\n";
+  if (!p.tls_cert_path.empty() && !p.tls_key_path.empty())
+    o << "# The job's TLS certificate and key (mode 0600): the store and the parameter servers "
+         "speak\n"
+      << "# TLS across hosts with them, and every process trusts only this certificate.\n"
+      << "export TANDEM_TLS_CERT=" << shell_quote(p.tls_cert_path) << "\n"
+      << "export TANDEM_TLS_KEY=" << shell_quote(p.tls_key_path) << "\n";
   if (mpi) {
     // One thread per CPU Slurm gave the task; the submitter's own OMP_NUM_THREADS (sbatch exports
     // the login environment) says nothing about the compute nodes.

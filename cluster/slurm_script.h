@@ -4,14 +4,16 @@
 // The one decision: the job token is *not* in the script. The script reads it at start from a file
 // beside the resolved config (mode 0600) and exports it, so every process of the job -- each node's
 // `tandem launch`, each MPI rank, each parameter server -- carries the same secret, while the
-// script itself stays printable (`--dry-run`) and deterministic.
+// script itself stays printable (`--dry-run`) and deterministic. The job's TLS certificate and key
+// lie beside it the same way, and the script exports their paths.
 //
 // Layout of one job (cluster.slurm): N nodes x T tasks per node = N*T training processes.
 //   launcher: tandem -> one srun step of N tasks (one per node) runs `tandem launch --nnodes N
 //                       --node-rank $SLURM_NODEID --nproc-per-node T`, rendezvous on the first host
 //                       of SLURM_JOB_NODELIST at cluster.slurm.port + a per-job offset.
 //   launcher: mpi    -> one srun --mpi=pmix step of N*T tasks runs `tandem train` directly (ranks
-//                       from PMIx/Slurm, strategy.backend auto -> MPI, hierarchical over MPI with several tasks on each of several nodes).
+//                       from PMIx/Slurm, strategy.backend auto -> MPI, hierarchical over MPI with
+//                       several tasks on each of several nodes).
 //   parameter_server -> in addition, a background srun step of strategy.num_ps tasks on the first
 //                       node runs `tandem ps --shard I --host <first host> --port <port>`; the
 //                       workers find the servers in TANDEM_PS_ENDPOINTS (shard order).
@@ -29,6 +31,11 @@ struct SlurmJobPaths {
   std::string config_path;  // absolute; the resolved experiment the job runs
   std::string token_path;   // absolute; the job token (mode 0600), read when the job starts
   std::string tandem_path;  // the tandem executable on the compute nodes
+  // absolute; the job's TLS certificate and key (mode 0600, job_tls.h), exported to every process
+  // as TANDEM_TLS_CERT / TANDEM_TLS_KEY. Empty: not exported (the listeners across hosts then
+  // refuse to start unless TANDEM_TLS=0).
+  std::string tls_cert_path;
+  std::string tls_key_path;
 };
 
 // "tandem-<experiment>": the job name shown by squeue.

@@ -8,6 +8,7 @@
 #include "cluster/k8s_manifests.h"
 #include "cluster/slurm_script.h"
 #include "cluster/tools.h"
+#include "collectives/store/job_tls.h"
 #include "collectives/store/job_token.h"
 #include "core/base/error.h"
 #include "core/io/safetensors.h"  // write_file_atomic
@@ -97,6 +98,8 @@ int submit_slurm(const ExperimentConfig& c, const SubmitContext& ctx) {
   paths.output_dir = absolute_in(ctx.workdir, c.logging.dir);
   paths.config_path = dir + "/" + experiment_file(c);
   paths.token_path = dir + "/job_token";
+  paths.tls_cert_path = dir + "/job_tls.crt";
+  paths.tls_key_path = dir + "/job_tls.key";
   paths.tandem_path = ctx.tandem_path;
   const std::string script = render_slurm_script(c, paths);
   if (ctx.dry_run) {
@@ -109,6 +112,9 @@ int submit_slurm(const ExperimentConfig& c, const SubmitContext& ctx) {
   make_dirs(dir);
   write_file_atomic(paths.config_path, render_config(c));
   write_private_file(paths.token_path, generate_job_token() + "\n");
+  const JobTls tls = generate_job_tls();
+  write_private_file(paths.tls_key_path, tls.key_pem);
+  write_private_file(paths.tls_cert_path, tls.cert_pem);
   const std::string script_path = dir + "/job.sbatch";
   write_file_atomic(script_path, script);
   ToolResult r = run_tool({sbatch, "--parsable", script_path});
@@ -128,7 +134,8 @@ int submit_k8s(const ExperimentConfig& c, const SubmitContext& ctx) {
   const std::string manifests = render_k8s_manifests(c);
   if (ctx.dry_run) {
     // The Secret is shown with a placeholder: its real value exists only in the file kubectl reads.
-    *ctx.out << manifests << render_k8s_secret(c, "<generated when submitted; never printed>");
+    const std::string hidden = "<generated when submitted; never printed>";
+    *ctx.out << manifests << render_k8s_secret(c, hidden, hidden, hidden);
     return 0;
   }
   const std::string kubectl = require_tool(
@@ -138,7 +145,9 @@ int submit_k8s(const ExperimentConfig& c, const SubmitContext& ctx) {
   write_file_atomic(dir + "/" + experiment_file(c), render_config(c));
   const std::string secret_path = dir + "/k8s-secret.yaml";
   const std::string manifests_path = dir + "/k8s.yaml";
-  write_private_file(secret_path, render_k8s_secret(c, generate_job_token()));
+  const JobTls tls = generate_job_tls();
+  write_private_file(secret_path,
+                     render_k8s_secret(c, generate_job_token(), tls.cert_pem, tls.key_pem));
   write_file_atomic(manifests_path, manifests);
   ToolResult r = run_tool({kubectl, "apply", "-f", secret_path, "-f", manifests_path});
   TANDEM_CHECK_T(IoError, r.status == 0, "kubectl apply -f ", manifests_path, " failed (exit ",

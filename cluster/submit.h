@@ -3,8 +3,9 @@
 //
 // Files of a submission live in <logging.dir>/submit/<config digest>/ (absolute paths in the
 // script): the resolved experiment (<experiment>.yaml), the script or manifests, and the job
-// token (mode 0600). A digest-named folder means a second submission with other overrides never
-// rewrites the config a queued job is about to read. Output files of Slurm jobs:
+// token with the job's TLS certificate and key (job_token, job_tls.crt, job_tls.key, or the
+// Kubernetes Secret; mode 0600). A digest-named folder means a second submission with other
+// overrides never rewrites the config a queued job is about to read. Output files of Slurm jobs:
 // <logging.dir>/slurm-<jobid>.out and .err.
 //
 // Errors: ConfigError (exit 2) for a bad request, IoError (exit 1) for a missing tool or a tool
@@ -20,10 +21,10 @@ namespace tandem::cluster {
 
 // What only the launcher knows (library code reads no environment).
 struct SubmitContext {
-  std::string path_env;     // PATH: where sbatch, scontrol, scancel, kubectl are looked up
-  std::string workdir;      // the working directory, absolute: relative config paths start here
-  std::string tandem_path;  // the tandem executable the Slurm job runs on the compute nodes
-  bool dry_run = false;     // print the script or manifests; write and submit nothing
+  std::string path_env;         // PATH: where sbatch, scontrol, scancel, kubectl are looked up
+  std::string workdir;          // the working directory, absolute: relative config paths start here
+  std::string tandem_path;      // the tandem executable the Slurm job runs on the compute nodes
+  bool dry_run = false;         // print the script or manifests; write and submit nothing
   std::ostream* out = nullptr;  // the job id and paths (or the dry-run text)
 };
 

@@ -310,7 +310,7 @@ void Agent::connect() {
             str("--rdzv-endpoint ", o_.rdzv_endpoint, ": node 0 hosts the store, but ", e.what()));
       }
     }
-    server_ = std::make_unique<StoreServer>(bind, ep.port, token_);
+    server_ = std::make_unique<StoreServer>(bind, ep.port, token_, o_.tls);
     bind_host_ = bind;
     master_port_ = server_->port();
     master_addr_ = ep.host.empty() ? std::string(StoreServer::kLoopback) : ep.host;
@@ -324,8 +324,9 @@ void Agent::connect() {
   milliseconds call_timeout = kStoreCallTimeout;
   if (o_.nnodes > 1 && o_.heartbeat_timeout.count() > 0)
     call_timeout = std::clamp(o_.heartbeat_timeout, milliseconds(2000), kStoreCallTimeout);
-  client_ = std::make_unique<StoreClient>(client_endpoint, token_, call_timeout);
-  farewell_client_ = std::make_unique<StoreClient>(client_endpoint, token_, kFarewellTimeout);
+  client_ = std::make_unique<StoreClient>(client_endpoint, token_, call_timeout, o_.tls);
+  farewell_client_ =
+      std::make_unique<StoreClient>(client_endpoint, token_, kFarewellTimeout, o_.tls);
 
   if (o_.nnodes > 1) {
     // Agents on other nodes may start before node 0: retry until the store answers.
@@ -350,7 +351,7 @@ void Agent::connect() {
     claim_node();
     if (watches_agents()) {
       heartbeat_client_ = std::make_unique<StoreClient>(
-          client_endpoint, token_, std::max(milliseconds(1000), 2 * heartbeat_interval_));
+          client_endpoint, token_, std::max(milliseconds(1000), 2 * heartbeat_interval_), o_.tls);
       heartbeat_ = std::make_unique<WorkerHeartbeat>(
           *heartbeat_client_, kAgentHeartbeatRank + o_.node_rank, heartbeat_interval_);
     }

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "collectives/store/job_tls.h"
+
 namespace tandem {
 
 // The longest wait before a restart, however many came before it.
@@ -64,6 +66,10 @@ struct AgentOptions {
   // The job's secret. Empty: generated, which only a one-node job can do (other nodes could not
   // know it); `tandem launch` fills it from TANDEM_JOB_TOKEN.
   std::string job_token;
+  // The job's certificate and key (job_tls.h): node 0's store serves TLS, and every agent's client
+  // pins the certificate, when the store is not on loopback. `tandem launch` fills it from
+  // TANDEM_TLS, TANDEM_TLS_CERT and TANDEM_TLS_KEY, which the workers and servers inherit.
+  JobTls tls;
   // The workers' environment before the agent adds its variables (normally the agent's own).
   std::map<std::string, std::string> environment;
   // Parameter servers (strategy.name: parameter_server): node 0 starts num_ps processes running

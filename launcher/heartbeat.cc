@@ -49,7 +49,8 @@ std::unique_ptr<WorkerHeartbeat> WorkerHeartbeat::start_under_launcher(
   // A heartbeat that cannot get through within two intervals is as good as lost, and the
   // destructor must not hang on a dead store for the store's usual 300 s.
   auto timeout = std::max(std::chrono::milliseconds(1000), 2 * interval);
-  auto client = std::make_unique<StoreClient>(env.master_endpoint(), env.job_token, timeout);
+  auto client =
+      std::make_unique<StoreClient>(env.master_endpoint(), env.job_token, timeout, env.tls);
   return std::unique_ptr<WorkerHeartbeat>(
       new WorkerHeartbeat(std::move(client), env.rank, interval));
 }

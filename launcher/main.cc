@@ -16,12 +16,12 @@
 #include "collectives/net/host_address.h"
 #include "configs/schema/config.h"
 #include "core/base/error.h"
-#include "launcher/agent.h"            // tandem launch
-#include "launcher/eval_command.h"     // tandem eval, predict
+#include "launcher/agent.h"                  // tandem launch
+#include "launcher/eval_command.h"           // tandem eval, predict
+#include "launcher/heartbeat.h"              // tandem launch
+#include "launcher/ps_command.h"             // tandem ps
+#include "launcher/scaling_command.h"        // tandem scaling
 #include "strategies/process_environment.h"  // tandem launch
-#include "launcher/heartbeat.h"        // tandem launch
-#include "launcher/ps_command.h"       // tandem ps
-#include "launcher/scaling_command.h"  // tandem scaling
 #include "strategies/strategy_factory.h"
 #include "strategies/trainer/trainer.h"
 
@@ -197,6 +197,7 @@ int cmd_launch(LaunchCommand& c) {
   o.environment = current_environment();
   if (auto it = o.environment.find("TANDEM_JOB_TOKEN"); it != o.environment.end())
     o.job_token = it->second;
+  o.tls = job_tls_from_environment(o.environment);
   if (c.exec) {  // any program, with the same variables, output prefixes, signals and restarts
     if (c.num_ps >= 0)
       throw ConfigError("--num-ps starts `tandem ps` servers; it has no meaning with --exec");

@@ -36,7 +36,9 @@ void add_ps_command(CLI::App& app, PsCommand& c) {
   c.app = app.add_subcommand(
       "ps",
       "Serve one shard of a parameter_server job's variables and optimizer state.\n"
-      "Binds 127.0.0.1 unless --host is given; needs the job token in TANDEM_JOB_TOKEN; prints\n"
+      "Binds 127.0.0.1 unless --host is given; needs the job token in TANDEM_JOB_TOKEN, and on\n"
+      "an address other than loopback the job's TLS certificate and key in TANDEM_TLS_CERT and\n"
+      "TANDEM_TLS_KEY (TANDEM_TLS=0: plaintext, insecure); prints\n"
       "`tandem ps: shard I listening on HOST:PORT`; exits 0 once every worker finished, or on\n"
       "SIGTERM/SIGINT. Workers find the shards through TANDEM_PS_ENDPOINTS=host:port,... (shard\n"
       "order); `tandem launch --num-ps K` starts the servers and sets it.");
@@ -77,6 +79,7 @@ int cmd_ps(PsCommand& c) {
   o.host = c.host;
   o.port = c.port;
   o.token = token->second;
+  o.tls = job_tls_from_environment(env);
   o.shard = c.shard;
   o.num_shards = cfg.strategy.num_ps;
   o.mode = cfg.strategy.mode;

@@ -14,6 +14,7 @@ packages=(
   python3 python3-numpy python3-yaml python3-torch python3-torchvision python3-protobuf
   python3-onnx python3-pil                     # tests: ONNX exports, image folders written by PIL
   libopenmpi-dev openmpi-bin libgrpc++-dev protobuf-compiler-grpc libgloo-dev
+  libssl-dev openssl                           # the job's TLS certificate; openssl: tests/multihost
   dataset-fashion-mnist
   slurmctld slurmd slurm-client munge   # tests/cluster: a real Slurm controller on localhost
 )

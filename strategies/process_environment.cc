@@ -192,6 +192,7 @@ ProcessEnvironment detect_environment(const std::map<std::string, std::string>& 
 
   Reader common(env, "tandem launch");
   if (auto t = common.get("TANDEM_JOB_TOKEN")) pe.job_token = *t;
+  pe.tls = job_tls_from_environment(env);
   if (auto e = common.get("TANDEM_PS_ENDPOINTS")) pe.ps_endpoints = *e;
   if (auto p = common.get("TANDEM_SHM_PREFIX")) pe.shm_prefix = *p;
   if (auto i = common.get("TANDEM_SOCKET_IFNAME")) {

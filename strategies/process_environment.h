@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "collectives/store/job_tls.h"
+
 namespace tandem {
 
 struct ProcessEnvironment {
@@ -36,7 +38,10 @@ struct ProcessEnvironment {
   std::string master_addr = "127.0.0.1";  // host of the rendezvous store ("" when unknown)
   int master_port = 29500;                // 29500: torchrun's default MASTER_PORT
   std::string job_token;                  // TANDEM_JOB_TOKEN; a secret: never print or log it
-  std::string source = "single";          // "torchrun", "openmpi", "pmix", "slurm", "single"
+  // TANDEM_TLS, TANDEM_TLS_CERT, TANDEM_TLS_KEY: the job's certificate for stores and servers
+  // that are not on loopback (job_tls.h); the files are read when first needed.
+  JobTls tls;
+  std::string source = "single";  // "torchrun", "openmpi", "pmix", "slurm", "single"
   // TANDEM_PS_ENDPOINTS: "host:port,host:port,..." of the parameter servers, in shard order.
   std::string ps_endpoints;
   int restart_count = 0;  // TANDEM_RESTART_COUNT or TORCHELASTIC_RESTART_COUNT (0 when unset)

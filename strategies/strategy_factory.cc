@@ -105,6 +105,7 @@ std::unique_ptr<Strategy> make_ps_strategy(const ExperimentConfig& cfg,
                  "strategy.name: parameter_server needs the job token in TANDEM_JOB_TOKEN (the "
                  "servers refuse calls without it); `tandem launch --num-ps K` sets it");
   o.token = env.job_token;
+  o.tls = env.tls;
   o.rank = env.rank;
   o.world_size = env.world_size;
   o.incarnation = env.restart_count;
@@ -125,12 +126,14 @@ std::unique_ptr<Communicator> make_hierarchical(const ExperimentConfig& cfg,
                                                 const CommOptions& opts, CommunicatorBuild& out) {
   const int attempt = env.restart_count;
   if (under_mpi(env)) {
-    out.rendezvous = MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname);
+    out.rendezvous =
+        MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname, env.tls);
     out.store = out.rendezvous->store();
   } else {
     TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: hierarchical needs the ",
                    "rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is not set)");
-    out.store = std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
+    out.store =
+        std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout, env.tls);
   }
   StoreClient& store = *out.store;
   const std::string prefix = str("hier/attempt", attempt);
@@ -167,7 +170,7 @@ std::shared_ptr<StoreClient> launcher_store(const ProcessEnvironment& env,
                  " needs the rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is ",
                  "not set); start the job with tandem launch, or use mpirun with ",
                  "strategy.backend=mpi");
-  return std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout);
+  return std::make_shared<StoreClient>(env.master_endpoint(), env.job_token, opts.timeout, env.tls);
 }
 
 std::unique_ptr<Communicator> checked(std::unique_ptr<Communicator> comm, CommunicatorBuild& out,
@@ -178,7 +181,7 @@ std::unique_ptr<Communicator> checked(std::unique_ptr<Communicator> comm, Commun
 std::unique_ptr<Communicator> make_mpi(const ProcessEnvironment& env, const CommOptions& opts,
                                        CommunicatorBuild& out) {
   // The Store first, while no communication thread calls MPI yet.
-  out.rendezvous = MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname);
+  out.rendezvous = MpiRendezvous::start(opts.timeout, env.master_addr, env.socket_ifname, env.tls);
   out.store = out.rendezvous->store();
   auto comm = std::make_unique<MpiCommunicator>(opts);
   TANDEM_CHECK_T(ConfigError, comm->world_size() == env.world_size, "strategy.backend: mpi sees ",

@@ -29,19 +29,27 @@ std::string store_address(bool one_node, const std::string& host_hint, const std
 
 std::unique_ptr<MpiRendezvous> MpiRendezvous::start(std::chrono::milliseconds timeout,
                                                     const std::string& host_hint,
-                                                    const std::string& ifname) {
+                                                    const std::string& ifname, const JobTls& tls) {
   std::unique_ptr<MpiRendezvous> r(new MpiRendezvous());
   r->linger_ = timeout;
   const bool one_node = mpi_world_on_one_node();
-  // Rank 0's answer, whatever happens to it: "ok ENDPOINT TOKEN" or "error MESSAGE". An error
-  // travels like an endpoint, so that no rank waits for a broadcast that never comes.
+  // Rank 0's answer, whatever happens to it: "ok ENDPOINT TOKEN\nCERTIFICATE" (no certificate on
+  // loopback) or "error MESSAGE". An error travels like an endpoint, so that no rank waits for a
+  // broadcast that never comes.
   std::string message;
   if (mpi_world_rank() == 0) {
     try {
       const std::string host = store_address(one_node, host_hint, ifname);
       const std::string token = generate_job_token();
-      r->server_ = std::make_unique<StoreServer>(host, 0, token);
-      message = "ok " + r->server_->endpoint() + " " + token;
+      // Across hosts: a certificate of this job alone, made here and never written to a file.
+      JobTls identity;
+      identity.mode = tls.mode;
+      if (tls_applies(host, tls)) {
+        identity = generate_job_tls();
+        identity.mode = tls.mode;
+      }
+      r->server_ = std::make_unique<StoreServer>(host, 0, token, identity);
+      message = "ok " + r->server_->endpoint() + " " + token + "\n" + identity.cert_pem;
     } catch (const std::exception& e) {
       message = std::string("error ") + e.what();
     }
@@ -50,10 +58,17 @@ std::unique_ptr<MpiRendezvous> MpiRendezvous::start(std::chrono::milliseconds ti
   if (message.rfind("error ", 0) == 0)
     throw CommError(str("mpi rendezvous: rank 0 could not host the store: ", message.substr(6)));
   const size_t space = message.find(' ', 3);
-  TANDEM_CHECK_T(CommError, message.rfind("ok ", 0) == 0 && space != std::string::npos,
+  const size_t newline = message.find('\n');
+  TANDEM_CHECK_T(CommError,
+                 message.rfind("ok ", 0) == 0 && space != std::string::npos &&
+                     newline != std::string::npos && newline > space,
                  "mpi rendezvous: malformed message from rank 0");
   r->endpoint_ = message.substr(3, space - 3);
-  r->store_ = std::make_shared<StoreClient>(r->endpoint_, message.substr(space + 1), timeout);
+  JobTls pinned;
+  pinned.mode = tls.mode;
+  pinned.cert_pem = message.substr(newline + 1);
+  r->store_ = std::make_shared<StoreClient>(
+      r->endpoint_, message.substr(space + 1, newline - space - 1), timeout, pinned);
   return r;
 }
 

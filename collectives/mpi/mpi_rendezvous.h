@@ -9,7 +9,9 @@
 // (MPI_Comm_split_type), else to the address its hostname resolves to or its first interface's
 // (collectives/net/host_address.h). It generates the job token and broadcasts endpoint
 // and token over MPI, the job's trusted channel -- or, when it cannot host the store, the error,
-// which every rank then throws: no rank is left waiting. The token is never printed.
+// which every rank then throws: no rank is left waiting. The token is never printed. A store not
+// on loopback serves TLS with a certificate rank 0 makes for this job in memory (job_tls.h), which
+// travels with the endpoint; TANDEM_TLS=0 turns that off.
 //
 // Lifetime: start() is collective over MPI_COMM_WORLD. The destructor is too: rank 0 keeps
 // serving until every rank has arrived (at most `linger`), so a rank that is still timing out
@@ -29,10 +31,12 @@ class MpiRendezvous {
  public:
   // `timeout`: the store client's call deadline and the destructor's longest wait. host_hint
   // (MASTER_ADDR) and ifname (TANDEM_SOCKET_IFNAME): where rank 0 listens, when set (see above).
-  // Throws CommError on every rank when rank 0 could not start the store.
+  // tls: its mode only (the certificate is made by rank 0). Throws CommError on every rank when
+  // rank 0 could not start the store.
   static std::unique_ptr<MpiRendezvous> start(std::chrono::milliseconds timeout,
                                               const std::string& host_hint = "",
-                                              const std::string& ifname = "");
+                                              const std::string& ifname = "",
+                                              const JobTls& tls = JobTls());
   ~MpiRendezvous();
 
   const std::shared_ptr<StoreClient>& store() const { return store_; }

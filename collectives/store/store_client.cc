@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "collectives/store/grpc_security.h"
 #include "collectives/store/store.grpc.pb.h"
 #include "collectives/store/store_server.h"
 #include "core/base/error.h"
@@ -18,7 +19,6 @@ namespace {
 namespace pb = ::tandem::store;
 using std::chrono::milliseconds;
 
-constexpr char kTokenHeader[] = "x-tandem-token";
 // Time for a blocking call's answer to travel back once the server's own timeout has passed.
 constexpr milliseconds kGrace{1000};
 
@@ -62,13 +62,14 @@ struct StoreClient::Impl {
   std::string token;
 
   void prepare(grpc::ClientContext& ctx, milliseconds deadline) const {
-    if (!token.empty()) ctx.AddMetadata(kTokenHeader, token);
+    attach_job_token(ctx, token);
     ctx.set_deadline(std::chrono::system_clock::now() + deadline);
     ctx.set_wait_for_ready(true);
   }
 };
 
-StoreClient::StoreClient(std::string endpoint, std::string token, milliseconds timeout)
+StoreClient::StoreClient(std::string endpoint, std::string token, milliseconds timeout,
+                         const JobTls& tls)
     : endpoint_(std::move(endpoint)), timeout_(timeout), impl_(std::make_unique<Impl>()) {
   TANDEM_CHECK(!endpoint_.empty(), "store client: empty endpoint: expected \"host:port\"");
   TANDEM_CHECK(timeout_.count() > 0, "store client: timeout must be positive, got ",
@@ -76,7 +77,7 @@ StoreClient::StoreClient(std::string endpoint, std::string token, milliseconds t
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);  // a value may be up to 64 MiB, get_many returns several
   args.SetMaxSendMessageSize(-1);
-  impl_->channel = grpc::CreateCustomChannel(endpoint_, grpc::InsecureChannelCredentials(), args);
+  impl_->channel = job_channel(endpoint_, tls, args, "store");
   impl_->stub = pb::Store::NewStub(impl_->channel);
   impl_->token = std::move(token);
 }
@@ -99,7 +100,8 @@ namespace {
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       if (channel.GetState(false) != GRPC_CHANNEL_READY)
         throw CommError(str(where, " failed: could not reach the store within ", deadline.count(),
-                            " ms: check that it is running and that the endpoint is right"));
+                            " ms: check that it is running, that the endpoint is right and, "
+                            "across hosts, that TANDEM_TLS_CERT is this job's certificate"));
       throw TimeoutError(str(where, ": no answer within ", deadline.count(),
                              " ms: the store is overloaded or stuck"));
     case grpc::StatusCode::UNAVAILABLE:

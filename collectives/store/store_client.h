@@ -1,8 +1,8 @@
 // StoreClient: a worker's handle on the rendezvous Store (store_server.h), by gRPC.
 //
-// Every call sends the job token and has a deadline. Calls wait for the connection (a worker may
-// start before the store), so an unreachable store fails when the deadline passes, as a CommError
-// that says so. Errors name the endpoint and the key:
+// Every call sends the job token and has a deadline; across hosts it travels inside TLS. Calls wait
+// for the connection (a worker may start before the store), so an unreachable store fails when the
+// deadline passes, as a CommError that says so. Errors name the endpoint and the key:
 //   TimeoutError "store 127.0.0.1:29400: get 'gloo/0/addr' timed out after 2000 ms"
 //   CommError    "store 127.0.0.1:29400: set 'x' refused: wrong job token: ..."
 //
@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "collectives/store/job_tls.h"
+
 namespace tandem {
 
 struct HeartbeatRecord {
@@ -32,9 +34,11 @@ class StoreClient {
   static constexpr std::chrono::milliseconds kDefaultTimeout{300'000};
 
   // endpoint: "host:port". token: the job token (an empty token sends none, and every call is
-  // refused). timeout: the deadline of every call, and the default wait of get and wait.
+  // refused). timeout: the deadline of every call, and the default wait of get and wait. tls: the
+  // job's certificate, which the client pins when the endpoint is not on loopback (job_tls.h);
+  // ConfigError naming the file when it is needed and cannot be read.
   StoreClient(std::string endpoint, std::string token,
-              std::chrono::milliseconds timeout = kDefaultTimeout);
+              std::chrono::milliseconds timeout = kDefaultTimeout, const JobTls& tls = JobTls());
   ~StoreClient();
   StoreClient(const StoreClient&) = delete;
   StoreClient& operator=(const StoreClient&) = delete;

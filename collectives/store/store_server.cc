@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "collectives/store/grpc_security.h"
 #include "collectives/store/store.grpc.pb.h"
 #include "core/base/error.h"
 
@@ -27,19 +28,11 @@ namespace {
 namespace pb = ::tandem::store;
 using Clock = std::chrono::steady_clock;
 
-constexpr char kTokenHeader[] = "x-tandem-token";
 // CompareSet carries two values and a key: the largest legal message, plus room for framing.
 constexpr int kMaxMessageBytes =
     static_cast<int>(2 * StoreServer::kMaxValueBytes + StoreServer::kMaxKeyBytes + (1 << 20));
 // A blocking call waits at most a week: keeps deadlines far from overflow.
 constexpr int64_t kMaxWaitMs = int64_t{7} * 24 * 3600 * 1000;
-
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
 
 // A key as it appears in an error message: quoted, long keys cut short.
 std::string quoted(const std::string& key) {
@@ -285,23 +278,10 @@ class StoreService final : public pb::Store::CallbackService {
   // False (and the call refused) unless the metadata carries this job's token. The messages
   // never repeat the token, expected or received.
   bool authorized(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor) const {
-    const auto& metadata = ctx->client_metadata();
-    auto it = metadata.find(kTokenHeader);
-    if (it == metadata.end()) {
-      reactor->Finish(grpc::Status(
-          grpc::StatusCode::UNAUTHENTICATED,
-          "missing job token: every store call must carry the job's token (the launcher gives "
-          "it to workers as TANDEM_JOB_TOKEN)"));
-      return false;
-    }
-    if (!constant_time_equal(std::string_view(it->second.data(), it->second.size()), token_)) {
-      reactor->Finish(grpc::Status(
-          grpc::StatusCode::UNAUTHENTICATED,
-          "wrong job token: this store belongs to another job or the token was mistyped (the "
-          "launcher gives workers the right one as TANDEM_JOB_TOKEN)"));
-      return false;
-    }
-    return true;
+    grpc::Status status = check_job_token(*ctx, token_, "store",
+                                          "the launcher gives it to workers as TANDEM_JOB_TOKEN");
+    if (!status.ok()) reactor->Finish(status);
+    return status.ok();
   }
 
   // Requires mu_. Parks a call until its keys exist or its timeout passes.
@@ -404,17 +384,20 @@ struct StoreServer::GrpcServer {
   std::unique_ptr<grpc::Server> server;
 };
 
-StoreServer::StoreServer(const std::string& host, int port, const std::string& token)
+StoreServer::StoreServer(const std::string& host, int port, const std::string& token,
+                         const JobTls& tls)
     : host_(host.empty() ? kLoopback : host) {
   TANDEM_CHECK(!token.empty(),
                "store: the job token is empty: create one with generate_job_token()");
   TANDEM_CHECK(port >= 0 && port <= 65535, "store: port ", port, " is out of range 0..65535");
+  // Read first: a missing certificate fails before anything starts.
+  std::shared_ptr<grpc::ServerCredentials> credentials = server_credentials(host_, tls, "store");
   service_ = std::make_unique<StoreService>(token);
   bool ipv6 = host_.find(':') != std::string::npos && host_.front() != '[';
   std::string address = ipv6 ? str("[", host_, "]:", port) : str(host_, ":", port);
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(address, credentials, &bound_port);
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   // gRPC sets SO_REUSEPORT by default, which would let a second store share a busy port.

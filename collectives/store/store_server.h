@@ -5,8 +5,10 @@
 // timeout passes. Hundreds of ranks waiting at rendezvous cost memory, not threads.
 //
 // Security: binds 127.0.0.1 unless another host is given explicitly; every call must carry the job
-// token in the metadata "x-tandem-token", else UNAUTHENTICATED. The token is never logged or put
-// in a reply. Limits: keys up to kMaxKeyBytes, values up to kMaxValueBytes (INVALID_ARGUMENT).
+// token in the metadata "x-tandem-token", else UNAUTHENTICATED (grpc_security.h). A listener
+// that is not on loopback serves TLS with the job's certificate (job_tls.h). The token is never
+// logged or put in a reply. Limits: keys up to kMaxKeyBytes, values up to kMaxValueBytes
+// (INVALID_ARGUMENT).
 //
 // Lifetime: serves from construction until destruction; the destructor answers pending waits
 // with UNAVAILABLE and shuts the server down. Thread-safe; nothing here blocks except the
@@ -16,6 +18,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+
+#include "collectives/store/job_tls.h"
 
 namespace tandem {
 
@@ -29,8 +33,11 @@ class StoreServer {
 
   // Listens on host:port. host "" means 127.0.0.1; "0.0.0.0" (or "::") listens on every
   // interface and should only come from an explicit user choice. port 0 picks a free port (see
-  // port()). `token` must be non-empty. Throws CommError when the address cannot be bound.
-  StoreServer(const std::string& host, int port, const std::string& token);
+  // port()). `token` must be non-empty. `tls`: the job's certificate and key, needed when the
+  // host is not loopback (tls_applies). Throws CommError when the address cannot be bound,
+  // ConfigError when TLS applies and the certificate or key cannot be read.
+  StoreServer(const std::string& host, int port, const std::string& token,
+              const JobTls& tls = JobTls());
   ~StoreServer();
   StoreServer(const StoreServer&) = delete;
   StoreServer& operator=(const StoreServer&) = delete;

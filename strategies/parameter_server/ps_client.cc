@@ -5,6 +5,7 @@
 #include <optional>
 #include <thread>
 
+#include "collectives/store/grpc_security.h"
 #include "core/base/error.h"
 #include "strategies/parameter_server/proto_tensor.h"
 #include "strategies/parameter_server/ps.grpc.pb.h"
@@ -16,7 +17,6 @@ namespace pb = ::tandem::ps;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr char kTokenHeader[] = "x-tandem-token";
 // Time for a blocking call's answer to come back once the server's own timeout has passed.
 constexpr milliseconds kGrace{2000};
 
@@ -54,7 +54,7 @@ struct PsClient::Impl {
 };
 
 PsClient::PsClient(int shard, std::string endpoint, std::string token, milliseconds timeout,
-                   int64_t max_message_bytes)
+                   int64_t max_message_bytes, const JobTls& tls)
     : shard_(shard),
       endpoint_(std::move(endpoint)),
       timeout_(timeout),
@@ -67,7 +67,7 @@ PsClient::PsClient(int shard, std::string endpoint, std::string token, milliseco
   args.SetMaxSendMessageSize(-1);
   // Reconnect quickly after a restart of the server, not after gRPC's default back-off of minutes.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  impl_->channel = grpc::CreateCustomChannel(endpoint_, grpc::InsecureChannelCredentials(), args);
+  impl_->channel = job_channel(endpoint_, tls, args, str("parameter server shard ", shard_));
   impl_->stub = pb::ParameterServer::NewStub(impl_->channel);
   impl_->token = std::move(token);
 }
@@ -88,7 +88,7 @@ void PsClient::call(const std::string& what, milliseconds deadline, bool wait_fo
   for (int attempt = 0;; ++attempt) {
     if (cancelled_.load()) throw CommError(str(where, " cancelled: another shard failed"));
     grpc::ClientContext ctx;
-    if (!impl_->token.empty()) ctx.AddMetadata(kTokenHeader, impl_->token);
+    attach_job_token(ctx, impl_->token);
     ctx.set_deadline(std::chrono::system_clock::now() + deadline);
     ctx.set_wait_for_ready(wait_for_ready);
     {
@@ -115,7 +115,8 @@ void PsClient::call(const std::string& what, milliseconds deadline, bool wait_fo
         if (impl_->channel->GetState(false) != GRPC_CHANNEL_READY)
           throw CommError(str(where, " failed: could not reach the shard within ", deadline.count(),
                               " ms: check that `tandem ps --shard ", shard_,
-                              "` runs there (TANDEM_PS_ENDPOINTS)"));
+                              "` runs there (TANDEM_PS_ENDPOINTS) and, across hosts, that "
+                              "TANDEM_TLS_CERT is this job's certificate"));
         throw TimeoutError(str(where, ": no answer within ", deadline.count(), " ms",
                                msg.empty() ? std::string() : " (" + msg + ")",
                                "; raise strategy.timeout_s if workers are just slow"));
@@ -307,7 +308,7 @@ void PsClient::abort(int worker, const std::string& reason) {
   req.set_reason(reason);
   pb::AbortResponse resp;
   grpc::ClientContext ctx;
-  if (!impl_->token.empty()) ctx.AddMetadata(kTokenHeader, impl_->token);
+  attach_job_token(ctx, impl_->token);
   ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(2000));
   impl_->stub->Abort(&ctx, req, &resp);  // best effort: the shard may be the one that died
 }

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "collectives/store/job_tls.h"
 #include "core/optim/optimizer.h"
 #include "strategies/parameter_server/wire.h"
 
@@ -37,8 +38,9 @@ class PsClient {
  public:
   static constexpr std::chrono::milliseconds kRetryWindow{10'000};
 
+  // tls: the job's certificate, pinned when the endpoint is not on loopback (job_tls.h).
   PsClient(int shard, std::string endpoint, std::string token, std::chrono::milliseconds timeout,
-           int64_t max_message_bytes);
+           int64_t max_message_bytes, const JobTls& tls = JobTls());
   ~PsClient();
   PsClient(const PsClient&) = delete;
   PsClient& operator=(const PsClient&) = delete;

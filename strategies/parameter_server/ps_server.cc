@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "collectives/store/grpc_security.h"
 #include "core/base/error.h"
 #include "strategies/parameter_server/ps.grpc.pb.h"
 #include "strategies/parameter_server/ps_shard.h"
@@ -15,15 +16,6 @@ namespace {
 
 namespace pb = ::tandem::ps;
 using std::chrono::milliseconds;
-
-constexpr char kTokenHeader[] = "x-tandem-token";
-
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
 
 }  // namespace
 
@@ -80,17 +72,11 @@ class PsService final : public pb::ParameterServer::Service {
  private:
   // The call refused, or nullopt when it carries this job's token. Never repeats a token.
   std::optional<grpc::Status> authorize(grpc::ServerContext* ctx) const {
-    const auto& metadata = ctx->client_metadata();
-    auto it = metadata.find(kTokenHeader);
-    if (it == metadata.end())
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          "missing job token: every parameter-server call must carry the job's "
-                          "token (set TANDEM_JOB_TOKEN; tandem launch sets it for its workers)");
-    if (!constant_time_equal(std::string_view(it->second.data(), it->second.size()), token_))
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          "wrong job token: this parameter server belongs to another job or the "
-                          "token was mistyped (TANDEM_JOB_TOKEN)");
-    return std::nullopt;
+    grpc::Status status = check_job_token(*ctx, token_, "parameter-server",
+                                          "set TANDEM_JOB_TOKEN; tandem launch sets it for its "
+                                          "workers");
+    if (status.ok()) return std::nullopt;
+    return status;
   }
 
   const std::string token_;
@@ -117,12 +103,15 @@ PsServer::PsServer(PsServerOptions options) {
   host_ = options.host.empty() ? std::string("127.0.0.1") : options.host;
   const int64_t max_message = options.max_message_bytes;
   const int port = options.port;
+  // Read before the options move: a missing certificate fails here, before anything listens.
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      server_credentials(host_, options.tls, str("parameter server shard ", options.shard));
   service_ = std::make_unique<PsService>(std::move(options));
   grpc::ServerBuilder builder;
   const std::string address =
       host_.find(':') != std::string::npos ? str("[", host_, "]:", port) : str(host_, ":", port);
   int bound = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound);
+  builder.AddListeningPort(address, credentials, &bound);
   builder.RegisterService(service_.get());
   // gRPC refuses a larger message before it is parsed; framing of a full message fits in 1 MiB.
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_message + (1 << 20)));

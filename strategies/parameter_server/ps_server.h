@@ -15,7 +15,8 @@
 // under it, so updates of a shard are serialised (as they must be: each sees the previous one).
 //
 // Security: binds 127.0.0.1 unless a host is given; every call must carry the job token in the
-// metadata "x-tandem-token" (UNAUTHENTICATED). Every tensor is checked (wire.h) before use, and a
+// metadata "x-tandem-token" (UNAUTHENTICATED); a server not on loopback speaks TLS with the job's
+// certificate (grpc_security.h). Every tensor is checked (wire.h) before use, and a
 // message over max_message_bytes is refused by gRPC and by those checks; a bad call is answered
 // INVALID_ARGUMENT and changes nothing. A shard larger than one message is pulled, pushed, saved
 // and restored as a stream of messages (ps.proto); the calls themselves live in ps_shard.h.
@@ -31,6 +32,7 @@
 #include <memory>
 #include <string>
 
+#include "collectives/store/job_tls.h"
 #include "core/optim/optimizer.h"
 
 namespace tandem {
@@ -41,6 +43,8 @@ struct PsServerOptions {
   std::string host;  // "" = 127.0.0.1
   int port = 0;      // 0 = a free port
   std::string token;
+  // The job's certificate and key: read when the host is not loopback (TLS, job_tls.h).
+  JobTls tls;
   int shard = 0;
   int num_shards = 1;
   std::string mode = "sync";  // sync | async
@@ -53,7 +57,8 @@ struct PsServerOptions {
 
 class PsServer {
  public:
-  // Throws CommError when the address cannot be bound, ConfigError for bad options.
+  // Throws CommError when the address cannot be bound, ConfigError for bad options (among them a
+  // missing or unreadable certificate or key where TLS applies).
   explicit PsServer(PsServerOptions options);
   ~PsServer();
   PsServer(const PsServer&) = delete;

@@ -33,8 +33,8 @@ PsStrategy::PsStrategy(PsStrategyOptions options) : o_(std::move(options)) {
                  "parameter_server needs the job token in TANDEM_JOB_TOKEN (the servers refuse "
                  "calls without it); tandem launch --num-ps sets it");
   for (int s = 0; s < static_cast<int>(o_.endpoints.size()); ++s)
-    clients_.push_back(
-        std::make_unique<PsClient>(s, o_.endpoints[s], o_.token, o_.timeout, o_.max_message_bytes));
+    clients_.push_back(std::make_unique<PsClient>(s, o_.endpoints[s], o_.token, o_.timeout,
+                                                  o_.max_message_bytes, o_.tls));
 }
 
 PsStrategy::~PsStrategy() = default;

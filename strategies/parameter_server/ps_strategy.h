@@ -36,6 +36,7 @@ namespace tandem {
 struct PsStrategyOptions {
   std::vector<std::string> endpoints;  // "host:port" of shard 0, 1, ... (TANDEM_PS_ENDPOINTS)
   std::string token;
+  JobTls tls;  // the job's certificate, for servers not on loopback (TANDEM_TLS_CERT)
   int rank = 0;
   int world_size = 1;
   int64_t incarnation = 0;  // the launcher's restart count

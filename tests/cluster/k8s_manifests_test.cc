@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cluster/k8s_manifests.h"
+#include "collectives/store/job_tls.h"
 #include "core/base/error.h"
 
 namespace tandem::cluster {
@@ -130,15 +131,38 @@ TEST(K8sManifests, TheTokenIsOnlyInTheSecretWhichThePodsRead) {
   const std::string token = "0123456789abcdef0123456789abcdef";
   const std::string manifests = render_k8s_manifests(c);
   EXPECT_EQ(manifests.find(token), std::string::npos);
-  auto secret = docs_of(render_k8s_secret(c, token));
+  const JobTls tls = generate_job_tls();
+  auto secret = docs_of(render_k8s_secret(c, token, tls.cert_pem, tls.key_pem));
   ASSERT_EQ(secret.size(), 1u);
   EXPECT_EQ(secret[0]["kind"].as<std::string>(), "Secret");
   EXPECT_EQ(secret[0]["stringData"]["token"].as<std::string>(), token);
-  YAML::Node container =
-      find(docs_of(manifests), "Job", "tandem-my-run")["spec"]["template"]["spec"]["containers"][0];
+  EXPECT_EQ(manifests.find(tls.key_pem.substr(40, 40)), std::string::npos);
+  YAML::Node pod = find(docs_of(manifests), "Job", "tandem-my-run")["spec"]["template"]["spec"];
+  YAML::Node container = pod["containers"][0];
   YAML::Node ref = env_var(container, "TANDEM_JOB_TOKEN")["valueFrom"]["secretKeyRef"];
   EXPECT_EQ(ref["name"].as<std::string>(), secret[0]["metadata"]["name"].as<std::string>());
   EXPECT_EQ(ref["key"].as<std::string>(), "token");
+
+  // The TLS certificate and key: in the same Secret, byte for byte, mounted where the variables
+  // say, readable by the owner only.
+  EXPECT_EQ(secret[0]["stringData"]["tls.crt"].as<std::string>(), tls.cert_pem);
+  EXPECT_EQ(secret[0]["stringData"]["tls.key"].as<std::string>(), tls.key_pem);
+  EXPECT_EQ(env_var(container, "TANDEM_TLS_CERT")["value"].as<std::string>(),
+            "/etc/tandem-tls/tls.crt");
+  EXPECT_EQ(env_var(container, "TANDEM_TLS_KEY")["value"].as<std::string>(),
+            "/etc/tandem-tls/tls.key");
+  YAML::Node volume;
+  for (const YAML::Node& v : pod["volumes"])
+    if (v["name"].as<std::string>() == "job-tls") volume = v;
+  ASSERT_TRUE(volume.IsDefined()) << "no job-tls volume";
+  EXPECT_EQ(volume["secret"]["secretName"].as<std::string>(),
+            secret[0]["metadata"]["name"].as<std::string>());
+  EXPECT_EQ(volume["secret"]["defaultMode"].as<int>(), 0400);  // octal 400 = 256
+  bool mounted = false;
+  for (const YAML::Node& m : container["volumeMounts"])
+    mounted = mounted || (m["name"].as<std::string>() == "job-tls" &&
+                          m["mountPath"].as<std::string>() == "/etc/tandem-tls");
+  EXPECT_TRUE(mounted);
 }
 
 TEST(K8sManifests, SameInputsGiveTheSameBytesAndOtherInputsOthers) {

@@ -24,8 +24,13 @@ ExperimentConfig experiment(const std::vector<std::string>& overrides) {
 }
 
 SlurmJobPaths paths() {
-  return {"/home/u/work", "/home/u/work/runs/my run", "/home/u/work/runs/c.yaml",
-          "/home/u/work/runs/job_token", "/opt/tandem/bin/tandem"};
+  return {"/home/u/work",
+          "/home/u/work/runs/my run",
+          "/home/u/work/runs/c.yaml",
+          "/home/u/work/runs/job_token",
+          "/opt/tandem/bin/tandem",
+          "/home/u/work/runs/job_tls.crt",
+          "/home/u/work/runs/job_tls.key"};
 }
 
 bool has(const std::string& text, const std::string& part) {
@@ -54,6 +59,8 @@ TEST(SlurmScript, LaunchFlavorStartsOneLauncherPerNodeWithTheConfiguredResources
         "#SBATCH --error='/home/u/work/runs/my run/slurm-%j.err'\n",
         "TANDEM=/opt/tandem/bin/tandem\n",
         "TANDEM_JOB_TOKEN=\"$(cat /home/u/work/runs/job_token)\"\nexport TANDEM_JOB_TOKEN\n",
+        "export TANDEM_TLS_CERT=/home/u/work/runs/job_tls.crt\n"
+        "export TANDEM_TLS_KEY=/home/u/work/runs/job_tls.key\n",
         "srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=32 --gpus-per-node=4",
         "launch --nnodes 2 --node-rank \"$SLURM_NODEID\" --nproc-per-node 4 --rdzv-endpoint",
         "BASE_PORT=$((29400 + SLURM_JOB_ID % 1000 * 1))\n"})
@@ -180,6 +187,8 @@ TEST(SlurmScript, ControlCharactersInAnyInterpolatedValueAreConfigErrorsNamingTh
   for (const Case& k : {Case{&SlurmJobPaths::workdir, "working directory"},
                         Case{&SlurmJobPaths::config_path, "logging.dir"},
                         Case{&SlurmJobPaths::token_path, "logging.dir"},
+                        Case{&SlurmJobPaths::tls_cert_path, "logging.dir"},
+                        Case{&SlurmJobPaths::tls_key_path, "logging.dir"},
                         Case{&SlurmJobPaths::tandem_path, "--tandem"}}) {
     SlurmJobPaths p = paths();
     p.*k.member += "\ntouch PWNED";

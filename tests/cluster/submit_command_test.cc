@@ -104,6 +104,17 @@ TEST(SubmitCommand, SlurmWritesTheScriptConfigAndTokenThenPrintsTheJobId) {
   EXPECT_FALSE(contains(o.out + o.err, token.substr(0, 32)));
   const std::string submitted = read_file(s.dir + "/submitted.sbatch");
   EXPECT_FALSE(contains(submitted, token.substr(0, 32)));
+  // The job's TLS certificate and key: owner-only files beside the token, which the script
+  // exports by path and never contains.
+  const std::string cert = read_file(folder + "/job_tls.crt");
+  const std::string key = read_file(folder + "/job_tls.key");
+  EXPECT_EQ(cert.rfind("-----BEGIN CERTIFICATE-----\n", 0), 0u) << cert;
+  EXPECT_EQ(key.rfind("-----BEGIN PRIVATE KEY-----\n", 0), 0u);
+  EXPECT_EQ(mode_of(folder + "/job_tls.crt"), 0600);
+  EXPECT_EQ(mode_of(folder + "/job_tls.key"), 0600);
+  EXPECT_TRUE(contains(submitted, "export TANDEM_TLS_CERT=" + folder + "/job_tls.crt\n"));
+  EXPECT_TRUE(contains(submitted, "export TANDEM_TLS_KEY=" + folder + "/job_tls.key\n"));
+  EXPECT_FALSE(contains(submitted + o.out + o.err, key.substr(28, 40)));
   // The script is what --dry-run prints, and the config beside it is the resolved experiment.
   Outcome dry = s.tandem(
       "submit slurm my_run.yaml --nodes 2 --ntasks-per-node 2 optimizer.lr=0.5 "
@@ -133,6 +144,13 @@ TEST(SubmitCommand, K8sAppliesTheSecretAndManifestsWithKubectl) {
   ASSERT_TRUE(std::regex_search(secret, m, std::regex("token: \"([0-9a-f]{32})\""))) << secret;
   EXPECT_FALSE(contains(o.out + o.err, m[1]));
   EXPECT_FALSE(contains(manifests, m[1]));
+  // The job's TLS key is in the Secret only.
+  const size_t key_at = secret.find("-----BEGIN PRIVATE KEY-----\n");
+  ASSERT_NE(key_at, std::string::npos) << secret;
+  const std::string key_line =
+      secret.substr(secret.find_first_not_of(' ', secret.find('\n', key_at) + 1), 40);
+  EXPECT_FALSE(contains(manifests + o.out + o.err, key_line));
+  EXPECT_TRUE(contains(secret, "-----BEGIN CERTIFICATE-----\n"));
   EXPECT_TRUE(contains(manifests, "namespace: \"team-a\""));
   // The manifests are what --dry-run prints before the Secret.
   Outcome dry = s.tandem("submit k8s my_run.yaml --nodes 4 --namespace team-a --dry-run");

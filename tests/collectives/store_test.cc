@@ -16,11 +16,11 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/support/test_support.h"
 #include "collectives/store/job_token.h"
 #include "collectives/store/store_client.h"
 #include "collectives/store/store_server.h"
 #include "core/base/error.h"
+#include "tests/support/test_support.h"
 
 namespace tandem {
 namespace {
@@ -257,11 +257,14 @@ TEST(StoreServer, ListensOnLoopbackByDefault) {
 }
 
 TEST(StoreServer, ListensOnEveryInterfaceOnlyWhenAsked) {
-  StoreServer server("0.0.0.0", 0, kToken);
+  // Every interface is not loopback: TLS with the job's certificate (job_tls.h).
+  JobTls tls = generate_job_tls();
+  StoreServer server("0.0.0.0", 0, kToken, tls);
   std::vector<std::string> listening = listening_addresses(server.port());
   ASSERT_EQ(listening.size(), 1u);
   EXPECT_TRUE(is_any_address(listening[0])) << listening[0];
-  StoreClient client("127.0.0.1:" + std::to_string(server.port()), kToken, 5s);
+  tls.mode = TlsMode::kAlways;  // through loopback, to the TLS listener
+  StoreClient client("127.0.0.1:" + std::to_string(server.port()), kToken, 5s, tls);
   client.set("k", "v");
   EXPECT_EQ(client.get("k"), "v");
 }

@@ -150,7 +150,8 @@ void check_slurm(const ExperimentConfig& c, const SlurmJobPaths& p) {
   plain_config.experiment_name = "run";
   plain_config.logging.dir = "runs/run";
   plain_config.cluster.slurm.time = "01:00:00";
-  SlurmJobPaths plain_paths{"/w", "/w/runs/run", "/w/runs/run/c.yaml", "/w/runs/run/t", "/t"};
+  SlurmJobPaths plain_paths{"/w", "/w/runs/run",         "/w/runs/run/c.yaml", "/w/runs/run/t",
+                            "/t", "/w/runs/run/tls.crt", "/w/runs/run/tls.key"};
   if (count_lines(render_slurm_script(plain_config, plain_paths)) != count_lines(script))
     std::abort();
   const bool unusual = !plain(p.tandem_path) || !plain(p.config_path) || !plain(p.workdir) ||
@@ -230,6 +231,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   p.output_dir = c.logging.dir;
   p.config_path = c.logging.dir + "/submit/0123456789abcdef/" + c.experiment_name + ".yaml";
   p.token_path = c.logging.dir + "/submit/0123456789abcdef/job_token";
+  p.tls_cert_path = c.logging.dir + "/submit/0123456789abcdef/job_tls.crt";
+  p.tls_key_path = c.logging.dir + "/submit/0123456789abcdef/job_tls.key";
   p.tandem_path = text();
   SlurmConfig& s = c.cluster.slurm;
   s.partition = text();

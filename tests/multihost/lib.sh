@@ -8,6 +8,7 @@
 #   mh_addr HOST                    # its address
 #
 # Needs root, iproute2 and util-linux (unshare, nsenter, mountpoint); skips (77) without them.
+# Every test runs with TLS across hosts: mh_setup exports TANDEM_TLS_CERT and TANDEM_TLS_KEY.
 # The work directory ($MH_WORK) lies under the build directory, which every host shares (real
 # clusters share a file system for checkpoints); each host's /tmp and /dev/shm are its own.
 
@@ -24,8 +25,8 @@ mh_fail() {
 mh_setup() {
   local name=$1 octet=$2 hosts=$3
   [ "$(id -u)" = 0 ] || mh_skip "the multihost tests create network namespaces: run as root"
-  for tool in ip unshare nsenter mountpoint tc; do
-    command -v "$tool" >/dev/null || mh_skip "$tool not found (iproute2, util-linux)"
+  for tool in ip unshare nsenter mountpoint tc openssl; do
+    command -v "$tool" >/dev/null || mh_skip "$tool not found (iproute2, util-linux, openssl)"
   done
   ip netns add "mh-probe-$$" 2>/dev/null || mh_skip "cannot create network namespaces here"
   ip netns del "mh-probe-$$"
@@ -35,6 +36,12 @@ mh_setup() {
   rm -rf "$MH_WORK"
   mkdir -p "$MH_WORK"
   export TANDEM_CLUSTER_SHARE="$src:$build:$MH_WORK"
+  # The job's TLS certificate and key, on the file system every host shares: the store and the
+  # servers speak TLS across hosts. Made with the openssl tool, as the README shows for
+  # `tandem launch` across hosts.
+  mkdir -p "$MH_WORK/tls"
+  mh_tls_pair "$MH_WORK/tls/job_tls" || mh_fail "openssl could not make the job's TLS certificate"
+  export TANDEM_TLS_CERT="$MH_WORK/tls/job_tls.crt" TANDEM_TLS_KEY="$MH_WORK/tls/job_tls.key"
   MH_PIDS=()
   trap mh_teardown EXIT
   "$MH_CLUSTER_SH" up "$hosts" || mh_fail "could not create $hosts emulated hosts"
@@ -43,6 +50,12 @@ mh_setup() {
   MH_MPIRUN=(mpirun --mca plm_rsh_agent "$src/tests/multihost/rsh_agent.sh"
              --mca btl_tcp_if_include "$TANDEM_CLUSTER_NET.0/24"
              --mca oob_tcp_if_include "$TANDEM_CLUSTER_NET.0/24" --bind-to none)
+}
+
+mh_tls_pair() {  # PREFIX: PREFIX.crt and PREFIX.key (mode 0600), a self-signed job identity
+  (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=tandem-job -addext subjectAltName=DNS:tandem-job -keyout "$1.key" -out "$1.crt" \
+    2>/dev/null)
 }
 
 mh_teardown() {

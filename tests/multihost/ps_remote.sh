@@ -3,8 +3,10 @@
 # 3 emulated hosts:
 #   - the store of `tandem launch --rdzv-endpoint <h0 address>:PORT` listens on h0's address only
 #     (never 0.0.0.0), and an agent on h1 with a wrong token is refused with an error saying so;
+#   - the store speaks TLS (the job's certificate, lib.sh): an agent without the certificate stops
+#     with a one-line error (exit 2), one in plaintext or with another job's certificate is refused;
 #   - two `tandem ps` servers on h2 listen on h2's address only, and a worker on h0 with a wrong
-#     token is refused;
+#     token, or in plaintext, is refused;
 #   - workers on h0 and h1 (`tandem launch`, one per host) train against the servers on h2 in sync
 #     mode and end with the weights and optimizer state of one process (within 1e-5, as on one
 #     host); the servers stop once every worker finished.
@@ -44,6 +46,24 @@ rc=$?
 grep -q "wrong job token" <<<"$out" || mh_fail "the refusal does not say why: $out"
 grep -q "not-the-token\|$token" <<<"$out" && mh_fail "a token was printed: $out"
 echo "wrong token from h1: $(tail -1 <<<"$out")"
+# TLS across hosts (the job's certificate comes from lib.sh): an agent without the certificate
+# stops at once with one line naming what to set (exit 2); one that talks plaintext, or trusts
+# another job's certificate, never gets through.
+out=$(mh_on h1 env -u TANDEM_TLS_CERT TANDEM_JOB_TOKEN=$token "$tandem" launch --nnodes 2 \
+  --node-rank 1 --rdzv-endpoint "$h0:29700" --nproc-per-node 1 --rdzv-timeout 10 "$cfg" 2>&1)
+rc=$?
+[ $rc = 2 ] || mh_fail "an agent without the job's certificate exited $rc, expected 2: $out"
+[ "$(wc -l <<<"$out")" = 1 ] || mh_fail "expected a one-line error: $out"
+grep -q "TANDEM_TLS_CERT is not set" <<<"$out" || mh_fail "the error does not name TANDEM_TLS_CERT: $out"
+echo "no certificate on h1: $out"
+mh_tls_pair "$MH_WORK/tls/other_job" || mh_fail "openssl could not make a second certificate"
+for how in TANDEM_TLS=0 TANDEM_TLS_CERT=$MH_WORK/tls/other_job.crt; do
+  out=$(mh_on h1 env "$how" TANDEM_JOB_TOKEN=$token "$tandem" launch --nnodes 2 --node-rank 1 \
+    --rdzv-endpoint "$h0:29700" --nproc-per-node 1 --rdzv-timeout 5 "$cfg" 2>&1)
+  [ $? != 0 ] || mh_fail "an agent with $how joined the job"
+  grep -q "found no store" <<<"$out" || mh_fail "with $how: $out"
+  echo "${how%%=*}=${how#*=}: refused ($(grep -o 'found no store[^:]*' <<<"$out" | head -1))"
+done
 kill -TERM $store_agent
 mh_wait $store_agent 20 >/dev/null
 
@@ -68,6 +88,13 @@ out=$(mh_on h0 env TANDEM_JOB_TOKEN=not-the-token TANDEM_PS_ENDPOINTS=$endpoints
 [ $? != 0 ] || mh_fail "a worker with a wrong token trained against the servers"
 grep -q "wrong job token" <<<"$out" || mh_fail "the servers' refusal does not say why: $out"
 echo "wrong token from h0 to h2's servers: $(grep -o 'wrong job token[^;:]*' <<<"$out" | head -1)"
+out=$(mh_on h0 env TANDEM_TLS=0 TANDEM_JOB_TOKEN=$token TANDEM_PS_ENDPOINTS=$endpoints LOCAL_RANK=0 \
+  RANK=0 WORLD_SIZE=2 LOCAL_WORLD_SIZE=1 MASTER_ADDR=$h0 MASTER_PORT=29799 "$tandem" train "$cfg" \
+  "${common[@]}" strategy.name=parameter_server strategy.num_ps=2 strategy.mode=sync \
+  strategy.timeout_s=5 checkpoint.dir="$MH_WORK/plain/ck" logging.dir="$MH_WORK/plain/log" 2>&1)
+[ $? != 0 ] || mh_fail "a plaintext worker trained against the TLS servers"
+grep -q "parameter server shard" <<<"$out" || mh_fail "the plaintext worker's error: $out"
+echo "plaintext from h0 to h2's servers: $(grep -o 'parameter server shard.*' <<<"$out" | head -1 | cut -c1-160)"
 
 # --- the workers on h0 and h1, the servers on h2.
 for i in 0 1; do

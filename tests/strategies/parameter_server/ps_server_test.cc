@@ -10,6 +10,8 @@
 #include <cstring>
 #include <thread>
 
+#include "collectives/net/host_address.h"
+#include "collectives/store/job_tls.h"
 #include "core/optim/adam.h"
 #include "core/optim/sgd.h"
 #include "core/random/philox.h"
@@ -488,6 +490,103 @@ TEST(PsServer, AShardLargerThanTheMessageLimitIsSavedRestoredAndPulledWhole) {
   client2.save(&again_params, &again_state);
   EXPECT_EQ(bytes_by_name(again_params), bytes_by_name(expected));
   EXPECT_EQ(bytes_by_name(again_state), bytes_by_name(reference.state_dict()));
+}
+
+// A shard serving TLS on `host` (mode `mode`): a worker with the job's certificate and token
+// registers, restores, pushes and pulls the numbers SGD gives by hand; a plaintext worker, one
+// pinning another job's certificate and one with a wrong token are refused, and change nothing.
+void expect_tls_shard_admits_only_the_job(const std::string& host, TlsMode mode) {
+  JobTls identity = generate_job_tls();
+  identity.mode = mode;
+  PsServerOptions o;
+  o.host = host;
+  o.token = kToken;
+  o.tls = identity;
+  o.mode = "sync";
+  o.max_message_bytes = 1 << 20;
+  o.make_optimizer = [](const NamedTensors& params) {
+    return std::make_unique<Sgd>(params, SgdOptions{.lr = 0.5});
+  };
+  PsServer server(o);
+  JobTls certificate = identity;
+  certificate.key_pem.clear();  // what a worker holds
+  auto pull_w = [](PsClient& client, int64_t step) {
+    std::vector<float> w;
+    client.pull(0, step, [&](const WireTensor& t) {
+      w.resize(t.data.size() / 4);
+      std::memcpy(w.data(), t.data.data(), t.data.size());
+    });
+    return w;
+  };
+
+  PsClient member(0, server.endpoint(), kToken, std::chrono::seconds(5), 1 << 20, certificate);
+  EXPECT_FALSE(member.register_worker(0, 1, 0, "sync", 1));
+  member.restore(1, {{"w", from_vector({1.0, 2.0, 3.0}, {3})}}, {});
+  EXPECT_EQ(pull_w(member, 0), (std::vector<float>{1.0f, 2.0f, 3.0f}));
+
+  auto refused = [&](const std::string& token, const JobTls& tls, const std::string& why) {
+    PsClient other(0, server.endpoint(), token, std::chrono::milliseconds(1500), 1 << 20, tls);
+    try {
+      other.register_worker(1, 1, 0, "sync", 1);
+      ADD_FAILURE() << "accepted: " << why;
+    } catch (const CommError& e) {
+      EXPECT_NE(std::string(e.what()).find("parameter server shard 0"), std::string::npos)
+          << why << ": " << e.what();
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  JobTls plaintext;
+  plaintext.mode = TlsMode::kOff;
+  const std::string plain_msg = refused(kToken, plaintext, "plaintext");
+  EXPECT_NE(plain_msg.find("could not reach the shard"), std::string::npos) << plain_msg;
+  JobTls stranger = generate_job_tls();
+  stranger.mode = mode;
+  stranger.key_pem.clear();
+  const std::string stranger_msg = refused(kToken, stranger, "another job's certificate");
+  EXPECT_NE(stranger_msg.find("could not reach the shard"), std::string::npos) << stranger_msg;
+  const std::string token_msg = refused("wrong-token", certificate, "a wrong token");
+  EXPECT_NE(token_msg.find("UNAUTHENTICATED"), std::string::npos) << token_msg;
+  EXPECT_NE(token_msg.find("wrong job token"), std::string::npos) << token_msg;
+  EXPECT_EQ(token_msg.find("wrong-token"), std::string::npos) << token_msg;
+
+  // Still the member's shard: one push of g = (2, 4, 6) at lr 0.5 gives w = (0, 0, 0).
+  const std::vector<float> g = {2.0f, 4.0f, 6.0f};
+  EXPECT_FALSE(member.push(0, 0, 0, 0.5,
+                           {{"w", std::string_view(reinterpret_cast<const char*>(g.data()), 12)}},
+                           DType::kF32));
+  EXPECT_EQ(pull_w(member, 1), (std::vector<float>{0.0f, 0.0f, 0.0f}));
+}
+
+TEST(PsServer, WithTlsOnLoopbackServesOnlyTheJobsCertificateAndToken) {
+  expect_tls_shard_admits_only_the_job("127.0.0.1", TlsMode::kAlways);
+}
+
+TEST(PsServer, OnANonLoopbackAddressSpeaksTlsByDefault) {
+  const std::vector<std::string> addresses = local_addresses();
+  if (addresses.empty()) GTEST_SKIP() << "this machine has no address but loopback";
+  expect_tls_shard_admits_only_the_job(addresses.front(), TlsMode::kAcrossHosts);
+}
+
+TEST(PsServer, AcrossHostsRefusesToListenWithoutTheJobKey) {
+  PsServerOptions o;
+  o.host = "0.0.0.0";
+  o.shard = 0;
+  o.token = kToken;
+  o.tls = generate_job_tls();
+  o.tls.key_pem.clear();  // a certificate alone
+  o.make_optimizer = [](const NamedTensors& params) {
+    return std::make_unique<Sgd>(params, SgdOptions{.lr = 0.5});
+  };
+  try {
+    PsServer server(o);
+    FAIL() << "listened across hosts without the job's key";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("parameter server shard 0 on 0.0.0.0"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("TANDEM_TLS_KEY is not set"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
