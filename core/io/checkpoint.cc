@@ -20,6 +20,7 @@
 #include "core/base/error.h"
 #include "core/io/bounded_json.h"
 #include "core/io/crc32c.h"
+#include "core/io/file_io.h"
 #include "core/io/safetensors.h"
 
 namespace tandem {
@@ -65,45 +66,6 @@ bool all_digits(const std::string& s) {
 uint32_t tensor_crc(const Tensor& t) {
   Tensor c = t.contiguous().to(Device::cpu());
   return crc32c(c.raw_data(), static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
-}
-
-// Creates path (which must not exist), writes the pieces in order, fsyncs and closes it.
-void write_synced(const std::string& path, const std::vector<std::string_view>& pieces) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  TANDEM_CHECK_T(IoError, fd >= 0, path, ": cannot create (", std::strerror(errno), ")");
-  uint64_t total = 0;
-  for (std::string_view piece : pieces) {
-    size_t done = 0;
-    while (done < piece.size()) {
-      ssize_t w = ::write(fd, piece.data() + done, piece.size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        int err = errno;
-        ::close(fd);
-        throw IoError(
-            str(path, ": write failed after ", total + done, " bytes (", std::strerror(err), ")"));
-      }
-      done += static_cast<size_t>(w);
-    }
-    total += done;
-  }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw IoError(str(path, ": fsync failed (", std::strerror(err), ")"));
-  }
-  TANDEM_CHECK_T(IoError, ::close(fd) == 0, path, ": close failed (", std::strerror(errno), ")");
-}
-
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  TANDEM_CHECK_T(IoError, fd >= 0, dir, ": cannot open directory to fsync (", std::strerror(errno),
-                 ")");
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  TANDEM_CHECK_T(IoError, rc == 0, dir, ": fsync of the directory failed (", std::strerror(err),
-                 ")");
 }
 
 const char* safetensors_dtype(DType t) {
@@ -169,7 +131,7 @@ FileRecord write_tensor_file(const std::string& path, const NamedTensors& tensor
   for (const Tensor& t : data)
     pieces.emplace_back(static_cast<const char*>(t.raw_data()),
                         static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
-  write_synced(path, pieces);
+  write_file_synced(path, pieces);
   FileRecord record;
   for (std::string_view piece : pieces) {
     record.crc = crc32c_extend(record.crc, piece.data(), piece.size());
@@ -445,7 +407,7 @@ std::string save_checkpoint(const std::string& dir, const NamedTensors& model,
     TrainerState s = state;
     s.saved_at =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    write_synced(tmp + "/" + kStateFile, {state_text(state_to_json(s, files))});
+    write_file_synced(tmp + "/" + kStateFile, {state_text(state_to_json(s, files))});
     fsync_dir(tmp);
     publish(tmp, final_path, dir, dir + "/.tmp-replaced-" + name + "-" + pid);
     fsync_dir(dir);

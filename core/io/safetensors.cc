@@ -1,17 +1,13 @@
 #include "core/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
 #include "core/io/bounded_json.h"
+#include "core/io/file_io.h"
 
 namespace tandem {
 namespace {
@@ -198,84 +194,6 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& w
     out.tensors.emplace_back(e.name, t);
   }
   return out;
-}
-
-std::string read_file(const std::string& path, const char* kind, uint64_t max_bytes) {
-  // One read into a buffer of the file's size: no stream copies (a 200 MB checkpoint loads in a
-  // fraction of the time an ostringstream takes).
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  TANDEM_CHECK_T(IoError, fd >= 0, path, ": cannot open (", std::strerror(errno), ")");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw IoError(str(path, ": cannot stat (", std::strerror(err), ")"));
-  }
-  // A device or pipe has no size to check and may not end (/dev/zero would fill memory).
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw IoError(str(path, ": not a regular file (a device, pipe or socket); expected ", kind));
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  const uint64_t memory = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
-                          static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  if (size > (max_bytes ? max_bytes : memory)) {
-    ::close(fd);
-    if (max_bytes)
-      throw IoError(
-          str(path, ": ", size, " bytes, more than the ", max_bytes, " bytes ", kind, " may have"));
-    throw IoError(str(path, ": ", size, " bytes, more than this machine's memory (", memory,
-                      " bytes); expected ", kind));
-  }
-  std::string out(static_cast<size_t>(size), '\0');
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t r = ::read(fd, out.data() + done, out.size() - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      int err = r < 0 ? errno : 0;
-      ::close(fd);
-      throw IoError(str(path, ": read failed after ", done, " of ", out.size(), " bytes (",
-                        err ? std::strerror(err) : "the file shrank while it was read", ")"));
-    }
-    done += static_cast<size_t>(r);
-  }
-  ::close(fd);
-  return out;
-}
-
-void write_file_atomic(const std::string& path, const std::string& data) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  TANDEM_CHECK_T(IoError, fd >= 0, tmp, ": cannot create (", std::strerror(errno), ")");
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t w = ::write(fd, data.data() + done, data.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw IoError(str(tmp, ": write failed (", std::strerror(err), ")"));
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw IoError(str(tmp, ": fsync/close failed (", std::strerror(errno), ")"));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw IoError(str(path, ": rename failed (", std::strerror(err), ")"));
-  }
-  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-  if (dir.empty()) dir = "/";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
 }
 
 void safetensors_save(const std::string& path,

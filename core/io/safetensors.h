@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/io/file_io.h"  // read_file and write_file_atomic, which most users also call
 #include "core/tensor/tensor.h"
 
 namespace tandem {
@@ -27,18 +28,10 @@ std::string safetensors_serialize(const std::vector<std::pair<std::string, Tenso
 // Parses bytes; `what` names the source in errors (usually the file path).
 SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& what);
 
-// Whole-file helpers. save writes to a temporary file, fsyncs and renames it into place.
+// Whole-file helpers. save writes atomically (write_file_atomic, core/io/file_io.h).
 void safetensors_save(const std::string& path,
                       const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 SafetensorsFile safetensors_load(const std::string& path);
-
-// Reads a whole regular file, throwing IoError naming it; `kind` says what was expected ("a
-// safetensors file"). A device, pipe or socket is refused (/dev/zero never ends), and so is a file
-// larger than `max_bytes` (0: this machine's physical memory), before anything is read.
-std::string read_file(const std::string& path, const char* kind = "a regular file",
-                      uint64_t max_bytes = 0);
-// Writes data to path atomically: temp file in the same directory, fsync, rename, fsync dir.
-void write_file_atomic(const std::string& path, const std::string& data);
 
 }  // namespace tandem

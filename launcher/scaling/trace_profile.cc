@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
-#include "core/io/safetensors.h"  // read_file
+#include "core/io/file_io.h"
 #include "core/metrics/trace.h"
 
 namespace tandem::scaling {
