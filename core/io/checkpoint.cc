@@ -68,69 +68,25 @@ uint32_t tensor_crc(const Tensor& t) {
   return crc32c(c.raw_data(), static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
 }
 
-const char* safetensors_dtype(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return "F32";
-    case DType::kF64:
-      return "F64";
-    case DType::kF16:
-      return "F16";
-    case DType::kBF16:
-      return "BF16";
-    case DType::kI32:
-      return "I32";
-    case DType::kI64:
-      return "I64";
-    case DType::kU8:
-      return "U8";
-  }
-  TANDEM_ASSERT(false, "unknown dtype");
-}
-
 struct FileRecord {
   uint64_t bytes = 0;
   uint32_t crc = 0;
 };
 
-// A checkpoint's safetensors file, streamed from the tensors' own memory: a serialized copy would
-// double the memory of a large save and, on a VM with slow page faults, its time. The header
-// follows docs/FORMATS.md section 2 (u64 LE length, JSON padded with spaces to a multiple of 8,
-// data offsets tiling the data in order); loads go through safetensors_parse, so the tests' round
-// trips and PyTorch's reader check that the two agree.
+// A checkpoint's safetensors file, streamed (SafetensorsWriter), with each tensor's CRC-32C in
+// __metadata__; loads go through safetensors_parse, so the tests' round trips and PyTorch's reader
+// check that the two agree.
 FileRecord write_tensor_file(const std::string& path, const NamedTensors& tensors,
                              const std::string& what) {
-  nlohmann::ordered_json metadata = nlohmann::ordered_json::object();
-  metadata["format"] = kCheckpointFormat;
-  std::vector<Tensor> data;  // contiguous, in order
+  std::vector<std::pair<std::string, std::string>> metadata{{"format", kCheckpointFormat}};
+  NamedTensors host;  // contiguous CPU tensors, so the CRCs and the writer read the same bytes
   for (const auto& [name, t] : tensors) {
     TANDEM_CHECK(t.defined(), what, ": tensor '", name, "' is undefined");
-    TANDEM_CHECK(name != "__metadata__" && !metadata.contains(kCrcPrefix + name), what,
-                 ": tensor name '", name, "' is reserved or used twice");
-    data.push_back(t.contiguous().to(Device::cpu()));  // device tensors: saved from a host copy
-    metadata[kCrcPrefix + name] = hex32(tensor_crc(data.back()));
+    host.emplace_back(name, t.contiguous().to(Device::cpu()));
+    metadata.emplace_back(kCrcPrefix + name, hex32(tensor_crc(host.back().second)));
   }
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  header["__metadata__"] = std::move(metadata);
-  uint64_t offset = 0;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const uint64_t n = static_cast<uint64_t>(data[i].numel()) * dtype_size(data[i].dtype());
-    header[tensors[i].first] = {{"dtype", safetensors_dtype(data[i].dtype())},
-                                {"shape", data[i].shape()},
-                                {"data_offsets", {offset, offset + n}}};
-    offset += n;
-  }
-  std::string json = header.dump();
-  json.append((8 - json.size() % 8) % 8, ' ');
-  std::string head(8, '\0');
-  for (int i = 0; i < 8; ++i)
-    head[i] = static_cast<char>((uint64_t{json.size()} >> (8 * i)) & 0xff);
-  head += json;
-
-  std::vector<std::string_view> pieces{head};
-  for (const Tensor& t : data)
-    pieces.emplace_back(static_cast<const char*>(t.raw_data()),
-                        static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+  const SafetensorsWriter writer(host, metadata, what);
+  const std::vector<std::string_view> pieces = writer.pieces();
   write_file_synced(path, pieces);
   FileRecord record;
   for (std::string_view piece : pieces) {

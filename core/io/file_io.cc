@@ -93,11 +93,12 @@ void fsync_dir(const std::string& dir) {
                  ")");
 }
 
-void write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
+void write_file_atomic(const std::string& path, const std::vector<std::string_view>& pieces,
+                       mode_t mode) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   ::unlink(tmp.c_str());  // left by an earlier failed write of a process with this pid
   try {
-    write_file_synced(tmp, {data}, mode);
+    write_file_synced(tmp, pieces, mode);
   } catch (...) {
     ::unlink(tmp.c_str());
     throw;

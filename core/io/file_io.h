@@ -32,8 +32,13 @@ void write_file_synced(const std::string& path, const std::vector<std::string_vi
 // fsyncs a directory, making the entries created or renamed in it durable.
 void fsync_dir(const std::string& dir);
 
-// Writes data to path atomically: temporary file in the same directory, fsync, rename, fsync of
-// the directory. Pass mode 0600 for a secret (it has that mode from the moment it exists).
-void write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644);
+// Writes the pieces, in order, to path atomically: temporary file in the same directory, fsync,
+// rename, fsync of the directory. Pass mode 0600 for a secret (it has that mode from the moment it
+// exists).
+void write_file_atomic(const std::string& path, const std::vector<std::string_view>& pieces,
+                       mode_t mode = 0644);
+inline void write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644) {
+  write_file_atomic(path, std::vector<std::string_view>{data}, mode);
+}
 
 }  // namespace tandem

@@ -44,6 +44,11 @@ bool parse_st_dtype(const std::string& s, DType* out) {
   return true;
 }
 
+std::vector<std::pair<std::string, std::string>> in_order(
+    const std::map<std::string, std::string>& metadata) {
+  return {metadata.begin(), metadata.end()};
+}
+
 }  // namespace
 
 const Tensor* SafetensorsFile::find(const std::string& name) const {
@@ -52,37 +57,49 @@ const Tensor* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
-std::string safetensors_serialize(const std::vector<std::pair<std::string, Tensor>>& tensors,
-                                  const std::map<std::string, std::string>& metadata) {
+SafetensorsWriter::SafetensorsWriter(
+    const NamedTensors& tensors, const std::vector<std::pair<std::string, std::string>>& metadata,
+    const std::string& what) {
   // nlohmann::ordered_json keeps our order, so the same tensors give the same bytes.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json md = nlohmann::ordered_json::object();
     for (const auto& [k, v] : metadata) md[k] = v;
-    header["__metadata__"] = md;
+    header["__metadata__"] = std::move(md);
   }
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    TANDEM_CHECK(header.find(name) == header.end(), "safetensors: duplicate tensor name '", name,
-                 "'");
-    uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
+    TANDEM_CHECK(t.defined(), what, ": tensor '", name, "' is undefined");
+    TANDEM_CHECK(name != "__metadata__" && header.find(name) == header.end(), what,
+                 ": tensor name '", name, "' is reserved or used twice");
+    data_.push_back(t.contiguous().to(Device::cpu()));  // device tensors: saved from a host copy
+    const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
     header[name] = {{"dtype", st_dtype(t.dtype())},
                     {"shape", t.shape()},
                     {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
-  std::string h = header.dump();
-  while (h.size() % 8 != 0) h.push_back(' ');
+  std::string json = header.dump();
+  json.append((8 - json.size() % 8) % 8, ' ');
+  header_.assign(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    header_[i] = static_cast<char>((uint64_t{json.size()} >> (8 * i)) & 0xff);
+  header_ += json;
+}
+
+std::vector<std::string_view> SafetensorsWriter::pieces() const {
+  std::vector<std::string_view> out{header_};
+  for (const Tensor& t : data_)
+    out.emplace_back(static_cast<const char*>(t.raw_data()),
+                     static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+  return out;
+}
+
+std::string safetensors_serialize(const NamedTensors& tensors,
+                                  const std::map<std::string, std::string>& metadata) {
   std::string out;
-  out.reserve(8 + h.size() + offset);
-  uint64_t n = h.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  out += h;
-  for (const auto& [name, t] : tensors) {
-    Tensor c = t.contiguous().to(Device::cpu());  // device tensors are saved from a host copy
-    out.append(static_cast<const char*>(c.raw_data()),
-               static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
-  }
+  for (std::string_view piece : SafetensorsWriter(tensors, in_order(metadata)).pieces())
+    out.append(piece);
   return out;
 }
 
@@ -196,10 +213,9 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& w
   return out;
 }
 
-void safetensors_save(const std::string& path,
-                      const std::vector<std::pair<std::string, Tensor>>& tensors,
+void safetensors_save(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata) {
-  write_file_atomic(path, safetensors_serialize(tensors, metadata));
+  write_file_atomic(path, SafetensorsWriter(tensors, in_order(metadata), path).pieces());
 }
 
 SafetensorsFile safetensors_load(const std::string& path) {
