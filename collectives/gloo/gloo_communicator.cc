@@ -52,11 +52,7 @@ void check_dtype(DType dtype) {
 }
 
 void check_cpu_contiguous(const Tensor& t, const char* what) {
-  TANDEM_CHECK(t.defined(), "gloo: ", what, " is an undefined tensor");
-  TANDEM_CHECK_T(Unimplemented, t.device().is_cpu(), "backend gloo does not support ",
-                 t.device().str(), " tensors (", what, "): use the nccl backend for CUDA tensors");
-  TANDEM_CHECK_SHAPE(t.is_contiguous(), "gloo: ", what, " must be contiguous, got ", t.str(),
-                     " with strides ", shape_str(t.strides()), ": call .contiguous() first");
+  tandem::check_cpu_contiguous(t, "gloo", what);
 }
 
 // The n in a communicator's key prefix: how many communicators this process created before it
@@ -225,14 +221,7 @@ void GlooCommunicator::Impl::run() {
 void GlooCommunicator::Impl::process(GlooOp& op) {
   const std::string name = str("gloo ", op.call.brief(op.seq));
   if (broken) {
-    std::string first;
-    try {
-      std::rethrow_exception(broken);
-    } catch (const std::exception& e) {
-      first = e.what();
-    }
-    op.state->finish(std::make_exception_ptr(
-        CommError(str(name, ": the communicator is unusable after an earlier failure: ", first))));
+    op.state->finish_broken(broken, name);
     return;
   }
   try {

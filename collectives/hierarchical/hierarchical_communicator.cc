@@ -92,15 +92,7 @@ struct HierarchicalCommunicator::Impl {
         queue.pop_front();
       }
       if (broken) {
-        std::string first;
-        try {
-          std::rethrow_exception(broken);
-        } catch (const std::exception& e) {
-          first = e.what();
-        }
-        op.state->finish(std::make_exception_ptr(
-            CommError(str("hierarchical ", op.call.brief(op.seq),
-                          ": the communicator is unusable after an earlier failure: ", first))));
+        op.state->finish_broken(broken, str("hierarchical ", op.call.brief(op.seq)));
         continue;
       }
       try {

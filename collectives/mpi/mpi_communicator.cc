@@ -42,11 +42,7 @@ struct MpiOp {
 };
 
 void check_cpu_contiguous(const Tensor& t, const char* what) {
-  TANDEM_CHECK(t.defined(), "mpi: ", what, " is an undefined tensor");
-  TANDEM_CHECK_T(Unimplemented, t.device().is_cpu(), "backend mpi does not support ",
-                 t.device().str(), " tensors (", what, "): use the nccl backend for CUDA tensors");
-  TANDEM_CHECK_SHAPE(t.is_contiguous(), "mpi: ", what, " must be contiguous, got ", t.str(),
-                     " with strides ", shape_str(t.strides()), ": call .contiguous() first");
+  tandem::check_cpu_contiguous(t, "mpi", what);
 }
 
 int checked_count(int64_t numel, const char* what) {
