@@ -97,11 +97,92 @@ std::vector<std::string_view> SafetensorsWriter::pieces() const {
 
 std::string safetensors_serialize(const NamedTensors& tensors,
                                   const std::map<std::string, std::string>& metadata) {
+  const SafetensorsWriter writer(tensors, in_order(metadata));  // the pieces point into it
   std::string out;
-  for (std::string_view piece : SafetensorsWriter(tensors, in_order(metadata)).pieces())
-    out.append(piece);
+  for (std::string_view piece : writer.pieces()) out.append(piece);
   return out;
 }
+
+namespace {
+
+// One tensor's header entry, checked: its dtype, a shape whose element and byte counts fit in 64
+// bits, and data_offsets inside the data that hold exactly its bytes.
+struct Entry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin, end;
+};
+
+Entry parse_entry(const std::string& name, const nlohmann::json& e, uint64_t data_len,
+                  const std::string& what) {
+  const std::string shown = name_excerpt(name);  // names in messages are cut short
+  TANDEM_CHECK_T(
+      IoError,
+      e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
+      what, ": tensor '", shown, "' needs dtype, shape and data_offsets");
+  Entry en{name, DType::kF32, {}, 0, 0};
+  TANDEM_CHECK_T(
+      IoError, e["dtype"].is_string() && parse_st_dtype(e["dtype"].get<std::string>(), &en.dtype),
+      what, ": tensor '", shown, "' has an unsupported dtype ", json_excerpt(e["dtype"]));
+  TANDEM_CHECK_T(IoError, e["shape"].is_array(), what, ": tensor '", shown,
+                 "': shape is not a list");
+  // Checked products: a crafted shape must not wrap around to a small element count, and with a
+  // 0 size among them the others' product (the strides) must still fit.
+  std::string dims;
+  int64_t numel = 1, extent = 1;
+  bool overflow = false;
+  for (const auto& d : e["shape"]) {
+    TANDEM_CHECK_T(IoError, d.is_number_unsigned(), what, ": tensor '", shown, "': bad shape (",
+                   json_excerpt(d), " where a size belongs)");
+    const uint64_t size = d.get<uint64_t>();
+    dims += (dims.empty() ? "" : ", ") + std::to_string(size);
+    overflow =
+        overflow || size > static_cast<uint64_t>(INT64_MAX) ||
+        __builtin_mul_overflow(numel, static_cast<int64_t>(size), &numel) ||
+        __builtin_mul_overflow(extent, std::max<int64_t>(static_cast<int64_t>(size), 1), &extent);
+    if (!overflow) en.shape.push_back(static_cast<int64_t>(size));
+  }
+  TANDEM_CHECK_T(IoError, !overflow, what, ": tensor '", shown, "': shape [", name_excerpt(dims),
+                 "] has more elements than fit in 64 bits");
+  int64_t expect = 0;
+  TANDEM_CHECK_T(
+      IoError, !__builtin_mul_overflow(numel, static_cast<int64_t>(dtype_size(en.dtype)), &expect),
+      what, ": tensor '", shown, "': shape [", name_excerpt(dims), "] of ",
+      e["dtype"].get<std::string>(), " is more than 2^63 bytes");
+  const auto& off = e["data_offsets"];
+  TANDEM_CHECK_T(IoError,
+                 off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
+                     off[1].is_number_unsigned(),
+                 what, ": tensor '", shown, "': data_offsets must be [begin, end]");
+  en.begin = off[0].get<uint64_t>();
+  en.end = off[1].get<uint64_t>();
+  TANDEM_CHECK_T(IoError, en.begin <= en.end && en.end <= data_len, what, ": tensor '", shown,
+                 "': data_offsets [", en.begin, ", ", en.end, "] outside the ", data_len,
+                 " data bytes");
+  TANDEM_CHECK_T(IoError, en.end - en.begin == static_cast<uint64_t>(expect), what, ": tensor '",
+                 shown, "' has ", en.end - en.begin, " bytes, expected ", expect, " for shape ",
+                 shape_str(en.shape));
+  return en;
+}
+
+// Offsets must tile [0, data_len) exactly; sorts the entries into file order (by data offset).
+void check_tiling(std::vector<Entry>& entries, uint64_t data_len, const std::string& what) {
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t pos = 0;
+  for (const Entry& e : entries) {
+    TANDEM_CHECK_T(IoError, e.begin == pos, what, ": tensor '", name_excerpt(e.name),
+                   "' starts at byte ", e.begin, ", expected ", pos,
+                   " (gap or overlap in data_offsets)");
+    pos = e.end;
+  }
+  TANDEM_CHECK_T(IoError, pos == data_len, what, ": ", data_len - pos,
+                 " trailing bytes after the last tensor");
+}
+
+}  // namespace
 
 SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& what) {
   TANDEM_CHECK_T(IoError, bytes.size() >= 8, what, ": not a safetensors file (", bytes.size(),
@@ -122,88 +203,20 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& w
   const uint64_t data_start = 8 + n;
   const uint64_t data_len = bytes.size() - data_start;
   SafetensorsFile out;
-  struct Entry {
-    std::string name;
-    DType dtype;
-    Shape shape;
-    uint64_t begin, end;
-  };
   std::vector<Entry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const std::string shown = name_excerpt(name);  // names in messages are cut short
-    if (name == "__metadata__") {
-      TANDEM_CHECK_T(IoError, it->is_object(), what, ": __metadata__ must be an object");
-      for (auto m = it->begin(); m != it->end(); ++m) {
-        TANDEM_CHECK_T(IoError, m->is_string(), what, ": __metadata__ value '",
-                       name_excerpt(m.key()), "' is not a string");
-        out.metadata[m.key()] = m->get<std::string>();
-      }
+    if (it.key() != "__metadata__") {
+      entries.push_back(parse_entry(it.key(), *it, data_len, what));
       continue;
     }
-    const auto& e = *it;
-    TANDEM_CHECK_T(
-        IoError,
-        e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
-        what, ": tensor '", shown, "' needs dtype, shape and data_offsets");
-    Entry en{name, DType::kF32, {}, 0, 0};
-    TANDEM_CHECK_T(
-        IoError, e["dtype"].is_string() && parse_st_dtype(e["dtype"].get<std::string>(), &en.dtype),
-        what, ": tensor '", shown, "' has an unsupported dtype ", json_excerpt(e["dtype"]));
-    TANDEM_CHECK_T(IoError, e["shape"].is_array(), what, ": tensor '", shown,
-                   "': shape is not a list");
-    // Checked products: a crafted shape must not wrap around to a small element count, and with a
-    // 0 size among them the others' product (the strides) must still fit.
-    std::string dims;
-    int64_t numel = 1, extent = 1;
-    bool overflow = false;
-    for (const auto& d : e["shape"]) {
-      TANDEM_CHECK_T(IoError, d.is_number_unsigned(), what, ": tensor '", shown, "': bad shape (",
-                     json_excerpt(d), " where a size belongs)");
-      const uint64_t size = d.get<uint64_t>();
-      dims += (dims.empty() ? "" : ", ") + std::to_string(size);
-      overflow =
-          overflow || size > static_cast<uint64_t>(INT64_MAX) ||
-          __builtin_mul_overflow(numel, static_cast<int64_t>(size), &numel) ||
-          __builtin_mul_overflow(extent, std::max<int64_t>(static_cast<int64_t>(size), 1), &extent);
-      if (!overflow) en.shape.push_back(static_cast<int64_t>(size));
+    TANDEM_CHECK_T(IoError, it->is_object(), what, ": __metadata__ must be an object");
+    for (auto m = it->begin(); m != it->end(); ++m) {
+      TANDEM_CHECK_T(IoError, m->is_string(), what, ": __metadata__ value '", name_excerpt(m.key()),
+                     "' is not a string");
+      out.metadata[m.key()] = m->get<std::string>();
     }
-    TANDEM_CHECK_T(IoError, !overflow, what, ": tensor '", shown, "': shape [", name_excerpt(dims),
-                   "] has more elements than fit in 64 bits");
-    int64_t expect = 0;
-    TANDEM_CHECK_T(
-        IoError,
-        !__builtin_mul_overflow(numel, static_cast<int64_t>(dtype_size(en.dtype)), &expect), what,
-        ": tensor '", shown, "': shape [", name_excerpt(dims), "] of ",
-        e["dtype"].get<std::string>(), " is more than 2^63 bytes");
-    const auto& off = e["data_offsets"];
-    TANDEM_CHECK_T(IoError,
-                   off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
-                       off[1].is_number_unsigned(),
-                   what, ": tensor '", shown, "': data_offsets must be [begin, end]");
-    en.begin = off[0].get<uint64_t>();
-    en.end = off[1].get<uint64_t>();
-    TANDEM_CHECK_T(IoError, en.begin <= en.end && en.end <= data_len, what, ": tensor '", shown,
-                   "': data_offsets [", en.begin, ", ", en.end, "] outside the ", data_len,
-                   " data bytes");
-    TANDEM_CHECK_T(IoError, en.end - en.begin == static_cast<uint64_t>(expect), what, ": tensor '",
-                   shown, "' has ", en.end - en.begin, " bytes, expected ", expect, " for shape ",
-                   shape_str(en.shape));
-    entries.push_back(std::move(en));
   }
-  // Offsets must tile [0, data_len) exactly. File order = order of data offsets.
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
-  uint64_t pos = 0;
-  for (const Entry& e : entries) {
-    TANDEM_CHECK_T(IoError, e.begin == pos, what, ": tensor '", name_excerpt(e.name),
-                   "' starts at byte ", e.begin, ", expected ", pos,
-                   " (gap or overlap in data_offsets)");
-    pos = e.end;
-  }
-  TANDEM_CHECK_T(IoError, pos == data_len, what, ": ", data_len - pos,
-                 " trailing bytes after the last tensor");
+  check_tiling(entries, data_len, what);
   for (const auto& e : entries) {
     Tensor t = empty(e.shape, e.dtype);
     if (e.end > e.begin)
