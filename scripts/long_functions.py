@@ -50,8 +50,11 @@ for f in files:
             if stack:
                 is_fn, start, name = stack.pop()
                 if is_fn and line - start + 1 > N:
-                    above = lines[start - 2].strip() if start >= 2 else ''
-                    why = ' (reason given)' if above.startswith('// Long:') else ''
+                    # The comment stands above the signature, which may span a few lines.
+                    k = start - 2
+                    while k > 0 and start - k < 6 and lines[k].strip() and not lines[k].strip().startswith('//'):
+                        k -= 1
+                    why = ' (reason given)' if k >= 0 and lines[k].strip().startswith('// Long:') else ''
                     res.append((line - start + 1, f, start, name + why))
             last = i + 1
         elif c == ';':
