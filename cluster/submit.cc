@@ -11,7 +11,7 @@
 #include "collectives/store/job_tls.h"
 #include "collectives/store/job_token.h"
 #include "core/base/error.h"
-#include "core/io/safetensors.h"  // write_file_atomic
+#include "core/io/file_io.h"
 
 namespace tandem::cluster {
 namespace {
@@ -111,10 +111,10 @@ int submit_slurm(const ExperimentConfig& c, const SubmitContext& ctx) {
       "install slurm-client, submit from a login node of the cluster, or use --dry-run");
   make_dirs(dir);
   write_file_atomic(paths.config_path, render_config(c));
-  write_private_file(paths.token_path, generate_job_token() + "\n");
+  write_file_atomic(paths.token_path, generate_job_token() + "\n", 0600);
   const JobTls tls = generate_job_tls();
-  write_private_file(paths.tls_key_path, tls.key_pem);
-  write_private_file(paths.tls_cert_path, tls.cert_pem);
+  write_file_atomic(paths.tls_key_path, tls.key_pem, 0600);
+  write_file_atomic(paths.tls_cert_path, tls.cert_pem, 0600);
   const std::string script_path = dir + "/job.sbatch";
   write_file_atomic(script_path, script);
   ToolResult r = run_tool({sbatch, "--parsable", script_path});
@@ -146,8 +146,8 @@ int submit_k8s(const ExperimentConfig& c, const SubmitContext& ctx) {
   const std::string secret_path = dir + "/k8s-secret.yaml";
   const std::string manifests_path = dir + "/k8s.yaml";
   const JobTls tls = generate_job_tls();
-  write_private_file(secret_path,
-                     render_k8s_secret(c, generate_job_token(), tls.cert_pem, tls.key_pem));
+  write_file_atomic(secret_path,
+                    render_k8s_secret(c, generate_job_token(), tls.cert_pem, tls.key_pem), 0600);
   write_file_atomic(manifests_path, manifests);
   ToolResult r = run_tool({kubectl, "apply", "-f", secret_path, "-f", manifests_path});
   TANDEM_CHECK_T(IoError, r.status == 0, "kubectl apply -f ", manifests_path, " failed (exit ",

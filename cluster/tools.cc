@@ -22,7 +22,7 @@ std::string find_tool(const std::string& name, const std::string& path_env) {
     std::string dir = path_env.substr(start, end - start);
     if (dir.empty()) dir = ".";  // an empty PATH entry is the working directory, as in sh
     std::string candidate = dir + "/" + name;
-    struct stat st{};
+    struct stat st {};
     if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
         ::access(candidate.c_str(), X_OK) == 0)
       return candidate;
@@ -94,29 +94,6 @@ ToolResult run_tool(const std::vector<std::string>& argv) {
   }
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
-}
-
-void write_private_file(const std::string& path, const std::string& data) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  ::unlink(tmp.c_str());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  TANDEM_CHECK_T(IoError, fd >= 0, tmp, ": cannot create (", std::strerror(errno), ")");
-  // The umask cannot widen 0600, but an inherited ACL could: set the mode explicitly.
-  bool ok = ::fchmod(fd, 0600) == 0;
-  size_t done = 0;
-  while (ok && done < data.size()) {
-    ssize_t w = ::write(fd, data.data() + done, data.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) ok = false;
-    else done += static_cast<size_t>(w);
-  }
-  ok = ok && ::fsync(fd) == 0;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw IoError(str(path, ": cannot write (", std::strerror(err), ")"));
-  }
 }
 
 }  // namespace tandem::cluster

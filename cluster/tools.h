@@ -25,8 +25,4 @@ struct ToolResult {
 // from /dev/null; blocks until it exits. Throws IoError when it cannot be started.
 ToolResult run_tool(const std::vector<std::string>& argv);
 
-// Writes `data` to `path` readable by its owner only (mode 0600 from the moment it exists):
-// temporary file in the same directory, fsync, rename. For the job token.
-void write_private_file(const std::string& path, const std::string& data);
-
 }  // namespace tandem::cluster

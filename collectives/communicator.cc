@@ -50,6 +50,14 @@ std::string CollectiveCall::brief(uint64_t sequence_number) const {
   return tandem::str(s, " (", dtype_name(dtype), ", ", shape_numel(shape), " elements)");
 }
 
+void check_cpu_contiguous(const Tensor& t, const char* backend, const char* what) {
+  TANDEM_CHECK(t.defined(), backend, ": ", what, " is an undefined tensor");
+  TANDEM_CHECK_T(Unimplemented, t.device().is_cpu(), "backend ", backend, " does not support ",
+                 t.device().str(), " tensors (", what, "): use the nccl backend for CUDA tensors");
+  TANDEM_CHECK_SHAPE(t.is_contiguous(), backend, ": ", what, " must be contiguous, got ", t.str(),
+                     " with strides ", shape_str(t.strides()), ": call .contiguous() first");
+}
+
 void all_reduce_sync(Communicator& comm, Tensor& tensor, ReduceOp op) {
   comm.all_reduce(tensor, op)->wait(comm.options().timeout);
 }

@@ -97,6 +97,10 @@ struct CollectiveCall {
   std::string brief(uint64_t sequence_number) const;
 };
 
+// For the host backends (gloo, mpi): throws unless t is a defined, contiguous CPU tensor, naming
+// the backend and `what` ("all_reduce tensor"), and pointing CUDA tensors at nccl.
+void check_cpu_contiguous(const Tensor& t, const char* backend, const char* what);
+
 // Blocking helpers with the communicator's timeout.
 void all_reduce_sync(Communicator& comm, Tensor& tensor, ReduceOp op);
 void broadcast_sync(Communicator& comm, Tensor& tensor, int root);

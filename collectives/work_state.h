@@ -19,6 +19,7 @@
 #include <string>
 
 #include "collectives/communicator.h"
+#include "core/base/error.h"
 
 namespace tandem {
 
@@ -37,6 +38,19 @@ struct WorkState {
       done.store(true, std::memory_order_release);
     }
     cv.notify_all();
+  }
+
+  // Finishes this op, which never ran, because the communicator broke on an earlier one: CommError
+  // "<name>: the communicator is unusable after an earlier failure: <that failure's message>".
+  void finish_broken(const std::exception_ptr& first, const std::string& name) {
+    std::string message;
+    try {
+      std::rethrow_exception(first);
+    } catch (const std::exception& e) {
+      message = e.what();
+    }
+    finish(std::make_exception_ptr(CommError(
+        str(name, ": the communicator is unusable after an earlier failure: ", message))));
   }
 };
 

@@ -106,6 +106,7 @@ struct LaunchCommand {
   bool exec = false;  // config_path is a program, overrides its arguments (torchrun --no-python)
 };
 
+// Long: one add_option per flag, read as a table of the command's options.
 void add_launch_command(CLI::App& app, LaunchCommand& c) {
   c.app = app.add_subcommand(
       "launch",

@@ -128,6 +128,7 @@ std::string mib(double bytes) {
 
 }  // namespace
 
+// Long: one add_option per flag, read as a table of the command's options.
 void add_scaling_command(CLI::App& app, ScalingCommand& c) {
   c.app = app.add_subcommand(
       "scaling",
@@ -217,8 +218,10 @@ void add_scaling_command(CLI::App& app, ScalingCommand& c) {
       ->check(CLI::Range(0.0, 1.0));
 }
 
-int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
-  // ---- inputs: which sources, and that they are not contradictory -------------------------
+namespace {
+
+// Which sources of step time and parameters were given, and that they do not contradict.
+void check_sources(const ScalingCommand& c) {
   const bool timed = c.step_ms > 0 || c.samples_per_s > 0;
   TANDEM_CHECK_T(ConfigError, !(c.step_ms > 0 && c.samples_per_s > 0),
                  "--step-ms and --samples-per-s: give one of them");
@@ -234,36 +237,32 @@ int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
                  "--trace reads CONFIG's model; --model/--params are for estimates without one");
   TANDEM_CHECK_T(ConfigError, !c.config_path.empty() || !c.model.empty() || c.params > 0,
                  "no parameter list: give CONFIG, --model NAME or --params N");
-  const std::vector<int> node_counts = parse_nodes(c.nodes);
-  const Algorithm algorithm = scaling::parse_algorithm(c.algorithm, "--algorithm");
+}
 
-  std::optional<ExperimentConfig> cfg;
-  if (!c.config_path.empty()) {
-    LoadOptions options;
-    options.check_paths = false;
-    cfg = load_config(c.config_path, c.overrides, options);
-  } else {
-    TANDEM_CHECK_T(ConfigError, c.overrides.empty(), "overrides '", c.overrides.front(),
-                   "' need a CONFIG to override");
-  }
-
-  // ---- the parameter list --------------------------------------------------------------------
+// The gradients to all-reduce: a named model, a flat parameter count, or CONFIG's model.
+std::vector<GradientTensor> parameter_list(const ScalingCommand& c,
+                                           const std::optional<ExperimentConfig>& cfg,
+                                           std::string* model_name) {
   std::vector<GradientTensor> grads;
-  std::string model_name;
   if (!c.model.empty()) {
     grads = named_model(c.model);
-    model_name = c.model;
+    *model_name = c.model;
   } else if (c.params > 0) {
     grads = flat_model(c.params);
-    model_name = str(fixed(c.params / 1e6, 2), " M parameters");
+    *model_name = str(fixed(c.params / 1e6, 2), " M parameters");
   } else {
     std::shared_ptr<const Dataset> data = build_dataset(*cfg, "train");
     grads = from_module(*build_model(*cfg, *data));
-    model_name = cfg->model.name + " (" + c.config_path + ")";
+    *model_name = cfg->model.name + " (" + c.config_path + ")";
   }
   TANDEM_CHECK_T(ConfigError, !grads.empty(), "the model has no parameters: nothing to all-reduce");
+  return grads;
+}
 
-  // ---- the framework's fusion ----------------------------------------------------------------
+// The framework's fusion: buckets (flags, else CONFIG, else PyTorch's defaults) or Horovod's
+// cycles, overlap, and the compression on the wire.
+FusionPolicy fusion_policy(const ScalingCommand& c, const std::optional<ExperimentConfig>& cfg,
+                           std::string* compression) {
   FusionPolicy policy;
   const double bucket_mb = c.bucket_mb > 0 ? c.bucket_mb : cfg ? cfg->strategy.bucket_mb : 25.0;
   const double first_mb = c.first_bucket_mb > 0 ? c.first_bucket_mb
@@ -273,15 +272,24 @@ int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
   policy.first_bucket_bytes = static_cast<int64_t>(first_mb * 1048576.0);
   policy.cycle_ms = c.cycle_ms;
   policy.overlap = !c.no_overlap;
-  const std::string compression = !c.compression.empty() ? c.compression
-                                  : cfg                  ? cfg->strategy.compression
-                                                         : "none";
+  *compression = !c.compression.empty() ? c.compression : cfg ? cfg->strategy.compression : "none";
   policy.wire_bytes_per_byte =
-      wire_fraction(compression, c.compression.empty() ? "strategy.compression" : "--compression");
+      wire_fraction(*compression, c.compression.empty() ? "strategy.compression" : "--compression");
+  return policy;
+}
 
-  // ---- the compute profile -------------------------------------------------------------------
+// The compute profile and where each part of it came from.
+struct ProfileWithSources {
   ComputeProfile profile;
-  std::string profile_source, readiness, jitter_source;
+  std::string source, readiness, jitter_source;
+};
+
+ProfileWithSources compute_profile(const ScalingCommand& c,
+                                   const std::optional<ExperimentConfig>& cfg,
+                                   const std::vector<GradientTensor>& grads,
+                                   const FusionPolicy& policy) {
+  ProfileWithSources p;
+  ComputeProfile& profile = p.profile;
   if (!c.trace.empty()) {
     FusionPolicy traced = policy;  // the trace was recorded with the config's buckets
     traced.first_bucket_bytes = static_cast<int64_t>(cfg->strategy.first_bucket_mb * 1048576.0);
@@ -289,11 +297,11 @@ int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
     traced.wire_bytes_per_byte = wire_fraction(cfg->strategy.compression, "strategy.compression");
     scaling::TraceProfile t = scaling::read_trace_profile(c.trace, grads, traced);
     profile = t.profile;
-    profile_source = str("medians of ", t.steps, " traced steps in ", t.path,
-                         "; the traced step itself: ", fixed(t.step_ms, 2), " ms");
-    readiness = t.readiness;
-    jitter_source = t.steps >= 2 ? str("measured over ", t.steps, " steps")
-                                 : "one traced step: no variation measured";
+    p.source = str("medians of ", t.steps, " traced steps in ", t.path,
+                   "; the traced step itself: ", fixed(t.step_ms, 2), " ms");
+    p.readiness = t.readiness;
+    p.jitter_source = t.steps >= 2 ? str("measured over ", t.steps, " steps")
+                                   : "one traced step: no variation measured";
   } else {
     const int64_t batch = c.batch_per_gpu > 0 ? c.batch_per_gpu : cfg ? cfg->data.batch_size : 1;
     const double step = c.step_ms > 0 ? c.step_ms : batch * 1e3 / c.samples_per_s;
@@ -301,20 +309,26 @@ int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
     profile.forward_ms = step - profile.backward_ms;  // forward and optimizer together
     profile.ready_ms = scaling::uniform_layer_ready_ms(grads, profile.backward_ms);
     profile.compute_cv = kDefaultJitter;
-    profile_source = c.step_ms > 0
-                         ? str("--step-ms ", c.step_ms)
-                         : str("--samples-per-s ", c.samples_per_s, " at ", batch, " per GPU");
-    profile_source += str(", backward ", fixed(c.backward_fraction, 3), " of it");
-    readiness = "uniform over backward, layer by layer in reverse parameter order (assumed)";
-    jitter_source = "assumed";
+    p.source = c.step_ms > 0 ? str("--step-ms ", c.step_ms)
+                             : str("--samples-per-s ", c.samples_per_s, " at ", batch, " per GPU");
+    p.source += str(", backward ", fixed(c.backward_fraction, 3), " of it");
+    p.readiness = "uniform over backward, layer by layer in reverse parameter order (assumed)";
+    p.jitter_source = "assumed";
   }
   profile.batch_per_gpu = c.batch_per_gpu > 0 ? c.batch_per_gpu : cfg ? cfg->data.batch_size : 1;
   if (c.compute_jitter >= 0) {
     profile.compute_cv = c.compute_jitter;
-    jitter_source = "--compute-jitter";
+    p.jitter_source = "--compute-jitter";
   }
+  return p;
+}
 
-  // ---- what was used -------------------------------------------------------------------------
+// What the predictions rest on: the model, the compute profile, the fusion and the cluster.
+void print_inputs(const ScalingCommand& c, const std::string& model_name,
+                  const std::vector<GradientTensor>& grads, const std::string& compression,
+                  const FusionPolicy& policy, const ProfileWithSources& p, Algorithm algorithm,
+                  std::ostream& out) {
+  const ComputeProfile& profile = p.profile;
   double total_bytes = 0, total_params = 0;
   for (const GradientTensor& g : grads) {
     total_bytes += static_cast<double>(g.bytes);
@@ -325,11 +339,11 @@ int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
   if (policy.wire_bytes_per_byte != 1) out << " (" << compression << " on the wire)";
   out << "\n  compute per step: data " << fixed(profile.data_ms, 2) << " ms, forward "
       << fixed(profile.forward_ms, 2) << " ms, backward " << fixed(profile.backward_ms, 2)
-      << " ms, optimizer " << fixed(profile.optimizer_ms, 2) << " ms (" << profile_source
-      << "); batch " << profile.batch_per_gpu << " per GPU\n"
-      << "  gradients ready: " << readiness << "\n"
+      << " ms, optimizer " << fixed(profile.optimizer_ms, 2) << " ms (" << p.source << "); batch "
+      << profile.batch_per_gpu << " per GPU\n"
+      << "  gradients ready: " << p.readiness << "\n"
       << "  compute variation between steps: " << fixed(100 * profile.compute_cv, 2) << "% ("
-      << jitter_source << ")\n";
+      << p.jitter_source << ")\n";
   if (policy.cycle_ms > 0)
     out << "  fusion: Horovod's, every " << policy.cycle_ms << " ms into buffers of up to "
         << mib(static_cast<double>(policy.bucket_bytes)) << "\n";
@@ -343,19 +357,10 @@ int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
       << " Gbit/s per GPU, inter " << c.inter_gbps << " Gbit/s per node, alpha " << c.latency_us
       << " us, " << fixed(100 * c.bandwidth_efficiency, 0) << "% of link rates, "
       << scaling::algorithm_name(algorithm) << " all-reduce\n\n";
+}
 
-  // ---- the predictions -----------------------------------------------------------------------
-  std::vector<scaling::StepPrediction> rows;
-  for (int n : node_counts) {
-    ClusterSpec cluster;
-    cluster.nodes = n;
-    cluster.procs_per_node = c.procs_per_node;
-    cluster.intra_gbps = c.intra_gbps;
-    cluster.inter_gbps = c.inter_gbps;
-    cluster.latency_us = c.latency_us;
-    cluster.bandwidth_efficiency = c.bandwidth_efficiency;
-    rows.push_back(scaling::predict_step(profile, grads, cluster, algorithm, policy));
-  }
+// The predictions: a table, then one key=value line per cluster size for scripts.
+void print_predictions(const std::vector<scaling::StepPrediction>& rows, std::ostream& out) {
   char line[256];
   std::snprintf(line, sizeof(line), "%6s %6s %10s %11s %10s %11s %9s %6s %12s %10s %9s\n", "nodes",
                 "gpus", "step_ms", "compute_ms", "straggler", "exposed_ms", "comm_ms", "colls",
@@ -378,6 +383,41 @@ int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
         << " exposed_comm_ms=" << fixed(r.exposed_comm_ms, 3)
         << " samples_per_s=" << fixed(r.samples_per_s, 1)
         << " efficiency=" << fixed(r.efficiency, 4) << "\n";
+}
+
+}  // namespace
+
+int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
+  check_sources(c);
+  const std::vector<int> node_counts = parse_nodes(c.nodes);
+  const Algorithm algorithm = scaling::parse_algorithm(c.algorithm, "--algorithm");
+  std::optional<ExperimentConfig> cfg;
+  if (!c.config_path.empty()) {
+    LoadOptions options;
+    options.check_paths = false;
+    cfg = load_config(c.config_path, c.overrides, options);
+  } else {
+    TANDEM_CHECK_T(ConfigError, c.overrides.empty(), "overrides '", c.overrides.front(),
+                   "' need a CONFIG to override");
+  }
+  std::string model_name, compression;
+  const std::vector<GradientTensor> grads = parameter_list(c, cfg, &model_name);
+  const FusionPolicy policy = fusion_policy(c, cfg, &compression);
+  const ProfileWithSources profile = compute_profile(c, cfg, grads, policy);
+  print_inputs(c, model_name, grads, compression, policy, profile, algorithm, out);
+
+  std::vector<scaling::StepPrediction> rows;
+  for (int n : node_counts) {
+    ClusterSpec cluster;
+    cluster.nodes = n;
+    cluster.procs_per_node = c.procs_per_node;
+    cluster.intra_gbps = c.intra_gbps;
+    cluster.inter_gbps = c.inter_gbps;
+    cluster.latency_us = c.latency_us;
+    cluster.bandwidth_efficiency = c.bandwidth_efficiency;
+    rows.push_back(scaling::predict_step(profile.profile, grads, cluster, algorithm, policy));
+  }
+  print_predictions(rows, out);
   return 0;
 }
 

@@ -19,10 +19,10 @@
 #include <gloo/barrier.h>
 #include <gloo/broadcast.h>
 #include <gloo/common/error.h>
-#include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
 #include <gloo/transport/tcp/device.h>
 
+#include "collectives/cpu_reduction.h"
 #include "collectives/gloo/gloo_store.h"
 #include "collectives/work_state.h"
 
@@ -39,39 +39,11 @@ struct GlooOp {
   std::shared_ptr<WorkState> state;
 };
 
-using ReduceFn = void (*)(void*, const void*, const void*, size_t);
-
-void bf16_sum(void* c, const void* a, const void* b, size_t n) {
-  auto* z = static_cast<BFloat16*>(c);
-  const auto* x = static_cast<const BFloat16*>(a);
-  const auto* y = static_cast<const BFloat16*>(b);
-  for (size_t i = 0; i < n; ++i) z[i] = float_to_bf16(bf16_to_float(x[i]) + bf16_to_float(y[i]));
-}
-
-void bf16_max(void* c, const void* a, const void* b, size_t n) {
-  auto* z = static_cast<BFloat16*>(c);
-  const auto* x = static_cast<const BFloat16*>(a);
-  const auto* y = static_cast<const BFloat16*>(b);
-  for (size_t i = 0; i < n; ++i) {
-    float p = bf16_to_float(x[i]), q = bf16_to_float(y[i]);
-    z[i] = (p > q || p != p) ? x[i] : y[i];  // NaN wins, as in f32 max on every backend
-  }
-}
-
-ReduceFn reduce_fn(DType dtype, ReduceOp op) {
-  const bool max = op == ReduceOp::kMax;
-  switch (dtype) {
-    case DType::kF32:
-      return max ? static_cast<ReduceFn>(&gloo::max<float>)
-                 : static_cast<ReduceFn>(&gloo::sum<float>);
-    case DType::kF64:
-      return max ? static_cast<ReduceFn>(&gloo::max<double>)
-                 : static_cast<ReduceFn>(&gloo::sum<double>);
-    case DType::kBF16:
-      return max ? &bf16_max : &bf16_sum;
-    default:
-      break;
-  }
+// gloo's own max (std::max) drops a NaN in its second argument: every op comes from the shared
+// library instead, so sums and the NaN-propagating max match the other backends bit for bit.
+PairReduceFn reduce_fn(DType dtype, ReduceOp op) {
+  if (dtype == DType::kF32 || dtype == DType::kF64 || dtype == DType::kBF16)
+    return pair_reduce_fn(dtype, op);
   throw Unimplemented(str("backend gloo does not support ", dtype_name(dtype),
                           " tensors (f32, f64 and bf16 only)"));
 }
@@ -81,28 +53,7 @@ void check_dtype(DType dtype) {
 }
 
 void check_cpu_contiguous(const Tensor& t, const char* what) {
-  TANDEM_CHECK(t.defined(), "gloo: ", what, " is an undefined tensor");
-  TANDEM_CHECK_T(Unimplemented, t.device().is_cpu(), "backend gloo does not support ",
-                 t.device().str(), " tensors (", what, "): use the nccl backend for CUDA tensors");
-  TANDEM_CHECK_SHAPE(t.is_contiguous(), "gloo: ", what, " must be contiguous, got ", t.str(),
-                     " with strides ", shape_str(t.strides()), ": call .contiguous() first");
-}
-
-// x[i] /= divisor, rounded once in the tensor's dtype (bf16 through f32).
-void divide_in_place(void* data, DType dtype, int64_t n, int divisor) {
-  if (dtype == DType::kF32) {
-    auto* x = static_cast<float*>(data);
-    const float d = static_cast<float>(divisor);
-    for (int64_t i = 0; i < n; ++i) x[i] /= d;
-  } else if (dtype == DType::kF64) {
-    auto* x = static_cast<double*>(data);
-    const double d = divisor;
-    for (int64_t i = 0; i < n; ++i) x[i] /= d;
-  } else {
-    auto* x = static_cast<BFloat16*>(data);
-    const float d = static_cast<float>(divisor);
-    for (int64_t i = 0; i < n; ++i) x[i] = float_to_bf16(bf16_to_float(x[i]) / d);
-  }
+  tandem::check_cpu_contiguous(t, "gloo", what);
 }
 
 // The n in a communicator's key prefix: how many communicators this process created before it
@@ -190,7 +141,7 @@ void GlooCommunicator::Impl::execute(GlooOp& op) {
     case CollectiveKind::kAllReduce: {
       const int64_t n = op.out.numel();
       if (size > 1 && n > 0) all_reduce_buffer(op.out.raw_data(), n, c.dtype, c.op, op);
-      if (c.op == ReduceOp::kAvg && size > 1) divide_in_place(op.out.raw_data(), c.dtype, n, size);
+      if (c.op == ReduceOp::kAvg && size > 1) divide_in_place(c.dtype, op.out.raw_data(), n, size);
       break;
     }
     case CollectiveKind::kBroadcast: {
@@ -231,7 +182,7 @@ void GlooCommunicator::Impl::execute(GlooOp& op) {
         in = scratch.data();
       }
       std::memcpy(op.out.raw_data(), in + bytes * rank, bytes);
-      if (c.op == ReduceOp::kAvg && size > 1) divide_in_place(op.out.raw_data(), c.dtype, n, size);
+      if (c.op == ReduceOp::kAvg && size > 1) divide_in_place(c.dtype, op.out.raw_data(), n, size);
       break;
     }
     case CollectiveKind::kBarrier: {
@@ -281,14 +232,7 @@ void GlooCommunicator::Impl::run() {
 void GlooCommunicator::Impl::process(GlooOp& op) {
   const std::string name = str("gloo ", op.call.brief(op.seq));
   if (broken) {
-    std::string first;
-    try {
-      std::rethrow_exception(broken);
-    } catch (const std::exception& e) {
-      first = e.what();
-    }
-    op.state->finish(std::make_exception_ptr(
-        CommError(str(name, ": the communicator is unusable after an earlier failure: ", first))));
+    op.state->finish_broken(broken, name);
     return;
   }
   try {

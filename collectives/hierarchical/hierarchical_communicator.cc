@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "collectives/cpu_reduction.h"
 #include "collectives/work_state.h"
 #include "core/base/error.h"
 
@@ -22,17 +23,6 @@ struct HierarchicalOp {
   std::function<void()> run;             // issues the sub-collectives and waits for them
   std::shared_ptr<WorkState> state;
 };
-
-void divide(Tensor& t, int divisor) {
-  if (t.dtype() == DType::kF64) {
-    double* x = t.data<double>();
-    for (int64_t i = 0; i < t.numel(); ++i) x[i] /= divisor;
-  } else {
-    float* x = t.data<float>();
-    const float d = static_cast<float>(divisor);
-    for (int64_t i = 0; i < t.numel(); ++i) x[i] /= d;
-  }
-}
 
 }  // namespace
 
@@ -64,7 +54,8 @@ struct HierarchicalCommunicator::Impl {
     wait(local_comm->reduce_own_slice(t, partial));
     Tensor slice = t.slice(0, lo, hi);
     if (hi > lo) wait(cross->all_reduce(slice, partial));
-    if (op == ReduceOp::kAvg && hi > lo) divide(slice, layout.world());
+    if (op == ReduceOp::kAvg && hi > lo)
+      divide_in_place(slice.dtype(), slice.raw_data(), slice.numel(), layout.world());
     wait(local_comm->spread(t, {{lo, hi}}));
   }
 
@@ -101,15 +92,7 @@ struct HierarchicalCommunicator::Impl {
         queue.pop_front();
       }
       if (broken) {
-        std::string first;
-        try {
-          std::rethrow_exception(broken);
-        } catch (const std::exception& e) {
-          first = e.what();
-        }
-        op.state->finish(std::make_exception_ptr(
-            CommError(str("hierarchical ", op.call.brief(op.seq),
-                          ": the communicator is unusable after an earlier failure: ", first))));
+        op.state->finish_broken(broken, str("hierarchical ", op.call.brief(op.seq)));
         continue;
       }
       try {

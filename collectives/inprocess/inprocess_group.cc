@@ -8,7 +8,7 @@
 #include <map>
 #include <mutex>
 
-#include "collectives/inprocess/reduction.h"
+#include "collectives/cpu_reduction.h"
 #include "core/base/error.h"
 
 namespace tandem {

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "collectives/cpu_reduction.h"
 #include "collectives/mpi/mpi_runtime.h"
 #include "collectives/work_state.h"
 
@@ -42,11 +43,7 @@ struct MpiOp {
 };
 
 void check_cpu_contiguous(const Tensor& t, const char* what) {
-  TANDEM_CHECK(t.defined(), "mpi: ", what, " is an undefined tensor");
-  TANDEM_CHECK_T(Unimplemented, t.device().is_cpu(), "backend mpi does not support ",
-                 t.device().str(), " tensors (", what, "): use the nccl backend for CUDA tensors");
-  TANDEM_CHECK_SHAPE(t.is_contiguous(), "mpi: ", what, " must be contiguous, got ", t.str(),
-                     " with strides ", shape_str(t.strides()), ": call .contiguous() first");
+  tandem::check_cpu_contiguous(t, "mpi", what);
 }
 
 int checked_count(int64_t numel, const char* what) {
@@ -71,26 +68,9 @@ MPI_Datatype mpi_type(DType dtype) {
 }
 
 MPI_Op mpi_op(DType dtype, ReduceOp op) {
-  const bool bf16 = dtype == DType::kBF16;
-  if (op == ReduceOp::kMax) return bf16 ? MpiRuntime::get().bf16_max() : MPI_MAX;
-  return bf16 ? MpiRuntime::get().bf16_sum() : MPI_SUM;  // kSum, and kAvg before its division
-}
-
-// x[i] /= divisor, rounded once in the tensor's dtype (bf16 through f32).
-void divide_in_place(void* data, DType dtype, int64_t n, int divisor) {
-  if (dtype == DType::kF32) {
-    auto* x = static_cast<float*>(data);
-    const float d = static_cast<float>(divisor);
-    for (int64_t i = 0; i < n; ++i) x[i] /= d;
-  } else if (dtype == DType::kF64) {
-    auto* x = static_cast<double*>(data);
-    const double d = divisor;
-    for (int64_t i = 0; i < n; ++i) x[i] /= d;
-  } else {
-    auto* x = static_cast<BFloat16*>(data);
-    const float d = static_cast<float>(divisor);
-    for (int64_t i = 0; i < n; ++i) x[i] = float_to_bf16(bf16_to_float(x[i]) / d);
-  }
+  if (op == ReduceOp::kMax) return MpiRuntime::get().max_op(dtype);
+  return dtype == DType::kBF16 ? MpiRuntime::get().bf16_sum()
+                               : MPI_SUM;  // kSum, and kAvg before its division
 }
 
 }  // namespace
@@ -190,7 +170,7 @@ void MpiCommunicator::Impl::start(MpiOp& op) {
 }
 
 void MpiCommunicator::Impl::complete(MpiOp& op) {
-  if (op.average_numel > 0) divide_in_place(op.recv, op.call.dtype, op.average_numel, size);
+  if (op.average_numel > 0) divide_in_place(op.call.dtype, op.recv, op.average_numel, size);
   op.state->finish(nullptr);
 }
 

@@ -1,4 +1,4 @@
-// MpiRuntime: MPI initialisation, the libnbc all-reduce algorithm choice, bf16 datatype and ops,
+// MpiRuntime: MPI initialisation, the libnbc all-reduce algorithm choice, bf16 datatype, the ops,
 // and MPI_Finalize at exit. See mpi_runtime.h for the thread-level decision.
 #include "collectives/mpi/mpi_runtime.h"
 
@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "collectives/cpu_reduction.h"
 #include "core/base/error.h"
 #include "core/tensor/dtype.h"
 
@@ -31,20 +32,10 @@ namespace {
 std::atomic<int> g_live_communicators{0};
 MpiRuntime* g_runtime = nullptr;
 
-// MPI_User_function for bf16: inout[i] = round_bf16(f32(in[i]) + f32(inout[i])).
-void bf16_sum_fn(void* in, void* inout, int* len, MPI_Datatype*) {
-  const auto* a = static_cast<const BFloat16*>(in);
-  auto* b = static_cast<BFloat16*>(inout);
-  for (int i = 0; i < *len; ++i) b[i] = float_to_bf16(bf16_to_float(a[i]) + bf16_to_float(b[i]));
-}
-
-void bf16_max_fn(void* in, void* inout, int* len, MPI_Datatype*) {
-  const auto* a = static_cast<const BFloat16*>(in);
-  auto* b = static_cast<BFloat16*>(inout);
-  for (int i = 0; i < *len; ++i) {
-    float x = bf16_to_float(a[i]), y = bf16_to_float(b[i]);
-    if (x > y || x != x) b[i] = a[i];  // NaN wins, as in f32 max on every backend
-  }
+// MPI_User_function over the shared CPU reduction: inout[i] = in[i] op inout[i].
+template <DType kDtype, ReduceOp kOp>
+void user_fn(void* in, void* inout, int* len, MPI_Datatype*) {
+  pair_reduce_fn(kDtype, kOp)(inout, in, inout, static_cast<size_t>(*len));
 }
 
 // libnbc (Open MPI's non-blocking collectives) picks a binomial tree for MPI_Iallreduce whenever
@@ -120,8 +111,12 @@ MpiRuntime::MpiRuntime() {
   TANDEM_MPI_CHECK(MPI_Type_contiguous(2, MPI_BYTE, &bf16_type_));
   TANDEM_MPI_CHECK(MPI_Type_set_name(bf16_type_, "tandem_bf16"));
   TANDEM_MPI_CHECK(MPI_Type_commit(&bf16_type_));
-  TANDEM_MPI_CHECK(MPI_Op_create(&bf16_sum_fn, /*commute=*/1, &bf16_sum_));
-  TANDEM_MPI_CHECK(MPI_Op_create(&bf16_max_fn, /*commute=*/1, &bf16_max_));
+  TANDEM_MPI_CHECK(
+      MPI_Op_create(&user_fn<DType::kBF16, ReduceOp::kSum>, /*commute=*/1, &bf16_sum_));
+  TANDEM_MPI_CHECK(MPI_Op_create(&user_fn<DType::kF32, ReduceOp::kMax>, /*commute=*/1, &f32_max_));
+  TANDEM_MPI_CHECK(MPI_Op_create(&user_fn<DType::kF64, ReduceOp::kMax>, /*commute=*/1, &f64_max_));
+  TANDEM_MPI_CHECK(
+      MPI_Op_create(&user_fn<DType::kBF16, ReduceOp::kMax>, /*commute=*/1, &bf16_max_));
   iallreduce_tuning_ = tune_libnbc_iallreduce();
 
   g_runtime = this;
@@ -149,6 +144,8 @@ void MpiRuntime::finalize_at_exit() {
     TANDEM_MPI_CHECK(MPI_Finalized(&finalized));
     if (finalized) return;
     TANDEM_MPI_CHECK(MPI_Op_free(&g_runtime->bf16_sum_));
+    TANDEM_MPI_CHECK(MPI_Op_free(&g_runtime->f32_max_));
+    TANDEM_MPI_CHECK(MPI_Op_free(&g_runtime->f64_max_));
     TANDEM_MPI_CHECK(MPI_Op_free(&g_runtime->bf16_max_));
     TANDEM_MPI_CHECK(MPI_Type_free(&g_runtime->bf16_type_));
     TANDEM_MPI_CHECK(MPI_Finalize());

@@ -1,6 +1,7 @@
 // MpiRuntime: tandem's process-wide MPI state -- initialisation, finalisation at exit, and the MPI
-// objects for bf16 (a datatype and sum/max ops that reduce in f32). TANDEM_MPI_CHECK wraps every
-// MPI call in tandem: a failure throws CommError naming the call, file:line and MPI's own message.
+// objects for bf16 (a datatype and a sum that reduces in f32) and the NaN-propagating max ops.
+// TANDEM_MPI_CHECK wraps every MPI call in tandem: a failure throws CommError naming the call,
+// file:line and MPI's own message.
 //
 // The decision: MPI is initialised with MPI_Init_thread requesting MPI_THREAD_MULTIPLE, and any
 // level >= MPI_THREAD_SERIALIZED is accepted. tandem itself needs only SERIALIZED: it calls MPI
@@ -17,6 +18,8 @@
 #include <mpi.h>
 
 #include <string>
+
+#include "core/tensor/dtype.h"
 
 namespace tandem {
 
@@ -46,11 +49,15 @@ class MpiRuntime {
   // What tandem did to libnbc's MPI_Iallreduce algorithm (see mpi_runtime.cc), for benchmarks.
   const std::string& iallreduce_tuning() const { return iallreduce_tuning_; }
 
-  // bf16 as a 2-byte MPI datatype; sum and max convert both operands to f32, reduce, and round
-  // to nearest even once per step (exact whenever the partial results are representable).
+  // bf16 as a 2-byte MPI datatype; its sum converts both operands to f32, adds, and rounds to
+  // nearest even once per step (exact whenever the partial results are representable).
   MPI_Datatype bf16_type() const { return bf16_type_; }
   MPI_Op bf16_sum() const { return bf16_sum_; }
-  MPI_Op bf16_max() const { return bf16_max_; }
+  // Max for f32, f64 or bf16 from collectives/cpu_reduction.h: a NaN on any rank wins, where
+  // MPI_MAX keeps whichever operand its comparison favours.
+  MPI_Op max_op(DType dtype) const {
+    return dtype == DType::kF32 ? f32_max_ : dtype == DType::kF64 ? f64_max_ : bf16_max_;
+  }
 
   // Live MpiCommunicators: at exit MPI_Finalize is skipped (with a warning) while any is alive,
   // since its communication thread may still be inside MPI.
@@ -66,6 +73,8 @@ class MpiRuntime {
   std::string iallreduce_tuning_;
   MPI_Datatype bf16_type_ = MPI_DATATYPE_NULL;
   MPI_Op bf16_sum_ = MPI_OP_NULL;
+  MPI_Op f32_max_ = MPI_OP_NULL;
+  MPI_Op f64_max_ = MPI_OP_NULL;
   MPI_Op bf16_max_ = MPI_OP_NULL;
 };
 

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <thread>
 
+#include "collectives/cpu_reduction.h"
 #include "collectives/work_state.h"
 #include "core/base/error.h"
 #include "core/tensor/storage.h"
@@ -92,49 +93,22 @@ class NumberedWork final : public Work {
   uint64_t seq_;
 };
 
-// Block by block (a block stays in L1): sum element i over the ranks' copies in rank order --
-// the staged path's order, so both give the same bits -- then write the sum into every copy.
+// Elements [lo, hi) of every rank's input reduced in rank order (collectives/cpu_reduction.h) --
+// the staged and the in-place paths alike, so both give the same bits -- into every output.
 template <typename T>
-void reduce_into_copies(const std::vector<T*>& copies, int64_t lo, int64_t hi, ReduceOp op) {
-  constexpr int64_t kBlock = 1024;
-  T acc[kBlock];
-  const T w = static_cast<T>(copies.size());
-  for (int64_t b = lo; b < hi; b += kBlock) {
-    const int64_t m = std::min(kBlock, hi - b);
-    const T* first = copies[0] + b;
-    for (int64_t i = 0; i < m; ++i) acc[i] = first[i];
-    for (size_t r = 1; r < copies.size(); ++r) {
-      const T* c = copies[r] + b;
-      if (op == ReduceOp::kMax) {
-        for (int64_t i = 0; i < m; ++i)
-          acc[i] = (acc[i] > c[i] || acc[i] != acc[i]) ? acc[i] : c[i];
-      } else {
-        for (int64_t i = 0; i < m; ++i) acc[i] += c[i];
-      }
-    }
-    if (op == ReduceOp::kAvg)
-      for (int64_t i = 0; i < m; ++i) acc[i] /= w;
-    for (T* c : copies) std::memcpy(c + b, acc, static_cast<size_t>(m) * sizeof(T));
-  }
+void reduce_range(const std::vector<const T*>& inputs, const std::vector<T*>& outputs, int64_t lo,
+                  int64_t hi, ReduceOp op) {
+  if (hi <= lo) return;
+  std::vector<const void*> in;
+  for (const T* p : inputs) in.push_back(p + lo);
+  std::vector<void*> out;
+  for (T* p : outputs) out.push_back(p + lo);
+  reduce_buffers(DTypeOf<T>::value, op, in, out, hi - lo);
 }
 
 template <typename T>
-void reduce_slice(T* out, const std::vector<const T*>& slots, int64_t lo, int64_t hi, ReduceOp op) {
-  const T* first = slots[0];
-  std::copy(first + lo, first + hi, out + lo);
-  for (size_t r = 1; r < slots.size(); ++r) {
-    const T* s = slots[r];
-    if (op == ReduceOp::kMax) {
-      for (int64_t i = lo; i < hi; ++i)
-        out[i] = (out[i] > s[i] || out[i] != out[i]) ? out[i] : s[i];
-    } else {
-      for (int64_t i = lo; i < hi; ++i) out[i] += s[i];
-    }
-  }
-  if (op == ReduceOp::kAvg) {
-    const T w = static_cast<T>(slots.size());
-    for (int64_t i = lo; i < hi; ++i) out[i] /= w;
-  }
+std::vector<const T*> const_ptrs(const std::vector<T*>& ptrs) {
+  return std::vector<const T*>(ptrs.begin(), ptrs.end());
 }
 
 }  // namespace
@@ -268,7 +242,8 @@ struct ShmCommunicator::Impl {
   void all_reduce_shared(const SharedRef& ref, int64_t n, ReduceOp op) {
     const uint32_t g = ++round;
     arrive(g, ref.key(), n);
-    reduce_into_copies(copies_at<T>(ref), n * rank / world, n * (rank + 1) / world, op);
+    std::vector<T*> copies = copies_at<T>(ref);
+    reduce_range<T>(const_ptrs(copies), copies, n * rank / world, n * (rank + 1) / world, op);
     publish(&RankControl::reduced, g);
     wait_all(&RankControl::reduced, g);
   }
@@ -299,26 +274,7 @@ struct ShmCommunicator::Impl {
     arrive(g, ref.key(), n);
     std::vector<T*> copies = copies_at<T>(ref);
     const int64_t lo = n * rank / world, hi = n * (rank + 1) / world;
-    // Sum into a local block buffer, then store into this rank's copy alone.
-    constexpr int64_t kBlock = 1024;
-    T acc[kBlock];
-    for (int64_t b = lo; b < hi; b += kBlock) {
-      const int64_t m = std::min(kBlock, hi - b);
-      const T* first = copies[0] + b;
-      for (int64_t i = 0; i < m; ++i) acc[i] = first[i];
-      for (int r = 1; r < world; ++r) {
-        const T* c = copies[r] + b;
-        if (op == ReduceOp::kMax) {
-          for (int64_t i = 0; i < m; ++i)
-            acc[i] = (acc[i] > c[i] || acc[i] != acc[i]) ? acc[i] : c[i];
-        } else {
-          for (int64_t i = 0; i < m; ++i) acc[i] += c[i];
-        }
-      }
-      if (op == ReduceOp::kAvg)
-        for (int64_t i = 0; i < m; ++i) acc[i] /= static_cast<T>(world);
-      std::memcpy(copies[rank] + b, acc, static_cast<size_t>(m) * sizeof(T));
-    }
+    reduce_range<T>(const_ptrs(copies), {copies[rank]}, lo, hi, op);
     publish(&RankControl::reduced, g);
     wait_all(&RankControl::reduced, g);
   }
@@ -354,7 +310,7 @@ struct ShmCommunicator::Impl {
       // slots and result are free.
       std::memcpy(mine, data + begin, static_cast<size_t>(m) * sizeof(T));
       arrive(g, 0, n);
-      reduce_slice(out, slot_ptrs, m * rank / world, m * (rank + 1) / world, op);
+      reduce_range<T>(slot_ptrs, {out}, m * rank / world, m * (rank + 1) / world, op);
       publish(&RankControl::reduced, g);
       wait_all(&RankControl::reduced, g);
       std::memcpy(data + begin, out, static_cast<size_t>(m) * sizeof(T));

@@ -13,58 +13,48 @@ std::string size_message(const std::string& what, int64_t bytes) {
          std::to_string(kMaxConfigBytes) + " bytes)";
 }
 
-std::optional<PrescanError> prescan(const std::string& text, const std::string& what) {
-  if (static_cast<int64_t>(text.size()) > kMaxConfigBytes)
-    return PrescanError{0, 0, size_message(what, static_cast<int64_t>(text.size()))};
+namespace {
 
+// The scanner's state between lines: open block levels, open flow brackets, a quoted scalar that
+// may span lines, and a | or > scalar whose deeper lines are text.
+struct Prescanner {
   std::vector<size_t> indents;  // columns of the open block levels
   int flow = 0;                 // open [ and {
   char quote = 0;               // inside a quoted scalar that may span lines
   long block_scalar = -1;       // inside a | or > scalar: lines deeper than this column are text
   int line_no = 0;
-  auto too_deep = [&](size_t column) -> std::optional<PrescanError> {
+
+  std::optional<PrescanError> too_deep(size_t column) const {
     if (static_cast<int>(indents.size()) + flow <= kMaxConfigDepth) return std::nullopt;
     return PrescanError{line_no, static_cast<int>(column) + 1,
                         "nesting deeper than " + std::to_string(kMaxConfigDepth) +
                             " levels; an experiment needs at most 3"};
-  };
+  }
 
-  for (size_t pos = 0; pos <= text.size();) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string::npos) nl = text.size();
-    std::string_view line(text.data() + pos, nl - pos);
-    pos = nl + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-
-    size_t indent = line.find_first_not_of(' ');
-    size_t content = line.find_first_not_of(" \t");
-    bool blank = content == std::string_view::npos;
-    if (block_scalar >= 0) {
-      if (blank || static_cast<long>(indent) > block_scalar) continue;
-      block_scalar = -1;
+  // A line in block context: the block levels it closes and opens. Sets *i to where its node text
+  // starts.
+  std::optional<PrescanError> block_levels(std::string_view line, size_t indent, size_t* i) {
+    while (!indents.empty() && indents.back() >= indent) indents.pop_back();
+    indents.push_back(indent);
+    *i = indent;
+    // "- - x" opens a level per dash on one line; "? " and ": " likewise.
+    while (*i < line.size() && (line[*i] == '-' || line[*i] == '?' || line[*i] == ':') &&
+           (*i + 1 == line.size() || line[*i + 1] == ' ')) {
+      ++*i;
+      while (*i < line.size() && line[*i] == ' ') ++*i;
+      if (*i < line.size() && line[*i] != '#') indents.push_back(*i);
+      if (auto e = too_deep(*i)) return e;
     }
+    if (auto e = too_deep(*i)) return e;
+    // A document marker: what follows it on the line is the document's first node.
+    if (indent == 0 && line.substr(0, 3) == "---" && (line.size() == 3 || line[3] == ' ')) *i = 3;
+    return std::nullopt;
+  }
 
-    size_t i = 0;
+  // The rest of a line from column i: quotes, comments, anchors and tags, flow brackets, and
+  // where a block scalar starts.
+  std::optional<PrescanError> scan(std::string_view line, size_t i) {
     bool value_start = quote == 0;  // at a place where a node may begin
-    if (quote == 0 && flow == 0) {
-      if (blank || line[content] == '#') continue;
-      while (!indents.empty() && indents.back() >= indent) indents.pop_back();
-      indents.push_back(indent);
-      i = indent;
-      // "- - x" opens a level per dash on one line; "? " and ": " likewise.
-      while (i < line.size() && (line[i] == '-' || line[i] == '?' || line[i] == ':') &&
-             (i + 1 == line.size() || line[i + 1] == ' ')) {
-        ++i;
-        while (i < line.size() && line[i] == ' ') ++i;
-        if (i < line.size() && line[i] != '#') indents.push_back(i);
-        if (auto e = too_deep(i)) return e;
-      }
-      if (auto e = too_deep(i)) return e;
-      // A document marker: what follows it on the line is the document's first node.
-      if (indent == 0 && line.substr(0, 3) == "---" && (line.size() == 3 || line[3] == ' ')) i = 3;
-    }
-
     for (; i < line.size(); ++i) {
       char ch = line[i];
       if (quote != 0) {
@@ -117,6 +107,37 @@ std::optional<PrescanError> prescan(const std::string& text, const std::string& 
       value_start =
           ch == ':' && (i + 1 == line.size() || line[i + 1] == ' ' || line[i + 1] == '\t');
     }
+    return std::nullopt;
+  }
+};
+
+}  // namespace
+
+std::optional<PrescanError> prescan(const std::string& text, const std::string& what) {
+  if (static_cast<int64_t>(text.size()) > kMaxConfigBytes)
+    return PrescanError{0, 0, size_message(what, static_cast<int64_t>(text.size()))};
+  Prescanner p;
+  for (size_t pos = 0; pos <= text.size();) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string_view line(text.data() + pos, nl - pos);
+    pos = nl + 1;
+    ++p.line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+
+    size_t indent = line.find_first_not_of(' ');
+    size_t content = line.find_first_not_of(" \t");
+    bool blank = content == std::string_view::npos;
+    if (p.block_scalar >= 0) {
+      if (blank || static_cast<long>(indent) > p.block_scalar) continue;
+      p.block_scalar = -1;
+    }
+    size_t i = 0;
+    if (p.quote == 0 && p.flow == 0) {
+      if (blank || line[content] == '#') continue;
+      if (auto e = p.block_levels(line, indent, &i)) return e;
+    }
+    if (auto e = p.scan(line, i)) return e;
   }
   return std::nullopt;
 }

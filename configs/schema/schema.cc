@@ -10,6 +10,7 @@
 
 namespace tandem::config_internal {
 
+// Long: the table of every experiment key, one line (and its checks) per key.
 Schema::Schema(ExperimentConfig& c) {
   add("seed", &c.seed).ge(0);
 

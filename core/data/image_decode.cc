@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "core/base/error.h"
-#include "core/io/safetensors.h"  // read_file
+#include "core/io/file_io.h"
 
 namespace tandem {
 namespace {

@@ -20,6 +20,7 @@
 #include "core/base/error.h"
 #include "core/io/bounded_json.h"
 #include "core/io/crc32c.h"
+#include "core/io/file_io.h"
 #include "core/io/safetensors.h"
 
 namespace tandem {
@@ -67,109 +68,26 @@ uint32_t tensor_crc(const Tensor& t) {
   return crc32c(c.raw_data(), static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
 }
 
-// Creates path (which must not exist), writes the pieces in order, fsyncs and closes it.
-void write_synced(const std::string& path, const std::vector<std::string_view>& pieces) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  TANDEM_CHECK_T(IoError, fd >= 0, path, ": cannot create (", std::strerror(errno), ")");
-  uint64_t total = 0;
-  for (std::string_view piece : pieces) {
-    size_t done = 0;
-    while (done < piece.size()) {
-      ssize_t w = ::write(fd, piece.data() + done, piece.size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        int err = errno;
-        ::close(fd);
-        throw IoError(
-            str(path, ": write failed after ", total + done, " bytes (", std::strerror(err), ")"));
-      }
-      done += static_cast<size_t>(w);
-    }
-    total += done;
-  }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw IoError(str(path, ": fsync failed (", std::strerror(err), ")"));
-  }
-  TANDEM_CHECK_T(IoError, ::close(fd) == 0, path, ": close failed (", std::strerror(errno), ")");
-}
-
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  TANDEM_CHECK_T(IoError, fd >= 0, dir, ": cannot open directory to fsync (", std::strerror(errno),
-                 ")");
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  TANDEM_CHECK_T(IoError, rc == 0, dir, ": fsync of the directory failed (", std::strerror(err),
-                 ")");
-}
-
-const char* safetensors_dtype(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return "F32";
-    case DType::kF64:
-      return "F64";
-    case DType::kF16:
-      return "F16";
-    case DType::kBF16:
-      return "BF16";
-    case DType::kI32:
-      return "I32";
-    case DType::kI64:
-      return "I64";
-    case DType::kU8:
-      return "U8";
-  }
-  TANDEM_ASSERT(false, "unknown dtype");
-}
-
 struct FileRecord {
   uint64_t bytes = 0;
   uint32_t crc = 0;
 };
 
-// A checkpoint's safetensors file, streamed from the tensors' own memory: a serialized copy would
-// double the memory of a large save and, on a VM with slow page faults, its time. The header
-// follows docs/FORMATS.md section 2 (u64 LE length, JSON padded with spaces to a multiple of 8,
-// data offsets tiling the data in order); loads go through safetensors_parse, so the tests' round
-// trips and PyTorch's reader check that the two agree.
+// A checkpoint's safetensors file, streamed (SafetensorsWriter), with each tensor's CRC-32C in
+// __metadata__; loads go through safetensors_parse, so the tests' round trips and PyTorch's reader
+// check that the two agree.
 FileRecord write_tensor_file(const std::string& path, const NamedTensors& tensors,
                              const std::string& what) {
-  nlohmann::ordered_json metadata = nlohmann::ordered_json::object();
-  metadata["format"] = kCheckpointFormat;
-  std::vector<Tensor> data;  // contiguous, in order
+  std::vector<std::pair<std::string, std::string>> metadata{{"format", kCheckpointFormat}};
+  NamedTensors host;  // contiguous CPU tensors, so the CRCs and the writer read the same bytes
   for (const auto& [name, t] : tensors) {
     TANDEM_CHECK(t.defined(), what, ": tensor '", name, "' is undefined");
-    TANDEM_CHECK(name != "__metadata__" && !metadata.contains(kCrcPrefix + name), what,
-                 ": tensor name '", name, "' is reserved or used twice");
-    data.push_back(t.contiguous().to(Device::cpu()));  // device tensors: saved from a host copy
-    metadata[kCrcPrefix + name] = hex32(tensor_crc(data.back()));
+    host.emplace_back(name, t.contiguous().to(Device::cpu()));
+    metadata.emplace_back(kCrcPrefix + name, hex32(tensor_crc(host.back().second)));
   }
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  header["__metadata__"] = std::move(metadata);
-  uint64_t offset = 0;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const uint64_t n = static_cast<uint64_t>(data[i].numel()) * dtype_size(data[i].dtype());
-    header[tensors[i].first] = {{"dtype", safetensors_dtype(data[i].dtype())},
-                                {"shape", data[i].shape()},
-                                {"data_offsets", {offset, offset + n}}};
-    offset += n;
-  }
-  std::string json = header.dump();
-  json.append((8 - json.size() % 8) % 8, ' ');
-  std::string head(8, '\0');
-  for (int i = 0; i < 8; ++i)
-    head[i] = static_cast<char>((uint64_t{json.size()} >> (8 * i)) & 0xff);
-  head += json;
-
-  std::vector<std::string_view> pieces{head};
-  for (const Tensor& t : data)
-    pieces.emplace_back(static_cast<const char*>(t.raw_data()),
-                        static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
-  write_synced(path, pieces);
+  const SafetensorsWriter writer(host, metadata, what);
+  const std::vector<std::string_view> pieces = writer.pieces();
+  write_file_synced(path, pieces);
   FileRecord record;
   for (std::string_view piece : pieces) {
     record.crc = crc32c_extend(record.crc, piece.data(), piece.size());
@@ -449,7 +367,7 @@ std::string write_checkpoint_as(const std::string& dir, const std::string& name,
     TrainerState s = state;
     s.saved_at =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    write_synced(tmp + "/" + kStateFile, {state_text(state_to_json(s, files))});
+    write_file_synced(tmp + "/" + kStateFile, {state_text(state_to_json(s, files))});
     fsync_dir(tmp);
     publish(tmp, final_path, dir, dir + "/.tmp-replaced-" + name + "-" + pid);
     fsync_dir(dir);

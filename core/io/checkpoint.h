@@ -29,11 +29,10 @@
 #include <utility>
 #include <vector>
 
+#include "core/tensor/named_tensors.h"
 #include "core/tensor/tensor.h"
 
 namespace tandem {
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 inline constexpr const char* kCheckpointFormat = "tandem-checkpoint-1";
 

@@ -1,17 +1,13 @@
 #include "core/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
 #include "core/io/bounded_json.h"
+#include "core/io/file_io.h"
 
 namespace tandem {
 namespace {
@@ -48,6 +44,11 @@ bool parse_st_dtype(const std::string& s, DType* out) {
   return true;
 }
 
+std::vector<std::pair<std::string, std::string>> in_order(
+    const std::map<std::string, std::string>& metadata) {
+  return {metadata.begin(), metadata.end()};
+}
+
 }  // namespace
 
 const Tensor* SafetensorsFile::find(const std::string& name) const {
@@ -56,39 +57,132 @@ const Tensor* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
-std::string safetensors_serialize(const std::vector<std::pair<std::string, Tensor>>& tensors,
-                                  const std::map<std::string, std::string>& metadata) {
+SafetensorsWriter::SafetensorsWriter(
+    const NamedTensors& tensors, const std::vector<std::pair<std::string, std::string>>& metadata,
+    const std::string& what) {
   // nlohmann::ordered_json keeps our order, so the same tensors give the same bytes.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json md = nlohmann::ordered_json::object();
     for (const auto& [k, v] : metadata) md[k] = v;
-    header["__metadata__"] = md;
+    header["__metadata__"] = std::move(md);
   }
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    TANDEM_CHECK(header.find(name) == header.end(), "safetensors: duplicate tensor name '", name,
-                 "'");
-    uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
+    TANDEM_CHECK(t.defined(), what, ": tensor '", name, "' is undefined");
+    TANDEM_CHECK(name != "__metadata__" && header.find(name) == header.end(), what,
+                 ": tensor name '", name, "' is reserved or used twice");
+    data_.push_back(t.contiguous().to(Device::cpu()));  // device tensors: saved from a host copy
+    const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
     header[name] = {{"dtype", st_dtype(t.dtype())},
                     {"shape", t.shape()},
                     {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
-  std::string h = header.dump();
-  while (h.size() % 8 != 0) h.push_back(' ');
-  std::string out;
-  out.reserve(8 + h.size() + offset);
-  uint64_t n = h.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  out += h;
-  for (const auto& [name, t] : tensors) {
-    Tensor c = t.contiguous().to(Device::cpu());  // device tensors are saved from a host copy
-    out.append(static_cast<const char*>(c.raw_data()),
-               static_cast<size_t>(c.numel()) * dtype_size(c.dtype()));
-  }
+  std::string json = header.dump();
+  json.append((8 - json.size() % 8) % 8, ' ');
+  header_.assign(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    header_[i] = static_cast<char>((uint64_t{json.size()} >> (8 * i)) & 0xff);
+  header_ += json;
+}
+
+std::vector<std::string_view> SafetensorsWriter::pieces() const {
+  std::vector<std::string_view> out{header_};
+  for (const Tensor& t : data_)
+    out.emplace_back(static_cast<const char*>(t.raw_data()),
+                     static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
   return out;
 }
+
+std::string safetensors_serialize(const NamedTensors& tensors,
+                                  const std::map<std::string, std::string>& metadata) {
+  const SafetensorsWriter writer(tensors, in_order(metadata));  // the pieces point into it
+  std::string out;
+  for (std::string_view piece : writer.pieces()) out.append(piece);
+  return out;
+}
+
+namespace {
+
+// One tensor's header entry, checked: its dtype, a shape whose element and byte counts fit in 64
+// bits, and data_offsets inside the data that hold exactly its bytes.
+struct Entry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin, end;
+};
+
+Entry parse_entry(const std::string& name, const nlohmann::json& e, uint64_t data_len,
+                  const std::string& what) {
+  const std::string shown = name_excerpt(name);  // names in messages are cut short
+  TANDEM_CHECK_T(
+      IoError,
+      e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
+      what, ": tensor '", shown, "' needs dtype, shape and data_offsets");
+  Entry en{name, DType::kF32, {}, 0, 0};
+  TANDEM_CHECK_T(
+      IoError, e["dtype"].is_string() && parse_st_dtype(e["dtype"].get<std::string>(), &en.dtype),
+      what, ": tensor '", shown, "' has an unsupported dtype ", json_excerpt(e["dtype"]));
+  TANDEM_CHECK_T(IoError, e["shape"].is_array(), what, ": tensor '", shown,
+                 "': shape is not a list");
+  // Checked products: a crafted shape must not wrap around to a small element count, and with a
+  // 0 size among them the others' product (the strides) must still fit.
+  std::string dims;
+  int64_t numel = 1, extent = 1;
+  bool overflow = false;
+  for (const auto& d : e["shape"]) {
+    TANDEM_CHECK_T(IoError, d.is_number_unsigned(), what, ": tensor '", shown, "': bad shape (",
+                   json_excerpt(d), " where a size belongs)");
+    const uint64_t size = d.get<uint64_t>();
+    dims += (dims.empty() ? "" : ", ") + std::to_string(size);
+    overflow =
+        overflow || size > static_cast<uint64_t>(INT64_MAX) ||
+        __builtin_mul_overflow(numel, static_cast<int64_t>(size), &numel) ||
+        __builtin_mul_overflow(extent, std::max<int64_t>(static_cast<int64_t>(size), 1), &extent);
+    if (!overflow) en.shape.push_back(static_cast<int64_t>(size));
+  }
+  TANDEM_CHECK_T(IoError, !overflow, what, ": tensor '", shown, "': shape [", name_excerpt(dims),
+                 "] has more elements than fit in 64 bits");
+  int64_t expect = 0;
+  TANDEM_CHECK_T(
+      IoError, !__builtin_mul_overflow(numel, static_cast<int64_t>(dtype_size(en.dtype)), &expect),
+      what, ": tensor '", shown, "': shape [", name_excerpt(dims), "] of ",
+      e["dtype"].get<std::string>(), " is more than 2^63 bytes");
+  const auto& off = e["data_offsets"];
+  TANDEM_CHECK_T(IoError,
+                 off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
+                     off[1].is_number_unsigned(),
+                 what, ": tensor '", shown, "': data_offsets must be [begin, end]");
+  en.begin = off[0].get<uint64_t>();
+  en.end = off[1].get<uint64_t>();
+  TANDEM_CHECK_T(IoError, en.begin <= en.end && en.end <= data_len, what, ": tensor '", shown,
+                 "': data_offsets [", en.begin, ", ", en.end, "] outside the ", data_len,
+                 " data bytes");
+  TANDEM_CHECK_T(IoError, en.end - en.begin == static_cast<uint64_t>(expect), what, ": tensor '",
+                 shown, "' has ", en.end - en.begin, " bytes, expected ", expect, " for shape ",
+                 shape_str(en.shape));
+  return en;
+}
+
+// Offsets must tile [0, data_len) exactly; sorts the entries into file order (by data offset).
+void check_tiling(std::vector<Entry>& entries, uint64_t data_len, const std::string& what) {
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t pos = 0;
+  for (const Entry& e : entries) {
+    TANDEM_CHECK_T(IoError, e.begin == pos, what, ": tensor '", name_excerpt(e.name),
+                   "' starts at byte ", e.begin, ", expected ", pos,
+                   " (gap or overlap in data_offsets)");
+    pos = e.end;
+  }
+  TANDEM_CHECK_T(IoError, pos == data_len, what, ": ", data_len - pos,
+                 " trailing bytes after the last tensor");
+}
+
+}  // namespace
 
 SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& what) {
   TANDEM_CHECK_T(IoError, bytes.size() >= 8, what, ": not a safetensors file (", bytes.size(),
@@ -109,88 +203,20 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& w
   const uint64_t data_start = 8 + n;
   const uint64_t data_len = bytes.size() - data_start;
   SafetensorsFile out;
-  struct Entry {
-    std::string name;
-    DType dtype;
-    Shape shape;
-    uint64_t begin, end;
-  };
   std::vector<Entry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const std::string shown = name_excerpt(name);  // names in messages are cut short
-    if (name == "__metadata__") {
-      TANDEM_CHECK_T(IoError, it->is_object(), what, ": __metadata__ must be an object");
-      for (auto m = it->begin(); m != it->end(); ++m) {
-        TANDEM_CHECK_T(IoError, m->is_string(), what, ": __metadata__ value '",
-                       name_excerpt(m.key()), "' is not a string");
-        out.metadata[m.key()] = m->get<std::string>();
-      }
+    if (it.key() != "__metadata__") {
+      entries.push_back(parse_entry(it.key(), *it, data_len, what));
       continue;
     }
-    const auto& e = *it;
-    TANDEM_CHECK_T(
-        IoError,
-        e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
-        what, ": tensor '", shown, "' needs dtype, shape and data_offsets");
-    Entry en{name, DType::kF32, {}, 0, 0};
-    TANDEM_CHECK_T(
-        IoError, e["dtype"].is_string() && parse_st_dtype(e["dtype"].get<std::string>(), &en.dtype),
-        what, ": tensor '", shown, "' has an unsupported dtype ", json_excerpt(e["dtype"]));
-    TANDEM_CHECK_T(IoError, e["shape"].is_array(), what, ": tensor '", shown,
-                   "': shape is not a list");
-    // Checked products: a crafted shape must not wrap around to a small element count, and with a
-    // 0 size among them the others' product (the strides) must still fit.
-    std::string dims;
-    int64_t numel = 1, extent = 1;
-    bool overflow = false;
-    for (const auto& d : e["shape"]) {
-      TANDEM_CHECK_T(IoError, d.is_number_unsigned(), what, ": tensor '", shown, "': bad shape (",
-                     json_excerpt(d), " where a size belongs)");
-      const uint64_t size = d.get<uint64_t>();
-      dims += (dims.empty() ? "" : ", ") + std::to_string(size);
-      overflow =
-          overflow || size > static_cast<uint64_t>(INT64_MAX) ||
-          __builtin_mul_overflow(numel, static_cast<int64_t>(size), &numel) ||
-          __builtin_mul_overflow(extent, std::max<int64_t>(static_cast<int64_t>(size), 1), &extent);
-      if (!overflow) en.shape.push_back(static_cast<int64_t>(size));
+    TANDEM_CHECK_T(IoError, it->is_object(), what, ": __metadata__ must be an object");
+    for (auto m = it->begin(); m != it->end(); ++m) {
+      TANDEM_CHECK_T(IoError, m->is_string(), what, ": __metadata__ value '", name_excerpt(m.key()),
+                     "' is not a string");
+      out.metadata[m.key()] = m->get<std::string>();
     }
-    TANDEM_CHECK_T(IoError, !overflow, what, ": tensor '", shown, "': shape [", name_excerpt(dims),
-                   "] has more elements than fit in 64 bits");
-    int64_t expect = 0;
-    TANDEM_CHECK_T(
-        IoError,
-        !__builtin_mul_overflow(numel, static_cast<int64_t>(dtype_size(en.dtype)), &expect), what,
-        ": tensor '", shown, "': shape [", name_excerpt(dims), "] of ",
-        e["dtype"].get<std::string>(), " is more than 2^63 bytes");
-    const auto& off = e["data_offsets"];
-    TANDEM_CHECK_T(IoError,
-                   off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
-                       off[1].is_number_unsigned(),
-                   what, ": tensor '", shown, "': data_offsets must be [begin, end]");
-    en.begin = off[0].get<uint64_t>();
-    en.end = off[1].get<uint64_t>();
-    TANDEM_CHECK_T(IoError, en.begin <= en.end && en.end <= data_len, what, ": tensor '", shown,
-                   "': data_offsets [", en.begin, ", ", en.end, "] outside the ", data_len,
-                   " data bytes");
-    TANDEM_CHECK_T(IoError, en.end - en.begin == static_cast<uint64_t>(expect), what, ": tensor '",
-                   shown, "' has ", en.end - en.begin, " bytes, expected ", expect, " for shape ",
-                   shape_str(en.shape));
-    entries.push_back(std::move(en));
   }
-  // Offsets must tile [0, data_len) exactly. File order = order of data offsets.
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
-  uint64_t pos = 0;
-  for (const Entry& e : entries) {
-    TANDEM_CHECK_T(IoError, e.begin == pos, what, ": tensor '", name_excerpt(e.name),
-                   "' starts at byte ", e.begin, ", expected ", pos,
-                   " (gap or overlap in data_offsets)");
-    pos = e.end;
-  }
-  TANDEM_CHECK_T(IoError, pos == data_len, what, ": ", data_len - pos,
-                 " trailing bytes after the last tensor");
+  check_tiling(entries, data_len, what);
   for (const auto& e : entries) {
     Tensor t = empty(e.shape, e.dtype);
     if (e.end > e.begin)
@@ -200,88 +226,9 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& w
   return out;
 }
 
-std::string read_file(const std::string& path, const char* kind, uint64_t max_bytes) {
-  // One read into a buffer of the file's size: no stream copies (a 200 MB checkpoint loads in a
-  // fraction of the time an ostringstream takes).
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  TANDEM_CHECK_T(IoError, fd >= 0, path, ": cannot open (", std::strerror(errno), ")");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    throw IoError(str(path, ": cannot stat (", std::strerror(err), ")"));
-  }
-  // A device or pipe has no size to check and may not end (/dev/zero would fill memory).
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw IoError(str(path, ": not a regular file (a device, pipe or socket); expected ", kind));
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  const uint64_t memory = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
-                          static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  if (size > (max_bytes ? max_bytes : memory)) {
-    ::close(fd);
-    if (max_bytes)
-      throw IoError(
-          str(path, ": ", size, " bytes, more than the ", max_bytes, " bytes ", kind, " may have"));
-    throw IoError(str(path, ": ", size, " bytes, more than this machine's memory (", memory,
-                      " bytes); expected ", kind));
-  }
-  std::string out(static_cast<size_t>(size), '\0');
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t r = ::read(fd, out.data() + done, out.size() - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      int err = r < 0 ? errno : 0;
-      ::close(fd);
-      throw IoError(str(path, ": read failed after ", done, " of ", out.size(), " bytes (",
-                        err ? std::strerror(err) : "the file shrank while it was read", ")"));
-    }
-    done += static_cast<size_t>(r);
-  }
-  ::close(fd);
-  return out;
-}
-
-void write_file_atomic(const std::string& path, const std::string& data) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  TANDEM_CHECK_T(IoError, fd >= 0, tmp, ": cannot create (", std::strerror(errno), ")");
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t w = ::write(fd, data.data() + done, data.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw IoError(str(tmp, ": write failed (", std::strerror(err), ")"));
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw IoError(str(tmp, ": fsync/close failed (", std::strerror(errno), ")"));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw IoError(str(path, ": rename failed (", std::strerror(err), ")"));
-  }
-  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-  if (dir.empty()) dir = "/";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
-
-void safetensors_save(const std::string& path,
-                      const std::vector<std::pair<std::string, Tensor>>& tensors,
+void safetensors_save(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata) {
-  write_file_atomic(path, safetensors_serialize(tensors, metadata));
+  write_file_atomic(path, SafetensorsWriter(tensors, in_order(metadata), path).pieces());
 }
 
 SafetensorsFile safetensors_load(const std::string& path) {

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
-#include "core/io/safetensors.h"  // read_file, write_file_atomic
+#include "core/io/file_io.h"
 
 namespace tandem {
 namespace {

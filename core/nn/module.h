@@ -21,11 +21,10 @@
 #include <utility>
 #include <vector>
 
+#include "core/tensor/named_tensors.h"
 #include "core/tensor/tensor.h"
 
 namespace tandem {
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // What a non-strict load_state_dict left out (a strict one throws instead).
 struct LoadStateResult {

@@ -165,6 +165,7 @@ std::vector<int64_t> const_ints(const ConstLookup& constants, int id, const std:
 
 }  // namespace
 
+// Long: one case per supported ONNX operator, reading and checking its attributes.
 Step compile_step(const onnx::NodeProto& node, const std::string& name, std::vector<int> in,
                   std::vector<int> out, const ConstLookup& constants) {
   const std::string where = "node '" + name + "' (" + node.op_type() + ")";
@@ -351,6 +352,7 @@ Step compile_step(const onnx::NodeProto& node, const std::string& name, std::vec
   return s;
 }
 
+// Long: one case per ONNX element type, each reading raw_data or the typed field.
 Tensor tensor_from_proto(const onnx::TensorProto& t, const std::string& what) {
   TANDEM_CHECK_T(ConfigError, t.data_location() != onnx::TensorProto::EXTERNAL, what,
                  ": tensor data stored in an external file is not supported (export the model "

@@ -218,6 +218,7 @@ Tensor binary(Kind k, const Tensor& a_in, const Tensor& b_in) {
 
 }  // namespace
 
+// Long: one case per supported ONNX operator (a dispatch table); each case is a line or two.
 void run_step(const Step& s, RunState& st) {
   std::vector<Tensor>& v = st.values;
   auto in = [&](size_t i) -> const Tensor& {

@@ -19,11 +19,10 @@
 #include <vector>
 
 #include "core/backends/device_backend.h"
+#include "core/tensor/named_tensors.h"
 #include "core/tensor/tensor.h"
 
 namespace tandem {
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // One parameter as a fused update sees it: contiguous data pointers (param, grad and the
 // algorithm's buffers, in buffer_names() order), all of `dtype`, `numel` elements each.
@@ -34,7 +33,7 @@ struct FusedParam {
   DType dtype = DType::kF32;
   int64_t numel = 0;
   int64_t step = 0;  // this parameter's step count, already advanced for the current step
-  Device device;      // every FusedParam of one update is on the same device
+  Device device;     // every FusedParam of one update is on the same device
 };
 
 // The FusedParams as the device backend's fused-update table (CUDA parameters).

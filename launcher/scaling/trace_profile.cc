@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/base/error.h"
-#include "core/io/safetensors.h"  // read_file
+#include "core/io/file_io.h"
 #include "core/metrics/trace.h"
 
 namespace tandem::scaling {
@@ -64,28 +64,32 @@ struct StepEvents {
   std::map<int, double> bucket_bytes;
 };
 
-}  // namespace
+ConfigError trace_error(const std::string& path, const std::string& what) {
+  return ConfigError(str("--trace ", path, ": ", what));
+}
 
-TraceProfile read_trace_profile(const std::string& path, const std::vector<GradientTensor>& grads,
-                                const FusionPolicy& traced) {
-  TraceProfile out;
-  out.path = trace_file(path);
+// The trace file's JSON, checked to be a tandem trace.
+json load_trace(const std::string& path) {
   std::string text;
   try {
-    text = read_file(out.path);
+    text = read_file(path);
   } catch (const IoError& e) {
-    throw ConfigError(str("--trace ", out.path, ": cannot read (", e.what(), ")"));
+    throw ConfigError(str("--trace ", path, ": cannot read (", e.what(), ")"));
   }
-  const json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  const auto fail = [&](const std::string& what) {
-    return ConfigError(str("--trace ", out.path, ": ", what));
-  };
+  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object() || !doc.contains("traceEvents") || !doc["traceEvents"].is_array() ||
       !doc.contains("otherData") || !doc["otherData"].is_object() ||
       doc["otherData"].value("format", "") != kTraceFormat)
-    throw fail(str("not a tandem trace (expected Chrome trace JSON with otherData.format '",
-                   kTraceFormat, "', as `trace/rank-R.json` files are written)"));
+    throw trace_error(path, str("not a tandem trace (expected Chrome trace JSON with "
+                                "otherData.format '",
+                                kTraceFormat, "', as `trace/rank-R.json` files are written)"));
+  return doc;
+}
 
+// The lowest rank's steps that hold both a forward and a backward event, each with the events
+// inside it.
+std::vector<StepEvents> complete_steps(const json& doc, const std::string& path) {
+  const auto fail = [&](const std::string& what) { return trace_error(path, what); };
   // The lowest rank in the file.
   int pid = -1;
   for (const json& e : doc["traceEvents"])
@@ -147,8 +151,11 @@ TraceProfile read_trace_profile(const std::string& path, const std::vector<Gradi
     throw fail(str(steps.size(),
                    " step(s) but none with both a \"forward\" and a \"backward\" "
                    "event inside it"));
-  out.steps = static_cast<int>(complete.size());
+  return complete;
+}
 
+// Median phase times (ms) and the step-to-step variation of compute.
+void phase_medians(const std::vector<StepEvents>& complete, TraceProfile& out) {
   // Medians, in milliseconds.
   std::vector<double> data, forward, backward, optimizer, compute, step;
   for (const StepEvents& s : complete) {
@@ -173,8 +180,14 @@ TraceProfile read_trace_profile(const std::string& path, const std::vector<Gradi
     var /= static_cast<double>(compute.size() - 1);
     p.compute_cv = mean > 0 ? std::sqrt(var) / mean : 0;
   }
+}
 
-  // Gradient-ready times (ms after backward begins), finest source first.
+// Gradient-ready times (ms after backward begins), finest source first: per-module backward
+// events, else the allreduce buckets' ready times spread over the planned buckets, else uniform.
+void ready_times(const std::vector<StepEvents>& complete, const std::vector<GradientTensor>& grads,
+                 const FusionPolicy& traced, TraceProfile& out) {
+  const auto fail = [&](const std::string& what) { return trace_error(out.path, what); };
+  ComputeProfile& p = out.profile;
   std::map<std::string, std::vector<double>> module_ready;
   std::map<int, std::vector<double>> bucket_ready;
   std::map<int, double> bucket_bytes;
@@ -235,6 +248,18 @@ TraceProfile read_trace_profile(const std::string& path, const std::vector<Gradi
     out.readiness = "uniform over the traced backward (no backward/<module> or allreduce events)";
     p.ready_ms = uniform_layer_ready_ms(grads, p.backward_ms);
   }
+}
+
+}  // namespace
+
+TraceProfile read_trace_profile(const std::string& path, const std::vector<GradientTensor>& grads,
+                                const FusionPolicy& traced) {
+  TraceProfile out;
+  out.path = trace_file(path);
+  const std::vector<StepEvents> complete = complete_steps(load_trace(out.path), out.path);
+  out.steps = static_cast<int>(complete.size());
+  phase_medians(complete, out);
+  ready_times(complete, grads, traced, out);
   return out;
 }
 

@@ -11,11 +11,12 @@
 // shm: the shared-memory transport over Gloo, as `tandem launch` trains with on one host.
 // --pause-before-shm RANK:MS: that rank sleeps MS between Gloo's setup and the shm segment's, so
 // rank 0 waits in the setup barrier with the segment created (tests/multiprocess/shm_cleanup.sh).
-// NAME: values, barrier, order, timeout, errors, overlap (default: all). Each rank prints
+// NAME: values, nan_max, barrier, order, timeout, errors, overlap (default: all). Each rank prints
 // "[rank r] N passed, M failed"; the exit status is 1 when a check failed, 2 on bad usage.
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -68,6 +69,7 @@ class Checker {
   uint64_t next_seq() const { return next_seq_; }
 
   void values();
+  void nan_max();
   void barrier();
   void order();
   void timeout();
@@ -174,6 +176,32 @@ void Checker::values() {
         check_equal(out, make(dtype, n, [&](int64_t i) { return reduced(op, k(i + rank_)); }),
                     str("reduce_scatter ", reduce_op_name(op), " ", tag));
       }
+    }
+  }
+}
+
+// max propagates NaN on every backend and dtype: rank r holds NaN at elements r and n-1-r (the
+// latter in another chunk of a large tensor), so every rank must see NaN at the first and last W
+// elements whichever rank's operand the backend compares first; every other element is the max.
+void Checker::nan_max() {
+  const double r1 = rank_ + 1;
+  for (DType dtype : {DType::kF32, DType::kF64, DType::kBF16}) {
+    for (int64_t n : {int64_t{7} * world_, int64_t{1'000'003}}) {
+      Tensor x = make(dtype, n, [&](int64_t i) {
+        return i == rank_ || i == n - 1 - rank_ ? std::nan("") : r1 * k(i);
+      });
+      track(comm_.all_reduce(x, ReduceOp::kMax))->wait(kWait);
+      const char* p = static_cast<const char*>(x.raw_data());
+      const size_t elem = dtype_size(dtype);
+      std::string wrong;
+      for (int64_t i = 0; i < n && wrong.empty(); ++i) {
+        const double got = load_as_double(p + i * elem, dtype);
+        const bool want_nan = i < world_ || i >= n - world_;
+        const double want = k(i) >= 0 ? world_ * k(i) : k(i);
+        if (want_nan ? !std::isnan(got) : got != want)
+          wrong = str(": element ", i, " is ", got, ", expected ", want_nan ? "nan" : str(want));
+      }
+      expect(wrong.empty(), str("all_reduce max with NaN ", dtype_name(dtype), " n=", n, wrong));
     }
   }
 }
@@ -341,9 +369,9 @@ int run_rank(const std::string& backend, const std::string& only, int pause_rank
   Checker check(*comm);
   const auto t0 = Clock::now();
   const std::vector<std::pair<std::string, void (Checker::*)()>> suites = {
-      {"values", &Checker::values}, {"barrier", &Checker::barrier},
-      {"order", &Checker::order},   {"timeout", &Checker::timeout},
-      {"errors", &Checker::errors}, {"overlap", &Checker::overlap}};
+      {"values", &Checker::values},  {"nan_max", &Checker::nan_max}, {"barrier", &Checker::barrier},
+      {"order", &Checker::order},    {"timeout", &Checker::timeout}, {"errors", &Checker::errors},
+      {"overlap", &Checker::overlap}};
   for (const auto& [name, fn] : suites) {
     if (!only.empty() && only != name) continue;
     try {

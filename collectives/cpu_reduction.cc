@@ -1,6 +1,6 @@
 // Rank-order elementwise reduction. Works block by block: a block of the accumulator stays in L1,
 // each input is streamed once, and every loop is a plain loop the compiler vectorises.
-#include "collectives/inprocess/reduction.h"
+#include "collectives/cpu_reduction.h"
 
 #include <algorithm>
 #include <cstring>
@@ -83,6 +83,31 @@ void reduce_typed(ReduceOp op, const std::vector<const void*>& inputs,
   }
 }
 
+template <typename T, bool kMax>
+void pair_typed(void* out_void, const void* a_void, const void* b_void, size_t n) {
+  using A = typename Acc<T>::type;
+  T* out = static_cast<T*>(out_void);
+  const T* a = static_cast<const T*>(a_void);
+  const T* b = static_cast<const T*>(b_void);
+  for (size_t i = 0; i < n; ++i) {
+    const A x = Acc<T>::load(a[i]), y = Acc<T>::load(b[i]);
+    out[i] = Acc<T>::store(kMax ? max_of<A>(x, y) : add<A>(x, y));
+  }
+}
+
+template <typename T>
+PairReduceFn pair_for(ReduceOp op) {
+  return op == ReduceOp::kMax ? &pair_typed<T, true> : &pair_typed<T, false>;
+}
+
+template <typename T>
+void divide_typed(void* data, int64_t n, int divisor) {
+  using A = typename Acc<T>::type;
+  T* x = static_cast<T*>(data);
+  const A d = static_cast<A>(divisor);
+  for (int64_t i = 0; i < n; ++i) x[i] = Acc<T>::store(Acc<T>::load(x[i]) / d);
+}
+
 }  // namespace
 
 void check_reducible(DType dtype, ReduceOp op, const std::string& what) {
@@ -122,6 +147,40 @@ void reduce_buffers(DType dtype, ReduceOp op, const std::vector<const void*>& in
       return reduce_typed<int64_t>(op, inputs, outputs, n);
     default:
       TANDEM_ASSERT(false, "reduce_buffers: unsupported dtype ", dtype_name(dtype));
+  }
+}
+
+PairReduceFn pair_reduce_fn(DType dtype, ReduceOp op) {
+  switch (dtype) {
+    case DType::kF32:
+      return pair_for<float>(op);
+    case DType::kF64:
+      return pair_for<double>(op);
+    case DType::kBF16:
+      return pair_for<BFloat16>(op);
+    case DType::kF16:
+      return pair_for<Half>(op);
+    case DType::kI32:
+      return pair_for<int32_t>(op);
+    case DType::kI64:
+      return pair_for<int64_t>(op);
+    default:
+      return nullptr;
+  }
+}
+
+void divide_in_place(DType dtype, void* data, int64_t n, int divisor) {
+  switch (dtype) {
+    case DType::kF32:
+      return divide_typed<float>(data, n, divisor);
+    case DType::kF64:
+      return divide_typed<double>(data, n, divisor);
+    case DType::kBF16:
+      return divide_typed<BFloat16>(data, n, divisor);
+    case DType::kF16:
+      return divide_typed<Half>(data, n, divisor);
+    default:
+      TANDEM_ASSERT(false, "divide_in_place: ", dtype_name(dtype), " is not a floating dtype");
   }
 }
 
