@@ -37,8 +37,8 @@ class MpiCommunicator final : public Communicator {
   // An all_reduce over more than kChunkAboveBytes is issued as MPI_Iallreduce calls of
   // kChunkBytes each, of which (as of any collectives) at most kMaxInFlight run at once: each
   // chunk's reduction stays in cache and overlaps the next chunk's transfer. Measured on 2 ranks
-  // against the blocking MPI_Allreduce: 64 MiB from 1.0x to ~1.6x, 16 MiB from ~0.91x to ~0.95x
-  // (benchmarks/RESULTS.md).
+  // against the blocking MPI_Allreduce: ~1.65x its speed at 64 MiB, ~0.98x at 16 MiB
+  // (benchmarks/RESULTS.md, all-reduce bus bandwidth).
   static constexpr int64_t kChunkAboveBytes = 4 << 20;
   static constexpr int64_t kChunkBytes = 2 << 20;
   static constexpr size_t kMaxInFlight = 3;
