@@ -21,7 +21,7 @@ constexpr const char* kTlsKeyKey = "tls.key";
 constexpr const char* kJobLabel = "tandem/job";
 
 bool uses_ps(const ExperimentConfig& c) {
-  return c.strategy.name == "parameter_server";
+  return c.strategy.name == StrategyName::kParameterServer;
 }
 
 std::string config_key(const ExperimentConfig& c) {
@@ -328,7 +328,7 @@ std::string render_k8s_manifests(const ExperimentConfig& c) {
     << (k.gpus_per_node > 0 ? ", " + std::to_string(k.gpus_per_node) + " GPU(s) per node" : "")
     << ".\n";
   config_map(o, c);
-  if (k.flavor == "mpijob") {
+  if (k.flavor == K8sFlavor::kMpiJob) {
     mpijob_flavor(o, c);
   } else {
     indexed_flavor(o, c);

@@ -83,10 +83,10 @@ std::vector<std::string> class_names(const ExperimentConfig& cfg, const Dataset&
                                      int64_t count) {
   std::vector<std::string> names;
   if (auto* folder = dynamic_cast<const ImageFolderDataset*>(&data)) names = folder->classes();
-  if (cfg.data.name == "fashion_mnist")
+  if (cfg.data.name == DatasetName::kFashionMnist)
     names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
              "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-  if (cfg.data.name == "cifar10")
+  if (cfg.data.name == DatasetName::kCifar10)
     names = {"airplane", "automobile", "bird",  "cat",  "deer",
              "dog",      "frog",       "horse", "ship", "truck"};
   for (int64_t i = static_cast<int64_t>(names.size()); i < count; ++i)
@@ -107,7 +107,7 @@ std::string fixed(double v, int precision = 4) {
 std::unique_ptr<Strategy> eval_strategy(ExperimentConfig cfg, const ProcessEnvironment& process,
                                         StrategyBuild* keep) {
   if (process.world_size == 1) return std::make_unique<SingleStrategy>();
-  cfg.strategy.name = "ddp";
+  cfg.strategy.name = StrategyName::kDdp;
   *keep = make_strategy(cfg, process);
   return std::move(keep->strategy);
 }
@@ -198,7 +198,7 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
 void load_input(const std::string& path, const ExperimentConfig& cfg, const SampleShape& s,
                 uint8_t* out) {
   try {
-    if (cfg.data.name == "image_folder") {
+    if (cfg.data.name == DatasetName::kImageFolder) {
       load_eval_image(path, s.height, out);
       return;
     }

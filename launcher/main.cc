@@ -60,7 +60,8 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   }
   // tandem launch: a worker started by the agent tells it it is alive (launcher/heartbeat.h).
   auto heartbeat = WorkerHeartbeat::start_under_launcher(process);
-  if (cfg.strategy.name == "parameter_server") keep_large_buffers_in_heap();  // ps_command.h
+  if (cfg.strategy.name == StrategyName::kParameterServer)
+    keep_large_buffers_in_heap();  // ps_command.h
   g_stop_requested.store(false);
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
@@ -209,7 +210,7 @@ int cmd_launch(LaunchCommand& c) {
   if (c.num_ps > 0) c.overrides.push_back("strategy.num_ps=" + std::to_string(c.num_ps));
   // A bad experiment fails here, not in N workers.
   ExperimentConfig cfg = load_config(c.config_path, c.overrides);
-  const bool ps = cfg.strategy.name == "parameter_server";
+  const bool ps = cfg.strategy.name == StrategyName::kParameterServer;
   if (c.num_ps > 0 && !ps)
     throw ConfigError(str("--num-ps ", c.num_ps,
                           " starts parameter servers, but strategy.name is '", cfg.strategy.name,
@@ -237,7 +238,7 @@ int cmd_launch(LaunchCommand& c) {
   }
   if (start_servers) {  // node 0 starts them, the other nodes read their endpoints from the store
     o.num_ps = cfg.strategy.num_ps;
-    o.restart_single_workers = cfg.strategy.mode == "async";
+    o.restart_single_workers = cfg.strategy.mode == PsMode::kAsync;
     o.ps_argv = {argv[0], "ps", c.config_path};
     o.ps_argv.insert(o.ps_argv.end(), c.overrides.begin(), c.overrides.end());
   }

@@ -62,7 +62,7 @@ void add_ps_command(CLI::App& app, PsCommand& c) {
 
 int cmd_ps(PsCommand& c) {
   ExperimentConfig cfg = load_config(c.config_path, c.overrides);
-  TANDEM_CHECK_T(ConfigError, cfg.strategy.name == "parameter_server", c.config_path,
+  TANDEM_CHECK_T(ConfigError, cfg.strategy.name == StrategyName::kParameterServer, c.config_path,
                  ": strategy.name is '", cfg.strategy.name,
                  "'; tandem ps serves parameter_server jobs (add strategy.name=parameter_server)");
   TANDEM_CHECK_T(ConfigError, c.shard < cfg.strategy.num_ps, "--shard ", c.shard,
@@ -113,7 +113,7 @@ int cmd_ps(PsCommand& c) {
                          : str(" stopping on signal ", g_stop_signal.load(),
                                g_signals_seen.load() > 1 ? " (a second one)"
                                                          : " (--stop-grace is over)"));
-  if (o.mode == "async")
+  if (o.mode == PsMode::kAsync)
     std::cout << " (async: a worker ran at most " << server.max_lead()
               << " step(s) ahead of the slowest; strategy.max_staleness "
               << (o.max_staleness > 0 ? std::to_string(o.max_staleness) : "unbounded") << ")";

@@ -66,10 +66,9 @@ std::vector<int> parse_nodes(const std::string& text) {
   return nodes;
 }
 
-double wire_fraction(const std::string& compression, const std::string& where) {
-  if (compression == "none") return 1.0;
-  if (compression == "bf16" || compression == "fp16") return 0.5;
-  throw ConfigError(str(where, ": expected none, bf16 or fp16, got '", compression, "'"));
+// Bytes on the wire per gradient byte: bf16 and fp16 halve f32.
+double wire_fraction(Compression compression) {
+  return compression == Compression::kNone ? 1.0 : 0.5;
 }
 
 std::vector<GradientTensor> from_module(const Module& model) {
@@ -253,7 +252,7 @@ std::vector<GradientTensor> parameter_list(const ScalingCommand& c,
   } else {
     std::shared_ptr<const Dataset> data = build_dataset(*cfg, "train");
     grads = from_module(*build_model(*cfg, *data));
-    *model_name = cfg->model.name + " (" + c.config_path + ")";
+    *model_name = str(cfg->model.name, " (", c.config_path, ")");
   }
   TANDEM_CHECK_T(ConfigError, !grads.empty(), "the model has no parameters: nothing to all-reduce");
   return grads;
@@ -262,7 +261,7 @@ std::vector<GradientTensor> parameter_list(const ScalingCommand& c,
 // The framework's fusion: buckets (flags, else CONFIG, else PyTorch's defaults) or Horovod's
 // cycles, overlap, and the compression on the wire.
 FusionPolicy fusion_policy(const ScalingCommand& c, const std::optional<ExperimentConfig>& cfg,
-                           std::string* compression) {
+                           Compression* compression) {
   FusionPolicy policy;
   const double bucket_mb = c.bucket_mb > 0 ? c.bucket_mb : cfg ? cfg->strategy.bucket_mb : 25.0;
   const double first_mb = c.first_bucket_mb > 0 ? c.first_bucket_mb
@@ -272,9 +271,16 @@ FusionPolicy fusion_policy(const ScalingCommand& c, const std::optional<Experime
   policy.first_bucket_bytes = static_cast<int64_t>(first_mb * 1048576.0);
   policy.cycle_ms = c.cycle_ms;
   policy.overlap = !c.no_overlap;
-  *compression = !c.compression.empty() ? c.compression : cfg ? cfg->strategy.compression : "none";
-  policy.wire_bytes_per_byte =
-      wire_fraction(*compression, c.compression.empty() ? "strategy.compression" : "--compression");
+  *compression = Compression::kNone;
+  if (!c.compression.empty()) {
+    std::optional<Compression> flag = enum_from_name<Compression>(c.compression);
+    TANDEM_CHECK_T(ConfigError, flag.has_value(), "--compression: expected ",
+                   enum_names<Compression>(" or "), ", got '", c.compression, "'");
+    *compression = *flag;
+  } else if (cfg) {
+    *compression = cfg->strategy.compression;
+  }
+  policy.wire_bytes_per_byte = wire_fraction(*compression);
   return policy;
 }
 
@@ -294,7 +300,7 @@ ProfileWithSources compute_profile(const ScalingCommand& c,
     FusionPolicy traced = policy;  // the trace was recorded with the config's buckets
     traced.first_bucket_bytes = static_cast<int64_t>(cfg->strategy.first_bucket_mb * 1048576.0);
     traced.bucket_bytes = static_cast<int64_t>(cfg->strategy.bucket_mb * 1048576.0);
-    traced.wire_bytes_per_byte = wire_fraction(cfg->strategy.compression, "strategy.compression");
+    traced.wire_bytes_per_byte = wire_fraction(cfg->strategy.compression);
     scaling::TraceProfile t = scaling::read_trace_profile(c.trace, grads, traced);
     profile = t.profile;
     p.source = str("medians of ", t.steps, " traced steps in ", t.path,
@@ -325,7 +331,7 @@ ProfileWithSources compute_profile(const ScalingCommand& c,
 
 // What the predictions rest on: the model, the compute profile, the fusion and the cluster.
 void print_inputs(const ScalingCommand& c, const std::string& model_name,
-                  const std::vector<GradientTensor>& grads, const std::string& compression,
+                  const std::vector<GradientTensor>& grads, Compression compression,
                   const FusionPolicy& policy, const ProfileWithSources& p, Algorithm algorithm,
                   std::ostream& out) {
   const ComputeProfile& profile = p.profile;
@@ -400,7 +406,8 @@ int cmd_scaling(const ScalingCommand& c, std::ostream& out) {
     TANDEM_CHECK_T(ConfigError, c.overrides.empty(), "overrides '", c.overrides.front(),
                    "' need a CONFIG to override");
   }
-  std::string model_name, compression;
+  std::string model_name;
+  Compression compression = Compression::kNone;
   const std::vector<GradientTensor> grads = parameter_list(c, cfg, &model_name);
   const FusionPolicy policy = fusion_policy(c, cfg, &compression);
   const ProfileWithSources profile = compute_profile(c, cfg, grads, policy);

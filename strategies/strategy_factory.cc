@@ -36,18 +36,19 @@ bool under_mpi(const ProcessEnvironment& env) {
   return env.source == "openmpi" || env.source == "pmix";
 }
 
-std::string choose_backend(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
-  const std::string& b = cfg.strategy.backend;
-  if (b != "auto") return b;
-  if (cfg.training.device != "cpu") return "nccl";  // CUDA tensors
+// strategy.backend, auto resolved: never CommBackend::kAuto.
+CommBackend choose_backend(const ExperimentConfig& cfg, const ProcessEnvironment& env) {
+  const CommBackend b = cfg.strategy.backend;
+  if (b != CommBackend::kAuto) return b;
+  if (cfg.training.device != "cpu") return CommBackend::kNccl;  // CUDA tensors
   // Several ranks on each of several hosts: shared memory inside a host, one slice per local rank
   // across hosts (what the ranks' host names say decides in the end, see make_communicator).
   const bool several_hosts = env.local_world_size < env.world_size;
-  if (several_hosts && env.local_world_size > 1) return "hierarchical";
-  if (under_mpi(env)) return "mpi";
-  if (env.world_size == 1) return "inprocess";
+  if (several_hosts && env.local_world_size > 1) return CommBackend::kHierarchical;
+  if (under_mpi(env)) return CommBackend::kMpi;
+  if (env.world_size == 1) return CommBackend::kInProcess;
   // Every rank on this host: all-reduce through shared memory instead of loopback TCP.
-  return several_hosts ? "gloo" : "shm";
+  return several_hosts ? CommBackend::kGloo : CommBackend::kShm;
 }
 
 // The address Gloo advertises to its peers: loopback when the whole job is on this host, else the
@@ -164,8 +165,8 @@ std::unique_ptr<Communicator> make_hierarchical(const ExperimentConfig& cfg,
 }
 
 // The job's store, hosted by `tandem launch` (whose token every worker has).
-std::shared_ptr<StoreClient> launcher_store(const ProcessEnvironment& env,
-                                            const std::string& backend, const CommOptions& opts) {
+std::shared_ptr<StoreClient> launcher_store(const ProcessEnvironment& env, CommBackend backend,
+                                            const CommOptions& opts) {
   TANDEM_CHECK_T(ConfigError, !env.job_token.empty(), "strategy.backend: ", backend,
                  " needs the rendezvous store started by `tandem launch` (TANDEM_JOB_TOKEN is ",
                  "not set); start the job with tandem launch, or use mpirun with ",
@@ -191,18 +192,17 @@ std::unique_ptr<Communicator> make_mpi(const ProcessEnvironment& env, const Comm
 }
 
 std::unique_ptr<Communicator> make_gloo_or_shm(const ExperimentConfig& cfg,
-                                               const ProcessEnvironment& env,
-                                               const std::string& backend, const CommOptions& opts,
-                                               CommunicatorBuild& out) {
-  TANDEM_CHECK_T(ConfigError, backend == "gloo" || env.local_world_size == env.world_size,
-                 where(cfg), ": strategy.backend: shm connects the ranks of one host, but this ",
-                 "job has ", env.world_size, " ranks and ", env.local_world_size,
-                 " on this host; use gloo (or auto)");
+                                               const ProcessEnvironment& env, CommBackend backend,
+                                               const CommOptions& opts, CommunicatorBuild& out) {
+  TANDEM_CHECK_T(
+      ConfigError, backend == CommBackend::kGloo || env.local_world_size == env.world_size,
+      where(cfg), ": strategy.backend: shm connects the ranks of one host, but this ", "job has ",
+      env.world_size, " ranks and ", env.local_world_size, " on this host; use gloo (or auto)");
   out.store = launcher_store(env, backend, opts);
   const int attempt = env.restart_count;
   std::unique_ptr<Communicator> comm = std::make_unique<GlooCommunicator>(
       *out.store, env.rank, env.world_size, gloo_options(env, attempt, "gloo"), opts);
-  if (backend == "shm")
+  if (backend == CommBackend::kShm)
     comm = std::make_unique<ShmCommunicator>(std::move(comm), *out.store,
                                              str("shm/attempt", attempt), env.shm_prefix);
   return checked(std::move(comm), out, str("attempt", attempt));
@@ -213,7 +213,7 @@ std::unique_ptr<Communicator> make_nccl(const ProcessEnvironment& env, const Dev
   TANDEM_CHECK_T(ConfigError, device.is_cuda(),
                  "strategy.backend: nccl reduces CUDA tensors; set training.device=cuda or use "
                  "gloo or mpi");
-  if (env.world_size > 1) out.store = launcher_store(env, "nccl", opts);
+  if (env.world_size > 1) out.store = launcher_store(env, CommBackend::kNccl, opts);
   return make_nccl_communicator(out.store.get(), env.rank, env.world_size, device.index,
                                 str("nccl/attempt", env.restart_count), opts);
 }
@@ -223,22 +223,28 @@ std::unique_ptr<Communicator> build_communicator(const ExperimentConfig& cfg,
                                                  const ProcessEnvironment& env,
                                                  const Device& device, const CommOptions& opts,
                                                  CommunicatorBuild& out) {
-  const std::string backend = choose_backend(cfg, env);
-  if (backend == "hierarchical")
-    return checked(make_hierarchical(cfg, env, opts, out), out,
-                   str("hier/attempt", env.restart_count));
-  if (backend == "mpi") return make_mpi(env, opts, out);
-  if (backend == "gloo" || backend == "shm") return make_gloo_or_shm(cfg, env, backend, opts, out);
-  if (backend == "nccl") return make_nccl(env, device, opts, out);
-  if (backend == "inprocess") {
-    TANDEM_CHECK_T(ConfigError, env.world_size == 1, where(cfg),
-                   ": strategy.backend: inprocess connects threads of one process; with ",
-                   env.world_size, " processes use gloo or mpi");
-    return InProcessGroup(1).communicator(0, opts);
+  const CommBackend backend = choose_backend(cfg, env);
+  switch (backend) {
+    case CommBackend::kHierarchical:
+      return checked(make_hierarchical(cfg, env, opts, out), out,
+                     str("hier/attempt", env.restart_count));
+    case CommBackend::kMpi:
+      return make_mpi(env, opts, out);
+    case CommBackend::kGloo:
+    case CommBackend::kShm:
+      return make_gloo_or_shm(cfg, env, backend, opts, out);
+    case CommBackend::kNccl:
+      return make_nccl(env, device, opts, out);
+    case CommBackend::kInProcess:
+      TANDEM_CHECK_T(ConfigError, env.world_size == 1, where(cfg),
+                     ": strategy.backend: inprocess connects threads of one process; with ",
+                     env.world_size, " processes use gloo or mpi");
+      return InProcessGroup(1).communicator(0, opts);
+    case CommBackend::kAuto:
+      break;
   }
-  throw ConfigError(where(cfg) + ": strategy.backend: '" + backend +
-                    "' is not available in this build (CPU: mpi, gloo, shm, hierarchical, "
-                    "inprocess; nccl needs CUDA)");
+  TANDEM_ASSERT(false, "choose_backend left strategy.backend ", backend);
+  return nullptr;
 }
 
 CommunicatorBuild communicator_on(const ExperimentConfig& cfg, const ProcessEnvironment& env,
@@ -264,9 +270,9 @@ std::unique_ptr<Strategy> make_ddp(const ExperimentConfig& cfg, const ProcessEnv
   ro.compression = cfg.strategy.compression;
   // auto: shard the update where the parameters' gather is an in-place copy through shared
   // memory (same bits; the optimizer's per-step memory traffic divided by the ranks).
-  const bool shard =
-      cfg.strategy.shard_optimizer == "true" ||
-      (cfg.strategy.shard_optimizer == "auto" && built.comm->backend_name().rfind("shm+", 0) == 0);
+  const bool shard = cfg.strategy.shard_optimizer == ShardOptimizer::kAlways ||
+                     (cfg.strategy.shard_optimizer == ShardOptimizer::kAuto &&
+                      built.comm->backend_name().rfind("shm+", 0) == 0);
   return std::make_unique<DdpStrategy>(built.comm, ro, shard);
 }
 
@@ -280,25 +286,26 @@ StrategyBuild make_strategy(const ExperimentConfig& cfg, const ProcessEnvironmen
   StrategyBuild out;
   // The device first (LOCAL_RANK picks the GPU), before a communicator touches CUDA.
   const Device device = resolve_training_device(cfg, env.local_rank);
-  const std::string& name = cfg.strategy.name;
-  if (name == "single") {
-    require_world_of_one(cfg, env);
-    out.strategy = std::make_unique<SingleStrategy>();
-  } else if (name == "mirrored") {
-    require_world_of_one(cfg, env);
-    auto data = std::make_shared<std::shared_ptr<const Dataset>>();
-    out.strategy = std::make_unique<MirroredStrategy>(cfg.strategy.replicas, [cfg, data] {
-      if (!*data) *data = build_dataset(cfg, "train");
-      return build_model(cfg, **data);
-    });
-  } else if (name == "parameter_server") {
-    out.strategy = make_ps_strategy(cfg, env);
-  } else if (name == "ddp") {
-    out.strategy = make_ddp(cfg, env, device, out);
-  } else {
-    throw ConfigError(where(cfg) + ": strategy.name: '" + name +
-                      "' is not available in this build (available: single, mirrored, ddp, "
-                      "parameter_server)");
+  switch (cfg.strategy.name) {
+    case StrategyName::kSingle:
+      require_world_of_one(cfg, env);
+      out.strategy = std::make_unique<SingleStrategy>();
+      break;
+    case StrategyName::kMirrored: {
+      require_world_of_one(cfg, env);
+      auto data = std::make_shared<std::shared_ptr<const Dataset>>();
+      out.strategy = std::make_unique<MirroredStrategy>(cfg.strategy.replicas, [cfg, data] {
+        if (!*data) *data = build_dataset(cfg, "train");
+        return build_model(cfg, **data);
+      });
+      break;
+    }
+    case StrategyName::kParameterServer:
+      out.strategy = make_ps_strategy(cfg, env);
+      break;
+    case StrategyName::kDdp:
+      out.strategy = make_ddp(cfg, env, device, out);
+      break;
   }
   return out;
 }

@@ -7,9 +7,10 @@
 // waits an hour in a queue. Defaults live in the member initialisers below and are documented,
 // key by key, in configs/README.md; keep the two in step.
 //
-// Enumerations are kept as their YAML spelling (std::string) and are checked against the listed
-// values, so `config.optimizer.name == "adamw"` is how code asks. Relative paths are relative to
-// the working directory of the process, as with every command-line tool.
+// Enumerated keys are C++ enums (configs/schema/enums.h, one name table each), so
+// `config.optimizer.name == OptimizerName::kAdamW` is how code asks; nothing above configs compares
+// their spellings. Relative paths are relative to the working directory of the process, as with
+// every command-line tool.
 #pragma once
 
 #include <cstdint>
@@ -17,11 +18,14 @@
 #include <utility>
 #include <vector>
 
+#include "configs/schema/enums.h"
+
 namespace tandem {
 
 struct ModelConfig {
-  std::string name;       // required unless onnx is set: mlp | simple_cnn | lenet | resnet18 |
-                          // resnet50 | onnx (set by itself when model.onnx is given)
+  // Required in a file unless onnx is set (then onnx by itself); the default here only serves
+  // configs built in code.
+  ModelName name = ModelName::kMlp;
   std::string onnx;       // ONNX file whose graph and initializers are the model; "" = none
   std::string init_from;  // safetensors file to start from; "" = fresh init
   std::vector<int64_t> hidden = {512, 512};  // mlp hidden widths (ignored by other models)
@@ -30,7 +34,8 @@ struct ModelConfig {
 };
 
 struct DataConfig {
-  std::string name;  // required: fashion_mnist | mnist | cifar10 | synthetic | image_folder
+  // Required in a file; the default here only serves configs built in code.
+  DatasetName name = DatasetName::kSynthetic;
   // Directory of the data set. Resolved at load time: when not given it is the default for
   // `name` (fashion_mnist: /usr/share/datasets/fashion-mnist, mnist: /usr/share/datasets/mnist,
   // cifar10: data/cifar-10-batches-bin, synthetic: "").
@@ -49,7 +54,7 @@ struct DataConfig {
 };
 
 struct OptimizerConfig {
-  std::string name = "sgd";                  // sgd | adam | adamw
+  OptimizerName name = OptimizerName::kSgd;
   double lr = 0.01;                          // > 0; the peak rate when a schedule warms up
   double weight_decay = 0.0;                 // >= 0; L2 for sgd/adam, decoupled for adamw
   double momentum = 0.9;                     // sgd, in [0, 1)
@@ -60,89 +65,96 @@ struct OptimizerConfig {
 };
 
 struct ScheduleConfig {
-  std::string name = "constant";  // constant | step | cosine
-  int64_t warmup_steps = 0;       // linear warm-up from 0 to optimizer.lr over this many steps
-  int64_t step_size = 1000;       // step: multiply the rate by gamma every step_size steps
-  double gamma = 0.1;             // step: > 0
-  double min_lr = 0.0;            // cosine: the rate at the last step, in [0, optimizer.lr]
+  ScheduleName name = ScheduleName::kConstant;
+  int64_t warmup_steps = 0;  // linear warm-up from 0 to optimizer.lr over this many steps
+  int64_t step_size = 1000;  // step: multiply the rate by gamma every step_size steps
+  double gamma = 0.1;        // step: > 0
+  double min_lr = 0.0;       // cosine: the rate at the last step, in [0, optimizer.lr]
   bool operator==(const ScheduleConfig&) const = default;
 };
 
 struct TrainingConfig {
-  int epochs = 1;                  // >= 1
-  int64_t max_steps = 0;           // stop after this many optimizer steps; 0 = no limit
-  int threads = 0;                 // intra-op CPU threads per process; 0 = all cores
-  std::string precision = "fp32";  // fp32 | tf32 | bf16 | fp16 | fp64
-  double grad_clip = 0.0;          // clip the global gradient norm to this; 0 = off
-  int accumulate_steps = 1;        // micro-batches whose gradients are summed per optimizer step
-  std::string device = "cpu";      // cpu | cuda | cuda:N
-  int max_nonfinite_steps = 5;     // stop with an error after this many NaN/Inf losses in a row
-  bool eval_every_epoch = true;    // evaluate on the test split after each epoch
-  bool log_memory = false;         // add allocator statistics to the metrics
+  int epochs = 1;         // >= 1
+  int64_t max_steps = 0;  // stop after this many optimizer steps; 0 = no limit
+  int threads = 0;        // intra-op CPU threads per process; 0 = all cores
+  Precision precision = Precision::kFp32;
+  double grad_clip = 0.0;        // clip the global gradient norm to this; 0 = off
+  int accumulate_steps = 1;      // micro-batches whose gradients are summed per optimizer step
+  std::string device = "cpu";    // cpu | cuda | cuda:N
+  int max_nonfinite_steps = 5;   // stop with an error after this many NaN/Inf losses in a row
+  bool eval_every_epoch = true;  // evaluate on the test split after each epoch
+  bool log_memory = false;       // add allocator statistics to the metrics
   // Keras' EarlyStopping: stop when `metric` has not improved by more than min_delta for
   // `patience` epochs in a row. metric none = off.
   struct EarlyStopping {
-    std::string metric = "none";  // none | val_loss | val_accuracy
-    int patience = 0;             // >= 0
-    double min_delta = 0.0;       // >= 0
+    ValidationMetric metric = ValidationMetric::kNone;
+    int patience = 0;        // >= 0
+    double min_delta = 0.0;  // >= 0
     bool operator==(const EarlyStopping&) const = default;
   } early_stopping;
   bool operator==(const TrainingConfig&) const = default;
 };
 
 struct StrategyConfig {
-  std::string name = "single";       // single | mirrored | ddp | parameter_server
-  int replicas = 1;                  // mirrored on CPU: replicas (threads) in the one process
-  std::string backend = "auto";      // auto | mpi | gloo | shm | hierarchical | nccl | inprocess
-  double bucket_mb = 25.0;           // ddp bucket cap, MiB (25: PyTorch DDP's default)
-  double first_bucket_mb = 1.0;      // ddp first bucket, MiB (1: PyTorch DDP's default)
-  std::string compression = "none";  // ddp bucket compression: none | bf16 | fp16
+  StrategyName name = StrategyName::kSingle;
+  int replicas = 1;  // mirrored on CPU: replicas (threads) in the one process
+  CommBackend backend = CommBackend::kAuto;
+  double bucket_mb = 25.0;                       // ddp bucket cap, MiB (25: PyTorch DDP's default)
+  double first_bucket_mb = 1.0;                  // ddp first bucket, MiB (1: PyTorch DDP's default)
+  Compression compression = Compression::kNone;  // ddp buckets on the wire
   // ddp: each rank updates 1/world of the elements, then gathers. auto: where the backend is shm
   // (CPU, one host: the gather is in place through shared memory); true / false: always / never.
-  std::string shard_optimizer = "auto";
+  ShardOptimizer shard_optimizer = ShardOptimizer::kAuto;
   double timeout_s = 600.0;        // any collective or store wait longer than this fails
   bool debug_collectives = false;  // check op/dtype/shape across ranks before each collective
-  std::string mode = "sync";       // parameter_server: sync | async
+  PsMode mode = PsMode::kSync;     // parameter_server
   int64_t max_staleness = 0;       // parameter_server async: steps a push may lag; 0 = unbounded
   int num_ps = 1;                  // parameter_server: number of `tandem ps` processes
   double max_message_mb = 256.0;   // parameter_server: larger messages and tensors are refused
   bool operator==(const StrategyConfig&) const = default;
 };
 
+// checkpoint.resume: auto (the newest checkpoint in checkpoint.dir, if any), never, or a path.
+struct ResumeFrom {
+  ResumeMode mode = ResumeMode::kAuto;
+  std::string path;  // mode kPath: the checkpoint to resume from; else ""
+  bool operator==(const ResumeFrom&) const = default;
+};
+
 struct CheckpointConfig {
-  std::string dir;              // resolved; default "runs/<experiment_name>/checkpoints"
-  int64_t every_steps = 500;    // also save every N steps; 0 = only at the end of each epoch
-  int keep = 3;                 // newest checkpoints kept, >= 1
-  std::string resume = "auto";  // auto (newest in dir, if any) | never | path of a checkpoint
+  std::string dir;            // resolved; default "runs/<experiment_name>/checkpoints"
+  int64_t every_steps = 500;  // also save every N steps; 0 = only at the end of each epoch
+  int keep = 3;               // newest checkpoints kept, >= 1
+  ResumeFrom resume;
   // Resume a checkpoint trained with other values of the keys that change the math
   // (math_config_values) -- with a warning naming them -- instead of refusing.
   bool allow_config_change = false;
   // Keep the checkpoint with the best value of this validation metric in <dir>/best (Keras'
   // ModelCheckpoint save_best_only); never removed by `keep`. none = off.
-  std::string keep_best = "none";  // none | val_loss | val_accuracy
+  ValidationMetric keep_best = ValidationMetric::kNone;
   bool operator==(const CheckpointConfig&) const = default;
 };
 
 struct LoggingConfig {
-  std::string dir;                // resolved; default "runs/<experiment_name>"
-  int64_t every_steps = 50;       // >= 1
-  bool tensorboard = true;        // also write TensorBoard event files
-  std::string progress = "auto";  // auto | bar | plain | none
-  bool trace = false;             // write <dir>/trace/rank-R.json and all.json (Chrome trace)
+  std::string dir;           // resolved; default "runs/<experiment_name>"
+  int64_t every_steps = 50;  // >= 1
+  bool tensorboard = true;   // also write TensorBoard event files
+  ProgressMode progress = ProgressMode::kAuto;
+  bool trace = false;  // write <dir>/trace/rank-R.json and all.json (Chrome trace)
   std::vector<int64_t> trace_steps = {20, 30};  // [first, end): the global steps traced
   bool operator==(const LoggingConfig&) const = default;
 };
 
 struct SlurmConfig {
-  std::string partition;            // "" = the cluster's default partition
-  std::string time = "01:00:00";    // HH:MM:SS or D-HH:MM:SS
-  std::string account;              // "" = the user's default account
-  int nodes = 1;                    // >= 1
-  int ntasks_per_node = 1;          // >= 1
-  int gpus_per_node = 0;            // >= 0
-  int cpus_per_task = 0;            // 0 = not passed to sbatch
-  std::string launcher = "tandem";  // tandem (one `tandem launch` per node) | mpi (srun --mpi)
-  int port = 29400;                 // rendezvous base port; the job adds SLURM_JOB_ID % 1000 steps
+  std::string partition;          // "" = the cluster's default partition
+  std::string time = "01:00:00";  // HH:MM:SS or D-HH:MM:SS
+  std::string account;            // "" = the user's default account
+  int nodes = 1;                  // >= 1
+  int ntasks_per_node = 1;        // >= 1
+  int gpus_per_node = 0;          // >= 0
+  int cpus_per_task = 0;          // 0 = not passed to sbatch
+  SlurmLauncher launcher = SlurmLauncher::kTandem;
+  int port = 29400;  // rendezvous base port; the job adds SLURM_JOB_ID % 1000 steps
   bool operator==(const SlurmConfig&) const = default;
 };
 
@@ -154,7 +166,7 @@ struct KubernetesConfig {
   int nproc_per_node = 0;                  // workers per pod; 0 = gpus_per_node, or 1 without GPUs
   int backoff_limit = 0;                   // Job backoffLimit, >= 0
   int port = 29400;                        // the Store's port on pod 0, 1..65535
-  std::string flavor = "indexed";          // indexed (Indexed Job) | mpijob (Kubeflow MPIJob)
+  K8sFlavor flavor = K8sFlavor::kIndexed;
   bool operator==(const KubernetesConfig&) const = default;
 };
 

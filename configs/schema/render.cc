@@ -56,6 +56,7 @@ std::string value_text(const Field& f) {
   if (auto* p = std::get_if<bool*>(&f.target)) return **p ? "true" : "false";
   if (auto* p = std::get_if<std::string*>(&f.target))
     return f.nullable && (*p)->empty() ? "null" : yaml_string(**p);
+  if (auto* e = std::get_if<config_internal::EnumTarget>(&f.target)) return yaml_string(e->get());
   std::string out = "[";
   if (auto* p = std::get_if<std::vector<int64_t>*>(&f.target)) {
     for (size_t i = 0; i < (*p)->size(); ++i) out += (i ? ", " : "") + std::to_string((**p)[i]);

@@ -14,15 +14,13 @@ namespace tandem::config_internal {
 Schema::Schema(ExperimentConfig& c) {
   add("seed", &c.seed).ge(0);
 
-  add("model.name", &c.model.name)
-      .one_of({"mlp", "simple_cnn", "lenet", "resnet18", "resnet50", "onnx"});
+  add("model.name", enum_target(&c.model.name));
   add("model.onnx", &c.model.onnx).can_be_null();
   add("model.init_from", &c.model.init_from).can_be_null();
   add("model.hidden", &c.model.hidden).ge(1);
   add("model.num_classes", &c.model.num_classes).ge(2);
 
-  add("data.name", &c.data.name)
-      .one_of({"fashion_mnist", "mnist", "cifar10", "synthetic", "image_folder"});
+  add("data.name", enum_target(&c.data.name));
   add("data.path", &c.data.path).can_be_null();
   add("data.batch_size", &c.data.batch_size).ge(1);
   add("data.workers", &c.data.workers).ge(0);
@@ -33,7 +31,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("data.image_size", &c.data.image_size).ge(8);
   add("data.validation_fraction", &c.data.validation_fraction).ge(0).lt(1);
 
-  add("optimizer.name", &c.optimizer.name).one_of({"sgd", "adam", "adamw"});
+  add("optimizer.name", enum_target(&c.optimizer.name));
   add("optimizer.lr", &c.optimizer.lr).gt(0);
   add("optimizer.weight_decay", &c.optimizer.weight_decay).ge(0);
   add("optimizer.momentum", &c.optimizer.momentum).ge(0).lt(1);
@@ -41,7 +39,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("optimizer.betas", &c.optimizer.betas).ge(0).lt(1).size(2, "[beta1, beta2]");
   add("optimizer.eps", &c.optimizer.eps).gt(0);
 
-  add("schedule.name", &c.schedule.name).one_of({"constant", "step", "cosine"});
+  add("schedule.name", enum_target(&c.schedule.name));
   add("schedule.warmup_steps", &c.schedule.warmup_steps).ge(0);
   add("schedule.step_size", &c.schedule.step_size).ge(1);
   add("schedule.gamma", &c.schedule.gamma).gt(0);
@@ -50,32 +48,30 @@ Schema::Schema(ExperimentConfig& c) {
   add("training.epochs", &c.training.epochs).ge(1);
   add("training.max_steps", &c.training.max_steps).ge(0);
   add("training.threads", &c.training.threads).ge(0);
-  add("training.precision", &c.training.precision).one_of({"fp32", "tf32", "bf16", "fp16", "fp64"});
+  add("training.precision", enum_target(&c.training.precision));
   add("training.grad_clip", &c.training.grad_clip).ge(0);
   add("training.accumulate_steps", &c.training.accumulate_steps).ge(1);
   add("training.device", &c.training.device).check(check_device);
   add("training.max_nonfinite_steps", &c.training.max_nonfinite_steps).ge(1);
   add("training.eval_every_epoch", &c.training.eval_every_epoch);
   add("training.log_memory", &c.training.log_memory);
-  add("training.early_stopping.metric", &c.training.early_stopping.metric)
-      .one_of({"none", "val_loss", "val_accuracy"});
+  add("training.early_stopping.metric", enum_target(&c.training.early_stopping.metric));
   add("training.early_stopping.patience", &c.training.early_stopping.patience).ge(0);
   add("training.early_stopping.min_delta", &c.training.early_stopping.min_delta).ge(0);
 
-  add("strategy.name", &c.strategy.name).one_of({"single", "mirrored", "ddp", "parameter_server"});
+  add("strategy.name", enum_target(&c.strategy.name));
   add("strategy.replicas", &c.strategy.replicas).ge(1);
-  add("strategy.backend", &c.strategy.backend)
-      .one_of({"auto", "mpi", "gloo", "shm", "hierarchical", "nccl", "inprocess"});
+  add("strategy.backend", enum_target(&c.strategy.backend));
   // 64 GiB: a bucket past the whole model is one bucket; bytes = MiB x 2^20 stays far from 2^63.
   add("strategy.bucket_mb", &c.strategy.bucket_mb).gt(0).le(65536);
   add("strategy.first_bucket_mb", &c.strategy.first_bucket_mb).gt(0).le(65536);
-  add("strategy.compression", &c.strategy.compression).one_of({"none", "bf16", "fp16"});
-  add("strategy.shard_optimizer", &c.strategy.shard_optimizer).one_of({"auto", "true", "false"});
+  add("strategy.compression", enum_target(&c.strategy.compression));
+  add("strategy.shard_optimizer", enum_target(&c.strategy.shard_optimizer));
   // 1 ms (the unit deadlines are kept in) to a week: seconds x 1000 is cast to int64 and added to
   // the clock.
   add("strategy.timeout_s", &c.strategy.timeout_s).ge(0.001).le(604800);
   add("strategy.debug_collectives", &c.strategy.debug_collectives);
-  add("strategy.mode", &c.strategy.mode).one_of({"sync", "async"});
+  add("strategy.mode", enum_target(&c.strategy.mode));
   add("strategy.max_staleness", &c.strategy.max_staleness).ge(0);
   add("strategy.num_ps", &c.strategy.num_ps).ge(1);
   add("strategy.max_message_mb", &c.strategy.max_message_mb).gt(0).le(2047);
@@ -83,14 +79,14 @@ Schema::Schema(ExperimentConfig& c) {
   add("checkpoint.dir", &c.checkpoint.dir).can_be_null();
   add("checkpoint.every_steps", &c.checkpoint.every_steps).ge(0);
   add("checkpoint.keep", &c.checkpoint.keep).ge(1);
-  add("checkpoint.resume", &c.checkpoint.resume).check(check_not_empty);
+  add("checkpoint.resume", resume_target(&c.checkpoint.resume)).check(check_not_empty);
   add("checkpoint.allow_config_change", &c.checkpoint.allow_config_change);
-  add("checkpoint.keep_best", &c.checkpoint.keep_best).one_of({"none", "val_loss", "val_accuracy"});
+  add("checkpoint.keep_best", enum_target(&c.checkpoint.keep_best));
 
   add("logging.dir", &c.logging.dir).can_be_null();
   add("logging.every_steps", &c.logging.every_steps).ge(1);
   add("logging.tensorboard", &c.logging.tensorboard);
-  add("logging.progress", &c.logging.progress).one_of({"auto", "bar", "plain", "none"});
+  add("logging.progress", enum_target(&c.logging.progress));
   add("logging.trace", &c.logging.trace);
   add("logging.trace_steps", &c.logging.trace_steps).ge(0).size(2, "[first, end]");
 
@@ -101,7 +97,7 @@ Schema::Schema(ExperimentConfig& c) {
   add("cluster.slurm.ntasks_per_node", &c.cluster.slurm.ntasks_per_node).ge(1);
   add("cluster.slurm.gpus_per_node", &c.cluster.slurm.gpus_per_node).ge(0);
   add("cluster.slurm.cpus_per_task", &c.cluster.slurm.cpus_per_task).ge(0);
-  add("cluster.slurm.launcher", &c.cluster.slurm.launcher).one_of({"tandem", "mpi"});
+  add("cluster.slurm.launcher", enum_target(&c.cluster.slurm.launcher));
   add("cluster.slurm.port", &c.cluster.slurm.port).ge(1).le(65535);
 
   add("cluster.kubernetes.image", &c.cluster.kubernetes.image).check(check_not_empty);
@@ -111,8 +107,23 @@ Schema::Schema(ExperimentConfig& c) {
   add("cluster.kubernetes.nproc_per_node", &c.cluster.kubernetes.nproc_per_node).ge(0);
   add("cluster.kubernetes.backoff_limit", &c.cluster.kubernetes.backoff_limit).ge(0);
   add("cluster.kubernetes.port", &c.cluster.kubernetes.port).ge(1).le(65535);
-  add("cluster.kubernetes.flavor", &c.cluster.kubernetes.flavor).one_of({"indexed", "mpijob"});
+  add("cluster.kubernetes.flavor", enum_target(&c.cluster.kubernetes.flavor));
   index();
+}
+
+EnumTarget resume_target(ResumeFrom* member) {
+  EnumTarget t;
+  t.get = [member] {
+    return member->mode == ResumeMode::kPath ? member->path : std::string(to_string(member->mode));
+  };
+  t.set = [member](const std::string& text) {
+    std::optional<ResumeMode> mode = enum_from_name<ResumeMode>(text);
+    member->mode = mode.value_or(ResumeMode::kPath);
+    member->path = mode ? "" : text;
+    return true;
+  };
+  t.names = enum_names<ResumeMode>();
+  return t;
 }
 
 Field& Schema::add(const std::string& path, Target target) {

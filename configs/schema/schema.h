@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -17,9 +18,33 @@
 
 namespace tandem::config_internal {
 
-// A pointer to the member a key fills in; the alternative tells the key's type.
+// An enumerated key seen through its name table (configs/schema/enums.h): the parser sets the
+// member by name, the renderer prints its name.
+struct EnumTarget {
+  std::function<std::string()> get;
+  std::function<bool(const std::string& name)> set;  // false: not a name of the table
+  std::string names;                                 // "a, b, c": what errors list as expected
+};
+
+template <ConfigEnum E>
+EnumTarget enum_target(E* member) {
+  EnumTarget t;
+  t.get = [member] { return std::string(to_string(*member)); };
+  t.set = [member](const std::string& name) {
+    std::optional<E> value = enum_from_name<E>(name);
+    if (value) *member = *value;
+    return value.has_value();
+  };
+  t.names = enum_names<E>();
+  return t;
+}
+
+// checkpoint.resume: a name of ResumeMode's table, else the text is the path of a checkpoint.
+EnumTarget resume_target(ResumeFrom* member);
+
+// The member a key fills in; the alternative tells the key's type.
 using Target = std::variant<int*, int64_t*, double*, bool*, std::string*, std::vector<int64_t>*,
-                            std::vector<double>*>;
+                            std::vector<double>*, EnumTarget>;
 
 struct Bound {
   double value;
@@ -32,12 +57,11 @@ using FormatCheck = std::string (*)(const std::string& value);
 struct Field {
   std::string path;  // "optimizer.lr"
   Target target;
-  std::optional<Bound> min, max;     // numbers, and each element of a list
-  std::vector<std::string> choices;  // strings: the allowed values (empty = any)
-  bool nullable = false;             // strings: null or "" means unset
-  int list_size = -1;                // lists: the exact length, -1 = any
-  const char* list_hint = "";        // lists: what the elements mean, for messages
-  FormatCheck format = nullptr;      // strings: extra format check
+  std::optional<Bound> min, max;  // numbers, and each element of a list
+  bool nullable = false;          // strings: null or "" means unset
+  int list_size = -1;             // lists: the exact length, -1 = any
+  const char* list_hint = "";     // lists: what the elements mean, for messages
+  FormatCheck format = nullptr;   // strings and enums: extra format check
 
   Field& ge(double v) {
     min = Bound{v, false};
@@ -53,10 +77,6 @@ struct Field {
   }
   Field& lt(double v) {
     max = Bound{v, true};
-    return *this;
-  }
-  Field& one_of(std::vector<std::string> values) {
-    choices = std::move(values);
     return *this;
   }
   Field& can_be_null() {

@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
     // would use for it (strategy.backend: auto).
     const ProcessEnvironment env = detect_environment(current_environment());
     ExperimentConfig cfg;
-    cfg.strategy.name = "ddp";
+    cfg.strategy.name = StrategyName::kDdp;
     CommunicatorBuild built = make_communicator(cfg, env);
     Communicator& comm = *built.comm;
 

@@ -15,11 +15,6 @@ namespace tandem {
 
 Reducer::Reducer(NamedTensors params, Communicator& comm, ReducerOptions options)
     : params_(std::move(params)), comm_(comm), options_(std::move(options)) {
-  TANDEM_CHECK_T(ConfigError,
-                 options_.compression == "none" || options_.compression == "bf16" ||
-                     options_.compression == "fp16",
-                 "strategy.compression: expected none, bf16 or fp16, got '", options_.compression,
-                 "'");
   plan(reverse_order(static_cast<int>(params_.size())));
   warned_unused_.assign(params_.size(), false);
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -62,8 +57,9 @@ void Reducer::plan(const std::vector<int>& order) {
     // Where the backend can, in memory the other ranks reach (shm: reduced in place, no copies).
     // Every rank plans the same buckets in the same order, as allocate_shared needs.
     bk.buffer = comm_.allocate_shared(n, dt, dev);
-    if (options_.compression != "none")
-      bk.wire = empty({n}, options_.compression == "bf16" ? DType::kBF16 : DType::kF16, dev);
+    if (options_.compression != Compression::kNone)
+      bk.wire =
+          empty({n}, options_.compression == Compression::kBf16 ? DType::kBF16 : DType::kF16, dev);
     for (size_t j = 0; j < bk.params.size(); ++j) {
       int p = bk.params[j];
       const Tensor& param = params_[p].second;

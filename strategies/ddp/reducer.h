@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "collectives/communicator.h"
+#include "configs/schema/enums.h"
 #include "core/optim/optimizer.h"
 
 namespace tandem {
@@ -43,9 +44,9 @@ namespace tandem {
 class StepTrace;
 
 struct ReducerOptions {
-  int64_t first_bucket_bytes = 1 << 20;  // PyTorch DDP: 1 MiB first bucket
-  int64_t bucket_bytes = 25 << 20;       // PyTorch DDP: 25 MiB
-  std::string compression = "none";      // none | bf16 | fp16: halves the bytes on the wire
+  int64_t first_bucket_bytes = 1 << 20;          // PyTorch DDP: 1 MiB first bucket
+  int64_t bucket_bytes = 25 << 20;               // PyTorch DDP: 25 MiB
+  Compression compression = Compression::kNone;  // bf16 | fp16: halves the bytes on the wire
   bool rebuild_after_first_step = true;
   // Where warnings go (parameters without a gradient), one line each, already prefixed with the
   // rank; null: standard error.

@@ -137,13 +137,13 @@ void PsClient::call(const std::string& what, milliseconds deadline, bool wait_fo
   }
 }
 
-bool PsClient::register_worker(int worker, int world_size, int64_t incarnation,
-                               const std::string& mode, int num_shards) {
+bool PsClient::register_worker(int worker, int world_size, int64_t incarnation, PsMode mode,
+                               int num_shards) {
   pb::RegisterRequest req;
   req.set_worker(worker);
   req.set_world_size(world_size);
   req.set_incarnation(incarnation);
-  req.set_mode(mode);
+  req.set_mode(to_string(mode));
   req.set_num_shards(num_shards);
   pb::RegisterResponse resp;
   call(str("register worker ", worker), timeout_, /*wait_for_ready=*/true,

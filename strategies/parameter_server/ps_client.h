@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "collectives/store/job_tls.h"
+#include "configs/schema/enums.h"
 #include "core/optim/optimizer.h"
 #include "strategies/parameter_server/wire.h"
 
@@ -49,7 +50,7 @@ class PsClient {
   const std::string& endpoint() const { return endpoint_; }
 
   // Returns whether the shard already holds variables.
-  bool register_worker(int worker, int world_size, int64_t incarnation, const std::string& mode,
+  bool register_worker(int worker, int world_size, int64_t incarnation, PsMode mode,
                        int num_shards);
   void restore(int world_size, const NamedTensors& params, const NamedTensors& optimizer_state);
   // Waits until the shard may serve `step` (see ps.proto) and calls `sink` with every parameter,

@@ -89,8 +89,6 @@ struct PsServer::GrpcServer {
 
 PsServer::PsServer(PsServerOptions options) {
   TANDEM_CHECK_T(ConfigError, !options.token.empty(), "parameter server: empty job token");
-  TANDEM_CHECK_T(ConfigError, options.mode == "sync" || options.mode == "async", "strategy.mode: '",
-                 options.mode, "' is not one of sync, async");
   TANDEM_CHECK_T(ConfigError, options.shard >= 0 && options.shard < options.num_shards, "--shard ",
                  options.shard, " is out of range for strategy.num_ps = ", options.num_shards,
                  " (expected 0 to ", options.num_shards - 1, ")");

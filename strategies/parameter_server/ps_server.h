@@ -33,6 +33,7 @@
 #include <string>
 
 #include "collectives/store/job_tls.h"
+#include "configs/schema/enums.h"
 #include "core/optim/optimizer.h"
 
 namespace tandem {
@@ -47,7 +48,7 @@ struct PsServerOptions {
   JobTls tls;
   int shard = 0;
   int num_shards = 1;
-  std::string mode = "sync";  // sync | async
+  PsMode mode = PsMode::kSync;
   int64_t max_staleness = 0;  // async: 0 = unbounded
   int64_t max_message_bytes = int64_t{256} << 20;
   // Builds the shard's optimizer over its variables (the same algorithm and hyper-parameters as

@@ -110,7 +110,7 @@ int64_t PsShard::max_lead() const {
 }
 
 grpc::Status PsShard::register_worker(const pb::RegisterRequest& req, pb::RegisterResponse* resp) {
-  if (req.mode() != o_.mode)
+  if (enum_from_name<PsMode>(req.mode()) != o_.mode)
     return precondition(str("shard ", o_.shard, " runs strategy.mode '", o_.mode, "' but worker ",
                             req.worker(), " runs '", shown(req.mode()),
                             "': start servers and workers with the same experiment"));
@@ -199,22 +199,22 @@ grpc::Status PsShard::pull(const pb::PullRequest& req, const Cancelled& cancelle
     if (auto bad = check_worker(req.worker())) return *bad;
     auto ready = [&] {
       if (!initialized_) return false;
-      if (o_.mode == "sync") return applied_through_ >= req.step();
+      if (o_.mode == PsMode::kSync) return applied_through_ >= req.step();
       return lagging(req.step()).empty();
     };
     auto why = [&]() -> std::string {
       if (!initialized_) return "the chief worker (rank 0) to send the variables";
-      if (o_.mode == "sync")
+      if (o_.mode == PsMode::kSync)
         return str("every worker to push step ", req.step() - 1, " (missing: workers ",
                    list_ints(missing_pushers(req.step() - 1)), ")");
       return str("workers ", list_ints(lagging(req.step())), " to come within max_staleness ",
                  o_.max_staleness, " of step ", req.step());
     };
     if (auto bad = wait(lock, req.timeout_ms(), cancelled, ready, why)) return *bad;
-    if (o_.mode == "async") max_lead_ = std::max(max_lead_, lead(req.step()));
+    if (o_.mode == PsMode::kAsync) max_lead_ = std::max(max_lead_, lead(req.step()));
     std::vector<OutTensor> out;
     for (const auto& [name, p] : params_) out.push_back(out_tensor(name, p));
-    const int64_t applied = o_.mode == "sync" ? applied_through_ : pushes_applied_;
+    const int64_t applied = o_.mode == PsMode::kSync ? applied_through_ : pushes_applied_;
     fill_pieces(out, o_.max_message_bytes, [&](size_t k, size_t) {
       if (k == stream.size()) stream.emplace_back().set_applied_through(applied);
       return stream[k].add_params();
@@ -288,7 +288,7 @@ grpc::Status PsShard::push(const std::function<bool(pb::PushRequest*)>& next,
     w.registered = true;
     w.incarnation = h.incarnation();
   }
-  return o_.mode == "sync" ? push_sync(call, slot, resp) : push_async(call, slot, w, resp);
+  return o_.mode == PsMode::kSync ? push_sync(call, slot, resp) : push_async(call, slot, w, resp);
 }
 
 grpc::Status PsShard::push_sync(const PushCall& call, const std::vector<int>& slot,

@@ -46,7 +46,7 @@ auto PsStrategy::or_abort(Fn&& fn) -> decltype(fn()) {
   } catch (const Error& e) {
     // Only sync workers wait for each other; an async worker's failure must not stop the others
     // (tandem launch restarts it alone).
-    if (o_.mode == "sync")
+    if (o_.mode == PsMode::kSync)
       for (auto& c : clients_) c->abort(o_.rank, e.what());
     throw;
   }
@@ -121,7 +121,7 @@ void PsStrategy::prepare(Module& model, Optimizer& optimizer) {
   // async: servers that already hold the variables are the job's current state -- the other
   // workers kept training while this one restarted alone -- so a rejoining chief pulls them
   // instead of rewinding everyone to its checkpoint.
-  const bool rejoin = o_.mode == "async" &&
+  const bool rejoin = o_.mode == PsMode::kAsync &&
                       std::all_of(initialized.begin(), initialized.end(), [](char i) { return i; });
   if (is_chief() && rejoin) {
     const std::string line =
@@ -165,12 +165,13 @@ double PsStrategy::forward_backward(Module& model, const MicroBatch& micro) {
 }
 
 double PsStrategy::mean_loss(double local_loss) {
-  if (o_.mode == "async") return local_loss;  // no barrier per step: workers run independently
+  if (o_.mode == PsMode::kAsync)
+    return local_loss;  // no barrier per step: workers run independently
   return all_reduce_sum({local_loss})[0] / o_.world_size;
 }
 
 std::pair<double, bool> PsStrategy::mean_loss_and_stop(double local_loss, bool stop) {
-  if (o_.mode == "async") return {local_loss, stop};  // each worker stops on its own
+  if (o_.mode == PsMode::kAsync) return {local_loss, stop};  // each worker stops on its own
   return Strategy::mean_loss_and_stop(local_loss, stop);
 }
 
@@ -266,8 +267,8 @@ std::string PsStrategy::report() const {
   char buf[160];
   std::snprintf(buf, sizeof(buf),
                 "parameter_server: push %.3f ms/step, pull %.3f ms/step (%s, %lld steps)",
-                push_seconds_ / updates_ * 1000, pull_seconds_ / updates_ * 1000, o_.mode.c_str(),
-                static_cast<long long>(updates_));
+                push_seconds_ / updates_ * 1000, pull_seconds_ / updates_ * 1000,
+                to_string(o_.mode), static_cast<long long>(updates_));
   return buf;
 }
 

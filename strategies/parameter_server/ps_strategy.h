@@ -40,7 +40,7 @@ struct PsStrategyOptions {
   int rank = 0;
   int world_size = 1;
   int64_t incarnation = 0;  // the launcher's restart count
-  std::string mode = "sync";
+  PsMode mode = PsMode::kSync;
   std::chrono::milliseconds timeout{600'000};
   int64_t max_message_bytes = int64_t{256} << 20;
   // Where one-line notices go (a chief rejoining running servers); null: standard error.

@@ -19,8 +19,10 @@ std::shared_ptr<const Dataset> build_split(const ExperimentConfig& cfg, const st
                                            bool random_crop) {
   SyntheticOptions syn;
   if (cfg.data.synthetic_shape.size() == 3)
-    syn.shape = {cfg.data.synthetic_shape[0], cfg.data.synthetic_shape[1], cfg.data.synthetic_shape[2]};
-  syn.size = split == "train" ? cfg.data.synthetic_samples : std::max<int64_t>(cfg.data.synthetic_samples / 4, 1);
+    syn.shape = {cfg.data.synthetic_shape[0], cfg.data.synthetic_shape[1],
+                 cfg.data.synthetic_shape[2]};
+  syn.size = split == "train" ? cfg.data.synthetic_samples
+                              : std::max<int64_t>(cfg.data.synthetic_samples / 4, 1);
   syn.num_classes = cfg.model.num_classes;
   syn.seed = static_cast<uint64_t>(cfg.seed);
   // image_folder: training crops are RandomResizedCrop when data.augment is on, evaluation (and
@@ -29,7 +31,21 @@ std::shared_ptr<const Dataset> build_split(const ExperimentConfig& cfg, const st
   folder.image_size = cfg.data.image_size;
   folder.random_crop = random_crop;
   folder.seed = static_cast<uint64_t>(cfg.seed);
-  return make_dataset(cfg.data.name, cfg.data.path, split, syn, &folder);
+  return make_dataset(to_string(cfg.data.name), cfg.data.path, split, syn, &folder);
+}
+
+// The one place schedule.name meets core's kinds.
+Schedule::Kind schedule_kind(ScheduleName name) {
+  switch (name) {
+    case ScheduleName::kConstant:
+      return Schedule::Kind::kConstant;
+    case ScheduleName::kStep:
+      return Schedule::Kind::kStep;
+    case ScheduleName::kCosine:
+      return Schedule::Kind::kCosine;
+  }
+  TANDEM_ASSERT(false, "schedule.name ", static_cast<int>(name), " has no kind");
+  return Schedule::Kind::kConstant;
 }
 
 }  // namespace
@@ -47,12 +63,13 @@ DataSplits build_data_splits(const ExperimentConfig& cfg) {
     ValidationSplit s = split_for_validation(d.train->size(), cfg.data.validation_fraction,
                                              static_cast<uint64_t>(cfg.seed));
     // image_folder crops while it decodes: the held-out part needs evaluation's crop.
-    std::shared_ptr<const Dataset> eval_base = cfg.data.name == "image_folder" && cfg.data.augment
-                                                   ? build_split(cfg, "train", false)
-                                                   : d.train;
+    std::shared_ptr<const Dataset> eval_base =
+        cfg.data.name == DatasetName::kImageFolder && cfg.data.augment
+            ? build_split(cfg, "train", false)
+            : d.train;
     d.validation = std::make_shared<SubsetDataset>(eval_base, std::move(s.validation));
     d.train = std::make_shared<SubsetDataset>(d.train, std::move(s.train));
-  } else if (cfg.data.name == "image_folder") {
+  } else if (cfg.data.name == DatasetName::kImageFolder) {
     d.validation = d.test;
   }
   return d;
@@ -60,8 +77,8 @@ DataSplits build_data_splits(const ExperimentConfig& cfg) {
 
 TransformOptions transform_options(const ExperimentConfig& cfg, const SampleShape& shape,
                                    bool augment) {
-  TransformOptions o =
-      default_transform_options(cfg.data.name, shape, augment, static_cast<uint64_t>(cfg.seed));
+  TransformOptions o = default_transform_options(to_string(cfg.data.name), shape, augment,
+                                                 static_cast<uint64_t>(cfg.seed));
   if (!cfg.data.normalize) {
     o.mean.clear();
     o.std.clear();
@@ -78,11 +95,11 @@ std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& 
     oo.height = s.height;
     oo.width = s.width;
     std::shared_ptr<OnnxModel> m = load_onnx_model(cfg.model.onnx, oo);
-    TANDEM_CHECK_T(ConfigError, m->num_outputs() >= data.num_classes(), "model.onnx: ",
-                   cfg.model.onnx, ": the graph gives ", m->num_outputs(),
+    TANDEM_CHECK_T(ConfigError, m->num_outputs() >= data.num_classes(),
+                   "model.onnx: ", cfg.model.onnx, ": the graph gives ", m->num_outputs(),
                    " logits per sample, fewer than the ", data.num_classes(), " classes of ",
                    data.name());
-    if (cfg.training.precision == "fp64") m->to(DType::kF64);
+    if (cfg.training.precision == Precision::kFp64) m->to(DType::kF64);
     return m;
   }
   ModelOptions mo;
@@ -91,22 +108,24 @@ std::shared_ptr<Module> build_model(const ExperimentConfig& cfg, const Dataset& 
   mo.num_classes = cfg.model.num_classes;
   mo.mlp_hidden = cfg.model.hidden;
   mo.mlp_in_features = s.numel();
-  TANDEM_CHECK_T(ConfigError, data.num_classes() <= cfg.model.num_classes, "model.num_classes: ",
-                 cfg.model.num_classes, " is fewer than the ", data.num_classes(), " classes of ",
-                 data.name(),
-                 data.name() == "image_folder" ? " (one per folder of data.path/train)" : "");
+  TANDEM_CHECK_T(
+      ConfigError, data.num_classes() <= cfg.model.num_classes,
+      "model.num_classes: ", cfg.model.num_classes, " is fewer than the ", data.num_classes(),
+      " classes of ", data.name(),
+      cfg.data.name == DatasetName::kImageFolder ? " (one per folder of data.path/train)" : "");
   // Parameter initialisation is keyed by the seed alone (docs/DESIGN.md section 8): every replica
   // builds the same weights.
   Generator gen(static_cast<uint64_t>(cfg.seed), /*stream=*/0x1a17);
-  std::shared_ptr<Module> model = make_model(cfg.model.name, mo, gen);
+  std::shared_ptr<Module> model = make_model(to_string(cfg.model.name), mo, gen);
   // fp64: the f32 initial weights widened, so an fp64 run starts where the fp32 run does.
-  if (cfg.training.precision == "fp64") model->to(DType::kF64);
+  if (cfg.training.precision == Precision::kFp64) model->to(DType::kF64);
   return model;
 }
 
-std::unique_ptr<Optimizer> build_optimizer(const ExperimentConfig& cfg, const NamedTensors& params) {
+std::unique_ptr<Optimizer> build_optimizer(const ExperimentConfig& cfg,
+                                           const NamedTensors& params) {
   const OptimizerConfig& o = cfg.optimizer;
-  if (o.name == "sgd") {
+  if (o.name == OptimizerName::kSgd) {
     SgdOptions so;
     so.lr = o.lr;
     so.momentum = o.momentum;
@@ -120,9 +139,8 @@ std::unique_ptr<Optimizer> build_optimizer(const ExperimentConfig& cfg, const Na
   ao.beta2 = o.betas.at(1);
   ao.eps = o.eps;
   ao.weight_decay = o.weight_decay;
-  if (o.name == "adam") return std::make_unique<Adam>(params, ao);
-  if (o.name == "adamw") return std::make_unique<AdamW>(params, ao);
-  throw ConfigError("optimizer.name: unknown optimizer '" + o.name + "' (expected sgd, adam or adamw)");
+  if (o.name == OptimizerName::kAdam) return std::make_unique<Adam>(params, ao);
+  return std::make_unique<AdamW>(params, ao);  // OptimizerName::kAdamW
 }
 
 Schedule build_schedule(const ExperimentConfig& cfg, int64_t total_steps) {
@@ -135,7 +153,7 @@ Schedule build_schedule(const ExperimentConfig& cfg, int64_t total_steps) {
   so.warmup_steps = cfg.schedule.warmup_steps;
   // Linear warm-up reaching optimizer.lr after warmup_steps steps, starting at lr / warmup_steps.
   so.warmup_start_factor = cfg.schedule.warmup_steps > 0 ? 1.0 / cfg.schedule.warmup_steps : 1.0;
-  return make_schedule(cfg.schedule.name, so);
+  return Schedule(schedule_kind(cfg.schedule.name), so);
 }
 
 Device resolve_training_device(const ExperimentConfig& cfg, int local_rank) {
@@ -144,9 +162,10 @@ Device resolve_training_device(const ExperimentConfig& cfg, int local_rank) {
   int index = local_rank;
   if (spec.rfind("cuda:", 0) == 0) {
     const std::string n = spec.substr(5);
-    TANDEM_CHECK_T(ConfigError, !n.empty() && n.size() < 4 &&
-                                    n.find_first_not_of("0123456789") == std::string::npos,
-                   "training.device: '", spec, "' is not cpu, cuda or cuda:N");
+    TANDEM_CHECK_T(
+        ConfigError,
+        !n.empty() && n.size() < 4 && n.find_first_not_of("0123456789") == std::string::npos,
+        "training.device: '", spec, "' is not cpu, cuda or cuda:N");
     index = std::stoi(n);
   } else {
     TANDEM_CHECK_T(ConfigError, spec == "cuda", "training.device: '", spec,

@@ -8,10 +8,10 @@
 
 namespace tandem {
 
-MetricWatch::MetricWatch(std::string metric, double min_delta, int patience)
-    : metric_(std::move(metric)), min_delta_(min_delta), patience_(patience) {
-  TANDEM_CHECK_T(ConfigError, metric_ == "val_loss" || metric_ == "val_accuracy", "metric '",
-                 metric_, "': expected val_loss or val_accuracy");
+MetricWatch::MetricWatch(ValidationMetric metric, double min_delta, int patience)
+    : metric_(metric), min_delta_(min_delta), patience_(patience) {
+  TANDEM_CHECK_T(ConfigError, metric_ != ValidationMetric::kNone, "metric '", metric_,
+                 "': expected val_loss or val_accuracy");
   TANDEM_CHECK_T(ConfigError, min_delta_ >= 0 && patience_ >= 0,
                  "min_delta and patience must be >= 0");
 }
@@ -19,7 +19,8 @@ MetricWatch::MetricWatch(std::string metric, double min_delta, int patience)
 bool MetricWatch::improves(double value) const {
   if (std::isnan(value)) return false;
   if (!has_best_) return true;
-  return metric_ == "val_loss" ? value < best_ - min_delta_ : value > best_ + min_delta_;
+  return metric_ == ValidationMetric::kValLoss ? value < best_ - min_delta_
+                                               : value > best_ + min_delta_;
 }
 
 bool MetricWatch::update(double value, int64_t epoch) {
@@ -35,7 +36,7 @@ bool MetricWatch::update(double value, int64_t epoch) {
 }
 
 nlohmann::json MetricWatch::to_json() const {
-  nlohmann::json j = {{"metric", metric_}, {"wait", wait_}};
+  nlohmann::json j = {{"metric", to_string(metric_)}, {"wait", wait_}};
   if (has_best_) {
     j["best"] = best_;
     j["best_epoch"] = best_epoch_;
@@ -44,7 +45,7 @@ nlohmann::json MetricWatch::to_json() const {
 }
 
 void MetricWatch::from_json(const nlohmann::json& j) {
-  if (!j.is_object() || j.value("metric", "") != metric_) return;
+  if (!j.is_object() || enum_from_name<ValidationMetric>(j.value("metric", "")) != metric_) return;
   auto wait = j.find("wait");
   if (wait == j.end() || !wait->is_number_integer() || wait->get<int64_t>() < 0) return;
   wait_ = static_cast<int>(wait->get<int64_t>());

@@ -13,12 +13,14 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "configs/schema/enums.h"
+
 namespace tandem {
 
 class MetricWatch {
  public:
-  // metric: val_loss | val_accuracy (ConfigError otherwise); min_delta >= 0; patience >= 0.
-  MetricWatch(std::string metric, double min_delta = 0, int patience = 0);
+  // metric: val_loss | val_accuracy (ConfigError for none); min_delta >= 0; patience >= 0.
+  MetricWatch(ValidationMetric metric, double min_delta = 0, int patience = 0);
 
   // Keras' comparison: val_loss improves when value < best - min_delta, val_accuracy when
   // value > best + min_delta; the first value always improves; NaN never does.
@@ -29,7 +31,7 @@ class MetricWatch {
   // before it (patience 0: the first epoch without improvement stops).
   bool should_stop() const { return wait_ > 0 && wait_ >= patience_; }
 
-  const std::string& metric() const { return metric_; }
+  ValidationMetric metric() const { return metric_; }
   bool has_best() const { return has_best_; }
   double best() const { return best_; }
   int64_t best_epoch() const { return best_epoch_; }  // 1-based, as the trainer prints epochs
@@ -41,7 +43,7 @@ class MetricWatch {
   void from_json(const nlohmann::json& j);
 
  private:
-  std::string metric_;
+  ValidationMetric metric_;
   double min_delta_;
   int patience_;
   bool has_best_ = false;

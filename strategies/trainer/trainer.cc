@@ -219,10 +219,11 @@ Trainer::Loop Trainer::set_up() {
   strategy_->prepare(*model_, *optimizer_);
   loop.metrics =
       std::make_unique<MetricsSink>(config_, env_.hostname, strategy_->is_chief(), env_.err);
-  const std::string& progress = config_.logging.progress;
-  if (strategy_->is_chief() && progress != "none") {
+  const ProgressMode progress = config_.logging.progress;
+  if (strategy_->is_chief() && progress != ProgressMode::kNone) {
     ProgressOptions po;
-    po.live = progress == "bar" || (progress == "auto" && env_.out_is_terminal);
+    po.live =
+        progress == ProgressMode::kBar || (progress == ProgressMode::kAuto && env_.out_is_terminal);
     po.print_every_steps = config_.logging.every_steps;
     loop.progress = std::make_unique<ProgressDisplay>(*env_.out, po);
   }
@@ -237,20 +238,20 @@ Trainer::Loop Trainer::set_up() {
 // loss scaler. fp64: everything in f64, on the CPU.
 void Trainer::set_up_precision_and_device(Loop& loop) {
   const TrainingConfig& t = config_.training;
-  const bool fp64 = t.precision == "fp64";
+  const bool fp64 = t.precision == Precision::kFp64;
   TANDEM_CHECK_T(ConfigError, !fp64 || t.device == "cpu",
                  "training.precision: 'fp64' runs on the CPU only (training.device is '", t.device,
                  "'); use fp32 or tf32 on GPUs");
   loop.device = resolve_training_device(config_, env_.local_rank);
-  TANDEM_CHECK_T(ConfigError, t.precision == "fp32" || fp64 || loop.device.is_cuda(),
+  TANDEM_CHECK_T(ConfigError, t.precision == Precision::kFp32 || fp64 || loop.device.is_cuda(),
                  "training.precision: '", t.precision,
                  "' needs a CUDA device; on the CPU use fp32 (or fp64)");
   if (loop.device.is_cuda())
-    backend_for("training", loop.device).set_allow_tf32(t.precision == "tf32");
-  set_autocast_dtype(t.precision == "bf16"   ? DType::kBF16
-                     : t.precision == "fp16" ? DType::kF16
-                                             : DType::kF32);
-  if (t.precision == "fp16") loop.scaler.emplace();
+    backend_for("training", loop.device).set_allow_tf32(t.precision == Precision::kTf32);
+  set_autocast_dtype(t.precision == Precision::kBf16   ? DType::kBF16
+                     : t.precision == Precision::kFp16 ? DType::kF16
+                                                       : DType::kF32);
+  if (t.precision == Precision::kFp16) loop.scaler.emplace();
 }
 
 void Trainer::set_up_data(Loop& loop) {
@@ -264,8 +265,10 @@ void Trainer::set_up_data(Loop& loop) {
   Transforms train_tf(shape, transform_options(cfg, shape, cfg.data.augment));
   loop.test_transforms = std::make_unique<Transforms>(shape, transform_options(cfg, shape, false));
   const TrainingConfig::EarlyStopping& es = cfg.training.early_stopping;
-  if (es.metric != "none") loop.early_stopping.emplace(es.metric, es.min_delta, es.patience);
-  if (cfg.checkpoint.keep_best != "none") loop.best.emplace(cfg.checkpoint.keep_best);
+  if (es.metric != ValidationMetric::kNone)
+    loop.early_stopping.emplace(es.metric, es.min_delta, es.patience);
+  if (cfg.checkpoint.keep_best != ValidationMetric::kNone)
+    loop.best.emplace(cfg.checkpoint.keep_best);
   DistributedSampler sampler(loop.train_data->size(), cfg.data.batch_size, strategy_->world_size(),
                              strategy_->rank(), loop.seed,
                              /*shuffle=*/true, /*drop_last=*/true);
@@ -287,13 +290,13 @@ void Trainer::restore_or_initialise(Loop& loop) {
   const bool chief = strategy_->is_chief();
   const std::string digest = config_digest(cfg);
   std::optional<std::string> path;
-  if (cfg.checkpoint.resume == "auto") {
+  if (cfg.checkpoint.resume.mode == ResumeMode::kAuto) {
     std::vector<std::string> warnings;
     path = find_latest_checkpoint(cfg.checkpoint.dir, &warnings);
     if (chief)
       for (const auto& w : warnings) *env_.err << "warning: " << w << "\n";
-  } else if (cfg.checkpoint.resume != "never") {
-    path = cfg.checkpoint.resume;
+  } else if (cfg.checkpoint.resume.mode == ResumeMode::kPath) {
+    path = cfg.checkpoint.resume.path;
   }
   if (path) {
     LoadedCheckpoint ck = load_checkpoint(*path);
@@ -319,8 +322,8 @@ void Trainer::restore_or_initialise(Loop& loop) {
     try {
       model_->load_state_dict(f.tensors, /*strict=*/true);
     } catch (const ConfigError& e) {
-      throw ConfigError("model.init_from: " + cfg.model.init_from + " does not fit model '" +
-                        cfg.model.name + "': " + e.what());
+      throw ConfigError(str("model.init_from: ", cfg.model.init_from, " does not fit model '",
+                            cfg.model.name, "': ", e.what()));
     }
   }
   loop.state.config_digest = digest;
@@ -591,7 +594,8 @@ void Trainer::end_epoch(Loop& loop) {
 // image_folder: samples whose file could not be read were replaced by the next readable file;
 // how many this epoch, summed over the ranks (each sample is loaded by one rank per epoch).
 void Trainer::report_replaced_samples(Loop& loop) {
-  if (config_.data.name != "image_folder") return;  // the same on every rank: collectives agree
+  if (config_.data.name != DatasetName::kImageFolder)
+    return;  // the same on every rank: collectives agree
   const double here =
       static_cast<double>(loop.train_data->replaced_samples() - loop.replaced_before);
   const double total = strategy_->all_reduce_sum({here})[0];
@@ -623,7 +627,7 @@ EvalMetrics Trainer::validate_and_log(Loop& loop) {
 // Every rank holds the same all-reduced numbers, so every rank decides the same.
 bool Trainer::watch_validation(Loop& loop, const EvalMetrics& val) {
   auto value_of = [&](const MetricWatch& w) {
-    return w.metric() == "val_loss" ? val.loss : val.accuracy;
+    return w.metric() == ValidationMetric::kValLoss ? val.loss : val.accuracy;
   };
   const int64_t epoch = loop.state.epoch + 1;
   bool improved = false;

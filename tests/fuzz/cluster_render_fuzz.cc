@@ -180,13 +180,13 @@ void check_k8s(const ExperimentConfig& c) {
   }
   const std::string job = k8s_job_name(c);
   std::vector<std::pair<std::string, std::string>> expected = {{"ConfigMap", job + "-config"}};
-  if (c.cluster.kubernetes.flavor == "mpijob") {
+  if (c.cluster.kubernetes.flavor == K8sFlavor::kMpiJob) {
     expected.push_back({"MPIJob", job});
   } else {
     expected.push_back({"Service", job});
     expected.push_back({"Job", job});
   }
-  if (c.strategy.name == "parameter_server") {
+  if (c.strategy.name == StrategyName::kParameterServer) {
     expected.push_back({"Service", job + "-ps"});
     expected.push_back({"Job", job + "-ps"});
   }
@@ -238,18 +238,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   s.partition = text();
   s.account = text();
   if (flags & 0x01) s.time = text();
-  s.launcher = flags & 0x02 ? "mpi" : "tandem";
+  s.launcher = flags & 0x02 ? SlurmLauncher::kMpi : SlurmLauncher::kTandem;
   s.nodes = 1 + in.byte() % 3;
   s.ntasks_per_node = 1 + in.byte() % 3;
   s.cpus_per_task = in.byte() % 3;
   if (flags & 0x04) {
-    c.strategy.name = "parameter_server";
+    c.strategy.name = StrategyName::kParameterServer;
     c.strategy.num_ps = 1 + in.byte() % 3;
   }
   KubernetesConfig& k = c.cluster.kubernetes;
   k.image = text();
   if (flags & 0x08) k.namespace_name = text();
-  k.flavor = flags & 0x10 ? "mpijob" : "indexed";
+  k.flavor = flags & 0x10 ? K8sFlavor::kMpiJob : K8sFlavor::kIndexed;
   k.nodes = 1 + in.byte() % 3;
   if (flags & 0x20) {
     c.training.device = "cuda";

@@ -53,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::FuzzInput in(data, size);
   const uint8_t setup = in.byte();
   PsServerOptions o;
-  o.mode = setup & 1 ? "async" : "sync";
+  o.mode = setup & 1 ? PsMode::kAsync : PsMode::kSync;
   o.max_staleness = (setup >> 1) & 3;
   o.max_message_bytes = 64 << ((setup >> 3) & 7);  // 64 B .. 8 KiB: streams of many messages
   o.num_shards = 1;

@@ -381,7 +381,7 @@ TEST(ConfigErrors, UnevenBatchSplitOverTheWorld) {
   }
   ExperimentConfig mirrored;
   mirrored.data.batch_size = 100;
-  mirrored.strategy.name = "mirrored";
+  mirrored.strategy.name = StrategyName::kMirrored;
   mirrored.strategy.replicas = 3;
   try {
     validate_world(mirrored, 1);

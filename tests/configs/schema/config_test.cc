@@ -45,23 +45,23 @@ TEST(Config, ShippedConfigsLoadAndRoundTripThroughRender) {
 TEST(Config, ShippedConfigsHoldTheirDocumentedChoices) {
   ExperimentConfig mlp = load_config(shipped("fashion_mnist_mlp.yaml"), {}, no_path_checks());
   EXPECT_EQ(mlp.experiment_name, "fashion_mnist_mlp");
-  EXPECT_EQ(mlp.model.name, "mlp");
+  EXPECT_EQ(mlp.model.name, ModelName::kMlp);
   EXPECT_EQ(mlp.model.hidden, (std::vector<int64_t>{512, 512}));
   EXPECT_EQ(mlp.data.path, "/usr/share/datasets/fashion-mnist");
   EXPECT_EQ(mlp.data.batch_size, 128);
-  EXPECT_EQ(mlp.optimizer.name, "adam");
+  EXPECT_EQ(mlp.optimizer.name, OptimizerName::kAdam);
   EXPECT_EQ(mlp.optimizer.lr, 1e-3);
-  EXPECT_EQ(mlp.schedule.name, "cosine");
+  EXPECT_EQ(mlp.schedule.name, ScheduleName::kCosine);
   EXPECT_EQ(mlp.checkpoint.dir, "runs/fashion_mnist_mlp/checkpoints");
   EXPECT_EQ(mlp.logging.dir, "runs/fashion_mnist_mlp");
 
   ExperimentConfig cnn = load_config(shipped("fashion_mnist_cnn.yaml"), {}, no_path_checks());
-  EXPECT_EQ(cnn.model.name, "lenet");
+  EXPECT_EQ(cnn.model.name, ModelName::kLenet);
   EXPECT_EQ(cnn.data.batch_size, 64);
   EXPECT_FALSE(cnn.data.augment);
 
   ExperimentConfig cifar = load_config(shipped("cifar10_simple_cnn.yaml"), {}, no_path_checks());
-  EXPECT_EQ(cifar.model.name, "simple_cnn");
+  EXPECT_EQ(cifar.model.name, ModelName::kSimpleCnn);
   EXPECT_EQ(cifar.data.path, "data/cifar-10-batches-bin");
 
   ExperimentConfig resnet = load_config(shipped("resnet50_synthetic.yaml"), {}, no_path_checks());
@@ -69,7 +69,7 @@ TEST(Config, ShippedConfigsHoldTheirDocumentedChoices) {
   EXPECT_EQ(resnet.data.synthetic_shape, (std::vector<int64_t>{3, 224, 224}));
   EXPECT_EQ(resnet.data.path, "");
   EXPECT_EQ(resnet.optimizer.momentum, 0.9);
-  EXPECT_EQ(resnet.strategy.name, "ddp");
+  EXPECT_EQ(resnet.strategy.name, StrategyName::kDdp);
   EXPECT_EQ(resnet.cluster.slurm.time, "00:30:00");
 }
 
@@ -78,7 +78,7 @@ TEST(Config, FashionMnistConfigsFindTheirDataWhereTheDebianPackagePutsIt) {
     GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   EXPECT_EQ(load_config(shipped("fashion_mnist_mlp.yaml")).data.path,
             "/usr/share/datasets/fashion-mnist");
-  EXPECT_EQ(load_config(shipped("fashion_mnist_cnn.yaml")).model.name, "lenet");
+  EXPECT_EQ(load_config(shipped("fashion_mnist_cnn.yaml")).model.name, ModelName::kLenet);
 }
 
 TEST(Config, MinimalConfigRendersEveryDefault) {
@@ -203,7 +203,7 @@ TEST(Config, LaterOverridesWinAndASectionCanBeOverriddenAsAMapping) {
   ExperimentConfig c = parse_config(kMinimal, "exp.yaml",
                                     {"optimizer={name: adamw, lr: 0.002}", "optimizer.lr=0.004",
                                      "training.epochs=3", "training.epochs=5"});
-  EXPECT_EQ(c.optimizer.name, "adamw");
+  EXPECT_EQ(c.optimizer.name, OptimizerName::kAdamW);
   EXPECT_EQ(c.optimizer.lr, 0.004);
   EXPECT_EQ(c.optimizer.momentum, 0.9);  // untouched keys keep their values
   EXPECT_EQ(c.training.epochs, 5);
@@ -216,7 +216,7 @@ TEST(Config, OverridesCanSupplyRequiredKeysAndResetOptionalOnes) {
   ExperimentConfig c =
       parse_config("data:\n  name: synthetic\nmodel:\n  init_from: " + weights + "\n", "exp.yaml",
                    {"model.name=resnet18"});
-  EXPECT_EQ(c.model.name, "resnet18");
+  EXPECT_EQ(c.model.name, ModelName::kResnet18);
   EXPECT_EQ(c.model.init_from, weights);
   c = parse_config(kMinimal + "  path: /nonexistent\n", "exp.yaml", {"data.path="});
   EXPECT_EQ(c.data.path, "");
@@ -253,7 +253,7 @@ TEST(Config, ValuesInAnySpellingYamlAllows) {
       "    partition: ~\n",
       "exp.yaml");
   EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{64}));
-  EXPECT_EQ(c.data.name, "synthetic");
+  EXPECT_EQ(c.data.name, DatasetName::kSynthetic);
   EXPECT_EQ(c.data.batch_size, 32);
   EXPECT_TRUE(c.data.augment);
   EXPECT_FALSE(c.data.normalize);
@@ -360,7 +360,7 @@ TEST(Config, ValidateWorldAcceptsEvenSplits) {
   validate_world(c, 1);
   validate_world(c, 3);
   validate_world(c, 32);
-  c.strategy.name = "mirrored";
+  c.strategy.name = StrategyName::kMirrored;
   c.strategy.replicas = 4;
   validate_world(c, 1);
   EXPECT_THROW(validate_world(c, 2), ConfigError);

@@ -492,8 +492,8 @@ TEST(DdpStrategy, Bf16AndFp16CompressedBucketsStayCloseToUncompressed) {
   const std::vector<std::string> few = {"training.max_steps=5"};
   std::vector<RankOutcome> plain = run_ddp(yaml, few, 2);
   ASSERT_FALSE(plain[0].error);
-  for (const char* compression : {"bf16", "fp16"}) {
-    SCOPED_TRACE(compression);
+  for (Compression compression : {Compression::kBf16, Compression::kFp16}) {
+    SCOPED_TRACE(to_string(compression));
     ReducerOptions o = test_buckets();
     o.compression = compression;
     std::vector<RankOutcome> packed = run_ddp(yaml, few, 2, ddp(o));

@@ -277,19 +277,5 @@ TEST(Reducer, LaunchesBucketAllReducesWhileBackwardStillHasGradientsToProduce) {
   }
 }
 
-TEST(Reducer, RejectsAnUnknownCompression) {
-  auto model = make_chain(1);
-  auto comm = InProcessGroup::create(1);
-  ReducerOptions o;
-  o.compression = "int8";
-  try {
-    Reducer reducer(model->named_parameters(), *comm[0], o);
-    FAIL() << "int8 is not a compression";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("strategy.compression"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("int8"), std::string::npos) << e.what();
-  }
-}
-
 }  // namespace
 }  // namespace tandem

@@ -24,7 +24,7 @@ namespace {
 namespace pb = ::tandem::ps;
 constexpr char kToken[] = "test-token";
 
-std::unique_ptr<PsServer> start_server(const std::string& mode, int64_t max_staleness = 0,
+std::unique_ptr<PsServer> start_server(PsMode mode, int64_t max_staleness = 0,
                                        int64_t max_message_bytes = int64_t{1} << 20) {
   PsServerOptions o;
   o.token = kToken;
@@ -139,7 +139,7 @@ class Wire {
 };
 
 TEST(PsServer, DuplicatedAsyncPushChangesParametersOnce) {
-  auto server = start_server("async");
+  auto server = start_server(PsMode::kAsync);
   Wire wire(*server);
   ASSERT_TRUE(wire.reg(0, 1, "async").ok());
   ASSERT_TRUE(wire.restore(1, {1, 2, 3}).ok());
@@ -158,7 +158,7 @@ TEST(PsServer, DuplicatedAsyncPushChangesParametersOnce) {
 }
 
 TEST(PsServer, DuplicatedSyncPushIsCountedOnceInTheAverage) {
-  auto server = start_server("sync");
+  auto server = start_server(PsMode::kSync);
   Wire wire(*server);
   ASSERT_TRUE(wire.reg(0, 2, "sync").ok());
   ASSERT_TRUE(wire.reg(1, 2, "sync").ok());
@@ -185,7 +185,7 @@ TEST(PsServer, DuplicatedSyncPushIsCountedOnceInTheAverage) {
 }
 
 TEST(PsServer, InconsistentTensorsAreRefusedAndTheServerKeepsServing) {
-  auto server = start_server("async");
+  auto server = start_server(PsMode::kAsync);
   Wire wire(*server);
   ASSERT_TRUE(wire.reg(0, 1, "async").ok());
   ASSERT_TRUE(wire.restore(1, {1, 2, 3}).ok());
@@ -231,7 +231,7 @@ TEST(PsServer, InconsistentTensorsAreRefusedAndTheServerKeepsServing) {
 }
 
 TEST(PsServer, MessagesOverTheLimitAreRefused) {
-  auto server = start_server("async", 0, /*max_message_bytes=*/1024);
+  auto server = start_server(PsMode::kAsync, 0, /*max_message_bytes=*/1024);
   Wire wire(*server);
   ASSERT_TRUE(wire.reg(0, 1, "async").ok());
   // A piece over the limit inside a message gRPC accepts: refused by the server's own check,
@@ -248,7 +248,7 @@ TEST(PsServer, MessagesOverTheLimitAreRefused) {
   EXPECT_TRUE(wire.restore(1, {1, 2, 3}).ok());  // still serving
   // Through PsClient, what gRPC refuses names the config keys that decide message sizes.
   PsClient client(0, server->endpoint(), kToken, std::chrono::seconds(5), int64_t{4} << 20);
-  client.register_worker(0, 1, 0, "async", 1);
+  client.register_worker(0, 1, 0, PsMode::kAsync, 1);
   try {
     client.restore(1, {{"w", zeros({1 << 19})}}, {});
     FAIL() << "a 2 MiB message was accepted under a 1 KiB limit";
@@ -263,7 +263,7 @@ TEST(PsServer, MessagesOverTheLimitAreRefused) {
 
 // Pieces that do not join up into whole tensors are refused, and change nothing.
 TEST(PsServer, PiecesThatDoNotJoinUpAreRefused) {
-  auto server = start_server("async");
+  auto server = start_server(PsMode::kAsync);
   Wire wire(*server);
   ASSERT_TRUE(wire.reg(0, 1, "async").ok());
   ASSERT_TRUE(wire.restore(1, {1, 2, 3}).ok());
@@ -321,7 +321,7 @@ TEST(PsServer, PiecesThatDoNotJoinUpAreRefused) {
 }
 
 TEST(PsServer, CallsWithoutTheRightTokenAreRefused) {
-  auto server = start_server("sync");
+  auto server = start_server(PsMode::kSync);
   Wire wire(*server);
   pb::RegisterRequest req;
   req.set_worker(0);
@@ -371,7 +371,7 @@ TEST(PsServer, CallsWithoutTheRightTokenAreRefused) {
   // Through PsClient, the refusal is an error naming the shard.
   PsClient client(0, server->endpoint(), "", std::chrono::seconds(5), 1 << 20);
   try {
-    client.register_worker(0, 1, 0, "sync", 1);
+    client.register_worker(0, 1, 0, PsMode::kSync, 1);
     FAIL() << "a call without a token was accepted";
   } catch (const CommError& e) {
     EXPECT_NE(std::string(e.what()).find("parameter server shard 0"), std::string::npos)
@@ -381,12 +381,12 @@ TEST(PsServer, CallsWithoutTheRightTokenAreRefused) {
 }
 
 TEST(PsServer, ListensOnLoopbackUnlessGivenAHost) {
-  auto server = start_server("sync");
+  auto server = start_server(PsMode::kSync);
   EXPECT_EQ(server->endpoint().rfind("127.0.0.1:", 0), 0u) << server->endpoint();
 }
 
 TEST(PsServer, AsyncPullWaitsForWorkersBeyondMaxStaleness) {
-  auto server = start_server("async", /*max_staleness=*/1);
+  auto server = start_server(PsMode::kAsync, /*max_staleness=*/1);
   Wire wire(*server);
   ASSERT_TRUE(wire.reg(0, 2, "async").ok());
   ASSERT_TRUE(wire.reg(1, 2, "async").ok());
@@ -406,7 +406,7 @@ TEST(PsServer, AsyncPullWaitsForWorkersBeyondMaxStaleness) {
 }
 
 TEST(PsServer, PushOfARestartedWorkersOldIncarnationIsRefused) {
-  auto server = start_server("async");
+  auto server = start_server(PsMode::kAsync);
   Wire wire(*server);
   ASSERT_TRUE(wire.reg(0, 1, "async", /*incarnation=*/1).ok());
   ASSERT_TRUE(wire.restore(1, {0, 0, 0}).ok());
@@ -437,7 +437,7 @@ TEST(PsServer, AShardLargerThanTheMessageLimitIsSavedRestoredAndPulledWhole) {
   constexpr int64_t kLimit = 64 << 10;
   PsServerOptions o;
   o.token = kToken;
-  o.mode = "sync";
+  o.mode = PsMode::kSync;
   o.max_message_bytes = kLimit;
   o.make_optimizer = [](const NamedTensors& params) {
     return std::make_unique<Adam>(params, AdamOptions{.lr = 0.01});
@@ -466,7 +466,7 @@ TEST(PsServer, AShardLargerThanTheMessageLimitIsSavedRestoredAndPulledWhole) {
   };
   PsServer first(o);
   PsClient client(0, first.endpoint(), kToken, std::chrono::seconds(20), kLimit);
-  ASSERT_FALSE(client.register_worker(0, 1, 0, "sync", 1));
+  ASSERT_FALSE(client.register_worker(0, 1, 0, PsMode::kSync, 1));
   client.restore(1, params, {});
   EXPECT_EQ(pull_all(client, 0), bytes_by_name(params));
   std::vector<std::pair<std::string, std::string_view>> pushed;
@@ -483,7 +483,7 @@ TEST(PsServer, AShardLargerThanTheMessageLimitIsSavedRestoredAndPulledWhole) {
   // A restart: a fresh server gets the checkpoint back and serves the same bits.
   PsServer second(o);
   PsClient client2(0, second.endpoint(), kToken, std::chrono::seconds(20), kLimit);
-  client2.register_worker(0, 1, 0, "sync", 1);
+  client2.register_worker(0, 1, 0, PsMode::kSync, 1);
   client2.restore(1, saved_params, saved_state);
   EXPECT_EQ(pull_all(client2, 0), bytes_by_name(expected));
   NamedTensors again_params, again_state;
@@ -502,7 +502,7 @@ void expect_tls_shard_admits_only_the_job(const std::string& host, TlsMode mode)
   o.host = host;
   o.token = kToken;
   o.tls = identity;
-  o.mode = "sync";
+  o.mode = PsMode::kSync;
   o.max_message_bytes = 1 << 20;
   o.make_optimizer = [](const NamedTensors& params) {
     return std::make_unique<Sgd>(params, SgdOptions{.lr = 0.5});
@@ -520,14 +520,14 @@ void expect_tls_shard_admits_only_the_job(const std::string& host, TlsMode mode)
   };
 
   PsClient member(0, server.endpoint(), kToken, std::chrono::seconds(5), 1 << 20, certificate);
-  EXPECT_FALSE(member.register_worker(0, 1, 0, "sync", 1));
+  EXPECT_FALSE(member.register_worker(0, 1, 0, PsMode::kSync, 1));
   member.restore(1, {{"w", from_vector({1.0, 2.0, 3.0}, {3})}}, {});
   EXPECT_EQ(pull_w(member, 0), (std::vector<float>{1.0f, 2.0f, 3.0f}));
 
   auto refused = [&](const std::string& token, const JobTls& tls, const std::string& why) {
     PsClient other(0, server.endpoint(), token, std::chrono::milliseconds(1500), 1 << 20, tls);
     try {
-      other.register_worker(1, 1, 0, "sync", 1);
+      other.register_worker(1, 1, 0, PsMode::kSync, 1);
       ADD_FAILURE() << "accepted: " << why;
     } catch (const CommError& e) {
       EXPECT_NE(std::string(e.what()).find("parameter server shard 0"), std::string::npos)
