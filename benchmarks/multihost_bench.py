@@ -49,6 +49,22 @@ def rate_bytes(rate):
     return float(m.group(1)) * {"k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)] / 8
 
 
+def job_tls(directory):
+    """The job's TLS certificate and key (the store speaks TLS across hosts), made with openssl as
+    the README shows for `tandem launch` across hosts, in a directory every host sees."""
+    os.makedirs(directory, exist_ok=True)
+    cert, key = os.path.join(directory, "job_tls.crt"), os.path.join(directory, "job_tls.key")
+    old = os.umask(0o077)
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=tandem-job",
+                        "-addext", "subjectAltName=DNS:tandem-job", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+    finally:
+        os.umask(old)
+    os.environ.update(TANDEM_TLS_CERT=cert, TANDEM_TLS_KEY=key)
+
+
 def launch_all(hosts, port, argv, timeout, per_host=PER_HOST):
     """tandem launch on every host (argv: tandem, "launch", then the rest); rank 0's stdout."""
     procs = []
@@ -134,6 +150,7 @@ def main():
     os.environ.update(TANDEM_CLUSTER="bench", TANDEM_CLUSTER_NET=NET,
                       TANDEM_CLUSTER_SHARE=f"{ROOT}:{args.build}", TANDEM_JOB_TOKEN="bench-token",
                       OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    job_tls(os.path.join(args.build, "multihost", "tls"))
     what = args.what.split(",")
     port = 29900
     try:

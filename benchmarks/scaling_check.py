@@ -70,6 +70,7 @@ def main():
     os.makedirs(scratch, exist_ok=True)
     os.environ.update(TANDEM_CLUSTER="bench", TANDEM_CLUSTER_NET=mh.NET,
                       TANDEM_CLUSTER_SHARE=f"{mh.ROOT}:{args.build}", TANDEM_JOB_TOKEN="bench-token")
+    mh.job_tls(os.path.join(scratch, "tls"))
     layouts = [tuple(int(v) for v in l.split("x")) for l in args.layouts.split(",")]
     rows = []
     port = 29700
