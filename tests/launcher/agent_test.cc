@@ -386,6 +386,32 @@ TEST(Agent, ASecondSigintKillsWorkersThatIgnoreTheFirst) {
   EXPECT_TRUE(contains(agent.err(), "got SIGINT again: killing the workers")) << agent.err();
 }
 
+// One preemption delivered twice (Slurm signals the agent, and srun forwards the same SIGTERM):
+// the copy must not kill workers that are still saving; a SIGINT afterwards still does.
+TEST(Agent, ASigtermCopyWithinFiveSecondsWaitsForTheWorkersAndASigintThenKillsThem) {
+  std::string dir = testing::temp_dir();
+  Process agent = spawn({TANDEM_FAKE_AGENT, "--nproc", "2", "--", TANDEM_FAKE_WORKER, "--record",
+                         dir, "--ignore-signals", "--sleep-ms", "30000"},
+                        {{"TANDEM_JOB_TOKEN", kToken}}, "agent");
+  ASSERT_TRUE(wait_for_file(dir + "/rank0.restart0.started", std::chrono::seconds(20)))
+      << agent.err();
+  ASSERT_TRUE(wait_for_file(dir + "/rank1.restart0.started", std::chrono::seconds(20)))
+      << agent.err();
+  kill(agent.pid, SIGTERM);
+  std::this_thread::sleep_for(milliseconds(300));
+  kill(agent.pid, SIGTERM);
+  std::this_thread::sleep_for(milliseconds(700));
+  EXPECT_EQ(waitpid(agent.pid, nullptr, WNOHANG), 0) << "the copy must not end the workers";
+  kill(agent.pid, SIGINT);
+  int status = wait_for(agent, std::chrono::seconds(10));
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM) << agent.err();
+  EXPECT_TRUE(
+      contains(agent.err(), "got SIGTERM again within 5.0 s of the first: the same request"))
+      << agent.err();
+  EXPECT_TRUE(contains(agent.err(), "got SIGINT again: killing the workers")) << agent.err();
+}
+
 TEST(Agent, RestartsAWorkerThatStopsHeartbeating) {
   std::string dir = testing::temp_dir();
   // Round 0: rank 1 sends heartbeats, then freezes (SIGSTOP) without exiting.
