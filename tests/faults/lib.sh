@@ -161,3 +161,16 @@ ft_check_resumes() {  # CFG DIR STEP [OVERRIDE...]
     { tail "$FT_WORK/resume.log"; ft_fail "the run did not resume from $ck"; }
   echo "resumes: $(grep -o "resumed from .*" "$FT_WORK/resume.log")"
 }
+
+ft_has_checkpoint() {  # DIR: a step-* directory exists
+  compgen -G "$1/step-*" >/dev/null
+}
+
+# A log line of the job that names what it matched, for the test's output.
+ft_show() {  # PATTERN LOG
+  grep -o -m1 -- "$1" "$2"
+}
+
+ft_last_logged_step() {  # the step of the last line of the chief's metrics.jsonl
+  tail -1 "$FT_WORK/log/metrics.jsonl" | grep -o '"step":[0-9]*' | grep -o '[0-9]*$'
+}
