@@ -83,6 +83,10 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   g_stop_signals.reset();
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
+  // Output is not worth a run: under `tandem launch` stdout and stderr are pipes to the agent, and
+  // a worker whose agent died (told by PR_SET_PDEATHSIG) must still save its stop, not die of
+  // SIGPIPE at its first line. A write to a closed pipe then just fails.
+  std::signal(SIGPIPE, SIG_IGN);
   StrategyBuild strategy = make_strategy(cfg, process);
   // One line per rank in a job of several: who this is and how it found out (under srun --label
   // or tandem launch the line is prefixed with the task or rank, so a log shows every rank).

@@ -102,6 +102,8 @@ int cmd_ps(PsCommand& c) {
   g_stop_signals.reset();
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE,
+              SIG_IGN);  // a dead agent's pipe must not end the chief's last save (main.cc)
   PsServer server(o);
   std::cout << "tandem ps: shard " << c.shard << " listening on " << server.endpoint() << std::endl;
   const std::chrono::milliseconds poll(200);
