@@ -9,7 +9,7 @@
 #   ft_wait PID SECONDS            # its exit status, or 124 after killing its group at the deadline
 #   ft_until SECONDS CMD...        # polls CMD every 0.1 s; fails after SECONDS
 #   ft_rank_pid RANK               # the `tandem train` of that rank
-#   ft_watch_shm                   # remembers the running workers' TANDEM_SHM_PREFIX
+#   ft_watch_shm                   # remembers the running workers' TANDEM_SHM_PREFIX (false: none)
 #   ft_check_clean                 # no process and no segment of the job left
 #   ft_check_resumes CFG STEP ...  # one more step from checkpoint STEP ends with "resumed from"
 #
@@ -114,6 +114,7 @@ ft_watch_shm() {
     [ -n "$prefix" ] || continue
     [[ " ${FT_SHM_PREFIXES[*]} " == *" $prefix "* ]] || FT_SHM_PREFIXES+=("$prefix")
   done
+  [ ${#FT_SHM_PREFIXES[@]} -gt 0 ]
 }
 
 ft_no_job_pids() { [ -z "$(ft_job_pids)" ]; }
