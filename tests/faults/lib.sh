@@ -175,3 +175,26 @@ ft_show() {  # PATTERN LOG
 ft_last_logged_step() {  # the step of the last line of the chief's metrics.jsonl
   tail -1 "$FT_WORK/log/metrics.jsonl" | grep -o '"step":[0-9]*' | grep -o '[0-9]*$'
 }
+
+# --- On emulated hosts (tests/multihost/lib.sh's cluster, after mh_setup; FT_WORK=$MH_WORK). Each
+# host has its own /dev/shm, so any tandem segment in it is the job's.
+
+ft_host_clean() {  # HOST...: no process left on each host, nothing left in its /dev/shm
+  local h left
+  for h in "$@"; do
+    pids_left() { [ -z "$("$MH_CLUSTER_SH" pids "$h")" ]; }
+    ft_until 5 pids_left || ft_fail "processes left on $h: $("$MH_CLUSTER_SH" pids "$h" | paste -sd' ')"
+    left=$(mh_on "$h" sh -c 'ls /dev/shm | grep "^tandem-" || true')
+    [ -z "$left" ] || ft_fail "segments left in $h's /dev/shm: $left"
+  done
+  echo "clean: no process left on $*; nothing left in their /dev/shm"
+}
+
+ft_host_rank_pid() {  # HOST RANK: the `tandem train` of that rank on that host
+  local p
+  for p in $("$MH_CLUSTER_SH" pids "$1"); do
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q " train " || continue
+    [ "$(ft_env_of "$p" RANK)" = "$2" ] && { echo "$p"; return 0; }
+  done
+  return 1
+}
