@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# SIGSTOP of node 0's agent (it hosts the store) for 40 s, on 2 emulated hosts x 1 rank with the
-# default timeouts (--heartbeat-timeout 60, --rdzv-timeout 300): the store is frozen, the workers'
-# all-reduces are not (they go host to host). The job must ride it out -- h1's agent says the store
-# does not answer and keeps asking; nobody is declared lost or restarted, during the freeze or
-# after SIGCONT, and training goes on throughout. Then a SIGTERM to node 0's agent (the job's end)
+# SIGSTOP of node 0's agent (it hosts the store) for 40 s, on 2 emulated hosts x 1 rank, with
+# --heartbeat-timeout 10 (a quarter of the freeze) and the default --rdzv-timeout 300: the store is
+# frozen, the workers' all-reduces are not (they go host to host). The job must ride it out --
+# h1's agent says the store does not answer and keeps asking; nobody is declared lost or restarted,
+# during the freeze or after SIGCONT (when node 0's agent reads heartbeats the frozen store could
+# not take), and training goes on throughout. Then a SIGTERM to node 0's agent (the job's end)
 # must stop both ranks at one step with its checkpoint, both agents exit 143 / 1, and no process or
 # /dev/shm segment may be left on either host.
 #
@@ -24,7 +25,8 @@ export TANDEM_JOB_TOKEN=faults-agent-stop-token
 agents=()
 for i in 0 1; do
   mh_bg "$MH_WORK/h$i.log" "h$i" "$tandem" launch --nnodes 2 --node-rank $i --rdzv-endpoint "$h0:29903" \
-    --nproc-per-node 1 --max-restarts 1 --stop-grace 10 "$cfg" training.max_steps=100000000
+    --nproc-per-node 1 --heartbeat-timeout 10 --monitor-interval 0.5 --max-restarts 1 --stop-grace 10 \
+    "$cfg" training.max_steps=100000000
   agents+=("$MH_PID")
 done
 ft_until 120 ft_has_checkpoint "$ck" || { tail "$MH_WORK"/h*.log; ft_fail "no first checkpoint"; }
