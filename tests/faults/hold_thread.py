@@ -7,9 +7,10 @@ it is alive. SIGSTOP cannot do this -- it stops every thread -- so the thread is
 
 Prints "holding TID" once it is held, then waits until the process dies (SIGKILL ends a traced
 process as any other); signals meant for the held thread are kept from it, so it never runs again.
-Needs root or CAP_SYS_PTRACE (and a Yama ptrace_scope that allows it).
+Needs root or CAP_SYS_PTRACE (and a Yama ptrace_scope that allows it); exits 77 when not allowed.
 """
 import ctypes
+import errno
 import os
 import sys
 
@@ -23,7 +24,8 @@ libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_
 def ptrace(request, tid):
     if libc.ptrace(request, tid, None, None) != 0:
         err = ctypes.get_errno()
-        sys.exit(f"hold_thread.py: ptrace({request:#x}, {tid}) failed: {os.strerror(err)}")
+        print(f"hold_thread.py: ptrace({request:#x}, {tid}) failed: {os.strerror(err)}", flush=True)
+        sys.exit(77 if err == errno.EPERM else 1)  # 77: not allowed here (no CAP_SYS_PTRACE, Yama)
 
 
 tid = int(sys.argv[1])
