@@ -11,7 +11,9 @@
 #   ft_rank_pid RANK               # the `tandem train` of that rank
 #   ft_watch_shm                   # remembers the running workers' TANDEM_SHM_PREFIX (false: none)
 #   ft_check_clean                 # no process and no segment of the job left
-#   ft_check_resumes CFG STEP ...  # one more step from checkpoint STEP ends with "resumed from"
+#   ft_check_resumes CFG DIR STEP [OVERRIDE...]  # one more step from DIR's STEP says "resumed from"
+#   ft_has_checkpoint DIR, ft_newest_step DIR, ft_checkpoint DIR STEP, ft_last_logged_step
+#   ft_host_clean HOST..., ft_host_rank_pid HOST RANK   # on emulated hosts (tests/multihost/lib.sh)
 #
 # The one decision: a job is found by its work directory, which every process of it names on its
 # command line (the experiment file lives there), so the checks and the teardown never touch a
