@@ -6,11 +6,18 @@
 # job must end (exit 1, naming rank 0) without a process or segment left. Once space is freed, the
 # same command resumes from the newest checkpoint.
 #
-#   disk_full.sh TANDEM_BINARY SOURCE_DIR
+# The tmpfs is mounted in a mount namespace of the test's own, so no other test's namespace (nor an
+# emulated cluster's bind of /tmp) ever holds a copy of it.
+#
+#   disk_full.sh TANDEM_BINARY SOURCE_DIR [inside]
 set -uo pipefail
 tandem=$1 src=$2
 source "$src/tests/faults/lib.sh"
-[ "$(id -u)" = 0 ] || ft_skip "mounting a small tmpfs needs root"
+if [ "${3:-}" != inside ]; then
+  [ "$(id -u)" = 0 ] || ft_skip "mounting a small tmpfs (in a mount namespace) needs root"
+  command -v unshare >/dev/null || ft_skip "unshare not found (util-linux)"
+  exec unshare --mount --propagation private -- bash "$0" "$tandem" "$src" inside
+fi
 ft_setup disk-full
 cfg=$FT_WORK/exp.yaml
 ck=$FT_WORK/ck
