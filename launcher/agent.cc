@@ -44,6 +44,7 @@
 #include "core/base/error.h"
 #include "launcher/agent_workers.h"
 #include "launcher/heartbeat.h"
+#include "launcher/stop_signal.h"
 
 namespace tandem {
 namespace {
@@ -289,7 +290,8 @@ class Agent {
   std::unique_ptr<StoreClient> heartbeat_client_;  // the agent's heartbeats, short deadlines
   std::unique_ptr<WorkerHeartbeat> heartbeat_;     // this agent's own, to the other agents
   std::vector<bool> lost_reported_;                // nodes already named as lost
-  WorkerGroup group_;                              // last: workers die before the store closes
+  StopSignals stop_signals_;  // when a SIGTERM/SIGINT after the first kills the workers
+  WorkerGroup group_;         // last: workers die before the store closes
 };
 
 void Agent::connect() {
@@ -655,6 +657,13 @@ Agent::RoundEnd Agent::run_round(int round) {
                            milliseconds(0), milliseconds(200));
     group_.pump(wait);
     for (int sig : group_.take_signals()) {
+      const StopSignals::Meaning meaning = stop_signals_.classify(sig);
+      if (stop_sig != 0 && meaning == StopSignals::Meaning::kSameRequest) {
+        group_.say(str("got ", signal_abbrev(sig), " again within ", seconds(kSameStopRequest),
+                       " s of the first: the same request (a scheduler signals every process of "
+                       "a job), still waiting for the workers"));
+        continue;
+      }
       if (stop_sig != 0) {
         group_.say(str("got ", signal_abbrev(sig), " again: killing the workers"));
         group_.kill_all();
@@ -732,6 +741,9 @@ Agent::RoundEnd Agent::run_round(int round) {
         if (news[0]) {
           failure = *news[0];  // before a stop: an agent that gave up announces one too
         } else if (news[1]) {
+          // Another node's agent was stopped: as if this one got the SIGTERM it forwards (the same
+          // preemption reaching this node a moment later is then that request, not a second one).
+          stop_signals_.classify(SIGTERM);
           stop_all(SIGTERM, "stopped: " + *news[1], 1);
         } else if (reported_done && news[2] && std::stoll(*news[2]) >= o_.nnodes) {
           return RoundEnd{End::kSucceeded, "", 0, false};

@@ -100,7 +100,8 @@ struct AgentOptions {
 // (after printing one line naming the rank and its exit status) or the job was stopped from
 // another node; 2 when a worker or server exited 2 (a usage or configuration error: never
 // restarted); 128 + signal when this agent got SIGINT or SIGTERM (forwarded to the workers,
-// whose exit it waits for; a second signal kills them).
+// whose exit it waits for; a second signal kills them, except a SIGTERM within 5 s of the first:
+// the same preemption delivered twice, launcher/stop_signal.h).
 // Throws ConfigError for bad options, CommError/TimeoutError when the agents cannot meet, IoError
 // when a worker cannot be started.
 int run_agent(const AgentOptions& options, const std::vector<std::string>& worker_argv);

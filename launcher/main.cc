@@ -21,6 +21,7 @@
 #include "launcher/heartbeat.h"              // tandem launch
 #include "launcher/ps_command.h"             // tandem ps
 #include "launcher/scaling_command.h"        // tandem scaling
+#include "launcher/stop_signal.h"            // tandem train, on SIGINT/SIGTERM
 #include "strategies/process_environment.h"  // tandem launch
 #include "strategies/strategy_factory.h"
 #include "strategies/trainer/trainer.h"
@@ -34,14 +35,31 @@ constexpr int kExitUsage = 2;
 
 // For the signal handler: SIGINT/SIGTERM -> save and stop. The handler is installed before the
 // strategy is built, so a signal during its setup (a shared-memory segment created, the others not
-// yet there) lets the setup finish and clean up; the run then stops before its first step.
+// yet there) lets the setup finish and clean up; the run then stops before its first step. A second
+// signal ends the process at once -- but not a copy of the first SIGTERM (launcher/stop_signal.h).
 std::atomic<Trainer*> g_trainer{nullptr};
 std::atomic<bool> g_stop_requested{false};
+StopSignals g_stop_signals;
 
 void on_stop_signal(int sig) {
-  g_stop_requested.store(true);
-  if (Trainer* t = g_trainer.load()) t->request_stop();
-  std::signal(sig, SIG_DFL);  // a second signal ends the process at once
+  switch (g_stop_signals.classify(sig)) {
+    case StopSignals::Meaning::kFirst:
+      g_stop_requested.store(true);
+      if (Trainer* t = g_trainer.load()) t->request_stop();
+      return;
+    case StopSignals::Meaning::kSameRequest: {
+      static const char kNote[] =
+          "tandem train: SIGTERM again within 5 s of the first: the same stop request, still "
+          "saving\n";
+      ssize_t ignored = write(STDERR_FILENO, kNote, sizeof(kNote) - 1);  // async-signal-safe
+      (void)ignored;
+      return;
+    }
+    case StopSignals::Meaning::kNow:
+      std::signal(sig, SIG_DFL);
+      std::raise(sig);  // delivered when the handler returns: the process ends by this signal
+      return;
+  }
 }
 
 int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
@@ -63,8 +81,13 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& ov
   if (cfg.strategy.name == StrategyName::kParameterServer)
     keep_large_buffers_in_heap();  // ps_command.h
   g_stop_requested.store(false);
+  g_stop_signals.reset();
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
+  // Output is not worth a run: under `tandem launch` stdout and stderr are pipes to the agent, and
+  // a worker whose agent died (told by PR_SET_PDEATHSIG) must still save its stop, not die of
+  // SIGPIPE at its first line. A write to a closed pipe then just fails.
+  std::signal(SIGPIPE, SIG_IGN);
   StrategyBuild strategy = make_strategy(cfg, process);
   // One line per rank in a job of several: who this is and how it found out (under srun --label
   // or tandem launch the line is prefixed with the task or rank, so a log shows every rank).

@@ -9,6 +9,7 @@
 
 #include "configs/schema/config.h"
 #include "core/base/error.h"
+#include "launcher/stop_signal.h"
 #include "strategies/parameter_server/ps_server.h"
 #include "strategies/process_environment.h"
 #include "strategies/trainer/builders.h"
@@ -17,12 +18,21 @@ namespace tandem {
 namespace {
 
 std::atomic<int> g_stop_signal{0};   // the first SIGINT/SIGTERM
-std::atomic<int> g_signals_seen{0};  // how many arrived
+std::atomic<int> g_signals_seen{0};  // how many stop requests arrived: copies of one do not count
+StopSignals g_stop_signals;          // launcher/stop_signal.h
 
 void on_signal(int sig) {
-  int none = 0;
-  g_stop_signal.compare_exchange_strong(none, sig);
-  g_signals_seen.fetch_add(1);
+  switch (g_stop_signals.classify(sig)) {
+    case StopSignals::Meaning::kFirst:
+      g_stop_signal.store(sig);
+      g_signals_seen.fetch_add(1);
+      return;
+    case StopSignals::Meaning::kSameRequest:
+      return;
+    case StopSignals::Meaning::kNow:
+      g_signals_seen.fetch_add(1);
+      return;
+  }
 }
 
 }  // namespace
@@ -55,7 +65,7 @@ void add_ps_command(CLI::App& app, PsCommand& c) {
       ->add_option("--stop-grace", c.stop_grace_s,
                    "after SIGTERM/SIGINT, seconds to keep serving until every worker is done (the "
                    "chief saves its last checkpoint from the servers); a second signal stops at "
-                   "once (default 20)")
+                   "once, except a SIGTERM within 5 s of the first (default 20)")
       ->check(CLI::Range(0.0, 3600.0));
   c.app->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
 }
@@ -89,8 +99,11 @@ int cmd_ps(PsCommand& c) {
 
   g_stop_signal.store(0);
   g_signals_seen.store(0);
+  g_stop_signals.reset();
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE,
+              SIG_IGN);  // a dead agent's pipe must not end the chief's last save (main.cc)
   PsServer server(o);
   std::cout << "tandem ps: shard " << c.shard << " listening on " << server.endpoint() << std::endl;
   const std::chrono::milliseconds poll(200);

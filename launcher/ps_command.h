@@ -12,7 +12,8 @@
 // together, and the chief's last checkpoint reads the servers' state. The server keeps serving
 // until every worker has reported, or --stop-grace seconds (default 20: less than the 30 s that
 // `tandem launch`, Slurm's KillWait and Kubernetes' terminationGracePeriodSeconds give before
-// SIGKILL); a second signal stops it at once.
+// SIGKILL); a second signal stops it at once -- but not a SIGTERM within 5 s of the first, which is
+// the same preemption reaching the server twice (launcher/stop_signal.h).
 #pragma once
 
 #include <string>

@@ -25,7 +25,7 @@ namespace tandem {
 struct HeartbeatRecord {
   int rank = 0;
   int64_t timestamp_ms = 0;  // the sender's wall clock when it sent the heartbeat
-  int64_t age_ms = 0;        // how long ago the store received it
+  int64_t age_ms = 0;        // how long ago the store received it, less time the store was frozen
 };
 
 class StoreClient {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "collectives/store/grpc_security.h"
+#include "collectives/store/listening_clock.h"
 #include "collectives/store/store.grpc.pb.h"
 #include "core/base/error.h"
 
@@ -257,8 +258,10 @@ class StoreService final : public pb::Store::CallbackService {
       pb::HeartbeatRecord* r = resp->add_records();
       r->set_rank(rank);
       r->set_timestamp_ms(seen.timestamp_ms);
-      r->set_age_ms(
-          std::chrono::duration_cast<std::chrono::milliseconds>(now - seen.received).count());
+      // Silence while this process did not run is the store's, not the sender's.
+      r->set_age_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                        listening_.listened(seen.received, now))
+                        .count());
     }
     return finish(reactor, grpc::Status::OK);
   }
@@ -339,14 +342,15 @@ class StoreService final : public pb::Store::CallbackService {
   }
 
   // Answers parked calls whose timeout passed (with what is missing) and drops those whose
-  // client went away. Wakes for the earliest deadline, and at least every second to notice
-  // cancelled calls.
+  // client went away. Wakes for the earliest deadline, and at least every ListeningClock::kTick to
+  // notice cancelled calls and to tick the listening clock.
   void timer_loop() {
     std::unique_lock<std::mutex> lock(mu_);
     std::vector<Reply> replies;
     while (!stopping_) {
       Clock::time_point now = Clock::now();
-      Clock::time_point next = now + std::chrono::seconds(1);
+      listening_.tick(now);
+      Clock::time_point next = now + ListeningClock::kTick;
       for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->deadline <= now) {
           fill(*it);
@@ -376,6 +380,7 @@ class StoreService final : public pb::Store::CallbackService {
   std::unordered_map<std::string, std::string> kv_;  // guarded by mu_
   std::list<Waiter> waiters_;                        // guarded by mu_
   std::map<int, Seen> heartbeats_;                   // guarded by mu_
+  ListeningClock listening_;                         // guarded by mu_; heartbeat ages
   bool stopping_ = false;                            // guarded by mu_
   std::thread timer_;
 };

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "collectives/store/store_client.h"
 #include "core/base/error.h"
 #include "strategies/process_environment.h"
 #include "tests/support/test_support.h"
@@ -384,6 +385,66 @@ TEST(Agent, ASecondSigintKillsWorkersThatIgnoreTheFirst) {
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT) << agent.err();
   EXPECT_TRUE(contains(agent.err(), "got SIGINT again: killing the workers")) << agent.err();
+}
+
+// One preemption delivered twice (Slurm signals the agent, and srun forwards the same SIGTERM):
+// the copy must not kill workers that are still saving; a SIGINT afterwards still does.
+TEST(Agent, ASigtermCopyWithinFiveSecondsWaitsForTheWorkersAndASigintThenKillsThem) {
+  std::string dir = testing::temp_dir();
+  Process agent = spawn({TANDEM_FAKE_AGENT, "--nproc", "2", "--", TANDEM_FAKE_WORKER, "--record",
+                         dir, "--ignore-signals", "--sleep-ms", "30000"},
+                        {{"TANDEM_JOB_TOKEN", kToken}}, "agent");
+  ASSERT_TRUE(wait_for_file(dir + "/rank0.restart0.started", std::chrono::seconds(20)))
+      << agent.err();
+  ASSERT_TRUE(wait_for_file(dir + "/rank1.restart0.started", std::chrono::seconds(20)))
+      << agent.err();
+  kill(agent.pid, SIGTERM);
+  std::this_thread::sleep_for(milliseconds(300));
+  kill(agent.pid, SIGTERM);
+  std::this_thread::sleep_for(milliseconds(700));
+  EXPECT_EQ(waitpid(agent.pid, nullptr, WNOHANG), 0) << "the copy must not end the workers";
+  kill(agent.pid, SIGINT);
+  int status = wait_for(agent, std::chrono::seconds(10));
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM) << agent.err();
+  EXPECT_TRUE(
+      contains(agent.err(), "got SIGTERM again within 5.0 s of the first: the same request"))
+      << agent.err();
+  EXPECT_TRUE(contains(agent.err(), "got SIGINT again: killing the workers")) << agent.err();
+}
+
+// Node 0's agent hosts the store; while it is stopped (SIGSTOP) the store hears nobody. A heartbeat
+// read right after SIGCONT must not count that time as the sender's silence: before, another
+// node's agent read "rank 1 sent no heartbeat for 41.9 s" after a 40 s freeze of node 0's agent
+// and restarted a healthy job (faults.NodeZerosAgentStoppedFortySecondsTheJobRidesItOut).
+TEST(Agent, HeartbeatAgesLeaveOutTheTimeTheStoresProcessWasStopped) {
+  const int port = free_port();
+  const std::string endpoint = "127.0.0.1:" + std::to_string(port);
+  Process agent =
+      spawn({TANDEM_FAKE_AGENT, "--nproc", "1", "--nnodes", "2", "--endpoint", endpoint,
+             "--rdzv-timeout-ms", "60000", "--", TANDEM_FAKE_WORKER, "--sleep-ms", "30000"},
+            {{"TANDEM_JOB_TOKEN", kToken}}, "agent");
+  StoreClient client(endpoint, kToken, milliseconds(2000));
+  bool up = false;
+  for (int i = 0; i < 200 && !up; ++i) {
+    try {
+      client.heartbeat(7);
+      up = true;
+    } catch (const Error&) {
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+  }
+  ASSERT_TRUE(up) << agent.err();
+  kill(agent.pid, SIGSTOP);
+  std::this_thread::sleep_for(milliseconds(3000));
+  kill(agent.pid, SIGCONT);
+  int64_t age_ms = -1;
+  for (const HeartbeatRecord& r : client.last_heartbeats())
+    if (r.rank == 7) age_ms = r.age_ms;
+  kill(agent.pid, SIGKILL);
+  wait_for(agent, std::chrono::seconds(10));
+  EXPECT_GE(age_ms, 0) << "no heartbeat of rank 7";
+  EXPECT_LT(age_ms, 1500) << "the 3 s the store was stopped counted as rank 7's silence";
 }
 
 TEST(Agent, RestartsAWorkerThatStopsHeartbeating) {
