@@ -518,9 +518,11 @@ TEST(PsServer, ACallWithoutTheTokenIsRefusedBeforeItsMessageIsRead) {
             << method << ": " << status.error_message();
         EXPECT_NE(status.error_message().find("missing job token"), std::string::npos)
             << status.error_message();
-        ASSERT_LT(grew, kMostHeld)
-            << method << " without the token, " << bytes / kMiB
-            << " MiB: the server's peak memory grew by " << grew / kMiB << " MiB";
+        if (testing::kPeakMemoryMeaningful) {
+          ASSERT_LT(grew, kMostHeld)
+              << method << " without the token, " << bytes / kMiB
+              << " MiB: the server's peak memory grew by " << grew / kMiB << " MiB";
+        }
       }
     }
   }
