@@ -14,8 +14,12 @@ step); push and pull are the chief's mean wall time per step for the push of its
 the pull of the new parameters (slowest shard; a sync pull includes waiting for the other
 worker's push). The table shows medians over rounds.
 
+With --reference-build DIR (another build of tandem, e.g. of the commit before a change), every
+variant also runs with DIR's binary, right after this build's in the same round, and a second
+table puts the two side by side.
+
 usage: benchmarks/ps_throughput.py [--build build] [--model mlp] [--batch 128] [--steps 200]
-                                   [--rounds 3]
+                                   [--rounds 3] [--reference-build DIR]
 """
 import argparse
 import os
@@ -70,13 +74,19 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reference-build", default=None)
     args = ap.parse_args()
     binary = os.path.join(args.build, "launcher", "tandem")
+    reference = os.path.join(args.reference_build, "launcher", "tandem") if args.reference_build else None
     results = {name: [] for name, _, _ in VARIANTS}
+    ref_results = {name: [] for name, _, _ in VARIANTS}
     for r in range(args.rounds):
         for name, extra, num_ps in VARIANTS:
             results[name].append(run(binary, args.model, args.batch, args.steps, extra, num_ps))
             print(f"round {r + 1}: {name}: {results[name][-1]}", flush=True)
+            if reference:
+                ref_results[name].append(run(reference, args.model, args.batch, args.steps, extra, num_ps))
+                print(f"round {r + 1}: {name} (reference): {ref_results[name][-1]}", flush=True)
     load = os.getloadavg()[0]
     ddp = statistics.median(x[0] for x in results["ddp 2w"])
     print(f"\nmodel {args.model}, global batch {args.batch}, {args.steps} steps, 2 workers x 1 thread, "
@@ -90,6 +100,16 @@ def main():
         pull = [x[2] for x in runs if x[2] is not None]
         fmt = lambda v: f"{statistics.median(v):.2f}" if v else "-"
         print(f"| {name} | {sps:.0f} | {sps / ddp:.2f} | {fmt(push)} | {fmt(pull)} |")
+    if reference:
+        print(f"\nthis build ({args.build}) against the reference ({args.reference_build}), same rounds:\n")
+        print("| variant | samples/s | reference | ratio | push ms/step | reference | pull ms/step | reference |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, _, _ in VARIANTS:
+            med = lambda runs, i: statistics.median(v) if (v := [x[i] for x in runs if x[i] is not None]) else None
+            fmt = lambda v: f"{v:.2f}" if v is not None else "-"
+            sps, ref = med(results[name], 0), med(ref_results[name], 0)
+            print(f"| {name} | {sps:.0f} | {ref:.0f} | {sps / ref:.2f} | {fmt(med(results[name], 1))} | "
+                  f"{fmt(med(ref_results[name], 1))} | {fmt(med(results[name], 2))} | {fmt(med(ref_results[name], 2))} |")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,23 @@
 // StoreServer: the gRPC callback service behind store.proto. One mutex guards the map, the waiter
 // list and the heartbeats; handlers never block (a Get or Wait that cannot be answered is parked
-// as a Waiter), and reactors are finished outside the mutex.
+// as a Waiter), and calls are finished outside the mutex.
+//
+// Every method is served as a generic call (StoreCall), not through the generated unary service:
+// gRPC reads a unary request whole -- past any message limit, as a stream of HTTP/2 frames --
+// before a handler or interceptor sees the metadata, so a caller without the token could make the
+// store buffer as much as it sends. A StoreCall checks the token first and only then asks for the
+// request; a refused call is answered before a byte of it is read. On the wire nothing changes:
+// clients call the unary methods of store.proto.
 #include "collectives/store/store_server.h"
 
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
@@ -60,11 +69,42 @@ std::optional<grpc::Status> check_value(const std::string& key, const std::strin
   return std::nullopt;
 }
 
+}  // namespace
+
+class StoreService;
+
+// One call, from its metadata to its answer: the token is checked when the call arrives and the
+// request is read only after that. The request and response live as long as the call; finish()
+// answers it (once, from any thread) and the call deletes itself when gRPC is done with it.
+class StoreCall final : public grpc::ServerGenericBidiReactor {
+ public:
+  StoreCall(StoreService* service, grpc::GenericCallbackServerContext* ctx);
+
+  void finish(const grpc::Status& status);
+  bool cancelled() const { return ctx_->IsCancelled(); }
+  const google::protobuf::Message& request() const { return *request_; }
+  google::protobuf::Message& response() { return *response_; }
+
+  void OnReadDone(bool ok) override;
+  void OnDone() override { delete this; }
+
+  struct Method;
+  static const Method* find_method(const std::string& path);
+
+ private:
+  StoreService* service_;
+  grpc::GenericCallbackServerContext* ctx_;
+  const Method* method_ = nullptr;
+  grpc::ByteBuffer request_bytes_, response_bytes_;
+  std::unique_ptr<google::protobuf::Message> request_, response_;
+};
+
+namespace {
+
 // A Get or Wait that could not be answered at once. Exactly one of get/wait is set; the request
-// and response objects stay alive until the reactor is finished.
+// and response objects stay alive until the call is finished.
 struct Waiter {
-  grpc::CallbackServerContext* ctx = nullptr;
-  grpc::ServerUnaryReactor* reactor = nullptr;
+  StoreCall* call = nullptr;
   const pb::GetRequest* get_request = nullptr;
   pb::GetResponse* get_response = nullptr;
   const pb::WaitRequest* wait_request = nullptr;
@@ -73,18 +113,18 @@ struct Waiter {
 };
 
 struct Reply {
-  grpc::ServerUnaryReactor* reactor;
+  StoreCall* call;
   grpc::Status status;
 };
 
 void send(std::vector<Reply>& replies) {
-  for (Reply& r : replies) r.reactor->Finish(r.status);
+  for (Reply& r : replies) r.call->finish(r.status);
   replies.clear();
 }
 
 }  // namespace
 
-class StoreService final : public pb::Store::CallbackService {
+class StoreService final : public grpc::CallbackGenericService {
  public:
   explicit StoreService(std::string token) : token_(std::move(token)) {
     timer_ = std::thread([this] { timer_loop(); });
@@ -100,7 +140,7 @@ class StoreService final : public pb::Store::CallbackService {
       stopping_ = true;
       for (Waiter& w : waiters_)
         replies.push_back(
-            {w.reactor, grpc::Status(grpc::StatusCode::UNAVAILABLE, "the store is shutting down")});
+            {w.call, grpc::Status(grpc::StatusCode::UNAVAILABLE, "the store is shutting down")});
       waiters_.clear();
     }
     timer_cv_.notify_all();
@@ -108,154 +148,139 @@ class StoreService final : public pb::Store::CallbackService {
     if (timer_.joinable()) timer_.join();
   }
 
-  grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx, const pb::SetRequest* req,
-                                pb::SetResponse*) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (!authorized(ctx, reactor)) return reactor;
-    if (auto bad = check_key(req->key())) return finish(reactor, *bad);
-    if (auto bad = check_value(req->key(), req->value())) return finish(reactor, *bad);
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
+    return new StoreCall(this, ctx);
+  }
+
+  // OK when the call's metadata carries this job's token. The message never repeats the token,
+  // expected or received.
+  grpc::Status authenticate(const grpc::GenericCallbackServerContext& ctx) const {
+    return check_job_token(ctx, token_, "store",
+                           "the launcher gives it to workers as TANDEM_JOB_TOKEN");
+  }
+
+  void set(StoreCall& call, const pb::SetRequest& req, pb::SetResponse& /*resp*/) {
+    if (auto bad = check_key(req.key())) return call.finish(*bad);
+    if (auto bad = check_value(req.key(), req.value())) return call.finish(*bad);
     std::vector<Reply> replies;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      kv_[req->key()] = req->value();
+      kv_[req.key()] = req.value();
       collect_ready(replies);
     }
     send(replies);
-    return finish(reactor, grpc::Status::OK);
+    return call.finish(grpc::Status::OK);
   }
 
-  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const pb::GetRequest* req,
-                                pb::GetResponse* resp) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (!authorized(ctx, reactor)) return reactor;
-    if (auto bad = check_key(req->key())) return finish(reactor, *bad);
+  void get(StoreCall& call, const pb::GetRequest& req, pb::GetResponse& resp) {
+    if (auto bad = check_key(req.key())) return call.finish(*bad);
     std::unique_lock<std::mutex> lock(mu_);
-    auto it = kv_.find(req->key());
-    if (it != kv_.end() || req->timeout_ms() <= 0) {
-      resp->set_found(it != kv_.end());
-      if (it != kv_.end()) resp->set_value(it->second);
+    auto it = kv_.find(req.key());
+    if (it != kv_.end() || req.timeout_ms() <= 0) {
+      resp.set_found(it != kv_.end());
+      if (it != kv_.end()) resp.set_value(it->second);
       lock.unlock();
-      return finish(reactor, grpc::Status::OK);
+      return call.finish(grpc::Status::OK);
     }
     Waiter w;
-    w.ctx = ctx;
-    w.reactor = reactor;
-    w.get_request = req;
-    w.get_response = resp;
-    return park(std::move(w), req->timeout_ms(), lock);
+    w.call = &call;
+    w.get_request = &req;
+    w.get_response = &resp;
+    park(std::move(w), req.timeout_ms(), lock);
   }
 
-  grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* ctx, const pb::WaitRequest* req,
-                                 pb::WaitResponse* resp) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (!authorized(ctx, reactor)) return reactor;
-    for (const std::string& key : req->keys())
-      if (auto bad = check_key(key)) return finish(reactor, *bad);
+  void wait(StoreCall& call, const pb::WaitRequest& req, pb::WaitResponse& resp) {
+    for (const std::string& key : req.keys())
+      if (auto bad = check_key(key)) return call.finish(*bad);
     std::unique_lock<std::mutex> lock(mu_);
     Waiter w;
-    w.ctx = ctx;
-    w.reactor = reactor;
-    w.wait_request = req;
-    w.wait_response = resp;
-    if (all_present(w) || req->timeout_ms() <= 0) {
+    w.call = &call;
+    w.wait_request = &req;
+    w.wait_response = &resp;
+    if (all_present(w) || req.timeout_ms() <= 0) {
       fill(w);
       lock.unlock();
-      return finish(reactor, grpc::Status::OK);
+      return call.finish(grpc::Status::OK);
     }
-    return park(std::move(w), req->timeout_ms(), lock);
+    park(std::move(w), req.timeout_ms(), lock);
   }
 
-  grpc::ServerUnaryReactor* Add(grpc::CallbackServerContext* ctx, const pb::AddRequest* req,
-                                pb::AddResponse* resp) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (!authorized(ctx, reactor)) return reactor;
-    if (auto bad = check_key(req->key())) return finish(reactor, *bad);
+  void add(StoreCall& call, const pb::AddRequest& req, pb::AddResponse& resp) {
+    if (auto bad = check_key(req.key())) return call.finish(*bad);
     std::vector<Reply> replies;
     {
       std::lock_guard<std::mutex> lock(mu_);
       int64_t current = 0;
-      auto it = kv_.find(req->key());
+      auto it = kv_.find(req.key());
       if (it != kv_.end()) {
         const std::string& v = it->second;
         auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), current);
         if (ec != std::errc() || end != v.data() + v.size())
-          return finish(reactor, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                              str("add to ", quoted(req->key()),
-                                                  ": its value is not a decimal integer")));
+          return call.finish(grpc::Status(
+              grpc::StatusCode::INVALID_ARGUMENT,
+              str("add to ", quoted(req.key()), ": its value is not a decimal integer")));
       }
       int64_t next = 0;
-      if (__builtin_add_overflow(current, req->delta(), &next))
-        return finish(reactor, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                            str("add to ", quoted(req->key()), ": ", current, " + ",
-                                                req->delta(), " overflows int64")));
-      kv_[req->key()] = std::to_string(next);
-      resp->set_value(next);
+      if (__builtin_add_overflow(current, req.delta(), &next))
+        return call.finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        str("add to ", quoted(req.key()), ": ", current, " + ",
+                                            req.delta(), " overflows int64")));
+      kv_[req.key()] = std::to_string(next);
+      resp.set_value(next);
       collect_ready(replies);
     }
     send(replies);
-    return finish(reactor, grpc::Status::OK);
+    return call.finish(grpc::Status::OK);
   }
 
-  grpc::ServerUnaryReactor* CompareSet(grpc::CallbackServerContext* ctx,
-                                       const pb::CompareSetRequest* req,
-                                       pb::CompareSetResponse* resp) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (!authorized(ctx, reactor)) return reactor;
-    if (auto bad = check_key(req->key())) return finish(reactor, *bad);
-    if (auto bad = check_value(req->key(), req->desired())) return finish(reactor, *bad);
+  void compare_set(StoreCall& call, const pb::CompareSetRequest& req,
+                   pb::CompareSetResponse& resp) {
+    if (auto bad = check_key(req.key())) return call.finish(*bad);
+    if (auto bad = check_value(req.key(), req.desired())) return call.finish(*bad);
     std::vector<Reply> replies;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = kv_.find(req->key());
-      bool matches = it == kv_.end() ? req->expected().empty() : it->second == req->expected();
+      auto it = kv_.find(req.key());
+      bool matches = it == kv_.end() ? req.expected().empty() : it->second == req.expected();
       if (matches) {
-        kv_[req->key()] = req->desired();
+        kv_[req.key()] = req.desired();
         collect_ready(replies);
-        it = kv_.find(req->key());
+        it = kv_.find(req.key());
       }
-      resp->set_exists(it != kv_.end());
-      if (it != kv_.end()) resp->set_value(it->second);
+      resp.set_exists(it != kv_.end());
+      if (it != kv_.end()) resp.set_value(it->second);
     }
     send(replies);
-    return finish(reactor, grpc::Status::OK);
+    return call.finish(grpc::Status::OK);
   }
 
-  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const pb::DeleteRequest* req,
-                                   pb::DeleteResponse* resp) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (!authorized(ctx, reactor)) return reactor;
-    for (const std::string& key : req->keys())
-      if (auto bad = check_key(key)) return finish(reactor, *bad);
+  void remove(StoreCall& call, const pb::DeleteRequest& req, pb::DeleteResponse& resp) {
+    for (const std::string& key : req.keys())
+      if (auto bad = check_key(key)) return call.finish(*bad);
     std::lock_guard<std::mutex> lock(mu_);
     int64_t deleted = 0;
-    for (const std::string& key : req->keys()) deleted += static_cast<int64_t>(kv_.erase(key));
-    resp->set_deleted(deleted);
-    return finish(reactor, grpc::Status::OK);
+    for (const std::string& key : req.keys()) deleted += static_cast<int64_t>(kv_.erase(key));
+    resp.set_deleted(deleted);
+    return call.finish(grpc::Status::OK);
   }
 
-  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
-                                      const pb::HeartbeatRequest* req,
-                                      pb::HeartbeatResponse*) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (!authorized(ctx, reactor)) return reactor;
-    if (req->rank() < 0)
-      return finish(reactor, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                          str("heartbeat from rank ", req->rank(),
-                                              ": ranks are non-negative")));
+  void heartbeat(StoreCall& call, const pb::HeartbeatRequest& req,
+                 pb::HeartbeatResponse& /*resp*/) {
+    if (req.rank() < 0)
+      return call.finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       str("heartbeat from rank ", req.rank(), ": ranks are non-negative")));
     std::lock_guard<std::mutex> lock(mu_);
-    heartbeats_[req->rank()] = {req->timestamp_ms(), Clock::now()};
-    return finish(reactor, grpc::Status::OK);
+    heartbeats_[req.rank()] = {req.timestamp_ms(), Clock::now()};
+    return call.finish(grpc::Status::OK);
   }
 
-  grpc::ServerUnaryReactor* ListHeartbeats(grpc::CallbackServerContext* ctx,
-                                           const pb::ListHeartbeatsRequest*,
-                                           pb::ListHeartbeatsResponse* resp) override {
-    auto* reactor = ctx->DefaultReactor();
-    if (!authorized(ctx, reactor)) return reactor;
+  void list_heartbeats(StoreCall& call, const pb::ListHeartbeatsRequest& /*req*/,
+                       pb::ListHeartbeatsResponse& resp) {
     std::lock_guard<std::mutex> lock(mu_);
     Clock::time_point now = Clock::now();
     for (const auto& [rank, seen] : heartbeats_) {
-      pb::HeartbeatRecord* r = resp->add_records();
+      pb::HeartbeatRecord* r = resp.add_records();
       r->set_rank(rank);
       r->set_timestamp_ms(seen.timestamp_ms);
       // Silence while this process did not run is the store's, not the sender's.
@@ -263,7 +288,7 @@ class StoreService final : public pb::Store::CallbackService {
                         listening_.listened(seen.received, now))
                         .count());
     }
-    return finish(reactor, grpc::Status::OK);
+    return call.finish(grpc::Status::OK);
   }
 
  private:
@@ -272,34 +297,18 @@ class StoreService final : public pb::Store::CallbackService {
     Clock::time_point received;
   };
 
-  static grpc::ServerUnaryReactor* finish(grpc::ServerUnaryReactor* reactor,
-                                          const grpc::Status& status) {
-    reactor->Finish(status);
-    return reactor;
-  }
-
-  // False (and the call refused) unless the metadata carries this job's token. The messages
-  // never repeat the token, expected or received.
-  bool authorized(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor) const {
-    grpc::Status status = check_job_token(*ctx, token_, "store",
-                                          "the launcher gives it to workers as TANDEM_JOB_TOKEN");
-    if (!status.ok()) reactor->Finish(status);
-    return status.ok();
-  }
-
-  // Requires mu_. Parks a call until its keys exist or its timeout passes.
-  grpc::ServerUnaryReactor* park(Waiter w, int64_t timeout_ms, std::unique_lock<std::mutex>& lock) {
-    grpc::ServerUnaryReactor* reactor = w.reactor;
+  // Requires mu_ (held by `lock`, released here). Parks a call until its keys exist or its
+  // timeout passes.
+  void park(Waiter w, int64_t timeout_ms, std::unique_lock<std::mutex>& lock) {
     if (stopping_) {
       lock.unlock();
-      return finish(reactor,
-                    grpc::Status(grpc::StatusCode::UNAVAILABLE, "the store is shutting down"));
+      return w.call->finish(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "the store is shutting down"));
     }
     w.deadline = Clock::now() + std::chrono::milliseconds(std::min(timeout_ms, kMaxWaitMs));
     waiters_.push_back(std::move(w));
     lock.unlock();
     timer_cv_.notify_all();
-    return reactor;
   }
 
   // Requires mu_.
@@ -333,7 +342,7 @@ class StoreService final : public pb::Store::CallbackService {
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if (all_present(*it)) {
         fill(*it);
-        replies.push_back({it->reactor, grpc::Status::OK});
+        replies.push_back({it->call, grpc::Status::OK});
         it = waiters_.erase(it);
       } else {
         ++it;
@@ -354,10 +363,10 @@ class StoreService final : public pb::Store::CallbackService {
       for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->deadline <= now) {
           fill(*it);
-          replies.push_back({it->reactor, grpc::Status::OK});
+          replies.push_back({it->call, grpc::Status::OK});
           it = waiters_.erase(it);
-        } else if (it->ctx->IsCancelled()) {
-          replies.push_back({it->reactor, grpc::Status::CANCELLED});
+        } else if (it->call->cancelled()) {
+          replies.push_back({it->call, grpc::Status::CANCELLED});
           it = waiters_.erase(it);
         } else {
           next = std::min(next, it->deadline);
@@ -385,6 +394,96 @@ class StoreService final : public pb::Store::CallbackService {
   std::thread timer_;
 };
 
+// A method of store.proto: its path, the types of its messages (as default instances) and the
+// StoreService member that answers it.
+struct StoreCall::Method {
+  std::string path;  // "/tandem.store.Store/Set"
+  const google::protobuf::Message* request;
+  const google::protobuf::Message* response;
+  std::function<void(StoreService&, StoreCall&)> handle;
+};
+
+namespace {
+
+template <typename Request, typename Response>
+StoreCall::Method store_method(const char* name,
+                               void (StoreService::*handle)(StoreCall&, const Request&,
+                                                            Response&)) {
+  return {str("/", pb::Store::service_full_name(), "/", name), &Request::default_instance(),
+          &Response::default_instance(), [handle](StoreService& service, StoreCall& call) {
+            (service.*handle)(call, static_cast<const Request&>(call.request()),
+                              static_cast<Response&>(call.response()));
+          }};
+}
+
+}  // namespace
+
+const StoreCall::Method* StoreCall::find_method(const std::string& path) {
+  static const std::vector<Method> methods = {
+      store_method("Set", &StoreService::set),
+      store_method("Get", &StoreService::get),
+      store_method("Wait", &StoreService::wait),
+      store_method("Add", &StoreService::add),
+      store_method("CompareSet", &StoreService::compare_set),
+      store_method("Delete", &StoreService::remove),
+      store_method("Heartbeat", &StoreService::heartbeat),
+      store_method("ListHeartbeats", &StoreService::list_heartbeats),
+  };
+  for (const Method& m : methods)
+    if (m.path == path) return &m;
+  return nullptr;
+}
+
+StoreCall::StoreCall(StoreService* service, grpc::GenericCallbackServerContext* ctx)
+    : service_(service), ctx_(ctx) {
+  // The token first: a refused call ends here, before gRPC is asked for a byte of its request.
+  grpc::Status status = service_->authenticate(*ctx_);
+  if (!status.ok()) {
+    Finish(status);
+    return;
+  }
+  method_ = find_method(ctx_->method());
+  if (!method_) {
+    Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        str("the store has no method ", ctx_->method().substr(0, 80))));
+    return;
+  }
+  request_.reset(method_->request->New());
+  response_.reset(method_->response->New());
+  StartRead(&request_bytes_);
+}
+
+void StoreCall::OnReadDone(bool ok) {
+  if (!ok) {
+    Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the call carried no request"));
+    return;
+  }
+  grpc::Status parsed = grpc::SerializationTraits<google::protobuf::Message>::Deserialize(
+      &request_bytes_, request_.get());
+  if (!parsed.ok()) {
+    Finish(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                     str("malformed request to ", ctx_->method(), ": ", parsed.error_message())));
+    return;
+  }
+  method_->handle(*service_, *this);
+}
+
+void StoreCall::finish(const grpc::Status& status) {
+  if (!status.ok()) {
+    Finish(status);
+    return;
+  }
+  bool own_buffer = false;
+  grpc::Status serialized = grpc::SerializationTraits<google::protobuf::Message>::Serialize(
+      *response_, &response_bytes_, &own_buffer);
+  if (!serialized.ok()) {
+    Finish(serialized);
+    return;
+  }
+  StartWriteAndFinish(&response_bytes_, grpc::WriteOptions(), status);
+}
+
 struct StoreServer::GrpcServer {
   std::unique_ptr<grpc::Server> server;
 };
@@ -403,7 +502,7 @@ StoreServer::StoreServer(const std::string& host, int port, const std::string& t
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(address, credentials, &bound_port);
-  builder.RegisterService(service_.get());
+  builder.RegisterCallbackGenericService(service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   // gRPC sets SO_REUSEPORT by default, which would let a second store share a busy port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -5,10 +5,11 @@
 // timeout passes. Hundreds of ranks waiting at rendezvous cost memory, not threads.
 //
 // Security: binds 127.0.0.1 unless another host is given explicitly; every call must carry the job
-// token in the metadata "x-tandem-token", else UNAUTHENTICATED (grpc_security.h). A listener
-// that is not on loopback serves TLS with the job's certificate (job_tls.h). The token is never
-// logged or put in a reply. Limits: keys up to kMaxKeyBytes, values up to kMaxValueBytes
-// (INVALID_ARGUMENT).
+// token in the metadata "x-tandem-token", else UNAUTHENTICATED (grpc_security.h), answered before
+// a byte of the request is read -- what a caller without the token makes the store hold is the
+// HTTP/2 flow-control window, not its message. A listener that is not on loopback serves TLS with
+// the job's certificate (job_tls.h). The token is never logged or put in a reply. Limits: keys up
+// to kMaxKeyBytes, values up to kMaxValueBytes (INVALID_ARGUMENT).
 //
 // Lifetime: serves from construction until destruction; the destructor answers pending waits
 // with UNAVAILABLE and shuts the server down. Thread-safe; nothing here blocks except the

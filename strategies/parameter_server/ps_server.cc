@@ -1,5 +1,11 @@
 // PsServer: the gRPC service behind ps.proto. It checks every call's token and hands the call,
 // its streams as functions, to the shard's state (ps_shard.h).
+//
+// Every method is served as a stream on this side (the generated "streamed" handlers; clients
+// still call unary and server-streaming methods, the wire is the same): gRPC reads a unary
+// request whole -- past any message limit -- before a handler sees the metadata, while a streamed
+// handler checks the token first and only then reads. A call without the token is refused before
+// a byte of its request is read.
 #include "strategies/parameter_server/ps_server.h"
 
 #include <grpcpp/grpcpp.h>
@@ -19,54 +25,67 @@ using std::chrono::milliseconds;
 
 }  // namespace
 
-class PsService final : public pb::ParameterServer::Service {
+class PsService final : public pb::ParameterServer::StreamedService {
  public:
   explicit PsService(PsServerOptions o) : token_(o.token), shard_(std::move(o)) {}
 
   PsShard& shard() { return shard_; }
 
-  grpc::Status Register(grpc::ServerContext* ctx, const pb::RegisterRequest* req,
-                        pb::RegisterResponse* resp) override {
-    if (auto bad = authorize(ctx)) return *bad;
-    return shard_.register_worker(*req, resp);
+  grpc::Status StreamedRegister(
+      grpc::ServerContext* ctx,
+      grpc::ServerUnaryStreamer<pb::RegisterRequest, pb::RegisterResponse>* call) override {
+    return unary(ctx, call, [&](const pb::RegisterRequest& req, pb::RegisterResponse* resp) {
+      return shard_.register_worker(req, resp);
+    });
   }
   grpc::Status Restore(grpc::ServerContext* ctx, grpc::ServerReader<pb::RestoreRequest>* reader,
                        pb::RestoreResponse*) override {
     if (auto bad = authorize(ctx)) return *bad;
     return shard_.restore([&](pb::RestoreRequest* m) { return reader->Read(m); });
   }
-  grpc::Status Pull(grpc::ServerContext* ctx, const pb::PullRequest* req,
-                    grpc::ServerWriter<pb::PullResponse>* writer) override {
+  grpc::Status StreamedPull(
+      grpc::ServerContext* ctx,
+      grpc::ServerSplitStreamer<pb::PullRequest, pb::PullResponse>* call) override {
     if (auto bad = authorize(ctx)) return *bad;
+    pb::PullRequest req;
+    if (!call->Read(&req)) return no_request();
     return shard_.pull(
-        *req, [&] { return ctx->IsCancelled(); },
-        [&](const pb::PullResponse& m) { return writer->Write(m); });
+        req, [&] { return ctx->IsCancelled(); },
+        [&](const pb::PullResponse& m) { return call->Write(m); });
   }
   grpc::Status Push(grpc::ServerContext* ctx, grpc::ServerReader<pb::PushRequest>* reader,
                     pb::PushResponse* resp) override {
     if (auto bad = authorize(ctx)) return *bad;
     return shard_.push([&](pb::PushRequest* m) { return reader->Read(m); }, resp);
   }
-  grpc::Status Barrier(grpc::ServerContext* ctx, const pb::BarrierRequest* req,
-                       pb::BarrierResponse* resp) override {
-    if (auto bad = authorize(ctx)) return *bad;
-    return shard_.barrier(
-        *req, [&] { return ctx->IsCancelled(); }, resp);
+  grpc::Status StreamedBarrier(
+      grpc::ServerContext* ctx,
+      grpc::ServerUnaryStreamer<pb::BarrierRequest, pb::BarrierResponse>* call) override {
+    return unary(ctx, call, [&](const pb::BarrierRequest& req, pb::BarrierResponse* resp) {
+      return shard_.barrier(
+          req, [&] { return ctx->IsCancelled(); }, resp);
+    });
   }
-  grpc::Status Save(grpc::ServerContext* ctx, const pb::SaveRequest*,
-                    grpc::ServerWriter<pb::SaveResponse>* writer) override {
+  grpc::Status StreamedSave(
+      grpc::ServerContext* ctx,
+      grpc::ServerSplitStreamer<pb::SaveRequest, pb::SaveResponse>* call) override {
     if (auto bad = authorize(ctx)) return *bad;
-    return shard_.save([&](const pb::SaveResponse& m) { return writer->Write(m); });
+    pb::SaveRequest req;
+    if (!call->Read(&req)) return no_request();
+    return shard_.save([&](const pb::SaveResponse& m) { return call->Write(m); });
   }
-  grpc::Status Abort(grpc::ServerContext* ctx, const pb::AbortRequest* req,
-                     pb::AbortResponse*) override {
-    if (auto bad = authorize(ctx)) return *bad;
-    return shard_.abort(*req);
+  grpc::Status StreamedAbort(
+      grpc::ServerContext* ctx,
+      grpc::ServerUnaryStreamer<pb::AbortRequest, pb::AbortResponse>* call) override {
+    return unary(ctx, call, [&](const pb::AbortRequest& req, pb::AbortResponse*) {
+      return shard_.abort(req);
+    });
   }
-  grpc::Status Done(grpc::ServerContext* ctx, const pb::DoneRequest* req,
-                    pb::DoneResponse*) override {
-    if (auto bad = authorize(ctx)) return *bad;
-    return shard_.done(*req);
+  grpc::Status StreamedDone(
+      grpc::ServerContext* ctx,
+      grpc::ServerUnaryStreamer<pb::DoneRequest, pb::DoneResponse>* call) override {
+    return unary(ctx, call,
+                 [&](const pb::DoneRequest& req, pb::DoneResponse*) { return shard_.done(req); });
   }
 
  private:
@@ -76,6 +95,23 @@ class PsService final : public pb::ParameterServer::Service {
                                           "set TANDEM_JOB_TOKEN; tandem launch sets it for its "
                                           "workers");
     if (status.ok()) return std::nullopt;
+    return status;
+  }
+
+  static grpc::Status no_request() {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the call carried no request");
+  }
+
+  // A unary method of ps.proto: the token, then the one request, `handle`, and its response.
+  template <typename Request, typename Response, typename Handle>
+  grpc::Status unary(grpc::ServerContext* ctx, grpc::ServerUnaryStreamer<Request, Response>* call,
+                     Handle&& handle) {
+    if (auto bad = authorize(ctx)) return *bad;
+    Request req;
+    if (!call->Read(&req)) return no_request();
+    Response resp;
+    grpc::Status status = handle(req, &resp);
+    if (status.ok()) call->Write(resp);  // a worker that went away just misses the answer
     return status;
   }
 

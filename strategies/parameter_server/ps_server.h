@@ -15,11 +15,12 @@
 // under it, so updates of a shard are serialised (as they must be: each sees the previous one).
 //
 // Security: binds 127.0.0.1 unless a host is given; every call must carry the job token in the
-// metadata "x-tandem-token" (UNAUTHENTICATED); a server not on loopback speaks TLS with the job's
-// certificate (grpc_security.h). Every tensor is checked (wire.h) before use, and a
-// message over max_message_bytes is refused by gRPC and by those checks; a bad call is answered
-// INVALID_ARGUMENT and changes nothing. A shard larger than one message is pulled, pushed, saved
-// and restored as a stream of messages (ps.proto); the calls themselves live in ps_shard.h.
+// metadata "x-tandem-token" (UNAUTHENTICATED, answered before a byte of the request is read); a
+// server not on loopback speaks TLS with the job's certificate (grpc_security.h). Every tensor is
+// checked (wire.h) before use, and a message over max_message_bytes is refused by gRPC and by those
+// checks; a bad call is answered INVALID_ARGUMENT and changes nothing. A shard larger than one
+// message is pulled, pushed, saved and restored as a stream of messages (ps.proto); the calls
+// themselves live in ps_shard.h.
 //
 // Lifetime: serves from construction; finished() turns true once every worker of the job has
 // called Done; shutdown() (and the destructor) stop accepting calls, wake every waiter with

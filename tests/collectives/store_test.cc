@@ -21,6 +21,7 @@
 #include "collectives/store/store_server.h"
 #include "core/base/error.h"
 #include "tests/support/test_support.h"
+#include "tests/support/unauthenticated_call.h"
 
 namespace tandem {
 namespace {
@@ -229,6 +230,43 @@ TEST(StoreClient, RefusesValuesOverTheLimitWithoutSendingThem) {
                                {"compare_set 'huge' refused", "67108864 bytes"});
   EXPECT_LT(ms_since(start), 1000);  // refused here, not after shipping 64 MiB
   EXPECT_FALSE(client.get_existing({"huge"})[0].has_value());
+}
+
+// A call without the token is refused before its request is read, whatever the method: the
+// store's peak memory does not grow with the message, neither for one under the store's message
+// limit (gRPC reads a unary request whole before a handler sees the token) nor for one over it
+// (gRPC 1.51 still reads that one before it refuses it). A caller with the token then still moves
+// a value larger than gRPC's default 4 MiB limit, bit for bit.
+TEST(StoreServer, ACallWithoutTheTokenIsRefusedBeforeItsMessageIsRead) {
+  StoreServer server("", 0, kToken);
+  constexpr int64_t kMiB = 1 << 20;
+  constexpr int64_t kMostHeld = 16 * kMiB;  // measured: at most 6.4 MiB, a new connection included
+  for (int64_t bytes : {32 * kMiB, 256 * kMiB}) {  // under and over the 129 MiB message limit
+    for (const char* method :
+         {"Set", "Get", "Wait", "Add", "CompareSet", "Delete", "Heartbeat", "ListHeartbeats"}) {
+      if (!testing::reset_peak_memory())
+        GTEST_SKIP() << "/proc/self/clear_refs is not writable: peak memory cannot be measured";
+      const int64_t before = testing::peak_memory_bytes();
+      grpc::Status status = testing::send_without_token(
+          server.endpoint(), std::string("/tandem.store.Store/") + method, bytes);
+      const int64_t grew = testing::peak_memory_bytes() - before;
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+          << method << ": " << status.error_message();
+      EXPECT_NE(status.error_message().find("missing job token"), std::string::npos)
+          << status.error_message();
+      if (testing::kPeakMemoryMeaningful) {
+        ASSERT_LT(grew, kMostHeld)
+            << method << " without the token, " << bytes / kMiB
+            << " MiB: the store's peak memory grew by " << grew / kMiB << " MiB";
+      }
+    }
+  }
+  StoreClient client(server.endpoint(), kToken, 20s);
+  std::string value(8 * kMiB + 3, '\0');
+  for (size_t i = 0; i < value.size(); ++i) value[i] = static_cast<char>((i * 2654435761u) >> 13);
+  client.set("big", value);
+  EXPECT_EQ(client.get("big"), value);
+  EXPECT_EQ(client.compare_set("big", value, "small"), "small");
 }
 
 TEST(StoreServer, ListensOnLoopbackByDefault) {

@@ -17,6 +17,7 @@
 #include "core/random/philox.h"
 #include "strategies/parameter_server/ps.grpc.pb.h"
 #include "strategies/parameter_server/ps_client.h"
+#include "tests/support/unauthenticated_call.h"
 
 namespace tandem {
 namespace {
@@ -490,6 +491,53 @@ TEST(PsServer, AShardLargerThanTheMessageLimitIsSavedRestoredAndPulledWhole) {
   client2.save(&again_params, &again_state);
   EXPECT_EQ(bytes_by_name(again_params), bytes_by_name(expected));
   EXPECT_EQ(bytes_by_name(again_state), bytes_by_name(reference.state_dict()));
+}
+
+// Every method refuses a call without the token before it reads the request: the server's peak
+// memory does not grow with the message, neither under the message limit (gRPC reads a unary
+// request whole before a handler sees the token) nor over it (gRPC 1.51 still reads that one
+// before it refuses it). A worker with the token then still moves a tensor larger than a message
+// and than gRPC's default 4 MiB limit, in pieces, bit for bit.
+TEST(PsServer, ACallWithoutTheTokenIsRefusedBeforeItsMessageIsRead) {
+  constexpr int64_t kMiB = 1 << 20;
+  constexpr int64_t kMostHeld = 16 * kMiB;  // measured: at most 6.4 MiB, a new connection included
+  // Messages of 64 MiB and of 1 MiB: gRPC's limits 65 MiB and 2 MiB.
+  auto wide = start_server(PsMode::kSync, 0, /*max_message_bytes=*/64 * kMiB);
+  auto server = start_server(PsMode::kSync, 0, /*max_message_bytes=*/kMiB);
+  for (const PsServer* target : {wide.get(), server.get()}) {
+    for (int64_t bytes : {32 * kMiB, 256 * kMiB}) {
+      for (const char* method :
+           {"Register", "Pull", "Push", "Barrier", "Save", "Restore", "Done", "Abort"}) {
+        if (!testing::reset_peak_memory())
+          GTEST_SKIP() << "/proc/self/clear_refs is not writable: peak memory cannot be measured";
+        const int64_t before = testing::peak_memory_bytes();
+        grpc::Status status = testing::send_without_token(
+            target->endpoint(), std::string("/tandem.ps.ParameterServer/") + method, bytes);
+        const int64_t grew = testing::peak_memory_bytes() - before;
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+            << method << ": " << status.error_message();
+        EXPECT_NE(status.error_message().find("missing job token"), std::string::npos)
+            << status.error_message();
+        if (testing::kPeakMemoryMeaningful) {
+          ASSERT_LT(grew, kMostHeld)
+              << method << " without the token, " << bytes / kMiB
+              << " MiB: the server's peak memory grew by " << grew / kMiB << " MiB";
+        }
+      }
+    }
+  }
+  Generator gen(11);
+  const NamedTensors params = {{"w", randn({(5 << 20) / 4 + 3}, gen)}};
+  PsClient client(0, server->endpoint(), kToken, std::chrono::seconds(20), kMiB);
+  ASSERT_FALSE(client.register_worker(0, 1, 0, PsMode::kSync, 1));
+  client.restore(1, params, {});
+  std::map<std::string, std::string> pulled;
+  client.pull(0, 0,
+              [&](const WireTensor& t) { pulled[std::string(t.name)] = std::string(t.data); });
+  EXPECT_EQ(pulled, bytes_by_name(params));
+  NamedTensors saved_params, saved_state;
+  client.save(&saved_params, &saved_state);
+  EXPECT_EQ(bytes_by_name(saved_params), bytes_by_name(params));
 }
 
 // A shard serving TLS on `host` (mode `mode`): a worker with the job's certificate and token
