@@ -5,6 +5,9 @@ The seeds are committed; this script says how they were made and remakes them:
 
     python3 tests/fuzz/make_seeds.py            # from the repository root
 
+The image and ONNX seeds need PIL and PyTorch (Debian: python3-pil, python3-torch, python3-onnx):
+run it with the system's /usr/bin/python3.
+
 Inputs follow each target's layout (see the comment atop tests/fuzz/<target>_fuzz.cc): fields are
 bytes, u32 little-endian, and u32-length-prefixed strings (tests/fuzz/fuzz_input.h). Messages of
 ps.proto and store.proto are encoded with Python's protobuf, from code protoc generates here into
@@ -367,6 +370,51 @@ def cluster_seeds():
           seed(0, b"exp/run.yaml", b"runs/run", b"/w", b"/t", image=b"reg/t:1\x1b[2J"))
 
 
+def image_seeds():
+    import io
+    from PIL import Image
+
+    def encode(image, fmt, **options):
+        out = io.BytesIO()
+        image.save(out, fmt, **options)
+        return out.getvalue()
+
+    rgb = Image.new("RGB", (5, 3))
+    rgb.putdata([(i * 40 % 256, i * 70 % 256, i * 20 % 256) for i in range(15)])
+    write("image", "rgb.png", encode(rgb, "PNG"))
+    write("image", "gray.png", encode(rgb.convert("L"), "PNG"))
+    write("image", "palette.png", encode(rgb.convert("P"), "PNG"))
+    write("image", "rgba.png", encode(rgb.convert("RGBA"), "PNG"))
+    gray16 = Image.new("I;16", (4, 2))
+    gray16.putdata([0, 1, 255, 256, 4095, 30000, 65534, 65535])
+    write("image", "gray16.png", encode(gray16, "PNG"))
+    write("image", "rgb.jpg", encode(rgb, "JPEG", quality=90))
+    write("image", "gray.jpg", encode(rgb.convert("L"), "JPEG"))
+    write("image", "progressive.jpg", encode(rgb.resize((17, 9)), "JPEG", progressive=True))
+    write("image", "truncated.png", encode(rgb, "PNG")[:-20])
+    write("image", "truncated.jpg", encode(rgb, "JPEG")[:-10])
+
+
+def onnx_seeds():
+    # The ONNX import tests' own models (tests/reference/onnx_models.py), small, behind three
+    # bytes: channels - 1, height - 1, width - 1 of the samples (tests/fuzz/onnx_fuzz.cc).
+    script = os.path.join(ROOT, "tests", "reference", "onnx_models.py")
+    cases = [("tiny-cnn", ["export", "tiny_cnn", "--size", "8", "--classes", "3",
+                           "--in-channels", "1"], (1, 8, 8)),
+             ("skip-cnn", ["export", "skip_cnn", "--size", "8", "--classes", "4",
+                           "--in-channels", "3"], (3, 8, 8)),
+             ("misc-ops", ["graph", "misc_ops"], (3, 8, 8)),
+             ("nhwc-dense", ["graph", "nhwc_dense"], (3, 9, 10)),
+             ("unsupported-op", ["graph", "unsupported_op"], (3, 8, 8))]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, args, (c, h, w) in cases:
+            out = os.path.join(tmp, name + ".onnx")
+            args = args[:2] + [out] + args[2:]
+            subprocess.run([sys.executable, script] + args, check=True)
+            with open(out, "rb") as f:
+                write("onnx", name, bytes([c - 1, h - 1, w - 1]) + f.read())
+
+
 def main():
     safetensors_seeds()
     checkpoint_seeds()
@@ -375,6 +423,8 @@ def main():
     cifar10_seeds()
     gzip_seeds()
     cluster_seeds()
+    image_seeds()
+    onnx_seeds()
     with tempfile.TemporaryDirectory() as tmp:
         ps, st = protos(tmp)
         ps_wire_seeds(ps)
