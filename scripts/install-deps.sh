@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git iproute2 util-linux
+  clang-format-14                              # tests/format: the formatting check
   libgtest-dev libgmock-dev
   libopenblas-openmp-dev libdnnl-dev zlib1g-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
