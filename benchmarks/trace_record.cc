@@ -45,8 +45,10 @@ double ns_per_span(bool in_window, int events) {
 int main(int argc, char** argv) {
   int events = 20000, reps = 9;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--events")) events = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--events"))
+      events = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--reps"))
+      reps = std::atoi(argv[i + 1]);
   }
   if (events < 1 || reps < 1) {
     std::fprintf(stderr, "usage: trace_record [--events N>=1] [--reps R>=1]\n");

@@ -46,13 +46,20 @@ Args parse(int argc, char** argv) {
     char* end = nullptr;
     long n = std::strtol(v, &end, 10);
     bool is_int = end != v && *end == '\0';
-    if (k == "--model") a.model = v;
-    else if (k == "--batch" && is_int && n > 0) a.batch = n;
-    else if (k == "--threads" && is_int && n >= 0) a.threads = static_cast<int>(n);
-    else if (k == "--steps" && is_int && n > 0) a.steps = static_cast<int>(n);
-    else if (k == "--warmup" && is_int && n >= 0) a.warmup = static_cast<int>(n);
-    else if (k == "--image-size" && is_int && n > 0) a.image_size = n;
-    else usage(("bad argument " + k + " " + v).c_str());
+    if (k == "--model")
+      a.model = v;
+    else if (k == "--batch" && is_int && n > 0)
+      a.batch = n;
+    else if (k == "--threads" && is_int && n >= 0)
+      a.threads = static_cast<int>(n);
+    else if (k == "--steps" && is_int && n > 0)
+      a.steps = static_cast<int>(n);
+    else if (k == "--warmup" && is_int && n >= 0)
+      a.warmup = static_cast<int>(n);
+    else if (k == "--image-size" && is_int && n > 0)
+      a.image_size = n;
+    else
+      usage(("bad argument " + k + " " + v).c_str());
   }
   return a;
 }
@@ -107,10 +114,11 @@ int main(int argc, char** argv) {
   double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   int64_t allocs = cpu_allocator_stats().system_allocs - allocs_before;
   double sps = static_cast<double>(args.batch) * args.steps / dt;
-  std::printf("model=%s batch=%lld threads=%d steps=%d ms_per_step=%.2f loss=%.4f "
-              "system_allocs_in_timed_steps=%lld\n",
-              args.model.c_str(), static_cast<long long>(args.batch), num_threads(), args.steps,
-              1e3 * dt / args.steps, last_loss, static_cast<long long>(allocs));
+  std::printf(
+      "model=%s batch=%lld threads=%d steps=%d ms_per_step=%.2f loss=%.4f "
+      "system_allocs_in_timed_steps=%lld\n",
+      args.model.c_str(), static_cast<long long>(args.batch), num_threads(), args.steps,
+      1e3 * dt / args.steps, last_loss, static_cast<long long>(allocs));
   std::printf("samples_per_sec=%.1f\n", sps);
   return 0;
 }

@@ -45,8 +45,8 @@ std::string interface_address(const std::string& name);
 std::string address_toward(const std::string& peer);
 
 // Of the addresses `host` resolves to, the first that belongs to this host (loopback ones count:
-// a name that resolves to 127.0.1.1 is this host). Throws ConfigError naming the host and what it resolves to when none
-// does: a store or server can only listen on an address of its own.
+// a name that resolves to 127.0.1.1 is this host). Throws ConfigError naming the host and what it
+// resolves to when none does: a store or server can only listen on an address of its own.
 std::string local_address_of(const std::string& host);
 
 // Where peers on other hosts may reach this one, best first: the addresses this hostname resolves

@@ -39,13 +39,13 @@ enum class UnaryOp : uint8_t {
 
 // Fused backward formulas r = f(x, g): x is the saved input or output the formula names.
 enum class BackwardOp : uint8_t {
-  kPow,      // x = input:  g * arg * x^(arg-1) (0 when arg == 0)
-  kSqrt,     // x = output: g / (2 y)
-  kAbs,      // x = input:  g * sign(x)
-  kRelu,     // x = output: y > 0 ? g : 0
-  kGelu,     // x = input:  g * (Phi(x) + x phi(x))
-  kTanh,     // x = output: g * (1 - y^2)
-  kSigmoid,  // x = output: g * y * (1 - y)
+  kPow,        // x = input:  g * arg * x^(arg-1) (0 when arg == 0)
+  kSqrt,       // x = output: g / (2 y)
+  kAbs,        // x = input:  g * sign(x)
+  kRelu,       // x = output: y > 0 ? g : 0
+  kGelu,       // x = input:  g * (Phi(x) + x phi(x))
+  kTanh,       // x = output: g * (1 - y^2)
+  kSigmoid,    // x = output: g * y * (1 - y)
   kLeakyRelu,  // x = input: x > 0 ? g : arg * g
 };
 

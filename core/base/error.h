@@ -15,15 +15,33 @@ class Error : public std::runtime_error {
 };
 
 // One class per cause a caller might want to tell apart.
-class ConfigError : public Error { using Error::Error; };
-class IoError : public Error { using Error::Error; };
-class ShapeError : public Error { using Error::Error; };
-class TypeError : public Error { using Error::Error; };
-class ValueError : public Error { using Error::Error; };
-class AutogradError : public Error { using Error::Error; };
-class CommError : public Error { using Error::Error; };
-class TimeoutError : public Error { using Error::Error; };
-class Unimplemented : public Error { using Error::Error; };
+class ConfigError : public Error {
+  using Error::Error;
+};
+class IoError : public Error {
+  using Error::Error;
+};
+class ShapeError : public Error {
+  using Error::Error;
+};
+class TypeError : public Error {
+  using Error::Error;
+};
+class ValueError : public Error {
+  using Error::Error;
+};
+class AutogradError : public Error {
+  using Error::Error;
+};
+class CommError : public Error {
+  using Error::Error;
+};
+class TimeoutError : public Error {
+  using Error::Error;
+};
+class Unimplemented : public Error {
+  using Error::Error;
+};
 
 namespace detail {
 template <typename... Args>
@@ -44,16 +62,16 @@ std::string str(Args&&... args) {
 }  // namespace tandem
 
 // Throws ErrorType(message) when cond is false. Message parts are streamed together.
-#define TANDEM_CHECK_T(ErrorType, cond, ...)                    \
-  do {                                                          \
-    if (!(cond)) throw ErrorType(::tandem::str(__VA_ARGS__));   \
+#define TANDEM_CHECK_T(ErrorType, cond, ...)                  \
+  do {                                                        \
+    if (!(cond)) throw ErrorType(::tandem::str(__VA_ARGS__)); \
   } while (0)
 #define TANDEM_CHECK(cond, ...) TANDEM_CHECK_T(::tandem::ValueError, cond, __VA_ARGS__)
 #define TANDEM_CHECK_SHAPE(cond, ...) TANDEM_CHECK_T(::tandem::ShapeError, cond, __VA_ARGS__)
 
 // Aborts with file:line: a broken invariant of tandem itself, never bad input.
-#define TANDEM_ASSERT(cond, ...)                                                        \
-  do {                                                                                  \
-    if (!(cond))                                                                        \
+#define TANDEM_ASSERT(cond, ...)                                                            \
+  do {                                                                                      \
+    if (!(cond))                                                                            \
       ::tandem::detail::assert_fail(__FILE__, __LINE__, #cond, ::tandem::str(__VA_ARGS__)); \
   } while (0)

@@ -97,12 +97,13 @@ std::shared_ptr<const Dataset> make_dataset(const std::string& name, const std::
   if (name == "image_folder") {
     TANDEM_CHECK_T(ConfigError, !path.empty(),
                    "data set image_folder needs data.path: the folder holding train/ and val/");
-    return std::make_shared<ImageFolderDataset>(image_folder_split_dir(path, split),
-                                                image_folder_split_dir(path, "train"),
-                                                image_folder ? *image_folder : ImageFolderOptions{});
+    return std::make_shared<ImageFolderDataset>(
+        image_folder_split_dir(path, split), image_folder_split_dir(path, "train"),
+        image_folder ? *image_folder : ImageFolderOptions{});
   }
-  throw ConfigError(str("unknown data set '", name,
-                        "': expected one of fashion_mnist, mnist, cifar10, synthetic, image_folder"));
+  throw ConfigError(
+      str("unknown data set '", name,
+          "': expected one of fashion_mnist, mnist, cifar10, synthetic, image_folder"));
 }
 
 }  // namespace tandem

@@ -78,10 +78,10 @@ constexpr const char* kFashionMnistDebianDir = "/usr/share/datasets/fashion-mnis
 
 // name: fashion_mnist | mnist | cifar10 | synthetic | image_folder; split: train | test. `path`
 // is the folder holding the files (empty: the Debian folder for fashion_mnist; unused for
-// synthetic). IDX files are looked for as <split prefix>-{images-idx3,labels-idx1}-ubyte, with or without .gz, the
-// split prefix being "train" or "t10k". image_folder reads <path>/train and <path>/val
-// (image_folder.h) with `image_folder`'s size and crop settings. Throws ConfigError for an unknown
-// name or split and IoError for missing or malformed files.
+// synthetic). IDX files are looked for as <split prefix>-{images-idx3,labels-idx1}-ubyte, with or
+// without .gz, the split prefix being "train" or "t10k". image_folder reads <path>/train and
+// <path>/val (image_folder.h) with `image_folder`'s size and crop settings. Throws ConfigError for
+// an unknown name or split and IoError for missing or malformed files.
 struct ImageFolderOptions;
 std::shared_ptr<const Dataset> make_dataset(const std::string& name, const std::string& path,
                                             const std::string& split,

@@ -24,9 +24,9 @@
 
 namespace tandem {
 
-constexpr uint64_t kStreamShuffle = 0x53485546;    // "SHUF"
-constexpr uint64_t kStreamAugment = 0x4155474D;    // "AUGM"
-constexpr uint64_t kStreamSynthetic = 0x53594E54;  // "SYNT"
+constexpr uint64_t kStreamShuffle = 0x53485546;      // "SHUF"
+constexpr uint64_t kStreamAugment = 0x4155474D;      // "AUGM"
+constexpr uint64_t kStreamSynthetic = 0x53594E54;    // "SYNT"
 constexpr uint64_t kStreamResizedCrop = 0x52524352;  // "RRCR"
 
 // counter_hi for (stream, epoch). Epochs are taken modulo 2^32.

@@ -1,8 +1,8 @@
 // metrics.jsonl: one JSON object per line, {"step": 100, "epoch": 1, "time": 1732371234.5,
-// "train/loss": 0.41, "train/lr": 0.001, ...}, for plotting and for tests that compare runs. Each line goes to
-// the OS in one write() before log() returns, so a crash never leaves a line half-written by a
-// completed call, and a reader tailing the file sees whole lines. Non-finite values are written
-// as null (JSON has no NaN).
+// "train/loss": 0.41, "train/lr": 0.001, ...}, for plotting and for tests that compare runs. Each
+// line goes to the OS in one write() before log() returns, so a crash never leaves a line
+// half-written by a completed call, and a reader tailing the file sees whole lines. Non-finite
+// values are written as null (JSON has no NaN).
 //
 // The file is opened for appending, so a resumed run continues it. One writer per file, driven by
 // one thread: not thread-safe.

@@ -287,14 +287,15 @@ Tensor batch_norm_device(const Tensor& x_in, const Tensor& running_mean, const T
   const bool nb = bias.defined() && bias.requires_grad();
   if (nx || nw || nb) {
     record("BatchNormBackward", {x_in, weight, bias}, {y},
-           [x, w, save_mean, save_invstd, eps, use_batch_stats, nx, nw, nb](const std::vector<Tensor>& g) {
-             if (!use_batch_stats)
-               throw Unimplemented("batch_norm backward in eval mode on cuda");
+           [x, w, save_mean, save_invstd, eps, use_batch_stats, nx, nw,
+            nb](const std::vector<Tensor>& g) {
+             if (!use_batch_stats) throw Unimplemented("batch_norm backward in eval mode on cuda");
              Tensor gx = empty(x.shape(), x.dtype(), x.device());
              Tensor gw = empty(w.shape(), w.dtype(), w.device());
              Tensor gb = empty(w.shape(), w.dtype(), w.device());
              backend_for("batch_norm backward", x.device())
-                 .batch_norm_backward(x, g[0].contiguous(), w, save_mean, save_invstd, eps, gx, gw, gb);
+                 .batch_norm_backward(x, g[0].contiguous(), w, save_mean, save_invstd, eps, gx, gw,
+                                      gb);
              return std::vector<Tensor>{nx ? gx : Tensor(), nw ? gw : Tensor(), nb ? gb : Tensor()};
            });
   }

@@ -314,22 +314,23 @@ Tensor conv2d_device(const ConvShape& s, const Tensor& x, const Tensor& weight, 
   const bool has_bias = bias.defined(), nb = has_bias && bias.requires_grad();
   std::vector<Tensor> inputs{x, weight};
   if (has_bias) inputs.push_back(bias);
-  record("Conv2dBackward", inputs, {out},
-         [xd, wd, opt, nx, nw, nb, has_bias](const std::vector<Tensor>& gr) {
-           Tensor go = gr[0].contiguous();
-           Tensor gx = nx ? empty(xd.shape(), xd.dtype(), xd.device()) : Tensor();
-           Tensor gw = nw ? empty(wd.shape(), wd.dtype(), wd.device()) : Tensor();
-           Tensor gb = nb ? empty({wd.shape()[0]}, wd.dtype(), wd.device()) : Tensor();
-           if (go.numel() == 0) {
-             for (Tensor* t : {&gx, &gw, &gb})
-               if (t->defined()) t->zero_();
-           } else {
-             backend_for("conv2d backward", xd.device()).conv2d_backward(xd, wd, go, opt, gx, gw, gb);
-           }
-           std::vector<Tensor> grads{gx, gw};
-           if (has_bias) grads.push_back(gb);
-           return grads;
-         });
+  record(
+      "Conv2dBackward", inputs, {out},
+      [xd, wd, opt, nx, nw, nb, has_bias](const std::vector<Tensor>& gr) {
+        Tensor go = gr[0].contiguous();
+        Tensor gx = nx ? empty(xd.shape(), xd.dtype(), xd.device()) : Tensor();
+        Tensor gw = nw ? empty(wd.shape(), wd.dtype(), wd.device()) : Tensor();
+        Tensor gb = nb ? empty({wd.shape()[0]}, wd.dtype(), wd.device()) : Tensor();
+        if (go.numel() == 0) {
+          for (Tensor* t : {&gx, &gw, &gb})
+            if (t->defined()) t->zero_();
+        } else {
+          backend_for("conv2d backward", xd.device()).conv2d_backward(xd, wd, go, opt, gx, gw, gb);
+        }
+        std::vector<Tensor> grads{gx, gw};
+        if (has_bias) grads.push_back(gb);
+        return grads;
+      });
   return out;
 }
 

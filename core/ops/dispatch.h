@@ -22,26 +22,40 @@ namespace tandem {
         return __VA_ARGS__();                                                              \
       }                                                                                    \
       default:                                                                             \
-        throw ::tandem::TypeError(::tandem::str(OPNAME, " needs f32 or f64 tensors, got ",  \
+        throw ::tandem::TypeError(::tandem::str(OPNAME, " needs f32 or f64 tensors, got ", \
                                                 ::tandem::dtype_name(DTYPE),               \
                                                 " (convert with .to())"));                 \
     }                                                                                      \
   }()
 
 // Same, for every dtype tensors can compute in (f32, f64, i32, i64, u8).
-#define TANDEM_DISPATCH_ALL(DTYPE, OPNAME, ...)                                            \
-  [&] {                                                                                    \
-    switch (DTYPE) {                                                                       \
-      case ::tandem::DType::kF32: { using scalar_t = float; return __VA_ARGS__(); }        \
-      case ::tandem::DType::kF64: { using scalar_t = double; return __VA_ARGS__(); }       \
-      case ::tandem::DType::kI32: { using scalar_t = int32_t; return __VA_ARGS__(); }      \
-      case ::tandem::DType::kI64: { using scalar_t = int64_t; return __VA_ARGS__(); }      \
-      case ::tandem::DType::kU8: { using scalar_t = uint8_t; return __VA_ARGS__(); }       \
-      default:                                                                             \
-        throw ::tandem::TypeError(::tandem::str(OPNAME, " does not support ",              \
-                                                ::tandem::dtype_name(DTYPE),               \
-                                                " (convert with .to())"));                 \
-    }                                                                                      \
+#define TANDEM_DISPATCH_ALL(DTYPE, OPNAME, ...)                                                   \
+  [&] {                                                                                           \
+    switch (DTYPE) {                                                                              \
+      case ::tandem::DType::kF32: {                                                               \
+        using scalar_t = float;                                                                   \
+        return __VA_ARGS__();                                                                     \
+      }                                                                                           \
+      case ::tandem::DType::kF64: {                                                               \
+        using scalar_t = double;                                                                  \
+        return __VA_ARGS__();                                                                     \
+      }                                                                                           \
+      case ::tandem::DType::kI32: {                                                               \
+        using scalar_t = int32_t;                                                                 \
+        return __VA_ARGS__();                                                                     \
+      }                                                                                           \
+      case ::tandem::DType::kI64: {                                                               \
+        using scalar_t = int64_t;                                                                 \
+        return __VA_ARGS__();                                                                     \
+      }                                                                                           \
+      case ::tandem::DType::kU8: {                                                                \
+        using scalar_t = uint8_t;                                                                 \
+        return __VA_ARGS__();                                                                     \
+      }                                                                                           \
+      default:                                                                                    \
+        throw ::tandem::TypeError(::tandem::str(                                                  \
+            OPNAME, " does not support ", ::tandem::dtype_name(DTYPE), " (convert with .to())")); \
+    }                                                                                             \
   }()
 
 // Throws Unimplemented unless every defined tensor is on the CPU.

@@ -80,7 +80,8 @@ Tensor dropout(const Tensor& x, double p, bool training, const DropoutKey& key) 
   const int64_t per_sample = rows == 0 ? 0 : n / rows;
   Tensor mask = empty(x.shape(), DType::kU8, x.device());
   double scale = 0.0;
-  const uint64_t first = static_cast<uint64_t>(key.first_sample) * static_cast<uint64_t>(per_sample);
+  const uint64_t first =
+      static_cast<uint64_t>(key.first_sample) * static_cast<uint64_t>(per_sample);
   if (p >= 1.0) {
     mask.zero_();  // every element dropped (PyTorch returns zeros)
   } else if (x.is_cuda()) {

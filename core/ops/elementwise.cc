@@ -12,7 +12,8 @@
 
 namespace tandem {
 
-constexpr int64_t kGrain = 1 << 15;  // elements per task: below this threads cost more than they give
+constexpr int64_t kGrain =
+    1 << 15;  // elements per task: below this threads cost more than they give
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   size_t n = std::max(a.size(), b.size());
@@ -32,7 +33,8 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   std::vector<int64_t> dims;
   size_t lead = g.shape().size() - shape.size();
   for (size_t i = 0; i < g.shape().size(); ++i) {
-    if (i < lead || (shape[i - lead] == 1 && g.shape()[i] != 1)) dims.push_back(static_cast<int64_t>(i));
+    if (i < lead || (shape[i - lead] == 1 && g.shape()[i] != 1))
+      dims.push_back(static_cast<int64_t>(i));
   }
   Tensor s = dims.empty() ? g : sum(g, dims, true);
   return s.reshape(shape);
@@ -73,17 +75,19 @@ void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   if (ac && bc && a.numel() == n && b.dim() >= 1 && a.dim() >= 1 && b.numel() == a.shape().back() &&
       b.shape().back() == b.numel()) {
     const int64_t m = b.numel(), rows = n / m;
-    parallel_for(0, rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(m, 1)), [&](int64_t s, int64_t e) {
-      for (int64_t r = s; r < e; ++r)
-        for (int64_t j = 0; j < m; ++j) o[r * m + j] = f(pa[r * m + j], pb[j]);
-    });
+    parallel_for(0, rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(m, 1)),
+                 [&](int64_t s, int64_t e) {
+                   for (int64_t r = s; r < e; ++r)
+                     for (int64_t j = 0; j < m; ++j) o[r * m + j] = f(pa[r * m + j], pb[j]);
+                 });
     return;
   }
   Tensor ea = a.detach().expand(out.shape());
   Tensor eb = b.detach().expand(out.shape());
   parallel_for(0, n, kGrain, [&](int64_t s, int64_t e) {
     std::vector<int64_t> boff(static_cast<size_t>(e - s));
-    for_each_offset(out.shape(), eb.strides(), s, e, [&](int64_t i, int64_t off) { boff[i - s] = off; });
+    for_each_offset(out.shape(), eb.strides(), s, e,
+                    [&](int64_t i, int64_t off) { boff[i - s] = off; });
     const T* ba = static_cast<const T*>(ea.raw_data());
     for_each_offset(out.shape(), ea.strides(), s, e,
                     [&](int64_t i, int64_t off) { o[i] = f(ba[off], pb[boff[i - s]]); });
@@ -91,7 +95,9 @@ void binary_kernel(const Tensor& a, const Tensor& b, Tensor& out, F f) {
 }
 
 // The device of a binary op: a CUDA operand decides (the other may be a CPU scalar).
-Device op_device(const Tensor& a, const Tensor& b) { return a.is_cuda() ? a.device() : b.device(); }
+Device op_device(const Tensor& a, const Tensor& b) {
+  return a.is_cuda() ? a.device() : b.device();
+}
 
 template <typename F>
 Tensor binary_float(const char* name, BinaryOp op, const Tensor& a, const Tensor& b, F f) {
@@ -118,7 +124,8 @@ Tensor compare(const char* name, BinaryOp op, const Tensor& a, const Tensor& b, 
   }
   Tensor out = empty(broadcast_shapes(a.shape(), b.shape()), DType::kU8);
   TANDEM_DISPATCH_ALL(a.dtype(), name, [&] {
-    binary_kernel<scalar_t, uint8_t>(a, b, out, [&](scalar_t x, scalar_t y) -> uint8_t { return f(x, y) ? 1 : 0; });
+    binary_kernel<scalar_t, uint8_t>(
+        a, b, out, [&](scalar_t x, scalar_t y) -> uint8_t { return f(x, y) ? 1 : 0; });
   });
   return out;
 }
@@ -169,7 +176,9 @@ Tensor ternary_float(const char* name, BackwardOp op, double arg, const Tensor& 
   return out;
 }
 
-Tensor scalar_like(const Tensor& a, double v) { return scalar_tensor(v, a.dtype()); }
+Tensor scalar_like(const Tensor& a, double v) {
+  return scalar_tensor(v, a.dtype());
+}
 
 }  // namespace
 
@@ -216,14 +225,16 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor add(const Tensor& a, double b) {
-  Tensor out = binary_float("add", BinaryOp::kAdd, a, scalar_like(a, b), [](auto x, auto y) { return x + y; });
+  Tensor out = binary_float("add", BinaryOp::kAdd, a, scalar_like(a, b),
+                            [](auto x, auto y) { return x + y; });
   record("AddScalarBackward", {a}, {out},
          [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
   return out;
 }
 
 Tensor mul(const Tensor& a, double b) {
-  Tensor out = binary_float("mul", BinaryOp::kMul, a, scalar_like(a, b), [](auto x, auto y) { return x * y; });
+  Tensor out = binary_float("mul", BinaryOp::kMul, a, scalar_like(a, b),
+                            [](auto x, auto y) { return x * y; });
   record("MulScalarBackward", {a}, {out},
          [b](const std::vector<Tensor>& g) { return std::vector<Tensor>{mul(g[0], b)}; });
   return out;
@@ -237,20 +248,24 @@ Tensor neg(const Tensor& a) {
 }
 
 Tensor pow(const Tensor& a, double e) {
-  Tensor out = unary_float("pow", UnaryOp::kPowScalar, e, a, [e](auto x) { return static_cast<decltype(x)>(std::pow(x, e)); });
+  Tensor out = unary_float("pow", UnaryOp::kPowScalar, e, a,
+                           [e](auto x) { return static_cast<decltype(x)>(std::pow(x, e)); });
   Tensor ad = a.detach();
   record("PowBackward", {a}, {out}, [ad, e](const std::vector<Tensor>& g) {
-    Tensor d = ternary_float("pow_backward", BackwardOp::kPow, e, ad, ad, g[0], [e](auto x, auto, auto gg) {
-      using T = decltype(x);
-      return e == 0.0 ? T(0) : static_cast<T>(gg * e * std::pow(x, e - 1.0));
-    });
+    Tensor d = ternary_float(
+        "pow_backward", BackwardOp::kPow, e, ad, ad, g[0], [e](auto x, auto, auto gg) {
+          using T = decltype(x);
+          return e == 0.0 ? T(0) : static_cast<T>(gg * e * std::pow(x, e - 1.0));
+        });
     return std::vector<Tensor>{d};
   });
   return out;
 }
 
 Tensor pow(const Tensor& a, const Tensor& e) {
-  Tensor out = binary_float("pow", BinaryOp::kPow, a, e, [](auto x, auto y) { return static_cast<decltype(x)>(std::pow(x, y)); });
+  Tensor out = binary_float("pow", BinaryOp::kPow, a, e, [](auto x, auto y) {
+    return static_cast<decltype(x)>(std::pow(x, y));
+  });
   Tensor ad = a.detach(), ed = e.detach(), od = out.detach();
   record("PowTensorBackward", {a, e}, {out}, [ad, ed, od](const std::vector<Tensor>& g) {
     Tensor ga = mul(g[0], mul(ed, pow(ad, sub(ed, scalar_like(ed, 1.0)))));
@@ -261,7 +276,8 @@ Tensor pow(const Tensor& a, const Tensor& e) {
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_float("maximum", BinaryOp::kMaximum, a, b, [](auto x, auto y) { return x >= y ? x : y; });
+  Tensor out = binary_float("maximum", BinaryOp::kMaximum, a, b,
+                            [](auto x, auto y) { return x >= y ? x : y; });
   Tensor ad = a.detach(), bd = b.detach();
   record("MaximumBackward", {a, b}, {out}, [ad, bd](const std::vector<Tensor>& g) {
     Tensor mask = ge(ad, bd).to(g[0].dtype());
@@ -303,21 +319,23 @@ Tensor abs(const Tensor& a) {
   Tensor out = unary_float("abs", UnaryOp::kAbs, 0.0, a, [](auto x) { return std::abs(x); });
   Tensor ad = a.detach();
   record("AbsBackward", {a}, {out}, [ad](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("abs_backward", BackwardOp::kAbs, 0.0, ad, ad, g[0], [](auto x, auto, auto gg) {
-      using T = decltype(x);
-      return x > T(0) ? gg : (x < T(0) ? -gg : T(0));
-    })};
+    return std::vector<Tensor>{ternary_float("abs_backward", BackwardOp::kAbs, 0.0, ad, ad, g[0],
+                                             [](auto x, auto, auto gg) {
+                                               using T = decltype(x);
+                                               return x > T(0) ? gg : (x < T(0) ? -gg : T(0));
+                                             })};
   });
   return out;
 }
 
 Tensor relu(const Tensor& a) {
-  Tensor out = unary_float("relu", UnaryOp::kRelu, 0.0, a, [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
+  Tensor out = unary_float("relu", UnaryOp::kRelu, 0.0, a,
+                           [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
   Tensor od = out.detach();
   record("ReluBackward", {a}, {out}, [od](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("relu_backward", BackwardOp::kRelu, 0.0, od, od, g[0], [](auto y, auto, auto gg) {
-      return y > decltype(y)(0) ? gg : decltype(y)(0);
-    })};
+    return std::vector<Tensor>{ternary_float(
+        "relu_backward", BackwardOp::kRelu, 0.0, od, od, g[0],
+        [](auto y, auto, auto gg) { return y > decltype(y)(0) ? gg : decltype(y)(0); })};
   });
   return out;
 }
@@ -329,8 +347,8 @@ Tensor leaky_relu(const Tensor& a, double slope) {
   });
   Tensor ad = a.detach();
   record("LeakyReluBackward", {a}, {out}, [ad, slope](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("leaky_relu_backward", BackwardOp::kLeakyRelu, slope, ad,
-                                             ad, g[0], [slope](auto x, auto, auto gg) {
+    return std::vector<Tensor>{ternary_float("leaky_relu_backward", BackwardOp::kLeakyRelu, slope,
+                                             ad, ad, g[0], [slope](auto x, auto, auto gg) {
                                                using T = decltype(x);
                                                return x > T(0) ? gg : static_cast<T>(slope) * gg;
                                              })};
@@ -345,12 +363,13 @@ Tensor gelu(const Tensor& a) {
   });
   Tensor ad = a.detach();
   record("GeluBackward", {a}, {out}, [ad](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("gelu_backward", BackwardOp::kGelu, 0.0, ad, ad, g[0], [](auto x, auto, auto gg) {
-      using T = decltype(x);
-      double cdf = 0.5 * (1.0 + std::erf(x * M_SQRT1_2));
-      double pdf = std::exp(-0.5 * x * x) * 0.3989422804014327;  // 1/sqrt(2 pi)
-      return static_cast<T>(gg * (cdf + x * pdf));
-    })};
+    return std::vector<Tensor>{ternary_float(
+        "gelu_backward", BackwardOp::kGelu, 0.0, ad, ad, g[0], [](auto x, auto, auto gg) {
+          using T = decltype(x);
+          double cdf = 0.5 * (1.0 + std::erf(x * M_SQRT1_2));
+          double pdf = std::exp(-0.5 * x * x) * 0.3989422804014327;  // 1/sqrt(2 pi)
+          return static_cast<T>(gg * (cdf + x * pdf));
+        })};
   });
   return out;
 }
@@ -359,8 +378,9 @@ Tensor tanh(const Tensor& a) {
   Tensor out = unary_float("tanh", UnaryOp::kTanh, 0.0, a, [](auto x) { return std::tanh(x); });
   Tensor od = out.detach();
   record("TanhBackward", {a}, {out}, [od](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("tanh_backward", BackwardOp::kTanh, 0.0, od, od, g[0],
-                                             [](auto y, auto, auto gg) { return gg * (1 - y * y); })};
+    return std::vector<Tensor>{
+        ternary_float("tanh_backward", BackwardOp::kTanh, 0.0, od, od, g[0],
+                      [](auto y, auto, auto gg) { return gg * (1 - y * y); })};
   });
   return out;
 }
@@ -372,19 +392,32 @@ Tensor sigmoid(const Tensor& a) {
   });
   Tensor od = out.detach();
   record("SigmoidBackward", {a}, {out}, [od](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{ternary_float("sigmoid_backward", BackwardOp::kSigmoid, 0.0, od, od, g[0],
-                                             [](auto y, auto, auto gg) { return gg * y * (1 - y); })};
+    return std::vector<Tensor>{
+        ternary_float("sigmoid_backward", BackwardOp::kSigmoid, 0.0, od, od, g[0],
+                      [](auto y, auto, auto gg) { return gg * y * (1 - y); })};
   });
   return out;
 }
 
 // ------------------------------------------------------------------ comparisons
-Tensor eq(const Tensor& a, const Tensor& b) { return compare("eq", BinaryOp::kEq, a, b, [](auto x, auto y) { return x == y; }); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare("ne", BinaryOp::kNe, a, b, [](auto x, auto y) { return x != y; }); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare("lt", BinaryOp::kLt, a, b, [](auto x, auto y) { return x < y; }); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare("le", BinaryOp::kLe, a, b, [](auto x, auto y) { return x <= y; }); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare("gt", BinaryOp::kGt, a, b, [](auto x, auto y) { return x > y; }); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare("ge", BinaryOp::kGe, a, b, [](auto x, auto y) { return x >= y; }); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  return compare("eq", BinaryOp::kEq, a, b, [](auto x, auto y) { return x == y; });
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  return compare("ne", BinaryOp::kNe, a, b, [](auto x, auto y) { return x != y; });
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  return compare("lt", BinaryOp::kLt, a, b, [](auto x, auto y) { return x < y; });
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  return compare("le", BinaryOp::kLe, a, b, [](auto x, auto y) { return x <= y; });
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  return compare("gt", BinaryOp::kGt, a, b, [](auto x, auto y) { return x > y; });
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  return compare("ge", BinaryOp::kGe, a, b, [](auto x, auto y) { return x >= y; });
+}
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   TANDEM_CHECK_T(TypeError, cond.dtype() == DType::kU8, "where: condition must be u8, got ",
@@ -399,11 +432,11 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     check_cpu("where", {&cond, &a, &b});
     Tensor ea = a.detach().expand(s).contiguous(), eb = b.detach().expand(s).contiguous();
     TANDEM_DISPATCH_ALL(a.dtype(), "where", [&] {
-    const uint8_t* pc = c.data<uint8_t>();
-    const scalar_t* pa = ea.data<scalar_t>();
-    const scalar_t* pb = eb.data<scalar_t>();
-    scalar_t* o = out.data<scalar_t>();
-    for (int64_t i = 0; i < out.numel(); ++i) o[i] = pc[i] ? pa[i] : pb[i];
+      const uint8_t* pc = c.data<uint8_t>();
+      const scalar_t* pa = ea.data<scalar_t>();
+      const scalar_t* pb = eb.data<scalar_t>();
+      scalar_t* o = out.data<scalar_t>();
+      for (int64_t i = 0; i < out.numel(); ++i) o[i] = pc[i] ? pa[i] : pb[i];
     });
   }
   Tensor cd = c;
@@ -457,7 +490,8 @@ void mul_(Tensor& a, double s) {
         for (int64_t i = b; i < e; ++i) pa[i] *= v;
       });
     } else {
-      for_each_offset(a.shape(), a.strides(), 0, a.numel(), [&](int64_t, int64_t off) { pa[off] *= v; });
+      for_each_offset(a.shape(), a.strides(), 0, a.numel(),
+                      [&](int64_t, int64_t off) { pa[off] *= v; });
     }
   });
 }

@@ -284,9 +284,9 @@ Tensor checked_targets(const Tensor& target, int64_t n, int64_t classes) {
     Tensor host = t.to(Device::cpu());
     const int64_t* p = host.data<int64_t>();
     for (int64_t i = 0; i < n; ++i)
-      TANDEM_CHECK(p[i] >= 0 && p[i] < classes, "cross_entropy: target ", p[i], " at position ",
-                   i, " is out of range for ", classes, " classes (expected 0 <= target < ",
-                   classes, ")");
+      TANDEM_CHECK(p[i] >= 0 && p[i] < classes, "cross_entropy: target ", p[i], " at position ", i,
+                   " is out of range for ", classes, " classes (expected 0 <= target < ", classes,
+                   ")");
     return t;
   }
   const int64_t* p = t.data<int64_t>();
@@ -327,8 +327,10 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
 }
 
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label_smoothing) {
-  if (logits_in.is_cuda() || target.is_cuda()) check_same_device("cross_entropy", {&logits_in, &target});
-  else check_cpu("cross_entropy", {&logits_in, &target});
+  if (logits_in.is_cuda() || target.is_cuda())
+    check_same_device("cross_entropy", {&logits_in, &target});
+  else
+    check_cpu("cross_entropy", {&logits_in, &target});
   TANDEM_CHECK_SHAPE(logits_in.dim() == 2, "cross_entropy: logits must be (N, C), got ",
                      shape_str(logits_in.shape()));
   TANDEM_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,

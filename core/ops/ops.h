@@ -49,17 +49,39 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond: u8
 void add_(Tensor& a, const Tensor& b, double alpha = 1.0);  // a += alpha * b
 void mul_(Tensor& a, double s);
 
-inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-inline Tensor operator-(const Tensor& a) { return neg(a); }
-inline Tensor operator+(const Tensor& a, double b) { return add(a, b); }
-inline Tensor operator-(const Tensor& a, double b) { return add(a, -b); }
-inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
-inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
-inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
-inline Tensor operator+(double a, const Tensor& b) { return add(b, a); }
+inline Tensor operator+(const Tensor& a, const Tensor& b) {
+  return add(a, b);
+}
+inline Tensor operator-(const Tensor& a, const Tensor& b) {
+  return sub(a, b);
+}
+inline Tensor operator*(const Tensor& a, const Tensor& b) {
+  return mul(a, b);
+}
+inline Tensor operator/(const Tensor& a, const Tensor& b) {
+  return div(a, b);
+}
+inline Tensor operator-(const Tensor& a) {
+  return neg(a);
+}
+inline Tensor operator+(const Tensor& a, double b) {
+  return add(a, b);
+}
+inline Tensor operator-(const Tensor& a, double b) {
+  return add(a, -b);
+}
+inline Tensor operator*(const Tensor& a, double b) {
+  return mul(a, b);
+}
+inline Tensor operator/(const Tensor& a, double b) {
+  return mul(a, 1.0 / b);
+}
+inline Tensor operator*(double a, const Tensor& b) {
+  return mul(b, a);
+}
+inline Tensor operator+(double a, const Tensor& b) {
+  return add(b, a);
+}
 
 // The broadcast shape of a and b, or a ShapeError naming both.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
@@ -124,8 +146,8 @@ Tensor mse_loss(const Tensor& input, const Tensor& target);  // mean of squared 
 // sample index, not on which rank or thread holds the sample.
 struct DropoutKey {
   uint64_t seed = 0;
-  uint64_t stream = 0;        // separates steps and dropout layers
-  int64_t first_sample = 0;   // global index of row 0 of this batch
+  uint64_t stream = 0;       // separates steps and dropout layers
+  int64_t first_sample = 0;  // global index of row 0 of this batch
 };
 Tensor dropout(const Tensor& x, double p, bool training, const DropoutKey& key);
 

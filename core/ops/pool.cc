@@ -331,7 +331,8 @@ Tensor pool_device(bool max, const char* op, const Tensor& x, const PlaneShape& 
            if (od.numel() == 0) {
              gin.zero_();
            } else {
-             backend_for(op, xd.device()).pool2d_backward(max, xd, od, g[0].contiguous(), floor_opt, gin);
+             backend_for(op, xd.device())
+                 .pool2d_backward(max, xd, od, g[0].contiguous(), floor_opt, gin);
            }
            return std::vector<Tensor>{gin};
          });
@@ -367,7 +368,8 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
-  if (x.is_cuda()) return pool_device(false, "avg_pool2d", x, pool_shape("avg_pool2d", x, opt), opt);
+  if (x.is_cuda())
+    return pool_device(false, "avg_pool2d", x, pool_shape("avg_pool2d", x, opt), opt);
   check_cpu("avg_pool2d", {&x});
   PlaneShape p = pool_shape("avg_pool2d", x, opt);
   return avg_like("avg_pool2d", "AvgPool2dBackward", x, p,

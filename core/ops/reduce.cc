@@ -32,8 +32,10 @@ Shape reduced_shape(const Shape& s, const std::vector<int64_t>& dims, bool keepd
   Shape out;
   for (int64_t d = 0; d < static_cast<int64_t>(s.size()); ++d) {
     bool r = std::binary_search(dims.begin(), dims.end(), d);
-    if (!r) out.push_back(s[d]);
-    else if (keepdim) out.push_back(1);
+    if (!r)
+      out.push_back(s[d]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
@@ -84,14 +86,15 @@ Tensor sum_kernel(const Tensor& x_in, const std::vector<int64_t>& dims) {
     for (int64_t d : dims) perm.push_back(d);
     Tensor xc = x.permute(perm).contiguous();
     const scalar_t* p = xc.data<scalar_t>();
-    parallel_for(0, outer, std::max<int64_t>(1, 32768 / std::max<int64_t>(red, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const scalar_t* row = p + i * red;
-        double acc = 0;
-        for (int64_t r = 0; r < red; ++r) acc += row[r];
-        o[i] = static_cast<scalar_t>(acc);
-      }
-    });
+    parallel_for(0, outer, std::max<int64_t>(1, 32768 / std::max<int64_t>(red, 1)),
+                 [&](int64_t b, int64_t e) {
+                   for (int64_t i = b; i < e; ++i) {
+                     const scalar_t* row = p + i * red;
+                     double acc = 0;
+                     for (int64_t r = 0; r < red; ++r) acc += row[r];
+                     o[i] = static_cast<scalar_t>(acc);
+                   }
+                 });
   });
   return out;
 }
@@ -109,7 +112,9 @@ Tensor sum(const Tensor& a, std::vector<int64_t> dims_in, bool keepdim) {
   return out;
 }
 
-Tensor sum(const Tensor& a) { return sum(a, {}, false); }
+Tensor sum(const Tensor& a) {
+  return sum(a, {}, false);
+}
 
 Tensor mean(const Tensor& a, std::vector<int64_t> dims_in, bool keepdim) {
   std::vector<int64_t> dims = normalise_dims(dims_in, a.dim(), "mean");
@@ -119,7 +124,9 @@ Tensor mean(const Tensor& a, std::vector<int64_t> dims_in, bool keepdim) {
   return mul(sum(a, dims, keepdim), 1.0 / static_cast<double>(count));
 }
 
-Tensor mean(const Tensor& a) { return mean(a, {}, false); }
+Tensor mean(const Tensor& a) {
+  return mean(a, {}, false);
+}
 
 namespace {
 
@@ -139,7 +146,8 @@ std::pair<Tensor, Tensor> max_kernel(const Tensor& a, int64_t dim) {
   const int64_t outer = xc.numel() / red;
   Shape kept = reduced_shape(a.shape(), {dim}, false);
   if (a.is_cuda()) {
-    Tensor values = empty(kept, a.dtype(), a.device()), indices = empty(kept, DType::kI64, a.device());
+    Tensor values = empty(kept, a.dtype(), a.device()),
+           indices = empty(kept, DType::kI64, a.device());
     backend_for("max", a.device()).max_rows(xc, outer, red, values, indices);
     return {values, indices};
   }

@@ -79,7 +79,8 @@ void Adam::update(const std::vector<FusedParam>& active) {
     a.weight_decay = options_.weight_decay;
     a.decoupled = decoupled_;
     const Device dev = active.front().device;
-    backend_for(decoupled_ ? "adamw" : "adam", dev).adam_update(dev.index, fused_tensors(active), a);
+    backend_for(decoupled_ ? "adamw" : "adam", dev)
+        .adam_update(dev.index, fused_tensors(active), a);
     return;
   }
   for_each_fused_chunk(active, [&](const FusedParam& fp, int64_t b, int64_t e) {

@@ -13,7 +13,7 @@ namespace tandem {
 namespace {
 std::atomic<int> g_threads{0};  // 0 = not yet set
 std::mutex g_set_mu;            // serialises set_num_threads (OpenMP/OpenBLAS settings)
-}
+}  // namespace
 
 int hardware_threads() {
   unsigned n = std::thread::hardware_concurrency();
@@ -53,7 +53,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
     return;
   }
   int64_t chunks = std::min<int64_t>(threads, (n + grain - 1) / std::max<int64_t>(grain, 1));
-#pragma omp parallel num_threads(static_cast<int>(chunks))
+#pragma omp parallel num_threads(static_cast <int>(chunks))
   {
     int64_t t = omp_get_thread_num();
     int64_t nt = omp_get_num_threads();

@@ -19,7 +19,10 @@ std::array<uint32_t, 4> philox4x32(uint64_t key, uint64_t counter_hi, uint64_t c
     uint32_t n1 = static_cast<uint32_t>(p1);
     uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
     uint32_t n3 = static_cast<uint32_t>(p0);
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += kW0;
     k1 += kW1;
   }
@@ -85,14 +88,18 @@ void check_fillable(const Tensor& t) {
 
 void uniform_(Tensor& t, double low, double high, Generator& gen) {
   check_fillable(t);
-  if (t.dtype() == DType::kF32) fill_uniform(t.data<float>(), t.numel(), gen, low, high);
-  else fill_uniform(t.data<double>(), t.numel(), gen, low, high);
+  if (t.dtype() == DType::kF32)
+    fill_uniform(t.data<float>(), t.numel(), gen, low, high);
+  else
+    fill_uniform(t.data<double>(), t.numel(), gen, low, high);
 }
 
 void normal_(Tensor& t, double mean, double std, Generator& gen) {
   check_fillable(t);
-  if (t.dtype() == DType::kF32) fill_normal(t.data<float>(), t.numel(), gen, mean, std);
-  else fill_normal(t.data<double>(), t.numel(), gen, mean, std);
+  if (t.dtype() == DType::kF32)
+    fill_normal(t.data<float>(), t.numel(), gen, mean, std);
+  else
+    fill_normal(t.data<double>(), t.numel(), gen, mean, std);
 }
 
 Tensor rand(const Shape& shape, Generator& gen, DType dtype) {

@@ -16,7 +16,9 @@ namespace tandem {
 std::array<uint32_t, 4> philox4x32(uint64_t key, uint64_t counter_hi, uint64_t counter_lo);
 
 // Uniform in [0, 1) with 24 random bits (exactly representable in f32).
-inline float uint_to_unit_float(uint32_t x) { return static_cast<float>(x >> 8) * (1.0f / 16777216.0f); }
+inline float uint_to_unit_float(uint32_t x) {
+  return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
+}
 // Uniform in [0, 1) with 53 random bits.
 inline double uints_to_unit_double(uint32_t a, uint32_t b) {
   uint64_t v = (static_cast<uint64_t>(a) << 21) ^ (b >> 11);

@@ -8,26 +8,40 @@ namespace tandem {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kF64: return 8;
-    case DType::kF16: return 2;
-    case DType::kBF16: return 2;
-    case DType::kI32: return 4;
-    case DType::kI64: return 8;
-    case DType::kU8: return 1;
+    case DType::kF32:
+      return 4;
+    case DType::kF64:
+      return 8;
+    case DType::kF16:
+      return 2;
+    case DType::kBF16:
+      return 2;
+    case DType::kI32:
+      return 4;
+    case DType::kI64:
+      return 8;
+    case DType::kU8:
+      return 1;
   }
   TANDEM_ASSERT(false, "bad dtype");
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kF32: return "f32";
-    case DType::kF64: return "f64";
-    case DType::kF16: return "f16";
-    case DType::kBF16: return "bf16";
-    case DType::kI32: return "i32";
-    case DType::kI64: return "i64";
-    case DType::kU8: return "u8";
+    case DType::kF32:
+      return "f32";
+    case DType::kF64:
+      return "f64";
+    case DType::kF16:
+      return "f16";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kI32:
+      return "i32";
+    case DType::kI64:
+      return "i64";
+    case DType::kU8:
+      return "u8";
   }
   TANDEM_ASSERT(false, "bad dtype");
 }
@@ -68,7 +82,7 @@ Half float_to_half(float f) {
   std::memcpy(&u, &f, 4);
   uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return Half{static_cast<uint16_t>(sign | 0x7e00u)};  // NaN
+  if (abs > 0x7f800000u) return Half{static_cast<uint16_t>(sign | 0x7e00u)};   // NaN
   if (abs >= 0x477ff000u) return Half{static_cast<uint16_t>(sign | 0x7c00u)};  // overflow: inf
   if (abs < 0x38800000u) {  // result is subnormal or zero: scale into the subnormal grid
     float a;
@@ -87,26 +101,47 @@ Half float_to_half(float f) {
 
 double load_as_double(const void* p, DType t) {
   switch (t) {
-    case DType::kF32: return *static_cast<const float*>(p);
-    case DType::kF64: return *static_cast<const double*>(p);
-    case DType::kF16: return half_to_float(*static_cast<const Half*>(p));
-    case DType::kBF16: return bf16_to_float(*static_cast<const BFloat16*>(p));
-    case DType::kI32: return *static_cast<const int32_t*>(p);
-    case DType::kI64: return static_cast<double>(*static_cast<const int64_t*>(p));
-    case DType::kU8: return *static_cast<const uint8_t*>(p);
+    case DType::kF32:
+      return *static_cast<const float*>(p);
+    case DType::kF64:
+      return *static_cast<const double*>(p);
+    case DType::kF16:
+      return half_to_float(*static_cast<const Half*>(p));
+    case DType::kBF16:
+      return bf16_to_float(*static_cast<const BFloat16*>(p));
+    case DType::kI32:
+      return *static_cast<const int32_t*>(p);
+    case DType::kI64:
+      return static_cast<double>(*static_cast<const int64_t*>(p));
+    case DType::kU8:
+      return *static_cast<const uint8_t*>(p);
   }
   TANDEM_ASSERT(false, "bad dtype");
 }
 
 void store_from_double(void* p, DType t, double v) {
   switch (t) {
-    case DType::kF32: *static_cast<float*>(p) = static_cast<float>(v); return;
-    case DType::kF64: *static_cast<double*>(p) = v; return;
-    case DType::kF16: *static_cast<Half*>(p) = float_to_half(static_cast<float>(v)); return;
-    case DType::kBF16: *static_cast<BFloat16*>(p) = float_to_bf16(static_cast<float>(v)); return;
-    case DType::kI32: *static_cast<int32_t*>(p) = static_cast<int32_t>(v); return;
-    case DType::kI64: *static_cast<int64_t*>(p) = static_cast<int64_t>(v); return;
-    case DType::kU8: *static_cast<uint8_t*>(p) = static_cast<uint8_t>(v); return;
+    case DType::kF32:
+      *static_cast<float*>(p) = static_cast<float>(v);
+      return;
+    case DType::kF64:
+      *static_cast<double*>(p) = v;
+      return;
+    case DType::kF16:
+      *static_cast<Half*>(p) = float_to_half(static_cast<float>(v));
+      return;
+    case DType::kBF16:
+      *static_cast<BFloat16*>(p) = float_to_bf16(static_cast<float>(v));
+      return;
+    case DType::kI32:
+      *static_cast<int32_t*>(p) = static_cast<int32_t>(v);
+      return;
+    case DType::kI64:
+      *static_cast<int64_t*>(p) = static_cast<int64_t>(v);
+      return;
+    case DType::kU8:
+      *static_cast<uint8_t*>(p) = static_cast<uint8_t>(v);
+      return;
   }
   TANDEM_ASSERT(false, "bad dtype");
 }

@@ -47,7 +47,7 @@ struct TrainResult {
   double test_loss = 0;
   double test_accuracy = 0;
   double samples_per_sec = 0;
-  bool stopped_early = false;  // stop_at_step or request_stop() ended the run
+  bool stopped_early = false;   // stop_at_step or request_stop() ended the run
   bool early_stopping = false;  // training.early_stopping ended the run (a normal end)
   std::string final_line;
 };

@@ -7,11 +7,11 @@
 #include <future>
 #include <thread>
 
-#include "tests/support/test_support.h"
 #include "collectives/checked_communicator.h"
 #include "collectives/inprocess/inprocess_group.h"
 #include "collectives/store/store_server.h"
 #include "core/base/error.h"
+#include "tests/support/test_support.h"
 
 namespace tandem {
 namespace {

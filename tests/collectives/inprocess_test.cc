@@ -10,9 +10,9 @@
 #include <random>
 #include <thread>
 
-#include "tests/support/test_support.h"
 #include "collectives/inprocess/inprocess_group.h"
 #include "core/base/error.h"
+#include "tests/support/test_support.h"
 
 namespace tandem {
 namespace {
@@ -122,7 +122,8 @@ TEST(InProcess, ReduceScatterLeavesEachRankItsReducedBlock) {
       auto comms = InProcessGroup::create(world);
       std::vector<Tensor> out;
       for (int r = 0; r < world; ++r) out.push_back(full({n}, 99.0, dtype));
-      run_threads(world, [&](int r) { comms[r]->reduce_scatter(inputs[r], out[r], op)->wait(10s); });
+      run_threads(world,
+                  [&](int r) { comms[r]->reduce_scatter(inputs[r], out[r], op)->wait(10s); });
       for (int r = 0; r < world; ++r) {
         Tensor expected =
             tensor_of(n, dtype, [&](int64_t i) { return reduce_values(op, world, r * n + i); });

@@ -1,8 +1,8 @@
-// Fuzz target: load_onnx_model on any bytes, then a forward and backward pass through what loaded. The input
-// is three bytes, channels (1 + b % 4), height and width (1 + b % 32 each), then the .onnx
-// file. The loader may refuse a file only with tandem's errors (each names the file and what it
-// expected); a model it accepts must run forward and backward on 2 of its samples, as the loader's
-// dry run (2 samples, no gradients, eval mode) promised every shape resolves.
+// Fuzz target: load_onnx_model on any bytes, then a forward and backward pass through what loaded.
+// The input is three bytes, channels (1 + b % 4), height and width (1 + b % 32 each), then the
+// .onnx file. The loader may refuse a file only with tandem's errors (each names the file and what
+// it expected); a model it accepts must run forward and backward on 2 of its samples, as the
+// loader's dry run (2 samples, no gradients, eval mode) promised every shape resolves.
 #include <unistd.h>
 
 #include <cstdio>

@@ -28,8 +28,8 @@
 #include <string>
 #include <thread>
 
-#include "strategies/process_environment.h"
 #include "launcher/heartbeat.h"
+#include "strategies/process_environment.h"
 
 namespace {
 

@@ -1,4 +1,5 @@
-// Rank discovery (strategies/process_environment.h): each source, the order between them, and the errors.
+// Rank discovery (strategies/process_environment.h): each source, the order between them, and the
+// errors.
 #include "strategies/process_environment.h"
 
 #include <gtest/gtest.h>

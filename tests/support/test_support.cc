@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <thread>
 #include <fstream>
+#include <thread>
 
 #include "core/autograd/grad_mode.h"
 #include "core/io/safetensors.h"
@@ -63,7 +63,8 @@ double max_rel_error(const Tensor& a, const Tensor& b) {
   return worst;
 }
 
-void expect_close(const Tensor& actual, const Tensor& expected, double tol, const std::string& what) {
+void expect_close(const Tensor& actual, const Tensor& expected, double tol,
+                  const std::string& what) {
   ASSERT_TRUE(actual.defined()) << what << ": actual is undefined";
   ASSERT_TRUE(expected.defined()) << what << ": expected is undefined";
   ASSERT_EQ(shape_str(actual.shape()), shape_str(expected.shape())) << what << ": shapes differ";
@@ -122,7 +123,8 @@ std::string temp_dir() {
 std::map<std::string, Tensor> run_torch(const std::string& case_name, const TensorMap& inputs,
                                         const std::string& args_json) {
   std::string dir = temp_dir();
-  std::string in = dir + "/in.safetensors", out = dir + "/out.safetensors", args = dir + "/args.json";
+  std::string in = dir + "/in.safetensors", out = dir + "/out.safetensors",
+              args = dir + "/args.json";
   safetensors_save(in, inputs);
   {
     std::ofstream f(args);

@@ -23,7 +23,8 @@ void expect_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
 // Max |a - b| / max(|b|, 1): relative error with an absolute floor at magnitude 1.
 double max_rel_error(const Tensor& a, const Tensor& b);
 // Fails with the worst element named unless max_rel_error(actual, expected) <= tol.
-void expect_close(const Tensor& actual, const Tensor& expected, double tol, const std::string& what);
+void expect_close(const Tensor& actual, const Tensor& expected, double tol,
+                  const std::string& what);
 
 // True when /usr/bin/python3 can import torch (cached).
 bool torch_available();

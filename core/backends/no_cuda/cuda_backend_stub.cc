@@ -4,6 +4,8 @@
 
 namespace tandem {
 
-DeviceBackend* cuda_backend_or_null() { return nullptr; }
+DeviceBackend* cuda_backend_or_null() {
+  return nullptr;
+}
 
 }  // namespace tandem

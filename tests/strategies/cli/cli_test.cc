@@ -175,8 +175,9 @@ TEST(Cli, SharedMemoryBackendAcrossHostsExitsTwoNamingTheKey) {
   const std::string dir = testing::temp_dir();
   const std::string cfg = tiny_experiment(dir);
   // Run with torchrun-style variables of rank 0 of 2 on a node holding 1 of them.
-  const std::string env = "RANK=0 LOCAL_RANK=0 WORLD_SIZE=2 LOCAL_WORLD_SIZE=1 "
-                          "MASTER_ADDR=127.0.0.1 MASTER_PORT=1 TANDEM_JOB_TOKEN=x ";
+  const std::string env =
+      "RANK=0 LOCAL_RANK=0 WORLD_SIZE=2 LOCAL_WORLD_SIZE=1 "
+      "MASTER_ADDR=127.0.0.1 MASTER_PORT=1 TANDEM_JOB_TOKEN=x ";
   const std::string cmd = env + "'" TANDEM_BINARY "' train '" + cfg +
                           "' strategy.name=ddp strategy.backend=shm >'" + dir + "/o' 2>'" + dir +
                           "/e' </dev/null";
@@ -227,17 +228,18 @@ TEST(Cli, ARuntimeFailureExitsOne) {
   EXPECT_TRUE(contains(o.err, "tandem: error: training diverged")) << o.err;
 }
 
-// Resuming a checkpoint trained with other math (a learning rate, a batch size, a model) is refused,
-// naming the keys, unless checkpoint.allow_config_change says otherwise; keys that only say how
-// long or how to run (epochs, threads, logging) may change freely.
+// Resuming a checkpoint trained with other math (a learning rate, a batch size, a model) is
+// refused, naming the keys, unless checkpoint.allow_config_change says otherwise; keys that only
+// say how long or how to run (epochs, threads, logging) may change freely.
 TEST(Cli, ResumingACheckpointOfDifferentMathIsRefusedNamingTheKeys) {
   const std::string dir = testing::temp_dir();
   const std::string cfg = "train '" + tiny_experiment(dir) + "' training.epochs=1";
   ASSERT_EQ(tandem(cfg).rc, 0);
   Outcome changed = tandem(cfg + " optimizer.lr=0.002 data.batch_size=32");
   EXPECT_EQ(changed.rc, 2) << changed.out << changed.err;
-  EXPECT_TRUE(contains(changed.err, "was trained with other values of data.batch_size (16, now "
-                                    "32), optimizer.lr (0.001, now 0.002)"))
+  EXPECT_TRUE(contains(changed.err,
+                       "was trained with other values of data.batch_size (16, now "
+                       "32), optimizer.lr (0.001, now 0.002)"))
       << changed.err;
   EXPECT_TRUE(contains(changed.err, "checkpoint.allow_config_change=true")) << changed.err;
   EXPECT_FALSE(fs::exists(dir + "/ck/step-00000032")) << "it trained anyway";
