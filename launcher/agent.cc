@@ -215,9 +215,31 @@ class Agent {
     bool fatal = false;  // a failure no restart can help (the store is gone)
   };
 
+  // One round's state, shared by the steps of run_round.
+  struct Round {
+    int number = 0;
+    Clock::time_point started, next_tick;
+    std::optional<std::string> failure;
+    bool fatal = false;  // the failure is the store's: no restart can help
+    int stop_sig = 0;    // the signal passed to the workers; 0 while running
+    RoundEnd stopped{End::kStopped, "", 0, false};
+    bool reported_done = false;                           // this node's workers all exited 0
+    std::optional<Clock::time_point> store_silent_since;  // the store has not answered since
+    // Single workers to start again (restart_single_workers) once their backoff has passed.
+    std::vector<std::pair<Clock::time_point, int>> due_restarts;
+  };
+
   void connect();
   int run_rounds();
   RoundEnd run_round(int round);
+  // The steps of run_round: each reads and updates the round's state.
+  void stop_workers(Round& r, int sig, const std::string& reason, int exit_code);
+  void take_signals(Round& r);
+  void take_exits(Round& r);
+  void restart_due_workers(Round& r);
+  void report_done(Round& r);
+  bool monitor(Round& r);  // the store's news, heartbeats; true once every node's workers are done
+  RoundEnd end_failed_round(Round& r);
   std::vector<WorkerSpec> specs(int round, const std::string& ps_endpoints) const;
   std::string ps_endpoints(int round);
   std::optional<std::string> check_heartbeats(Clock::time_point started);
@@ -635,153 +657,171 @@ Agent::RoundEnd Agent::run_round(int round) {
   restarts_used_ = agree_attempt(round);
   round_ps_endpoints_ = ps_endpoints(round);
   group_.start(argv_, specs(restarts_used_, round_ps_endpoints_));
-  Clock::time_point started = Clock::now();
-  Clock::time_point next_tick = started + o_.monitor_interval;
-  std::optional<std::string> failure;
-  bool fatal = false;
-  int stop_sig = 0;
-  RoundEnd stopped{End::kStopped, "", 0, false};
-  bool reported_done = false;
-  std::optional<Clock::time_point> store_silent_since;  // the store has not answered since
-  // Single workers to start again (restart_single_workers) once their backoff has passed.
-  std::vector<std::pair<Clock::time_point, int>> due_restarts;
-  auto stop_all = [&](int sig, const std::string& reason, int code) {
-    stop_sig = sig;
-    stopped.reason = reason;
-    stopped.exit_code = code;
-    group_.signal_all(sig);
-  };
-
-  while (!failure) {
-    auto wait = std::clamp(std::chrono::duration_cast<milliseconds>(next_tick - Clock::now()),
+  Round r;
+  r.number = round;
+  r.started = Clock::now();
+  r.next_tick = r.started + o_.monitor_interval;
+  while (!r.failure) {
+    auto wait = std::clamp(std::chrono::duration_cast<milliseconds>(r.next_tick - Clock::now()),
                            milliseconds(0), milliseconds(200));
     group_.pump(wait);
-    for (int sig : group_.take_signals()) {
-      const StopSignals::Meaning meaning = stop_signals_.classify(sig);
-      if (stop_sig != 0 && meaning == StopSignals::Meaning::kSameRequest) {
-        group_.say(str("got ", signal_abbrev(sig), " again within ", seconds(kSameStopRequest),
-                       " s of the first: the same request (a scheduler signals every process of "
-                       "a job), still waiting for the workers"));
-        continue;
-      }
-      if (stop_sig != 0) {
-        group_.say(str("got ", signal_abbrev(sig), " again: killing the workers"));
-        group_.kill_all();
-        continue;
-      }
-      std::string name = signal_abbrev(sig);
-      group_.say(str("got ", name, ": passed it to the workers, waiting for them to exit (", name,
-                     " again kills them)"));
-      stop_all(sig, str("stopped by ", signal_abbrev(sig)), 128 + sig);
-      announce_stop(str(signal_abbrev(sig), " to the agent on node ", o_.node_rank));
-    }
-    for (const WorkerExit& e : group_.take_exits()) {
-      if (stop_sig != 0 || failure || e.wait_status == 0) continue;
-      if (is_usage_error(e)) {
-        failure = describe_exit(e) + kUsageErrorNote;
-        continue;
-      }
-      if (o_.restart_single_workers && e.rank >= 0 && restarts_used_ < o_.max_restarts) {
-        restarts_used_ += 1;
-        const milliseconds backoff = restart_backoff(o_.restart_backoff, restarts_used_);
-        group_.say(str(describe_exit(e), "; restarting it alone",
-                       backoff.count() > 0 ? str(" in ", seconds(backoff), " s") : std::string(),
-                       ", the others keep training (restart ", restarts_used_, " of ",
-                       o_.max_restarts, ")"));
-        due_restarts.push_back({Clock::now() + backoff, e.rank});
-        continue;
-      }
-      failure = describe_exit(e);
-    }
-    if (stop_sig != 0) {
+    take_signals(r);
+    take_exits(r);
+    if (r.stop_sig != 0) {
       group_.release_servers();
-      if (group_.all_finished()) return stopped;
+      if (group_.all_finished()) return r.stopped;
       continue;
     }
-    if (failure) break;
-    for (auto it = due_restarts.begin(); it != due_restarts.end();) {
-      if (Clock::now() < it->first) {
-        ++it;
-        continue;
-      }
-      for (WorkerSpec& spec : specs(restarts_used_, round_ps_endpoints_))
-        if (spec.rank == it->second) group_.restart(argv_, spec);
-      it = due_restarts.erase(it);
-    }
-    if (group_.all_finished() && due_restarts.empty()) {  // every worker exited 0
+    if (r.failure) break;
+    restart_due_workers(r);
+    if (group_.all_finished() && r.due_restarts.empty()) {  // every worker exited 0
       if (o_.nnodes == 1) return RoundEnd{End::kSucceeded, "", 0, false};
-      if (!reported_done) {
-        try {
-          client_->add(round_key(round, "done"), 1);
-        } catch (const Error& e) {
-          failure = lost_store(e.what());
-          fatal = true;
-          break;
-        }
-        reported_done = true;
-      }
+      report_done(r);
+      if (r.failure) break;
     }
-    if (Clock::now() < next_tick) continue;
-    next_tick = Clock::now() + o_.monitor_interval;
-    try {
-      if (o_.heartbeat_timeout.count() > 0 && !group_.all_exited())
-        failure = check_heartbeats(started);
-      if (!failure) {
-        std::vector<std::pair<int, int64_t>> lost = lost_nodes();
-        if (!lost.empty()) {
-          failure =
-              str(describe_node(lost.front().first), " lost: its agent sent no heartbeat for ",
-                  seconds_up(milliseconds(lost.front().second)), " s (--heartbeat-timeout ",
-                  seconds(o_.heartbeat_timeout), " s)");
-        }
-      }
-      if (!failure && o_.nnodes > 1) {
-        std::vector<std::optional<std::string>> news = client_->get_existing(
-            {round_key(round, "failure"), key("stop"), round_key(round, "done")});
-        if (news[0]) {
-          failure = *news[0];  // before a stop: an agent that gave up announces one too
-        } else if (news[1]) {
-          // Another node's agent was stopped: as if this one got the SIGTERM it forwards (the same
-          // preemption reaching this node a moment later is then that request, not a second one).
-          stop_signals_.classify(SIGTERM);
-          stop_all(SIGTERM, "stopped: " + *news[1], 1);
-        } else if (reported_done && news[2] && std::stoll(*news[2]) >= o_.nnodes) {
-          return RoundEnd{End::kSucceeded, "", 0, false};
-        }
-      }
-      store_silent_since.reset();
-    } catch (const TimeoutError& e) {
-      // The store's host still answers TCP, the store does not: node 0's agent is frozen (SIGSTOP,
-      // swapped out). Keep the workers going and ask again, up to the rendezvous timeout.
-      if (!store_silent_since) {
-        store_silent_since = Clock::now();
-        group_.say(str("the store at ", client_->endpoint(), " does not answer (", e.what(),
-                       "); asking again for up to ", seconds(o_.rdzv_timeout), " s"));
-      } else if (Clock::now() - *store_silent_since > o_.rdzv_timeout) {
-        failure = lost_store(str("silent for more than ", seconds(o_.rdzv_timeout),
-                                 " s (--rdzv-timeout): ", e.what()));
-        fatal = true;
-      }
-    } catch (const Error& e) {
-      failure = lost_store(e.what());
-      fatal = true;
-    }
+    if (Clock::now() < r.next_tick) continue;
+    r.next_tick = Clock::now() + o_.monitor_interval;
+    if (monitor(r)) return RoundEnd{End::kSucceeded, "", 0, false};
   }
+  return end_failed_round(r);
+}
 
-  if (o_.nnodes > 1 && !fatal) {
+void Agent::stop_workers(Round& r, int sig, const std::string& reason, int exit_code) {
+  r.stop_sig = sig;
+  r.stopped.reason = reason;
+  r.stopped.exit_code = exit_code;
+  group_.signal_all(sig);
+}
+
+void Agent::take_signals(Round& r) {
+  for (int sig : group_.take_signals()) {
+    const StopSignals::Meaning meaning = stop_signals_.classify(sig);
+    if (r.stop_sig != 0 && meaning == StopSignals::Meaning::kSameRequest) {
+      group_.say(str("got ", signal_abbrev(sig), " again within ", seconds(kSameStopRequest),
+                     " s of the first: the same request (a scheduler signals every process of "
+                     "a job), still waiting for the workers"));
+      continue;
+    }
+    if (r.stop_sig != 0) {
+      group_.say(str("got ", signal_abbrev(sig), " again: killing the workers"));
+      group_.kill_all();
+      continue;
+    }
+    std::string name = signal_abbrev(sig);
+    group_.say(str("got ", name, ": passed it to the workers, waiting for them to exit (", name,
+                   " again kills them)"));
+    stop_workers(r, sig, str("stopped by ", signal_abbrev(sig)), 128 + sig);
+    announce_stop(str(signal_abbrev(sig), " to the agent on node ", o_.node_rank));
+  }
+}
+
+void Agent::take_exits(Round& r) {
+  for (const WorkerExit& e : group_.take_exits()) {
+    if (r.stop_sig != 0 || r.failure || e.wait_status == 0) continue;
+    if (is_usage_error(e)) {
+      r.failure = describe_exit(e) + kUsageErrorNote;
+      continue;
+    }
+    if (o_.restart_single_workers && e.rank >= 0 && restarts_used_ < o_.max_restarts) {
+      restarts_used_ += 1;
+      const milliseconds backoff = restart_backoff(o_.restart_backoff, restarts_used_);
+      group_.say(str(describe_exit(e), "; restarting it alone",
+                     backoff.count() > 0 ? str(" in ", seconds(backoff), " s") : std::string(),
+                     ", the others keep training (restart ", restarts_used_, " of ",
+                     o_.max_restarts, ")"));
+      r.due_restarts.push_back({Clock::now() + backoff, e.rank});
+      continue;
+    }
+    r.failure = describe_exit(e);
+  }
+}
+
+void Agent::restart_due_workers(Round& r) {
+  for (auto it = r.due_restarts.begin(); it != r.due_restarts.end();) {
+    if (Clock::now() < it->first) {
+      ++it;
+      continue;
+    }
+    for (WorkerSpec& spec : specs(restarts_used_, round_ps_endpoints_))
+      if (spec.rank == it->second) group_.restart(argv_, spec);
+    it = r.due_restarts.erase(it);
+  }
+}
+
+void Agent::report_done(Round& r) {
+  if (r.reported_done) return;
+  try {
+    client_->add(round_key(r.number, "done"), 1);
+  } catch (const Error& e) {
+    r.failure = lost_store(e.what());
+    r.fatal = true;
+    return;
+  }
+  r.reported_done = true;
+}
+
+bool Agent::monitor(Round& r) {
+  try {
+    if (o_.heartbeat_timeout.count() > 0 && !group_.all_exited())
+      r.failure = check_heartbeats(r.started);
+    if (!r.failure) {
+      std::vector<std::pair<int, int64_t>> lost = lost_nodes();
+      if (!lost.empty()) {
+        r.failure =
+            str(describe_node(lost.front().first), " lost: its agent sent no heartbeat for ",
+                seconds_up(milliseconds(lost.front().second)), " s (--heartbeat-timeout ",
+                seconds(o_.heartbeat_timeout), " s)");
+      }
+    }
+    if (!r.failure && o_.nnodes > 1) {
+      std::vector<std::optional<std::string>> news = client_->get_existing(
+          {round_key(r.number, "failure"), key("stop"), round_key(r.number, "done")});
+      if (news[0]) {
+        r.failure = *news[0];  // before a stop: an agent that gave up announces one too
+      } else if (news[1]) {
+        // Another node's agent was stopped: as if this one got the SIGTERM it forwards (the same
+        // preemption reaching this node a moment later is then that request, not a second one).
+        stop_signals_.classify(SIGTERM);
+        stop_workers(r, SIGTERM, "stopped: " + *news[1], 1);
+      } else if (r.reported_done && news[2] && std::stoll(*news[2]) >= o_.nnodes) {
+        return true;
+      }
+    }
+    r.store_silent_since.reset();
+  } catch (const TimeoutError& e) {
+    // The store's host still answers TCP, the store does not: node 0's agent is frozen (SIGSTOP,
+    // swapped out). Keep the workers going and ask again, up to the rendezvous timeout.
+    if (!r.store_silent_since) {
+      r.store_silent_since = Clock::now();
+      group_.say(str("the store at ", client_->endpoint(), " does not answer (", e.what(),
+                     "); asking again for up to ", seconds(o_.rdzv_timeout), " s"));
+    } else if (Clock::now() - *r.store_silent_since > o_.rdzv_timeout) {
+      r.failure = lost_store(str("silent for more than ", seconds(o_.rdzv_timeout),
+                                 " s (--rdzv-timeout): ", e.what()));
+      r.fatal = true;
+    }
+  } catch (const Error& e) {
+    r.failure = lost_store(e.what());
+    r.fatal = true;
+  }
+  return false;
+}
+
+Agent::RoundEnd Agent::end_failed_round(Round& r) {
+  if (o_.nnodes > 1 && !r.fatal) {
     try {  // the first failure of the round is the job's: every agent reports the same one
-      std::string first = client_->compare_set(round_key(round, "failure"), "", *failure);
-      if (!first.empty()) failure = first;
+      std::string first = client_->compare_set(round_key(r.number, "failure"), "", *r.failure);
+      if (!first.empty()) r.failure = first;
     } catch (const Error& e) {
-      failure = str(*failure, "; then ", lost_store(e.what()));
-      fatal = true;
+      r.failure = str(*r.failure, "; then ", lost_store(e.what()));
+      r.fatal = true;
     }
   }
   // While the workers stop (a worker stuck in a collective with a lost peer takes the whole
   // grace period), a lost host is still named as soon as its heartbeat times out.
   Clock::time_point next_look = Clock::now();
   group_.stop(o_.stop_grace, [&] {
-    if (fatal || !watches_agents() || Clock::now() < next_look) return;
+    if (r.fatal || !watches_agents() || Clock::now() < next_look) return;
     next_look = Clock::now() + o_.monitor_interval;
     try {
       report_lost_nodes();
@@ -792,10 +832,10 @@ Agent::RoundEnd Agent::run_round(int round) {
   std::vector<int> sigs = group_.take_signals();
   if (!sigs.empty()) {
     announce_stop(str(signal_abbrev(sigs.front()), " to the agent on node ", o_.node_rank));
-    return {End::kStopped, str(*failure, "; then stopped by ", signal_abbrev(sigs.front())),
+    return {End::kStopped, str(*r.failure, "; then stopped by ", signal_abbrev(sigs.front())),
             128 + sigs.front()};
   }
-  return {End::kFailed, *failure, 0, fatal};
+  return {End::kFailed, *r.failure, 0, r.fatal};
 }
 
 void Agent::leave() {
