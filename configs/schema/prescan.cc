@@ -55,6 +55,7 @@ struct Prescanner {
   // where a block scalar starts.
   std::optional<PrescanError> scan(std::string_view line, size_t i) {
     bool value_start = quote == 0;  // at a place where a node may begin
+    bool node_closed = false;       // a quoted scalar or a flow collection just ended, outside [ {
     for (; i < line.size(); ++i) {
       char ch = line[i];
       if (quote != 0) {
@@ -65,17 +66,24 @@ struct Prescanner {
             ++i;  // '' is an escaped quote
           } else {
             quote = 0;
+            node_closed = flow == 0;
           }
         }
         continue;
       }
       if (ch == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) break;
       if (ch == ' ' || ch == '\t') continue;
-      // YAML forbids a value that starts with ',', and yaml-cpp 0.7 loops forever, allocating,
-      // on one where a document's first node belongs (",c", "&a:b,c").
+      // YAML forbids a value that starts with ',', and a ',' after a quoted scalar or a closing
+      // bracket outside brackets; yaml-cpp 0.7 loops forever, allocating, on either where a
+      // document's first node belongs (",c", "&a:b,c", "'',", "[a],").
       if (value_start && flow == 0 && ch == ',')
         return PrescanError{line_no, static_cast<int>(i) + 1,
                             "a value cannot start with ','; quote it"};
+      if (node_closed && ch == ',')
+        return PrescanError{line_no, static_cast<int>(i) + 1,
+                            "',' after a quoted value or a closing bracket, outside brackets; "
+                            "remove it, or put the list in [ ]"};
+      node_closed = false;
       if (value_start && (ch == '&' || ch == '!')) {  // an anchor or tag before the node
         // Its name ends at a space or a flow indicator, as yaml-cpp reads it.
         while (i + 1 < line.size() && line[i + 1] != ' ' &&
@@ -95,7 +103,7 @@ struct Prescanner {
         continue;
       }
       if (flow > 0) {
-        if (ch == ']' || ch == '}') --flow;
+        if (ch == ']' || ch == '}') node_closed = --flow == 0;
         value_start = ch == ',' || ch == ':';
         continue;
       }

@@ -326,6 +326,26 @@ TEST(ConfigErrors, ACommaWhereAValueBeginsIsRefusedBeforeTheParser) {
   EXPECT_EQ(error_of(kMinimal, {"cluster.slurm.partition=a,b"}), "no error");
 }
 
+// The same loop after a quoted value or a flow collection (the config fuzzer found "'',"):
+// YAML allows nothing but ':' or a comment after one outside brackets. Refused before the parser.
+TEST(ConfigErrors, ACommaAfterAQuotedValueOrABracketIsRefusedBeforeTheParser) {
+  const std::string message =
+      "',' after a quoted value or a closing bracket, outside brackets; remove it, or put the list "
+      "in [ ]";
+  EXPECT_EQ(error_of("'',"), "exp.yaml:1:3: " + message);
+  EXPECT_EQ(error_of("\"b\" ,"), "exp.yaml:1:5: " + message);
+  EXPECT_EQ(error_of("[a],"), "exp.yaml:1:4: " + message);
+  EXPECT_EQ(error_of("{a: 1},"), "exp.yaml:1:7: " + message);
+  EXPECT_EQ(error_of("&x 'a',"), "exp.yaml:1:7: " + message);
+  EXPECT_EQ(error_of("'a\nb' ,"), "exp.yaml:2:4: " + message);  // the quote closes on line 2
+  EXPECT_EQ(error_of(kMinimal + "logging: {dir: 'x'},\n"), "exp.yaml:5:20: " + message);
+  EXPECT_EQ(error_of(kMinimal, {"model.hidden=[8, 4],"}),
+            "override 'model.hidden=[8, 4],': model.hidden: " + message);
+  // Inside brackets a comma after a quoted value or a nested list separates items, as always.
+  EXPECT_EQ(error_of(kMinimal + "logging: {dir: 'x', trace_steps: [1, 2]}\n"), "no error");
+  EXPECT_EQ(error_of(kMinimal, {"model.hidden=[[8], 4]"}).find(message), std::string::npos);
+}
+
 TEST(ConfigErrors, FilesOverOneMebibyteAreRefusedUnread) {
   std::string path = testing::temp_dir() + "/big.yaml";
   {
