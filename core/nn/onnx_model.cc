@@ -147,188 +147,235 @@ std::vector<int64_t> input_dims(const onnx::ValueInfoProto& in) {
 
 }  // namespace
 
-std::shared_ptr<OnnxModel> load_onnx_model(const std::string& path, const OnnxModelOptions& o) {
-  const std::string where = o.key + ": " + path;
-  auto fail = [&](const std::string& msg) { throw ConfigError(where + ": " + msg); };
-
-  // ---- the file
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IoError(str(where, ": cannot open the file"));
-  std::ostringstream buf;
-  buf << f.rdbuf();
-  onnx::ModelProto model;
-  if (!model.ParseFromString(buf.str()))
-    fail("not an ONNX model (the file does not parse as onnx.ModelProto)");
-  int64_t opset = -1;
-  for (const auto& imp : model.opset_import())
-    if (imp.domain().empty() || imp.domain() == "ai.onnx") opset = imp.version();
-  if (opset < kMinOpset || opset > kMaxOpset)
-    fail(str("opset ", opset, " is not supported (", kMinOpset, " to ", kMaxOpset,
-             "); export again with opset_version=", kMaxOpset));
-  const onnx::GraphProto& g = model.graph();
-
-  auto m = std::shared_ptr<OnnxModel>(new OnnxModel());
-  m->file_ = std::filesystem::path(path).filename().string();
-
-  // ---- value ids
-  std::map<std::string, int> ids;
-  auto new_id = [&](const std::string& name) {
-    const int id = static_cast<int>(m->initial_.size());
-    ids[name] = id;
-    m->initial_.emplace_back();
-    return id;
-  };
-
-  // ---- initializers: parameters, buffers (batch-norm statistics) and constants
-  std::set<std::string> bn_stats;
-  for (const auto& n : g.node())
-    if (n.op_type() == "BatchNormalization" && n.input_size() >= 5) {
-      bn_stats.insert(n.input(3));
-      bn_stats.insert(n.input(4));
-    }
-  std::set<std::string> init_names;
-  for (const auto& t : g.initializer()) {
-    if (!init_names.insert(t.name()).second) fail("initializer '" + t.name() + "' appears twice");
-    Tensor value = onnx_internal::tensor_from_proto(t, "initializer '" + t.name() + "'");
-    const int id = new_id(t.name());
-    if (value.dtype() == DType::kF32) {
-      register_dotted(*m, t.name(), value, /*parameter=*/bn_stats.count(t.name()) == 0);
-    }
-    m->initial_[static_cast<size_t>(id)] = value;
+// Builds an OnnxModel from one file, a stage per method, in the order load_onnx_model calls them.
+// Every refusal is a ConfigError naming the config key and the file.
+class onnx_internal::Loader {
+ public:
+  Loader(const std::string& path, const OnnxModelOptions& o)
+      : o_(o), where_(o.key + ": " + path), m_(new OnnxModel()) {
+    m_->file_ = std::filesystem::path(path).filename().string();
   }
 
-  // ---- the one input, and how samples map onto it
-  std::vector<const onnx::ValueInfoProto*> inputs;
-  for (const auto& in : g.input())
-    if (!init_names.count(in.name())) inputs.push_back(&in);
-  if (inputs.size() != 1) {
-    std::string names;
-    for (const auto* in : inputs) names += (names.empty() ? "'" : ", '") + in->name() + "'";
-    fail(str("the graph has ", inputs.size(), " inputs (", names,
-             "); tandem feeds one image batch"));
-  }
-  m->input_name_ = inputs[0]->name();
-  m->input_id_ = new_id(m->input_name_);
-  m->channels_ = o.channels;
-  m->height_ = o.height;
-  m->width_ = o.width;
-  {
-    const std::vector<int64_t> d = input_dims(*inputs[0]);
-    auto fits = [](int64_t declared, int64_t actual) { return declared < 0 || declared == actual; };
-    std::string declared = "[";
-    for (size_t i = 0; i < d.size(); ++i)
-      declared += (i ? ", " : "") + (d[i] < 0 ? std::string("?") : std::to_string(d[i]));
-    declared += "]";
-    const int64_t c = o.channels, h = o.height, w = o.width;
-    if (c <= 0 || d.empty()) {
-      m->layout_ = OnnxModel::Layout::kNCHW;
-    } else if (d.size() == 4 && fits(d[1], c) && fits(d[2], h) && fits(d[3], w)) {
-      m->layout_ = OnnxModel::Layout::kNCHW;
-    } else if (d.size() == 4 && fits(d[1], h) && fits(d[2], w) && fits(d[3], c)) {
-      m->layout_ = OnnxModel::Layout::kNHWC;
-    } else if (d.size() == 2 && fits(d[1], c * h * w)) {
-      m->layout_ = OnnxModel::Layout::kFlat;
-    } else {
-      fail(str("input '", m->input_name_, "' has shape ", declared,
-               " but the data set's samples are ", c, "x", h, "x", w, " (expected [N, ", c, ", ", h,
-               ", ", w, "], [N, ", h, ", ", w, ", ", c, "] or [N, ", c * h * w,
-               "]); export the model for the data's image size "
-               "or set data.image_size"));
-    }
+  [[noreturn]] void fail(const std::string& msg) const { throw ConfigError(where_ + ": " + msg); }
+
+  // The file, parsed, in an opset onnx_ops.cc follows.
+  onnx::ModelProto read(const std::string& path) const {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw IoError(str(where_, ": cannot open the file"));
+    std::ostringstream buf;
+    buf << f.rdbuf();
+    onnx::ModelProto model;
+    if (!model.ParseFromString(buf.str()))
+      fail("not an ONNX model (the file does not parse as onnx.ModelProto)");
+    int64_t opset = -1;
+    for (const auto& imp : model.opset_import())
+      if (imp.domain().empty() || imp.domain() == "ai.onnx") opset = imp.version();
+    if (opset < kMinOpset || opset > kMaxOpset)
+      fail(str("opset ", opset, " is not supported (", kMinOpset, " to ", kMaxOpset,
+               "); export again with opset_version=", kMaxOpset));
+    return model;
   }
 
-  // ---- nodes
-  auto constant = [&](int id) -> const Tensor* {
-    if (id < 0 || static_cast<size_t>(id) >= m->initial_.size()) return nullptr;
-    const Tensor& t = m->initial_[static_cast<size_t>(id)];
-    return t.defined() ? &t : nullptr;
-  };
-  std::map<std::string, int> bn_counter_of_prefix;
-  for (int i = 0; i < g.node_size(); ++i) {
-    const onnx::NodeProto& node = g.node(i);
-    const std::string name = node.name().empty() ? str("#", i) : node.name();
-    std::vector<int> in, out;
-    for (const auto& n : node.input()) {
-      if (n.empty()) {
-        in.push_back(-1);
-        continue;
+  // Initializers: parameters, buffers (batch-norm statistics) and constants.
+  void add_initializers(const onnx::GraphProto& g) {
+    std::set<std::string> bn_stats;
+    for (const auto& n : g.node())
+      if (n.op_type() == "BatchNormalization" && n.input_size() >= 5) {
+        bn_stats.insert(n.input(3));
+        bn_stats.insert(n.input(4));
       }
-      auto it = ids.find(n);
-      if (it == ids.end())
-        fail(str("node '", name, "' (", node.op_type(), "): input '", n,
-                 "' is produced by no earlier node, initializer or graph input"));
-      in.push_back(it->second);
+    std::set<std::string> init_names_;
+    for (const auto& t : g.initializer()) {
+      if (!init_names_.insert(t.name()).second)
+        fail("initializer '" + t.name() + "' appears twice");
+      Tensor value = onnx_internal::tensor_from_proto(t, "initializer '" + t.name() + "'");
+      const int id = new_id(t.name());
+      if (value.dtype() == DType::kF32) {
+        register_dotted(*m_, t.name(), value, /*parameter=*/bn_stats.count(t.name()) == 0);
+      }
+      m_->initial_[static_cast<size_t>(id)] = value;
     }
-    for (const auto& n : node.output()) out.push_back(n.empty() ? -1 : new_id(n));
-    Step s;
-    try {
-      s = onnx_internal::compile_step(node, name, std::move(in), std::move(out), constant);
-    } catch (const ConfigError& e) {
-      fail(e.what());
+  }
+
+  // The one input, and how samples map onto it.
+  void bind_input(const onnx::GraphProto& g) {
+    std::vector<const onnx::ValueInfoProto*> inputs;
+    for (const auto& in : g.input())
+      if (!init_names_.count(in.name())) inputs.push_back(&in);
+    if (inputs.size() != 1) {
+      std::string names;
+      for (const auto* in : inputs) names += (names.empty() ? "'" : ", '") + in->name() + "'";
+      fail(str("the graph has ", inputs.size(), " inputs (", names,
+               "); tandem feeds one image batch"));
     }
-    if (s.kind == Kind::kConstant) m->initial_[static_cast<size_t>(s.out[0])] = s.constant;
-    if (s.kind == Kind::kBatchNorm) {
-      for (int k : {3, 4})
-        if (!constant(s.in[static_cast<size_t>(k)]))
-          fail(str("node '", name, "' (BatchNormalization): input ", k,
-                   " (running statistics) must be an initializer"));
-      // torch's num_batches_tracked, next to running_mean when the names say where.
-      const std::string& mean_name = node.input(3);
-      const std::string suffix = ".running_mean";
-      if (mean_name.size() > suffix.size() &&
-          mean_name.compare(mean_name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-        const std::string prefix = mean_name.substr(0, mean_name.size() - suffix.size());
-        auto it = bn_counter_of_prefix.find(prefix);
-        if (it == bn_counter_of_prefix.end()) {
-          Tensor counter = zeros({}, DType::kI64);
-          if (init_names.count(prefix + ".num_batches_tracked") == 0) {
-            register_dotted(*m, prefix + ".num_batches_tracked", counter, false);
-            it = bn_counter_of_prefix.emplace(prefix, static_cast<int>(m->bn_counters_.size()))
-                     .first;
-            m->bn_counters_.push_back(counter);
-          }
+    m_->input_name_ = inputs[0]->name();
+    m_->input_id_ = new_id(m_->input_name_);
+    m_->channels_ = o_.channels;
+    m_->height_ = o_.height;
+    m_->width_ = o_.width;
+    {
+      const std::vector<int64_t> d = input_dims(*inputs[0]);
+      auto fits = [](int64_t declared, int64_t actual) {
+        return declared < 0 || declared == actual;
+      };
+      std::string declared = "[";
+      for (size_t i = 0; i < d.size(); ++i)
+        declared += (i ? ", " : "") + (d[i] < 0 ? std::string("?") : std::to_string(d[i]));
+      declared += "]";
+      const int64_t c = o_.channels, h = o_.height, w = o_.width;
+      if (c <= 0 || d.empty()) {
+        m_->layout_ = OnnxModel::Layout::kNCHW;
+      } else if (d.size() == 4 && fits(d[1], c) && fits(d[2], h) && fits(d[3], w)) {
+        m_->layout_ = OnnxModel::Layout::kNCHW;
+      } else if (d.size() == 4 && fits(d[1], h) && fits(d[2], w) && fits(d[3], c)) {
+        m_->layout_ = OnnxModel::Layout::kNHWC;
+      } else if (d.size() == 2 && fits(d[1], c * h * w)) {
+        m_->layout_ = OnnxModel::Layout::kFlat;
+      } else {
+        fail(str("input '", m_->input_name_, "' has shape ", declared,
+                 " but the data set's samples are ", c, "x", h, "x", w, " (expected [N, ", c, ", ",
+                 h, ", ", w, "], [N, ", h, ", ", w, ", ", c, "] or [N, ", c * h * w,
+                 "]); export the model for the data's image size "
+                 "or set data.image_size"));
+      }
+    }
+  }
+
+  // The nodes, in file order, each compiled to a Step.
+  void add_nodes(const onnx::GraphProto& g) {
+    std::map<std::string, int> bn_counter_of_prefix;
+    for (int i = 0; i < g.node_size(); ++i) {
+      const onnx::NodeProto& node = g.node(i);
+      const std::string name = node.name().empty() ? str("#", i) : node.name();
+      std::vector<int> in, out;
+      for (const auto& n : node.input()) {
+        if (n.empty()) {
+          in.push_back(-1);
+          continue;
         }
-        if (it != bn_counter_of_prefix.end()) s.bn_counter = it->second;
+        auto it = ids_.find(n);
+        if (it == ids_.end())
+          fail(str("node '", name, "' (", node.op_type(), "): input '", n,
+                   "' is produced by no earlier node, initializer or graph input"));
+        in.push_back(it->second);
       }
+      for (const auto& n : node.output()) out.push_back(n.empty() ? -1 : new_id(n));
+      Step s;
+      try {
+        s = onnx_internal::compile_step(node, name, std::move(in), std::move(out),
+                                        [this](int id) { return constant(id); });
+      } catch (const ConfigError& e) {
+        fail(e.what());
+      }
+      if (s.kind == Kind::kConstant) m_->initial_[static_cast<size_t>(s.out[0])] = s.constant;
+      if (s.kind == Kind::kBatchNorm) {
+        for (int k : {3, 4})
+          if (!constant(s.in[static_cast<size_t>(k)]))
+            fail(str("node '", name, "' (BatchNormalization): input ", k,
+                     " (running statistics) must be an initializer"));
+        // torch's num_batches_tracked, next to running_mean when the names say where.
+        const std::string& mean_name = node.input(3);
+        const std::string suffix = ".running_mean";
+        if (mean_name.size() > suffix.size() &&
+            mean_name.compare(mean_name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+          const std::string prefix = mean_name.substr(0, mean_name.size() - suffix.size());
+          auto it = bn_counter_of_prefix.find(prefix);
+          if (it == bn_counter_of_prefix.end()) {
+            Tensor counter = zeros({}, DType::kI64);
+            if (init_names_.count(prefix + ".num_batches_tracked") == 0) {
+              register_dotted(*m_, prefix + ".num_batches_tracked", counter, false);
+              it = bn_counter_of_prefix.emplace(prefix, static_cast<int>(m_->bn_counters_.size()))
+                       .first;
+              m_->bn_counters_.push_back(counter);
+            }
+          }
+          if (it != bn_counter_of_prefix.end()) s.bn_counter = it->second;
+        }
+      }
+      m_->steps_.push_back(std::move(s));
     }
-    m->steps_.push_back(std::move(s));
-  }
-  if (g.output_size() < 1) fail("the graph has no output");
-  {
-    auto it = ids.find(g.output(0).name());
-    if (it == ids.end()) fail("output '" + g.output(0).name() + "' is produced by no node");
-    m->output_id_ = it->second;
   }
 
-  // ---- lifetimes: drop each intermediate value after the last step that reads it
-  std::vector<int> last_use(m->initial_.size(), -1);
-  for (size_t i = 0; i < m->steps_.size(); ++i)
-    for (int id : m->steps_[i].in)
-      if (id >= 0) last_use[static_cast<size_t>(id)] = static_cast<int>(i);
-  m->release_after_.assign(m->steps_.size(), {});
-  for (size_t id = 0; id < last_use.size(); ++id)
-    if (last_use[id] >= 0 && static_cast<int>(id) != m->output_id_)
-      m->release_after_[static_cast<size_t>(last_use[id])].push_back(static_cast<int>(id));
-
-  // ---- the dry run: every shape resolved for a batch of 2, before any training
-  if (o.channels > 0) {
-    Tensor out;
-    try {
-      NoGradGuard no_grad;
-      m->eval();
-      out = m->forward(zeros({2, o.channels, o.height, o.width}, DType::kF32));
-      m->train();
-    } catch (const std::exception& e) {
-      fail(str(e.what(), " (found by running the graph on 2 samples of ", o.channels, "x", o.height,
-               "x", o.width, ")"));
+  void bind_output(const onnx::GraphProto& g) {
+    if (g.output_size() < 1) fail("the graph has no output");
+    {
+      auto it = ids_.find(g.output(0).name());
+      if (it == ids_.end()) fail("output '" + g.output(0).name() + "' is produced by no node");
+      m_->output_id_ = it->second;
     }
-    if (out.dim() != 2 || out.size(0) != 2)
-      fail(str("output '", g.output(0).name(), "' has shape ", shape_str(out.shape()),
-               " for 2 samples; expected logits [N, classes]"));
-    m->num_outputs_ = out.size(1);
   }
-  m->train();
-  return m;
+
+  // Lifetimes: drop each intermediate value after the last step that reads it.
+  void plan_lifetimes() {
+    std::vector<int> last_use(m_->initial_.size(), -1);
+    for (size_t i = 0; i < m_->steps_.size(); ++i)
+      for (int id : m_->steps_[i].in)
+        if (id >= 0) last_use[static_cast<size_t>(id)] = static_cast<int>(i);
+    m_->release_after_.assign(m_->steps_.size(), {});
+    for (size_t id = 0; id < last_use.size(); ++id)
+      if (last_use[id] >= 0 && static_cast<int>(id) != m_->output_id_)
+        m_->release_after_[static_cast<size_t>(last_use[id])].push_back(static_cast<int>(id));
+  }
+
+  // The dry run: every shape resolved for a batch of 2, before any training.
+  void dry_run(const onnx::GraphProto& g) {
+    if (o_.channels > 0) {
+      Tensor out;
+      try {
+        NoGradGuard no_grad;
+        m_->eval();
+        out = m_->forward(zeros({2, o_.channels, o_.height, o_.width}, DType::kF32));
+        m_->train();
+      } catch (const std::exception& e) {
+        fail(str(e.what(), " (found by running the graph on 2 samples of ", o_.channels, "x",
+                 o_.height, "x", o_.width, ")"));
+      }
+      if (out.dim() != 2 || out.size(0) != 2)
+        fail(str("output '", g.output(0).name(), "' has shape ", shape_str(out.shape()),
+                 " for 2 samples; expected logits [N, classes]"));
+      m_->num_outputs_ = out.size(1);
+    }
+  }
+
+  std::shared_ptr<OnnxModel> finish() {
+    m_->train();
+    return m_;
+  }
+
+ private:
+  // A new value id for `name` (a later value of the same name shadows it).
+  int new_id(const std::string& name) {
+    const int id = static_cast<int>(m_->initial_.size());
+    ids_[name] = id;
+    m_->initial_.emplace_back();
+    return id;
+  }
+
+  // The value of `id` when it is known before the graph runs (an initializer or a Constant).
+  const Tensor* constant(int id) const {
+    if (id < 0 || static_cast<size_t>(id) >= m_->initial_.size()) return nullptr;
+    const Tensor& t = m_->initial_[static_cast<size_t>(id)];
+    return t.defined() ? &t : nullptr;
+  }
+
+  const OnnxModelOptions& o_;
+  const std::string where_;
+  std::shared_ptr<OnnxModel> m_;
+  std::map<std::string, int> ids_;
+  std::set<std::string> init_names_;
+};
+
+std::shared_ptr<OnnxModel> load_onnx_model(const std::string& path, const OnnxModelOptions& o) {
+  onnx_internal::Loader loader(path, o);
+  const onnx::ModelProto model = loader.read(path);
+  const onnx::GraphProto& g = model.graph();
+  loader.add_initializers(g);
+  loader.bind_input(g);
+  loader.add_nodes(g);
+  loader.bind_output(g);
+  loader.plan_lifetimes();
+  loader.dry_run(g);
+  return loader.finish();
 }
 
 Tensor OnnxModel::forward(const Tensor& x_in) {

@@ -53,7 +53,8 @@ std::vector<std::pair<std::string, std::string>> onnx_operator_table();
 
 namespace onnx_internal {
 struct Step;
-}
+class Loader;
+}  // namespace onnx_internal
 
 class OnnxModel : public Module {
  public:
@@ -69,7 +70,7 @@ class OnnxModel : public Module {
   const std::string& input_name() const { return input_name_; }
 
  private:
-  friend std::shared_ptr<OnnxModel> load_onnx_model(const std::string&, const OnnxModelOptions&);
+  friend class onnx_internal::Loader;
   OnnxModel() = default;
 
   std::string file_;
