@@ -60,7 +60,7 @@ inline F32x8 select(I32x8 c, F32x8 a, F32x8 b) {
 template <typename V, typename I>
 V exp_f32(V x) {
   const V zero = V{} + 0.0f, lo = zero - 87.33654475f, hi = zero + 88.0f;
-  V xc = select(x < lo, lo, x);
+  V xc = select(x >= lo, x, lo);  // NaN too: the integer conversion below needs a number
   xc = select(xc > hi, hi, xc);
   const V n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
   const V r = xc - n * 0.693359375f + n * 2.12194440e-4f;
