@@ -132,31 +132,15 @@ ResizeCenterCrop resize_center_crop(int64_t width, int64_t height, int64_t resiz
   return r;
 }
 
-void resize_region(const RgbImage& img, const CropBox& src, int64_t out_w, int64_t out_h,
-                   const CropBox& out_box, uint8_t* out, std::vector<uint8_t>* scratch) {
-  TANDEM_ASSERT(src.top >= 0 && src.left >= 0 && src.top + src.height <= img.height &&
-                    src.left + src.width <= img.width && src.width > 0 && src.height > 0,
-                "source box outside the image");
-  TANDEM_ASSERT(out_box.top >= 0 && out_box.left >= 0 && out_box.top + out_box.height <= out_h &&
-                    out_box.left + out_box.width <= out_w,
-                "output window outside the resized image");
-  const Coeffs hc = precompute(src.width, out_w);
-  const Coeffs vc = precompute(src.height, out_h);
-  const int64_t ow = out_box.width, oh = out_box.height;
-  // Rows of the source box the kept output rows read.
-  const int64_t first_row = vc.bounds[static_cast<size_t>(2 * out_box.top)];
-  const int64_t last = 2 * (out_box.top + oh - 1);
-  const int64_t end_row =
-      vc.bounds[static_cast<size_t>(last)] + vc.bounds[static_cast<size_t>(last + 1)];
-  const int64_t rows = end_row - first_row;
-  const int64_t stride = img.width * 3;
-  const uint8_t* base = img.pixels.data() + src.top * stride + src.left * 3;
-  // Horizontal pass into a planar u8 buffer (3 planes of rows x ow), rounded as Pillow rounds.
-  // Pillow skips the pass when the width does not change; its taps are then the identity.
-  const int64_t plane = rows * ow;
-  scratch->resize(static_cast<size_t>(3 * plane));
-  uint8_t* tmp = scratch->data();
-  const bool need_h = src.width != out_w;
+namespace {
+
+// The horizontal pass: rows [first_row, first_row + rows) of the source box at `base`, resampled
+// to the output columns of `out_box`, into 3 planes of rows x out_box.width (`tmp`), rounded as
+// Pillow rounds. Pillow skips the pass when the width does not change; its taps are then the
+// identity.
+void horizontal_pass(const RgbImage& img, const uint8_t* base, const Coeffs& hc, bool need_h,
+                     const CropBox& out_box, int64_t first_row, int64_t rows, uint8_t* tmp) {
+  const int64_t ow = out_box.width, plane = rows * ow, stride = img.width * 3;
   // Taps past a pixel's count are zero (precompute), so a fixed tap count reads up to ksize - 1
   // pixels (and one byte) beyond the box: still inside the image except at the end of its last
   // row, where the decoder leaves kImagePadBytes of slack (image_decode.h).
@@ -231,8 +215,12 @@ void resize_region(const RgbImage& img, const CropBox& src, int64_t out_w, int64
       }
     }
   }
-  // Vertical pass, plane by plane, into the planar output.
-  const bool need_v = src.height != out_h;
+}
+
+// The vertical pass, plane by plane, from the horizontal pass's planes into the planar output.
+void vertical_pass(const uint8_t* tmp, const Coeffs& vc, bool need_v, const CropBox& out_box,
+                   int64_t first_row, int64_t rows, uint8_t* out) {
+  const int64_t ow = out_box.width, oh = out_box.height, plane = rows * ow;
   std::vector<int32_t> acc(static_cast<size_t>(ow));
   for (int c = 0; c < 3; ++c) {
     const uint8_t* tp = tmp + c * plane;
@@ -257,6 +245,32 @@ void resize_region(const RgbImage& img, const CropBox& src, int64_t out_w, int64
       for (int64_t xx = 0; xx < ow; ++xx) o[xx] = clip8(a[xx]);
     }
   }
+}
+
+}  // namespace
+
+void resize_region(const RgbImage& img, const CropBox& src, int64_t out_w, int64_t out_h,
+                   const CropBox& out_box, uint8_t* out, std::vector<uint8_t>* scratch) {
+  TANDEM_ASSERT(src.top >= 0 && src.left >= 0 && src.top + src.height <= img.height &&
+                    src.left + src.width <= img.width && src.width > 0 && src.height > 0,
+                "source box outside the image");
+  TANDEM_ASSERT(out_box.top >= 0 && out_box.left >= 0 && out_box.top + out_box.height <= out_h &&
+                    out_box.left + out_box.width <= out_w,
+                "output window outside the resized image");
+  const Coeffs hc = precompute(src.width, out_w);
+  const Coeffs vc = precompute(src.height, out_h);
+  const int64_t ow = out_box.width, oh = out_box.height;
+  // Rows of the source box the kept output rows read.
+  const int64_t first_row = vc.bounds[static_cast<size_t>(2 * out_box.top)];
+  const int64_t last = 2 * (out_box.top + oh - 1);
+  const int64_t end_row =
+      vc.bounds[static_cast<size_t>(last)] + vc.bounds[static_cast<size_t>(last + 1)];
+  const int64_t rows = end_row - first_row;
+  const int64_t stride = img.width * 3;
+  const uint8_t* base = img.pixels.data() + src.top * stride + src.left * 3;
+  scratch->resize(static_cast<size_t>(3 * rows * ow));
+  horizontal_pass(img, base, hc, src.width != out_w, out_box, first_row, rows, scratch->data());
+  vertical_pass(scratch->data(), vc, src.height != out_h, out_box, first_row, rows, out);
 }
 
 }  // namespace tandem
