@@ -37,6 +37,11 @@ class Builder {
   void resolve(const LoadOptions& options);
 
  private:
+  // resolve's steps. The model's and the data set's names (model.onnx may stand for model.name)
+  // and the defaults that follow from them; true when data.path is the data set's default.
+  bool resolve_names_and_defaults();
+  void check_rules();                   // rules across keys
+  void check_paths(bool default_data);  // the files and directories that must exist
   // Applies `value` to the section or key at `path`; `key_mark` is where its key was written.
   void apply(const std::string& path, const YAML::Mark& key_mark, const YAML::Node& value,
              const Source& source);

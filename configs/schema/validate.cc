@@ -34,9 +34,13 @@ std::string split_message(int64_t batch, int64_t replicas) {
 namespace config_internal {
 
 void Builder::resolve(const LoadOptions& options) {
-  namespace fs = std::filesystem;
-  ExperimentConfig& c = config_;
+  const bool default_data = resolve_names_and_defaults();
+  check_rules();
+  if (options.check_paths) check_paths(default_data);
+}
 
+bool Builder::resolve_names_and_defaults() {
+  ExperimentConfig& c = config_;
   // model.onnx names the model by itself: model.name may be left out, or be onnx.
   const bool onnx = !c.model.onnx.empty();
   if (onnx && !was_set("model.name")) c.model.name = ModelName::kOnnx;
@@ -67,6 +71,11 @@ void Builder::resolve(const LoadOptions& options) {
   if (c.logging.dir.empty()) c.logging.dir = "runs/" + name;
   if (c.checkpoint.dir.empty()) c.checkpoint.dir = "runs/" + name + "/checkpoints";
 
+  return default_data;
+}
+
+void Builder::check_rules() {
+  const ExperimentConfig& c = config_;
   if (c.data.name != DatasetName::kSynthetic && c.data.name != DatasetName::kImageFolder &&
       c.model.num_classes != 10)
     fail(origin("model.num_classes"), "model.num_classes",
@@ -111,8 +120,11 @@ void Builder::resolve(const LoadOptions& options) {
     fail(origin(was_set("data.batch_size") ? "data.batch_size" : "strategy.replicas"),
          "data.batch_size",
          split_message(c.data.batch_size, c.strategy.replicas) + " (strategy.replicas)");
+}
 
-  if (!options.check_paths) return;
+void Builder::check_paths(bool default_data) {
+  namespace fs = std::filesystem;
+  const ExperimentConfig& c = config_;
   std::error_code ec;  // unreadable counts as missing; never a filesystem_error
   if (c.data.name != DatasetName::kSynthetic) {
     // A default path is blamed on data.name, the key the user did write.
