@@ -1,5 +1,7 @@
 #include "core/tensor/allocator.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -32,9 +34,21 @@ Cache& cache() {
   return *c;
 }
 
+size_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : SIZE_MAX;
+}
+
 }  // namespace
 
 void* cpu_alloc(size_t nbytes) {
+  // A tensor larger than the machine's memory cannot be allocated: say so, with its size, instead
+  // of a bare std::bad_alloc (a shape read from a file or a graph can ask for anything).
+  static const size_t physical = physical_memory_bytes();
+  if (nbytes > physical)
+    throw ValueError(str("cannot allocate ", nbytes,
+                         " bytes for a tensor: more than this machine's memory (", physical,
+                         " bytes)"));
   size_t size = round_size(nbytes == 0 ? 1 : nbytes);
   Cache& c = cache();
   {

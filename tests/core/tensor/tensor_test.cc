@@ -73,6 +73,23 @@ TEST(Allocator, SteadyStateReusesBlocks) {
   EXPECT_EQ(cpu_allocator_stats().system_allocs, before);
 }
 
+// A tensor larger than the machine's memory (a shape from a file or an ONNX graph) is refused
+// with its size, before the system is asked; the allocator keeps working afterwards.
+TEST(Allocator, ATensorLargerThanTheMachinesMemoryIsRefusedWithItsSize) {
+  const int64_t before = cpu_allocator_stats().system_allocs;
+  try {
+    Tensor t = empty({int64_t{1} << 24, int64_t{1} << 24});  // 2^48 f32: 1 PiB
+    FAIL() << "a 1 PiB tensor was allocated";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot allocate 1125899906842624 bytes for a tensor: "
+                                         "more than this machine's memory ("),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(cpu_allocator_stats().system_allocs, before);
+  EXPECT_EQ(empty({4}).numel(), 4);
+}
+
 // set_data: the same handle (the one a module and its optimizer hold) now views other memory,
 // with its values, gradient and autograd identity kept; a mismatched tensor is refused.
 TEST(Tensor, SetDataRepointsTheHandleAndKeepsItsGradient) {
