@@ -44,6 +44,9 @@ def overrides(model, work, window, ranks):
         "training.eval_every_epoch=false", "checkpoint.resume=never", "checkpoint.every_steps=0",
         f"checkpoint.dir={work}/ck", f"logging.dir={work}/log", "logging.progress=none",
         "logging.tensorboard=false", "strategy.name=ddp", "logging.trace=true",
+        # The profile runs over shm, where shard_optimizer's auto shards the update; across hosts
+        # it does not. Off in both, so the profile's optimizer is the one the hosts run.
+        "strategy.shard_optimizer=false",
         f"logging.trace_steps=[{window[0]},{window[1]}]"]
 
 
