@@ -43,6 +43,9 @@ std::shared_ptr<grpc::ServerCredentials> server_credentials(const std::string& h
 std::shared_ptr<grpc::Channel> job_channel(const std::string& endpoint, const JobTls& tls,
                                            grpc::ChannelArguments args, const std::string& who);
 
+// The name of a gRPC status code as gRPC spells it ("UNAVAILABLE"), for error messages.
+const char* grpc_code_name(grpc::StatusCode code);
+
 // The host of "host:port" or "[v6]:port".
 std::string endpoint_host(const std::string& endpoint);
 

@@ -35,25 +35,6 @@ std::string quoted_list(const std::vector<std::string>& keys) {
   return s;
 }
 
-const char* code_name(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    default:
-      return "error";
-  }
-}
-
 }  // namespace
 
 struct StoreClient::Impl {
@@ -108,7 +89,7 @@ namespace {
       throw CommError(str(where, " failed: the store is unavailable (", msg,
                           "): check that the launcher's store is running at this endpoint"));
     default:
-      throw CommError(str(where, " failed: ", code_name(status.error_code()), ": ", msg));
+      throw CommError(str(where, " failed: ", grpc_code_name(status.error_code()), ": ", msg));
   }
 }
 

@@ -20,31 +20,6 @@ using std::chrono::milliseconds;
 // Time for a blocking call's answer to come back once the server's own timeout has passed.
 constexpr milliseconds kGrace{2000};
 
-const char* code_name(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    default:
-      return "error";
-  }
-}
-
 }  // namespace
 
 struct PsClient::Impl {
@@ -132,7 +107,7 @@ void PsClient::call(const std::string& what, milliseconds deadline, bool wait_fo
                             " MiB): raise it, or spread the model over more servers with "
                             "strategy.num_ps"));
       default:
-        throw CommError(str(where, " refused: ", code_name(st.error_code()), ": ", msg));
+        throw CommError(str(where, " refused: ", grpc_code_name(st.error_code()), ": ", msg));
     }
   }
 }

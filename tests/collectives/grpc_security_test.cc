@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "collectives/net/host_address.h"
@@ -62,6 +63,18 @@ std::string temp_file(const std::string& name, const std::string& text) {
   const std::string path = ::testing::TempDir() + "/" + name + "." + std::to_string(::getpid());
   std::ofstream(path) << text;
   return path;
+}
+
+// Error messages name a status as gRPC spells it: every code of grpc::StatusCode, each its own.
+TEST(GrpcSecurity, EveryStatusCodeHasItsOwnName) {
+  EXPECT_STREQ(grpc_code_name(grpc::StatusCode::UNAVAILABLE), "UNAVAILABLE");
+  EXPECT_STREQ(grpc_code_name(grpc::StatusCode::UNAUTHENTICATED), "UNAUTHENTICATED");
+  std::set<std::string> names;
+  for (int c = grpc::StatusCode::OK; c <= grpc::StatusCode::UNAUTHENTICATED; ++c)
+    names.insert(grpc_code_name(static_cast<grpc::StatusCode>(c)));
+  EXPECT_EQ(names.size(), 17u);
+  EXPECT_EQ(names.count("an unknown status code"), 0u);
+  EXPECT_STREQ(grpc_code_name(static_cast<grpc::StatusCode>(99)), "an unknown status code");
 }
 
 TEST(JobTls, GeneratedCertificateIsSelfSignedP256ForTheJobNameAndMatchesItsKey) {
