@@ -412,38 +412,51 @@ int cmd_submit(SubmitTarget& t, const SubmitFlag (&flags)[N], bool slurm) {
 }
 // ---- end of tandem submit -----------------------------------------------------------------
 
+// `tandem --help`'s opening.
+constexpr char kDescription[] =
+    "tandem: data-parallel training of neural networks from a YAML experiment.\n\n"
+    "  tandem train configs/fashion_mnist_cnn.yaml\n"
+    "  tandem train configs/fashion_mnist_mlp.yaml optimizer.lr=0.002 training.epochs=5\n"
+    "  tandem config show configs/fashion_mnist_cnn.yaml\n"
+    "  tandem eval configs/image_folder_resnet18.yaml --json\n"
+    "  tandem predict configs/image_folder_resnet18.yaml photos/\n"
+    "  tandem submit slurm configs/fashion_mnist_mlp.yaml --nodes 2 strategy.name=ddp\n"
+    "  tandem submit k8s configs/fashion_mnist_mlp.yaml --nodes 4 --dry-run\n\n"
+    "Every key of the experiment is documented in configs/README.md; `key.path=value`\n"
+    "arguments after the config file override it.";
+
+// tandem train, config validate and config show: an experiment and its overrides each.
+struct ExperimentCommands {
+  std::string config_path;
+  std::vector<std::string> overrides;
+  CLI::App* train = nullptr;
+  CLI::App* validate = nullptr;
+  CLI::App* show = nullptr;
+};
+
+void add_experiment_commands(CLI::App& app, ExperimentCommands& c) {
+  auto experiment_args = [&c](CLI::App* sub) {
+    sub->add_option("config", c.config_path, "the experiment (YAML)")->required();
+    sub->add_option("overrides", c.overrides, "key.path=value pairs that override the file");
+  };
+  c.train = app.add_subcommand("train", "Train one process from a YAML experiment");
+  experiment_args(c.train);
+  CLI::App* config = app.add_subcommand("config", "Check or print an experiment");
+  config->require_subcommand(1);
+  c.validate = config->add_subcommand(
+      "validate", "Check an experiment: prints 'FILE: ok' or the first error (exit code 2)");
+  experiment_args(c.validate);
+  c.show = config->add_subcommand("show", "Print the resolved experiment with every default");
+  experiment_args(c.show);
+}
+
 int run(int argc, char** argv) {
-  CLI::App app{
-      "tandem: data-parallel training of neural networks from a YAML experiment.\n\n"
-      "  tandem train configs/fashion_mnist_cnn.yaml\n"
-      "  tandem train configs/fashion_mnist_mlp.yaml optimizer.lr=0.002 training.epochs=5\n"
-      "  tandem config show configs/fashion_mnist_cnn.yaml\n"
-      "  tandem eval configs/image_folder_resnet18.yaml --json\n"
-      "  tandem predict configs/image_folder_resnet18.yaml photos/\n"
-      "  tandem submit slurm configs/fashion_mnist_mlp.yaml --nodes 2 strategy.name=ddp\n"
-      "  tandem submit k8s configs/fashion_mnist_mlp.yaml --nodes 4 --dry-run\n\n"
-      "Every key of the experiment is documented in configs/README.md; `key.path=value`\n"
-      "arguments after the config file override it.",
-      "tandem"};
+  CLI::App app{kDescription, "tandem"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("tandem ") + TANDEM_VERSION);
 
-  std::string config_path;
-  std::vector<std::string> overrides;
-  CLI::App* train = app.add_subcommand("train", "Train one process from a YAML experiment");
-  train->add_option("config", config_path, "the experiment (YAML)")->required();
-  train->add_option("overrides", overrides, "key.path=value pairs that override the file");
-
-  CLI::App* config = app.add_subcommand("config", "Check or print an experiment");
-  config->require_subcommand(1);
-  CLI::App* validate = config->add_subcommand(
-      "validate", "Check an experiment: prints 'FILE: ok' or the first error (exit code 2)");
-  validate->add_option("config", config_path, "the experiment (YAML)")->required();
-  validate->add_option("overrides", overrides, "key.path=value pairs that override the file");
-  CLI::App* show =
-      config->add_subcommand("show", "Print the resolved experiment with every default");
-  show->add_option("config", config_path, "the experiment (YAML)")->required();
-  show->add_option("overrides", overrides, "key.path=value pairs that override the file");
+  ExperimentCommands experiment;  // tandem train, config validate, config show
+  add_experiment_commands(app, experiment);
 
   LaunchCommand launch;  // tandem launch (see above)
   add_launch_command(app, launch);
@@ -465,7 +478,7 @@ int run(int argc, char** argv) {
   }
 
   try {
-    if (*train) return cmd_train(config_path, overrides);
+    if (*experiment.train) return cmd_train(experiment.config_path, experiment.overrides);
     if (*launch.app) return cmd_launch(launch);  // tandem launch
     if (*submit.slurm.app) return cmd_submit(submit.slurm, kSlurmFlags, true);
     if (*submit.k8s.app) return cmd_submit(submit.k8s, kK8sFlags, false);
@@ -475,13 +488,13 @@ int run(int argc, char** argv) {
     if (*scaling.app) return cmd_scaling(scaling, std::cout);  // tandem scaling
     if (*eval.app) return cmd_eval(eval, std::cout);
     if (*predict.app) return cmd_predict(predict, std::cout);
-    if (*validate) {
-      ExperimentConfig cfg = load_config(config_path, overrides);
-      std::cout << config_path << ": ok\n";
+    if (*experiment.validate) {
+      load_config(experiment.config_path, experiment.overrides);
+      std::cout << experiment.config_path << ": ok\n";
       return kExitOk;
     }
-    if (*show) {
-      std::cout << render_config(load_config(config_path, overrides));
+    if (*experiment.show) {
+      std::cout << render_config(load_config(experiment.config_path, experiment.overrides));
       return kExitOk;
     }
   } catch (const ConfigError& e) {
