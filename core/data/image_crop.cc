@@ -138,6 +138,7 @@ namespace {
 // to the output columns of `out_box`, into 3 planes of rows x out_box.width (`tmp`), rounded as
 // Pillow rounds. Pillow skips the pass when the width does not change; its taps are then the
 // identity.
+// Long: the AVX2 gather kernel and its scalar tail share the per-column taps built at the top.
 void horizontal_pass(const RgbImage& img, const uint8_t* base, const Coeffs& hc, bool need_h,
                      const CropBox& out_box, int64_t first_row, int64_t rows, uint8_t* tmp) {
   const int64_t ow = out_box.width, plane = rows * ow, stride = img.width * 3;
