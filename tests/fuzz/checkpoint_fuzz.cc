@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -24,6 +25,12 @@ const std::string& checkpoint_dir() {
     if (mkdtemp(pattern.data()) == nullptr) std::abort();
     const std::string step = pattern + "/step-00000007";
     if (mkdir(step.c_str(), 0755) != 0) std::abort();
+    // Removed at exit (the fuzzer's end of time, or the replay's): a copy that outlives `dir`.
+    static const std::string* const made = new std::string(pattern);
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(*made, ec);
+    });
     return pattern;
   }();
   return dir;

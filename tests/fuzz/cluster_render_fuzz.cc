@@ -17,6 +17,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -85,6 +86,8 @@ std::string bash_values(const std::string& script) {
     const int fd = mkstemp(p.data());
     if (fd < 0) std::abort();
     close(fd);
+    static const std::string* const made = new std::string(p);  // outlives `path`
+    std::atexit([] { std::remove(made->c_str()); });            // the run leaves nothing
     return p;
   }();
   std::ofstream(path, std::ios::binary | std::ios::trunc) << script;

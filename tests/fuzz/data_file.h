@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -19,6 +20,8 @@ inline std::string write_data_file(std::string_view bytes) {
     const int fd = mkstemp(pattern.data());
     if (fd < 0) std::abort();
     close(fd);
+    static const std::string* const made = new std::string(pattern);  // outlives `path`
+    std::atexit([] { std::remove(made->c_str()); });                  // the run leaves nothing
     return pattern;
   }();
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
