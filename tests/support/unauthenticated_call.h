@@ -10,6 +10,7 @@
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdint>
@@ -76,6 +77,32 @@ inline grpc::Status send_without_token(
   stub.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
                  [&](grpc::Status status) { done.set_value(status); });
   return done.get_future().get();
+}
+
+// Sends one message of `bytes` without the token to each of `methods` of `service`
+// ("/tandem.store.Store/") at `endpoint` and checks that every call is refused as missing the job
+// token, and, where peak memory means something, that `who`'s peak grew by less than `most_held`.
+// False when the peak cannot be reset: the caller skips the test.
+inline bool expect_refused_before_read(const std::string& endpoint, const std::string& service,
+                                       const std::vector<std::string>& methods, int64_t bytes,
+                                       int64_t most_held, const std::string& who) {
+  constexpr int64_t kMiB = 1 << 20;
+  for (const std::string& method : methods) {
+    if (!reset_peak_memory()) return false;
+    const int64_t before = peak_memory_bytes();
+    grpc::Status status = send_without_token(endpoint, service + method, bytes);
+    const int64_t grew = peak_memory_bytes() - before;
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << method << ": " << status.error_message();
+    EXPECT_NE(status.error_message().find("missing job token"), std::string::npos)
+        << status.error_message();
+    if (kPeakMemoryMeaningful) {
+      EXPECT_LT(grew, most_held) << method << " without the token, " << bytes / kMiB
+                                 << " MiB: " << who << "'s peak memory grew by " << grew / kMiB
+                                 << " MiB";
+    }
+  }
+  return true;
 }
 
 }  // namespace tandem::testing
