@@ -27,6 +27,7 @@
 #include "cluster/k8s_manifests.h"
 #include "cluster/slurm_script.h"
 #include "core/base/error.h"
+#include "tests/fuzz/data_file.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "tests/support/sbatch_reader.h"
 
@@ -80,16 +81,7 @@ std::string bash_values(const std::string& script) {
       "  case $line in TANDEM=* | CONFIG=*) eval \"$line\" ;; esac\n"
       "done <\"$1\"\n"
       "printf '%s\\0%s\\0' \"$TANDEM\" \"$CONFIG\"\n";
-  static const std::string path = [] {
-    std::string p = (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp") +
-                    std::string("/tandem-fuzz-sbatch-XXXXXX");
-    const int fd = mkstemp(p.data());
-    if (fd < 0) std::abort();
-    close(fd);
-    static const std::string* const made = new std::string(p);  // outlives `path`
-    std::atexit([] { std::remove(made->c_str()); });            // the run leaves nothing
-    return p;
-  }();
+  static const std::string path = fuzz::scratch_file("tandem-fuzz-sbatch");
   std::ofstream(path, std::ios::binary | std::ios::trunc) << script;
   int out[2];
   if (pipe(out) != 0) std::abort();
