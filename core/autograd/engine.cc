@@ -120,82 +120,102 @@ void record(const std::string& name, const std::vector<Tensor>& inputs,
   }
 }
 
-void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
-                  bool retain_graph) {
-  NoGradGuard no_grad;
-  // 1. Dependencies: how many edges point at each node from nodes reachable from the roots.
-  std::unordered_map<Node*, int> deps;
-  std::unordered_map<Node*, std::shared_ptr<Node>> keep;
-  std::vector<Node*> stack;
-  for (const Tensor& r : roots) {
-    Edge e = gradient_edge(r);
-    if (e.fn && keep.emplace(e.fn.get(), e.fn).second) stack.push_back(e.fn.get());
-  }
-  while (!stack.empty()) {
-    Node* n = stack.back();
-    stack.pop_back();
-    for (const Edge& e : n->next_edges()) {
-      if (!e.fn) continue;
-      deps[e.fn.get()] += 1;
-      if (keep.emplace(e.fn.get(), e.fn).second) stack.push_back(e.fn.get());
+namespace {
+
+// One backward pass: the nodes reachable from the roots, what each still waits for, the gradients
+// each has received so far, and the nodes ready to run.
+class GraphTask {
+ public:
+  // Counts how many edges point at each node from nodes reachable from the roots.
+  explicit GraphTask(const std::vector<Tensor>& roots) {
+    std::vector<Node*> stack;
+    for (const Tensor& r : roots) {
+      Edge e = gradient_edge(r);
+      if (e.fn && keep_.emplace(e.fn.get(), e.fn).second) stack.push_back(e.fn.get());
+    }
+    while (!stack.empty()) {
+      Node* n = stack.back();
+      stack.pop_back();
+      for (const Edge& e : n->next_edges()) {
+        if (!e.fn) continue;
+        deps_[e.fn.get()] += 1;
+        if (keep_.emplace(e.fn.get(), e.fn).second) stack.push_back(e.fn.get());
+      }
     }
   }
-  // 2. Input buffers: the summed gradients each node has received so far.
-  std::unordered_map<Node*, std::vector<Tensor>> buffers;
-  auto add_to_buffer = [&](Node* n, uint32_t slot, Tensor g) {
-    auto& buf = buffers[n];
-    if (buf.size() < n->num_outputs()) buf.resize(n->num_outputs());
-    if (!buf[slot].defined())
-      buf[slot] = std::move(g);
-    else
-      buf[slot] = add(buf[slot], g);
-  };
-  // Ready nodes by priority: accumulators first (as PyTorch gives AccumulateGrad the highest
-  // sequence number), so a leaf's hooks fire as soon as its gradient is complete even when its
-  // accumulator was created in an earlier step; then the most recently created node.
-  using Ready = std::pair<std::pair<bool, uint64_t>, Node*>;
-  std::priority_queue<Ready> ready;
-  auto push_ready = [&ready](Node* n) {
-    ready.push({{dynamic_cast<AccumulateGrad*>(n) != nullptr, n->sequence_nr()}, n});
-  };
-  for (size_t i = 0; i < roots.size(); ++i) {
-    Edge e = gradient_edge(roots[i]);
-    if (!e.fn) continue;
-    add_to_buffer(e.fn.get(), e.input_nr, grads[i]);
-  }
-  for (auto& [n, buf] : buffers)
-    if (deps[n] == 0) push_ready(n);
 
-  std::vector<AccumulateGrad*> accumulated;
-  while (!ready.empty()) {
-    Node* n = ready.top().second;
-    ready.pop();
-    std::vector<Tensor> in = std::move(buffers[n]);
-    buffers.erase(n);
+  // Hands the roots their gradients; the roots nothing else points at become ready.
+  void seed(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads) {
+    for (size_t i = 0; i < roots.size(); ++i) {
+      Edge e = gradient_edge(roots[i]);
+      if (!e.fn) continue;
+      add_to_buffer(e.fn.get(), e.input_nr, grads[i]);
+    }
+    for (auto& [n, buf] : buffers_)
+      if (deps_[n] == 0) push_ready(n);
+  }
+
+  // Runs the ready node with the highest priority; false when none is left.
+  bool run_next(bool retain_graph) {
+    if (ready_.empty()) return false;
+    Node* n = ready_.top().second;
+    ready_.pop();
+    std::vector<Tensor> in = std::move(buffers_[n]);
+    buffers_.erase(n);
     in.resize(n->num_outputs());
     for (uint32_t i = 0; i < in.size(); ++i) {
       if (!in[i].defined() && i < n->output_shapes.size())
         in[i] = zeros(n->output_shapes[i], n->output_dtypes[i], n->output_devices[i]);
     }
     std::vector<Tensor> out = n->apply(std::move(in));
-    if (auto* acc = dynamic_cast<AccumulateGrad*>(n)) {
-      acc->run_hooks();
-      accumulated.push_back(acc);
-    }
+    if (auto* acc = dynamic_cast<AccumulateGrad*>(n)) acc->run_hooks();
     if (!retain_graph) n->release();
     const auto& edges = n->next_edges();
     for (size_t i = 0; i < edges.size(); ++i) {
       Node* next = edges[i].fn.get();
       if (next == nullptr) continue;
       if (i < out.size() && out[i].defined()) add_to_buffer(next, edges[i].input_nr, out[i]);
-      if (--deps[next] == 0) {
-        if (buffers.count(next) == 0) {
-          // Nothing flowed here (all contributions undefined): still release the subgraph.
-          buffers[next] = {};
-        }
+      if (--deps_[next] == 0) {
+        // Even when nothing flowed here (all contributions undefined): its subgraph is released.
+        buffers_.try_emplace(next);
         push_ready(next);
       }
     }
+    return true;
+  }
+
+ private:
+  void add_to_buffer(Node* n, uint32_t slot, Tensor g) {
+    auto& buf = buffers_[n];
+    if (buf.size() < n->num_outputs()) buf.resize(n->num_outputs());
+    if (!buf[slot].defined())
+      buf[slot] = std::move(g);
+    else
+      buf[slot] = add(buf[slot], g);
+  }
+
+  void push_ready(Node* n) {
+    ready_.push({{dynamic_cast<AccumulateGrad*>(n) != nullptr, n->sequence_nr()}, n});
+  }
+
+  std::unordered_map<Node*, int> deps_;
+  std::unordered_map<Node*, std::shared_ptr<Node>> keep_;
+  std::unordered_map<Node*, std::vector<Tensor>> buffers_;  // the summed gradients received
+  // Ready nodes by priority: accumulators first (as PyTorch gives AccumulateGrad the highest
+  // sequence number), so a leaf's hooks fire as soon as its gradient is complete even when its
+  // accumulator was created in an earlier step; then the most recently created node.
+  using Ready = std::pair<std::pair<bool, uint64_t>, Node*>;
+  std::priority_queue<Ready> ready_;
+};
+
+}  // namespace
+
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                  bool retain_graph) {
+  NoGradGuard no_grad;
+  GraphTask task(roots);
+  task.seed(roots, grads);
+  while (task.run_next(retain_graph)) {
   }
 }
 

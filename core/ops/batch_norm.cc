@@ -265,6 +265,62 @@ std::vector<Tensor> batch_norm_backward(const BnSaved& sv, const Tensor& g_in) {
 
 namespace {
 
+// The batch's per-channel mean and 1 / sqrt(var + eps); the running statistics, when given, move
+// towards them as PyTorch's do: running = (1 - momentum) * running + momentum * stat, with the
+// unbiased variance.
+template <typename T>
+void batch_statistics(const BnDims& d, const T* x, double eps, T* mean, T* invstd,
+                      Tensor* running_mean, Tensor* running_var, double momentum) {
+  Tensor stats = empty({2, d.c}, DType::kF64);
+  double* bm = stats.data<double>();
+  double* bv = bm + d.c;
+  batch_stats<T>(d, x, bm, bv);
+  for (int64_t c = 0; c < d.c; ++c) {
+    mean[c] = static_cast<T>(bm[c]);
+    invstd[c] = static_cast<T>(1.0 / std::sqrt(bv[c] + eps));
+  }
+  if (running_mean == nullptr) return;
+  T* rm = running_mean->data<T>();
+  T* rv = running_var->data<T>();
+  const int64_t sm = running_mean->stride(0), sv = running_var->stride(0);
+  const double m = static_cast<double>(d.count()), unbias = m / (m - 1.0);
+  for (int64_t c = 0; c < d.c; ++c) {
+    rm[c * sm] = static_cast<T>((1.0 - momentum) * rm[c * sm] + momentum * bm[c]);
+    rv[c * sv] = static_cast<T>((1.0 - momentum) * rv[c * sv] + momentum * bv[c] * unbias);
+  }
+}
+
+// Inference: the per-channel mean and 1 / sqrt(var + eps) of the running statistics.
+template <typename T>
+void running_statistics(const BnDims& d, const Tensor& running_mean, const Tensor& running_var,
+                        double eps, T* mean, T* invstd) {
+  const T* rm = running_mean.data<T>();
+  const T* rv = running_var.data<T>();
+  const int64_t sm = running_mean.stride(0), sv = running_var.stride(0);
+  for (int64_t c = 0; c < d.c; ++c) {
+    mean[c] = rm[c * sm];
+    invstd[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(rv[c * sv]) + eps));
+  }
+}
+
+// Records the CPU batch norm's backward: x is x_in's contiguous copy, y the output.
+void record_backward(const Tensor& x_in, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                     const Tensor& y, const Tensor& mean, const Tensor& invstd, const BnDims& d,
+                     bool use_batch_stats) {
+  BnSaved sv;
+  sv.x = x;
+  sv.weight = weight.defined() ? weight.detach().contiguous() : Tensor();
+  sv.mean = mean;
+  sv.invstd = invstd;
+  sv.dims = d;
+  sv.training = use_batch_stats;
+  sv.need_x = x_in.requires_grad();
+  sv.need_w = weight.defined() && weight.requires_grad();
+  sv.need_b = bias.defined() && bias.requires_grad();
+  record("BatchNormBackward", {x_in, weight, bias}, {y},
+         [sv](const std::vector<Tensor>& g) { return batch_norm_backward(sv, g[0]); });
+}
+
 // batch_norm on a device backend (cuDNN's spatial batch norm on CUDA), after the checks below.
 Tensor batch_norm_device(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var,
                          const Tensor& weight, const Tensor& bias, bool use_batch_stats,
@@ -339,35 +395,12 @@ Tensor batch_norm(const Tensor& x_in, Tensor running_mean, Tensor running_var, c
     const T* px = x.data<T>();
     T* mean = mean_t.data<T>();
     T* invstd = invstd_t.data<T>();
-    if (use_batch_stats) {
-      Tensor stats = empty({2, d.c}, DType::kF64);
-      double* bm = stats.data<double>();
-      double* bv = bm + d.c;
-      batch_stats<T>(d, px, bm, bv);
-      for (int64_t c = 0; c < d.c; ++c) {
-        mean[c] = static_cast<T>(bm[c]);
-        invstd[c] = static_cast<T>(1.0 / std::sqrt(bv[c] + eps));
-      }
-      if (training && running_mean.defined()) {
-        // PyTorch: running = (1 - momentum) * running + momentum * stat, unbiased variance.
-        T* rm = running_mean.data<T>();
-        T* rv = running_var.data<T>();
-        const int64_t sm = running_mean.stride(0), sv = running_var.stride(0);
-        const double m = static_cast<double>(d.count()), unbias = m / (m - 1.0);
-        for (int64_t c = 0; c < d.c; ++c) {
-          rm[c * sm] = static_cast<T>((1.0 - momentum) * rm[c * sm] + momentum * bm[c]);
-          rv[c * sv] = static_cast<T>((1.0 - momentum) * rv[c * sv] + momentum * bv[c] * unbias);
-        }
-      }
-    } else {
-      const T* rm = running_mean.data<T>();
-      const T* rv = running_var.data<T>();
-      const int64_t sm = running_mean.stride(0), sv = running_var.stride(0);
-      for (int64_t c = 0; c < d.c; ++c) {
-        mean[c] = rm[c * sm];
-        invstd[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(rv[c * sv]) + eps));
-      }
-    }
+    if (use_batch_stats)
+      batch_statistics<T>(d, px, eps, mean, invstd,
+                          training && running_mean.defined() ? &running_mean : nullptr,
+                          &running_var, momentum);
+    else
+      running_statistics<T>(d, running_mean, running_var, eps, mean, invstd);
     Tensor coef = empty({2, d.c}, x.dtype());
     T* scale = coef.data<T>();
     T* shift = scale + d.c;
@@ -375,20 +408,8 @@ Tensor batch_norm(const Tensor& x_in, Tensor running_mean, Tensor running_var, c
     channel_map<T>(d, px, nullptr, scale, shift, nullptr, nullptr, y.data<T>());
   });
 
-  if (any_requires_grad({&x_in, &weight, &bias})) {
-    BnSaved sv;
-    sv.x = x;
-    sv.weight = weight.defined() ? weight.detach().contiguous() : Tensor();
-    sv.mean = mean_t;
-    sv.invstd = invstd_t;
-    sv.dims = d;
-    sv.training = use_batch_stats;
-    sv.need_x = x_in.requires_grad();
-    sv.need_w = weight.defined() && weight.requires_grad();
-    sv.need_b = bias.defined() && bias.requires_grad();
-    record("BatchNormBackward", {x_in, weight, bias}, {y},
-           [sv](const std::vector<Tensor>& g) { return batch_norm_backward(sv, g[0]); });
-  }
+  if (any_requires_grad({&x_in, &weight, &bias}))
+    record_backward(x_in, x, weight, bias, y, mean_t, invstd_t, d, use_batch_stats);
   return y;
 }
 

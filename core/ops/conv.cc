@@ -131,96 +131,114 @@ struct ConvGrads {
   Tensor input, weight, bias;
 };
 
+// One chunk of the batch's share of the weight gradient (O x kg) and bias gradient (O), each in its
+// own tensor (a gradient may end up as a leaf's .grad, so it must own its storage).
+struct ConvPartial {
+  int64_t begin;
+  Tensor weight, bias;
+};
+
+// Where conv_backward_sample reads and writes; a null gradient is one not asked for.
+template <typename T>
+struct ConvBackwardBuffers {
+  const T* x;
+  const T* w;
+  const T* gout;
+  T* gin;   // batch x in_size
+  T* gw;    // this chunk's weight gradient
+  T* gb;    // this chunk's bias gradient
+  T* cols;  // im2col scratch, null for a pointwise convolution
+};
+
+// Sample n's gradients: its weight and bias gradients are added to the chunk's (the weight's
+// overwrites it when `first`), its input gradient is written.
+template <typename T>
+void conv_backward_sample(const ConvShape& s, const ConvBackwardBuffers<T>& p, int64_t n,
+                          bool first) {
+  const ConvGeometry& g = s.geo;
+  const int64_t ohw = g.col_cols(), in_size = g.channels * g.height * g.width;
+  const int64_t og = s.group_out(), kg = s.group_k(), O = s.out_channels;
+  const T* gon = p.gout + n * O * ohw;
+  if (p.gw != nullptr) {
+    const T* src = p.x + n * in_size;
+    if (p.cols != nullptr) {
+      im2col(src, g, p.cols);
+      src = p.cols;
+    }
+    for (int64_t grp = 0; grp < s.groups; ++grp)
+      gemm(false, true, og, kg, ohw, T(1), gon + grp * og * ohw, ohw, src + grp * kg * ohw, ohw,
+           first ? T(0) : T(1), p.gw + grp * og * kg, kg);
+  }
+  if (p.gb != nullptr) {
+    for (int64_t o = 0; o < O; ++o) p.gb[o] += static_cast<T>(vec::sum(gon + o * ohw, ohw));
+  }
+  if (p.gin != nullptr) {
+    T* gn = p.gin + n * in_size;
+    // Pointwise: W^T @ gout[n] is the input gradient itself; otherwise columns, then col2im.
+    T* dst = p.cols != nullptr ? p.cols : gn;
+    for (int64_t grp = 0; grp < s.groups; ++grp)
+      gemm(true, false, kg, ohw, og, T(1), p.w + grp * og * kg, kg, gon + grp * og * ohw, ohw, T(0),
+           dst + grp * kg * ohw, ohw);
+    if (p.cols != nullptr) {
+      std::fill(gn, gn + in_size, T(0));
+      col2im_add(p.cols, g, gn);
+    }
+  }
+}
+
+// Adds the chunks' partial sums in batch order, so the result does not depend on scheduling.
+template <typename T>
+void sum_partials(std::vector<ConvPartial>* partials, ConvGrads* r) {
+  std::sort(partials->begin(), partials->end(),
+            [](const ConvPartial& a, const ConvPartial& c) { return a.begin < c.begin; });
+  for (size_t i = 0; i < partials->size(); ++i) {
+    const ConvPartial& part = (*partials)[i];
+    if (part.weight.defined()) {
+      if (i == 0)
+        r->weight = part.weight;
+      else
+        vec::add(r->weight.data<T>(), part.weight.data<T>(), part.weight.numel());
+    }
+    if (part.bias.defined()) {
+      if (i == 0)
+        r->bias = part.bias;
+      else
+        vec::add(r->bias.data<T>(), part.bias.data<T>(), part.bias.numel());
+    }
+  }
+}
+
 template <typename T>
 ConvGrads conv_backward(const ConvShape& s, const Tensor& xt, const Tensor& wt, const Tensor& got,
                         bool need_x, bool need_w, bool need_b) {
   const ConvGeometry& g = s.geo;
   const DType dtype = xt.dtype();
-  const int64_t ohw = g.col_cols(), in_size = g.channels * g.height * g.width;
-  const int64_t og = s.group_out(), kg = s.group_k(), O = s.out_channels;
-  const int64_t wsize = O * kg;
-  const T* x = xt.data<T>();
-  const T* w = wt.data<T>();
-  const T* gout = got.data<T>();
   ConvGrads r;
-  T* gin = nullptr;
-  if (need_x) {
-    r.input = empty({s.batch, g.channels, g.height, g.width}, dtype);
-    gin = r.input.data<T>();
-  }
-  // Per chunk: its start, weight gradient (O x kg) and bias gradient (O), each in its own
-  // tensor (a gradient may end up as a leaf's .grad, so it must own its storage).
-  struct Partial {
-    int64_t begin;
-    Tensor weight, bias;
-  };
+  if (need_x) r.input = empty({s.batch, g.channels, g.height, g.width}, dtype);
   std::mutex mu;
-  std::vector<Partial> partials;
+  std::vector<ConvPartial> partials;
   parallel_for(0, s.batch, 1, [&](int64_t b, int64_t e) {
     Tensor holder;
-    T* cols = (need_w || need_x) ? col_scratch<T>(s, dtype, &holder) : nullptr;
-    Partial part{b, Tensor(), Tensor()};
-    T* gw = nullptr;
-    T* gb = nullptr;
+    ConvBackwardBuffers<T> p{xt.data<T>(), wt.data<T>(), got.data<T>(), nullptr,
+                             nullptr,      nullptr,      nullptr};
+    if (need_x) p.gin = r.input.data<T>();
+    if (need_w || need_x) p.cols = col_scratch<T>(s, dtype, &holder);
+    ConvPartial part{b, Tensor(), Tensor()};
     if (need_w) {
-      part.weight = empty({O, s.group_in(), g.kernel_h, g.kernel_w}, dtype);
-      gw = part.weight.template data<T>();
+      part.weight = empty({s.out_channels, s.group_in(), g.kernel_h, g.kernel_w}, dtype);
+      p.gw = part.weight.data<T>();
     }
     if (need_b) {
-      part.bias = zeros({O}, dtype);
-      gb = part.bias.template data<T>();
+      part.bias = zeros({s.out_channels}, dtype);
+      p.gb = part.bias.data<T>();
     }
-    for (int64_t n = b; n < e; ++n) {
-      const T* gon = gout + n * O * ohw;
-      const T* xn = x + n * in_size;
-      if (need_w) {
-        const T* src = xn;
-        if (cols != nullptr) {
-          im2col(xn, g, cols);
-          src = cols;
-        }
-        for (int64_t grp = 0; grp < s.groups; ++grp)
-          gemm(false, true, og, kg, ohw, T(1), gon + grp * og * ohw, ohw, src + grp * kg * ohw, ohw,
-               n == b ? T(0) : T(1), gw + grp * og * kg, kg);
-      }
-      if (need_b) {
-        for (int64_t o = 0; o < O; ++o) gb[o] += static_cast<T>(vec::sum(gon + o * ohw, ohw));
-      }
-      if (need_x) {
-        T* gn = gin + n * in_size;
-        // Pointwise: W^T @ gout[n] is the input gradient itself; otherwise columns, then col2im.
-        T* dst = cols != nullptr ? cols : gn;
-        for (int64_t grp = 0; grp < s.groups; ++grp)
-          gemm(true, false, kg, ohw, og, T(1), w + grp * og * kg, kg, gon + grp * og * ohw, ohw,
-               T(0), dst + grp * kg * ohw, ohw);
-        if (cols != nullptr) {
-          std::fill(gn, gn + in_size, T(0));
-          col2im_add(cols, g, gn);
-        }
-      }
-    }
+    for (int64_t n = b; n < e; ++n) conv_backward_sample(s, p, n, n == b);
     if (need_w || need_b) {
       std::lock_guard<std::mutex> lock(mu);
       partials.push_back(part);
     }
   });
-  // Add the chunks' partial sums in batch order, so the result does not depend on scheduling.
-  std::sort(partials.begin(), partials.end(),
-            [](const Partial& a, const Partial& c) { return a.begin < c.begin; });
-  for (size_t i = 0; i < partials.size(); ++i) {
-    if (need_w) {
-      if (i == 0)
-        r.weight = partials[0].weight;
-      else
-        vec::add(r.weight.data<T>(), partials[i].weight.template data<T>(), wsize);
-    }
-    if (need_b) {
-      if (i == 0)
-        r.bias = partials[0].bias;
-      else
-        vec::add(r.bias.data<T>(), partials[i].bias.template data<T>(), O);
-    }
-  }
+  sum_partials<T>(&partials, &r);
   return r;
 }
 

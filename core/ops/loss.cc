@@ -317,6 +317,75 @@ void squared_error_chunks(const T* a, const T* b, int64_t n, double* out) {
   });
 }
 
+// cross_entropy on a device backend; x is the logits' contiguous copy, tgt the checked targets.
+Tensor cross_entropy_device(const Tensor& logits_in, const Tensor& x, const Tensor& tgt,
+                            double ls) {
+  const int64_t n = x.shape()[0];
+  Tensor loss = empty({}, x.dtype(), x.device());
+  Tensor lse = empty({2, n}, x.dtype(), x.device());
+  backend_for("cross_entropy", x.device()).cross_entropy(x, tgt, ls, loss, lse);
+  record("CrossEntropyBackward", {logits_in}, {loss},
+         [x, tgt, lse, ls](const std::vector<Tensor>& g) {
+           Tensor gx = empty(x.shape(), x.dtype(), x.device());
+           backend_for("cross_entropy_backward", x.device())
+               .cross_entropy_backward(x, tgt, lse, ls, g[0], gx);
+           return std::vector<Tensor>{gx};
+         });
+  return loss;
+}
+
+// The CPU backward: the logits' gradient from each row's max and log-sum-exp (lse).
+Tensor cross_entropy_cpu_backward(const Tensor& x, const Tensor& tgt, const Tensor& lse_t,
+                                  double ls, const Tensor& grad) {
+  const int64_t n = x.shape()[0], c = x.shape()[1];
+  Tensor gx = empty(x.shape(), x.dtype());
+  TANDEM_DISPATCH_FLOAT(x.dtype(), "cross_entropy_backward", [&] {
+    using T = scalar_t;
+    const T* px = x.data<T>();
+    const int64_t* pt = tgt.data<int64_t>();
+    const T* lse = lse_t.data<T>();
+    T* o = gx.data<T>();
+    const T scale = static_cast<T>(grad.item() / static_cast<double>(n));
+    const T off = static_cast<T>(ls / static_cast<double>(c));
+    const T hit = static_cast<T>(1.0 - ls);
+    parallel_for(0, n, row_grain(c), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        cross_entropy_backward_row<T>(px + i * c, c, pt[i], lse[i], lse[n + i], scale, off, hit,
+                                      o + i * c);
+      }
+    });
+  });
+  return gx;
+}
+
+Tensor cross_entropy_cpu(const Tensor& logits_in, const Tensor& x, const Tensor& tgt, double ls) {
+  const int64_t n = x.shape()[0], c = x.shape()[1];
+  Tensor loss = empty({}, x.dtype());
+  Tensor lse_t = empty({2, n}, x.dtype());  // per row: max and log(sum(exp(x - max)))
+  TANDEM_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
+    using T = scalar_t;
+    const T* px = x.data<T>();
+    const int64_t* pt = tgt.data<int64_t>();
+    T* lse = lse_t.data<T>();
+    Tensor row_loss = empty({n}, DType::kF64);  // summed serially: same result at any thread count
+    double* rl = row_loss.data<double>();
+    parallel_for(0, n, row_grain(c), [&](int64_t b, int64_t e) {
+      Tensor scratch = empty({c}, x.dtype());
+      for (int64_t i = b; i < e; ++i)
+        rl[i] =
+            cross_entropy_row<T>(px + i * c, c, pt[i], ls, scratch.data<T>(), &lse[i], &lse[n + i]);
+    });
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) total += rl[i];
+    loss.data<T>()[0] = static_cast<T>(total / static_cast<double>(n));
+  });
+  record("CrossEntropyBackward", {logits_in}, {loss},
+         [x, tgt, lse_t, ls](const std::vector<Tensor>& g) {
+           return std::vector<Tensor>{cross_entropy_cpu_backward(x, tgt, lse_t, ls, g[0])};
+         });
+  return loss;
+}
+
 }  // namespace
 
 Tensor softmax(const Tensor& x, int64_t dim) {
@@ -339,63 +408,8 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label
   TANDEM_CHECK_SHAPE(n > 0 && c > 0, "cross_entropy: empty logits ", shape_str(logits_in.shape()));
   Tensor tgt = checked_targets(target, n, c);
   Tensor x = logits_in.detach().contiguous();
-  if (x.is_cuda()) {
-    Tensor loss = empty({}, x.dtype(), x.device());
-    Tensor lse = empty({2, n}, x.dtype(), x.device());
-    backend_for("cross_entropy", x.device()).cross_entropy(x, tgt, label_smoothing, loss, lse);
-    const double ls = label_smoothing;
-    record("CrossEntropyBackward", {logits_in}, {loss},
-           [x, tgt, lse, ls](const std::vector<Tensor>& g) {
-             Tensor gx = empty(x.shape(), x.dtype(), x.device());
-             backend_for("cross_entropy_backward", x.device())
-                 .cross_entropy_backward(x, tgt, lse, ls, g[0], gx);
-             return std::vector<Tensor>{gx};
-           });
-    return loss;
-  }
-  Tensor loss = empty({}, x.dtype());
-  Tensor lse_t = empty({2, n}, x.dtype());  // per row: max and log(sum(exp(x - max)))
-  const double ls = label_smoothing;
-  TANDEM_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
-    using T = scalar_t;
-    const T* px = x.data<T>();
-    const int64_t* pt = tgt.data<int64_t>();
-    T* lse = lse_t.data<T>();
-    Tensor row_loss = empty({n}, DType::kF64);  // summed serially: same result at any thread count
-    double* rl = row_loss.data<double>();
-    parallel_for(0, n, row_grain(c), [&](int64_t b, int64_t e) {
-      Tensor scratch = empty({c}, x.dtype());
-      for (int64_t i = b; i < e; ++i)
-        rl[i] =
-            cross_entropy_row<T>(px + i * c, c, pt[i], ls, scratch.data<T>(), &lse[i], &lse[n + i]);
-    });
-    double total = 0;
-    for (int64_t i = 0; i < n; ++i) total += rl[i];
-    loss.data<T>()[0] = static_cast<T>(total / static_cast<double>(n));
-  });
-  Tensor lse_d = lse_t;
-  record("CrossEntropyBackward", {logits_in}, {loss},
-         [x, tgt, lse_d, ls](const std::vector<Tensor>& g) {
-           const int64_t n = x.shape()[0], c = x.shape()[1];
-           Tensor gx = empty(x.shape(), x.dtype());
-           TANDEM_DISPATCH_FLOAT(x.dtype(), "cross_entropy_backward", [&] {
-             using T = scalar_t;
-             const T* px = x.data<T>();
-             const int64_t* pt = tgt.data<int64_t>();
-             const T* lse = lse_d.data<T>();
-             T* o = gx.data<T>();
-             const T scale = static_cast<T>(g[0].item() / static_cast<double>(n));
-             const T off = static_cast<T>(ls / static_cast<double>(c));
-             const T hit = static_cast<T>(1.0 - ls);
-             parallel_for(0, n, row_grain(c), [&](int64_t b, int64_t e) {
-               for (int64_t i = b; i < e; ++i) {
-                 cross_entropy_backward_row<T>(px + i * c, c, pt[i], lse[i], lse[n + i], scale, off,
-                                               hit, o + i * c);
-               }
-             });
-           });
-           return std::vector<Tensor>{gx};
-         });
+  Tensor loss = x.is_cuda() ? cross_entropy_device(logits_in, x, tgt, label_smoothing)
+                            : cross_entropy_cpu(logits_in, x, tgt, label_smoothing);
   return loss;
 }
 

@@ -157,18 +157,58 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return out;
 }
 
+namespace {
+
+// linear under autocast: as 2-D products in the low dtype (their backward needs no reduction in
+// it), the bias added in f32.
+Tensor linear_autocast(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const DType lo = autocast_dtype();
+  Shape os = x.shape();
+  os.back() = weight.shape()[0];
+  Tensor y = matmul(x.reshape({-1, weight.shape()[1]}).to(lo), weight.to(lo).t())
+                 .to(DType::kF32)
+                 .reshape(os);
+  return bias.defined() ? add(y, bias) : y;
+}
+
+// Records linear's backward; x2 is x as rows (x2 @ weight^T + bias = out).
+void record_linear_backward(const Tensor& x, const Tensor& x2, const Tensor& weight,
+                            const Tensor& bias, const Tensor& out) {
+  const int64_t outf = weight.shape()[0];
+  Tensor xd = x2, wd = weight.detach();
+  bool nx = x.requires_grad(), nw = weight.requires_grad(),
+       nbias = bias.defined() && bias.requires_grad();
+  Shape xs = x.shape();
+  std::vector<Tensor> inputs{x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  // A weight that is a leaf may have its gradient computed straight into DDP's bucket.
+  std::weak_ptr<TensorImpl> wleaf;
+  if (weight.is_leaf()) wleaf = weight.impl_shared();
+  record("LinearBackward", inputs, {out},
+         [xd, wd, nx, nw, nbias, xs, outf, wleaf](const std::vector<Tensor>& g) {
+           Tensor g2 = g[0].reshape({-1, outf});
+           std::vector<Tensor> r(3);
+           if (nx) r[0] = mm(g2, wd).view(xs);
+           if (nw) {
+             Tensor dst = claim_grad_destination(wleaf);
+             if (dst.defined()) {
+               mm_into(g2.t(), xd, dst, 0.0);
+               r[1] = dst;
+             } else {
+               r[1] = mm(g2.t(), xd);
+             }
+           }
+           if (nbias) r[2] = sum(g2, {0});
+           return r;
+         });
+}
+
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (autocast_applies({&x, &weight, &bias}) && x.dim() >= 1 && weight.dim() == 2 &&
-      x.shape().back() == weight.shape()[1]) {
-    // As 2-D products (their backward needs no reduction in the low dtype); bias added in f32.
-    const DType lo = autocast_dtype();
-    Shape os = x.shape();
-    os.back() = weight.shape()[0];
-    Tensor y = matmul(x.reshape({-1, weight.shape()[1]}).to(lo), weight.to(lo).t())
-                   .to(DType::kF32)
-                   .reshape(os);
-    return bias.defined() ? add(y, bias) : y;
-  }
+      x.shape().back() == weight.shape()[1])
+    return linear_autocast(x, weight, bias);
   check_same_device("linear", {&x, &weight, &bias});
   check_same_dtype("linear", {&x, &weight, &bias});
   TANDEM_CHECK_SHAPE(x.dim() >= 1 && weight.dim() == 2 && x.shape().back() == weight.shape()[1],
@@ -200,32 +240,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape os = x.shape();
   os.back() = outf;
   out = out.view(os);
-  Tensor xd = x2, wd = weight.detach();
-  bool nx = x.requires_grad(), nw = weight.requires_grad(),
-       nbias = bias.defined() && bias.requires_grad();
-  Shape xs = x.shape();
-  std::vector<Tensor> inputs{x, weight};
-  if (bias.defined()) inputs.push_back(bias);
-  // A weight that is a leaf may have its gradient computed straight into DDP's bucket.
-  std::weak_ptr<TensorImpl> wleaf;
-  if (weight.is_leaf()) wleaf = weight.impl_shared();
-  record("LinearBackward", inputs, {out},
-         [xd, wd, nx, nw, nbias, xs, outf, wleaf](const std::vector<Tensor>& g) {
-           Tensor g2 = g[0].reshape({-1, outf});
-           std::vector<Tensor> r(3);
-           if (nx) r[0] = mm(g2, wd).view(xs);
-           if (nw) {
-             Tensor dst = claim_grad_destination(wleaf);
-             if (dst.defined()) {
-               mm_into(g2.t(), xd, dst, 0.0);
-               r[1] = dst;
-             } else {
-               r[1] = mm(g2.t(), xd);
-             }
-           }
-           if (nbias) r[2] = sum(g2, {0});
-           return r;
-         });
+  record_linear_backward(x, x2, weight, bias, out);
   return out;
 }
 

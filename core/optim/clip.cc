@@ -26,6 +26,51 @@ double clip_grad_norm_device(const std::vector<Tensor>& grads, double max_norm) 
   return total;
 }
 
+// The sum of squares of every element, in f64: partial sums per chunk, keyed by the chunk's
+// position, then added in order (the same total whatever the threads' schedule).
+double sum_of_squares(const std::vector<FusedParam>& fused) {
+  constexpr int64_t kChunk = 1 << 16;
+  std::vector<size_t> first_chunk(fused.size());
+  size_t n_chunks = 0;
+  for (size_t i = 0; i < fused.size(); ++i) {
+    first_chunk[i] = n_chunks;
+    n_chunks += static_cast<size_t>((fused[i].numel + kChunk - 1) / kChunk);
+  }
+  std::vector<double> partial(n_chunks, 0.0);
+  auto index_of = [&](const FusedParam& f) { return static_cast<size_t>(&f - fused.data()); };
+  for_each_fused_chunk(
+      fused,
+      [&](const FusedParam& f, int64_t b, int64_t e) {
+        double s = 0.0;
+        if (f.dtype == DType::kF64) {
+          const double* x = static_cast<const double*>(f.param);
+          for (int64_t i = b; i < e; ++i) s += x[i] * x[i];
+        } else {
+          const float* x = static_cast<const float*>(f.param);
+          for (int64_t i = b; i < e; ++i) s += static_cast<double>(x[i]) * x[i];
+        }
+        partial[first_chunk[index_of(f)] + static_cast<size_t>(b / kChunk)] = s;
+      },
+      kChunk);
+  double sum_sq = 0.0;
+  for (double s : partial) sum_sq += s;
+  return sum_sq;
+}
+
+// Multiplies every element by coef, in place.
+void scale_in_place(const std::vector<FusedParam>& fused, double coef) {
+  for_each_fused_chunk(fused, [&](const FusedParam& f, int64_t b, int64_t e) {
+    if (f.dtype == DType::kF64) {
+      double* x = static_cast<double*>(f.param);
+      for (int64_t i = b; i < e; ++i) x[i] *= coef;
+    } else {
+      float* x = static_cast<float*>(f.param);
+      const float c = static_cast<float>(coef);
+      for (int64_t i = b; i < e; ++i) x[i] *= c;
+    }
+  });
+}
+
 }  // namespace
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
@@ -54,33 +99,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   }
   if (fused.empty()) return 0.0;
 
-  // Partial sums per chunk, keyed by the chunk's position, then added in order.
-  constexpr int64_t kChunk = 1 << 16;
-  std::vector<size_t> first_chunk(fused.size());
-  size_t n_chunks = 0;
-  for (size_t i = 0; i < fused.size(); ++i) {
-    first_chunk[i] = n_chunks;
-    n_chunks += static_cast<size_t>((fused[i].numel + kChunk - 1) / kChunk);
-  }
-  std::vector<double> partial(n_chunks, 0.0);
-  auto index_of = [&](const FusedParam& f) { return static_cast<size_t>(&f - fused.data()); };
-  for_each_fused_chunk(
-      fused,
-      [&](const FusedParam& f, int64_t b, int64_t e) {
-        double s = 0.0;
-        if (f.dtype == DType::kF64) {
-          const double* x = static_cast<const double*>(f.param);
-          for (int64_t i = b; i < e; ++i) s += x[i] * x[i];
-        } else {
-          const float* x = static_cast<const float*>(f.param);
-          for (int64_t i = b; i < e; ++i) s += static_cast<double>(x[i]) * x[i];
-        }
-        partial[first_chunk[index_of(f)] + static_cast<size_t>(b / kChunk)] = s;
-      },
-      kChunk);
-  double sum_sq = 0.0;
-  for (double s : partial) sum_sq += s;
-  const double total = std::sqrt(sum_sq);
+  const double total = std::sqrt(sum_of_squares(fused));
   if (!std::isfinite(total)) return total;
 
   const double coef = max_norm / (total + 1e-6);  // 1e-6: torch's guard against a zero norm
@@ -91,16 +110,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     mul_(g, coef);  // non-contiguous grad: scaled through its strides, not via the copy
     fused[i].numel = 0;
   }
-  for_each_fused_chunk(fused, [&](const FusedParam& f, int64_t b, int64_t e) {
-    if (f.dtype == DType::kF64) {
-      double* x = static_cast<double*>(f.param);
-      for (int64_t i = b; i < e; ++i) x[i] *= coef;
-    } else {
-      float* x = static_cast<float*>(f.param);
-      const float c = static_cast<float>(coef);
-      for (int64_t i = b; i < e; ++i) x[i] *= c;
-    }
-  });
+  scale_in_place(fused, coef);
   return total;
 }
 

@@ -89,56 +89,67 @@ void Optimizer::step_ranges(const std::vector<ElementRange>& ranges) {
 }
 
 void Optimizer::step_impl(const std::vector<ElementRange>* ranges) {
-  std::vector<size_t> active;
   Device device = params_.front().second.device();
+  const std::vector<size_t> active = params_with_grads(&device);
+  ++step_count_;
+  if (active.empty()) return;
+  for (size_t i : active) ++state_[i].step;
+  if (ranges != nullptr)
+    update_ranges(active, *ranges);
+  else
+    update_whole(active, device);
+}
+
+std::vector<size_t> Optimizer::params_with_grads(Device* device) const {
+  std::vector<size_t> active;
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& [pname, p] = params_[i];
     const Tensor& g = p.grad();
     if (!g.defined()) continue;
-    if (active.empty()) device = p.device();
-    TANDEM_CHECK(p.device() == device && g.device() == device, name(), ": parameter '", pname,
+    if (active.empty()) *device = p.device();
+    TANDEM_CHECK(p.device() == *device && g.device() == *device, name(), ": parameter '", pname,
                  "' is on ", p.device().str(), " with its grad on ", g.device().str(),
-                 ", other parameters on ", device.str(), "; one optimizer updates one device");
+                 ", other parameters on ", device->str(), "; one optimizer updates one device");
     TANDEM_CHECK_SHAPE(g.shape() == p.shape(), name(), ": grad of '", pname, "' has shape ",
                        shape_str(g.shape()), ", parameter has ", shape_str(p.shape()));
     TANDEM_CHECK_T(TypeError, g.dtype() == p.dtype(), name(), ": grad of '", pname, "' is ",
                    dtype_name(g.dtype()), ", parameter is ", dtype_name(p.dtype()));
     active.push_back(i);
   }
-  ++step_count_;
-  if (active.empty()) return;
-  if (ranges != nullptr) {
-    std::vector<bool> is_active(params_.size(), false);
-    for (size_t i : active) {
-      is_active[i] = true;
-      ++state_[i].step;
-      TANDEM_CHECK(params_[i].second.is_contiguous() && params_[i].second.grad().is_contiguous(),
-                   name(), ": a sharded step needs contiguous parameters and grads ('",
-                   params_[i].first, "' is not)");
-    }
-    std::vector<FusedParam> fused;
-    for (const ElementRange& r : *ranges) {
-      TANDEM_ASSERT(r.param < params_.size() && r.begin >= 0 && r.begin <= r.end &&
-                        r.end <= params_[r.param].second.numel(),
-                    "bad element range");
-      if (!is_active[r.param] || r.begin == r.end) continue;
-      const Tensor& p = params_[r.param].second;
-      const size_t elem = dtype_size(p.dtype());
-      const size_t skip = static_cast<size_t>(r.begin) * elem;
-      FusedParam f;
-      f.param = static_cast<char*>(p.raw_data()) + skip;
-      f.grad = static_cast<const char*>(p.grad().raw_data()) + skip;
-      for (Tensor& b : state_[r.param].buffers)
-        f.buffers.push_back(static_cast<char*>(b.raw_data()) + skip);
-      f.dtype = p.dtype();
-      f.numel = r.end - r.begin;
-      f.step = state_[r.param].step;
-      fused.push_back(std::move(f));
-    }
-    if (!fused.empty()) update(fused);
-    return;
-  }
+  return active;
+}
 
+void Optimizer::update_ranges(const std::vector<size_t>& active,
+                              const std::vector<ElementRange>& ranges) {
+  std::vector<bool> is_active(params_.size(), false);
+  for (size_t i : active) {
+    is_active[i] = true;
+    TANDEM_CHECK(params_[i].second.is_contiguous() && params_[i].second.grad().is_contiguous(),
+                 name(), ": a sharded step needs contiguous parameters and grads ('",
+                 params_[i].first, "' is not)");
+  }
+  std::vector<FusedParam> fused;
+  for (const ElementRange& r : ranges) {
+    TANDEM_ASSERT(r.param < params_.size() && r.begin >= 0 && r.begin <= r.end &&
+                      r.end <= params_[r.param].second.numel(),
+                  "bad element range");
+    if (!is_active[r.param] || r.begin == r.end) continue;
+    const Tensor& p = params_[r.param].second;
+    const size_t skip = static_cast<size_t>(r.begin) * dtype_size(p.dtype());
+    FusedParam f;
+    f.param = static_cast<char*>(p.raw_data()) + skip;
+    f.grad = static_cast<const char*>(p.grad().raw_data()) + skip;
+    for (const Tensor& b : state_[r.param].buffers)
+      f.buffers.push_back(static_cast<char*>(b.raw_data()) + skip);
+    f.dtype = p.dtype();
+    f.numel = r.end - r.begin;
+    f.step = state_[r.param].step;
+    fused.push_back(std::move(f));
+  }
+  if (!fused.empty()) update(fused);
+}
+
+void Optimizer::update_whole(const std::vector<size_t>& active, Device device) {
   // Contiguous copies stand in for non-contiguous parameters and grads; parameters are written
   // back.
   std::vector<FusedParam> fused;
@@ -146,8 +157,6 @@ void Optimizer::step_impl(const std::vector<ElementRange>* ranges) {
   std::vector<std::pair<Tensor, Tensor>> write_back;  // (parameter, contiguous copy)
   fused.reserve(active.size());
   for (size_t i : active) {
-    ParamState& st = state_[i];
-    ++st.step;
     Tensor p = params_[i].second;
     Tensor g = p.grad();
     if (!g.is_contiguous()) {
@@ -162,10 +171,10 @@ void Optimizer::step_impl(const std::vector<ElementRange>* ranges) {
     FusedParam f;
     f.param = p.raw_data();
     f.grad = g.raw_data();
-    for (Tensor& b : st.buffers) f.buffers.push_back(b.raw_data());
+    for (Tensor& b : state_[i].buffers) f.buffers.push_back(b.raw_data());
     f.dtype = p.dtype();
     f.numel = p.numel();
-    f.step = st.step;
+    f.step = state_[i].step;
     f.device = device;
     fused.push_back(std::move(f));
   }

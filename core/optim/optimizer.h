@@ -103,6 +103,12 @@ class Optimizer {
 
  private:
   void step_impl(const std::vector<ElementRange>* ranges);
+  // The parameters that have a gradient, checked against it; *device is theirs.
+  std::vector<size_t> params_with_grads(Device* device) const;
+  // The update restricted to `ranges` of the active parameters (in place: all contiguous).
+  void update_ranges(const std::vector<size_t>& active, const std::vector<ElementRange>& ranges);
+  // The update of whole active parameters, through contiguous copies where needed.
+  void update_whole(const std::vector<size_t>& active, Device device);
 
   struct ParamState {
     int64_t step = 0;
