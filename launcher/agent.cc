@@ -230,6 +230,10 @@ class Agent {
   };
 
   void connect();
+  // Node 0 starts the store; returns the endpoint this node's clients reach it at.
+  std::string open_store(const Endpoint& ep);
+  // Agents on other nodes may start before node 0: says hello until the store answers.
+  void wait_for_store();
   int run_rounds();
   RoundEnd run_round(int round);
   // The steps of run_round: each reads and updates the round's state.
@@ -321,29 +325,7 @@ void Agent::connect() {
   if (!o_.rdzv_endpoint.empty()) ep = parse_endpoint(o_.rdzv_endpoint);
   token_ = o_.job_token;
   if (token_.empty()) token_ = generate_job_token();
-  std::string client_endpoint;
-  if (o_.node_rank == 0) {
-    // The store listens on the address the endpoint names on this host -- never on every
-    // interface: loopback for a one-node job, else what the other nodes were told to reach.
-    std::string bind = StoreServer::kLoopback;
-    if (!ep.host.empty()) {
-      try {
-        bind = local_address_of(ep.host);
-      } catch (const ConfigError& e) {
-        throw ConfigError(
-            str("--rdzv-endpoint ", o_.rdzv_endpoint, ": node 0 hosts the store, but ", e.what()));
-      }
-    }
-    server_ = std::make_unique<StoreServer>(bind, ep.port, token_, o_.tls);
-    bind_host_ = bind;
-    master_port_ = server_->port();
-    master_addr_ = ep.host.empty() ? std::string(StoreServer::kLoopback) : ep.host;
-    client_endpoint = join_host_port(bind, master_port_);
-  } else {
-    master_addr_ = ep.host;
-    master_port_ = ep.port;
-    client_endpoint = o_.rdzv_endpoint;
-  }
+  const std::string client_endpoint = open_store(ep);
   // Losing node 0's host loses the store: noticed within the heartbeat timeout when it is set.
   milliseconds call_timeout = kStoreCallTimeout;
   if (o_.nnodes > 1 && o_.heartbeat_timeout.count() > 0)
@@ -353,25 +335,7 @@ void Agent::connect() {
       std::make_unique<StoreClient>(client_endpoint, token_, kFarewellTimeout, o_.tls);
 
   if (o_.nnodes > 1) {
-    // Agents on other nodes may start before node 0: retry until the store answers.
-    auto deadline = Clock::now() + o_.rdzv_timeout;
-    for (;;) {
-      throw_if_signalled();
-      try {
-        client_->set(key(str("hello/", o_.node_rank)), this_hostname(), kWaitSlice * 4);
-        break;
-      } catch (const CommError& e) {
-        bool unreachable = std::strstr(e.what(), "refused") == nullptr;
-        if (!unreachable)
-          throw CommError(str("node ", o_.node_rank, " may not use the store: ", e.what()));
-        if (Clock::now() >= deadline)
-          throw CommError(str("node ", o_.node_rank, " found no store at ", o_.rdzv_endpoint,
-                              " within ", seconds(o_.rdzv_timeout), " s: ", e.what()));
-        group_.pump(milliseconds(100));  // not a busy loop when the failure comes at once
-      } catch (const TimeoutError&) {
-        if (Clock::now() >= deadline) throw;
-      }
-    }
+    wait_for_store();
     claim_node();
     if (watches_agents()) {
       heartbeat_client_ = std::make_unique<StoreClient>(
@@ -392,6 +356,51 @@ void Agent::connect() {
   group_.say(str("node ", o_.node_rank, " of ", o_.nnodes, ": ", workers(o_.nproc_per_node), " (",
                  ranks, " of ", world_size(), "), store at ",
                  join_host_port(master_addr_, master_port_)));
+}
+
+std::string Agent::open_store(const Endpoint& ep) {
+  if (o_.node_rank != 0) {
+    master_addr_ = ep.host;
+    master_port_ = ep.port;
+    return o_.rdzv_endpoint;
+  }
+  // The store listens on the address the endpoint names on this host -- never on every
+  // interface: loopback for a one-node job, else what the other nodes were told to reach.
+  std::string bind = StoreServer::kLoopback;
+  if (!ep.host.empty()) {
+    try {
+      bind = local_address_of(ep.host);
+    } catch (const ConfigError& e) {
+      throw ConfigError(
+          str("--rdzv-endpoint ", o_.rdzv_endpoint, ": node 0 hosts the store, but ", e.what()));
+    }
+  }
+  server_ = std::make_unique<StoreServer>(bind, ep.port, token_, o_.tls);
+  bind_host_ = bind;
+  master_port_ = server_->port();
+  master_addr_ = ep.host.empty() ? std::string(StoreServer::kLoopback) : ep.host;
+  return join_host_port(bind, master_port_);
+}
+
+void Agent::wait_for_store() {
+  auto deadline = Clock::now() + o_.rdzv_timeout;
+  for (;;) {
+    throw_if_signalled();
+    try {
+      client_->set(key(str("hello/", o_.node_rank)), this_hostname(), kWaitSlice * 4);
+      return;
+    } catch (const CommError& e) {
+      bool unreachable = std::strstr(e.what(), "refused") == nullptr;
+      if (!unreachable)
+        throw CommError(str("node ", o_.node_rank, " may not use the store: ", e.what()));
+      if (Clock::now() >= deadline)
+        throw CommError(str("node ", o_.node_rank, " found no store at ", o_.rdzv_endpoint,
+                            " within ", seconds(o_.rdzv_timeout), " s: ", e.what()));
+      group_.pump(milliseconds(100));  // not a busy loop when the failure comes at once
+    } catch (const TimeoutError&) {
+      if (Clock::now() >= deadline) throw;
+    }
+  }
 }
 
 std::optional<int64_t> Agent::agent_heartbeat_age(int node) {
@@ -575,8 +584,10 @@ std::string Agent::ps_endpoints(int round) {
   const std::string k = round_key(round, "ps_endpoints");
   if (o_.node_rank != 0) return client_->get(k, o_.rdzv_timeout);
   std::string list;
-  for (int s = 0; s < o_.num_ps; ++s)
-    list += (s ? "," : "") + join_host_port(master_addr_, pick_free_port(bind_host_));
+  for (int s = 0; s < o_.num_ps; ++s) {
+    if (s > 0) list += ',';
+    list += join_host_port(master_addr_, pick_free_port(bind_host_));
+  }
   if (o_.nnodes > 1) client_->set(k, list);
   return list;
 }
