@@ -94,9 +94,10 @@ TEST(EvalPredictCli, EvalOfTheLastCheckpointGivesTheTrainersFinalTestMetrics) {
     for (size_t p = 0; p < 10; ++p) row += j["confusion_matrix"][c][p].get<int64_t>();
     total += row;
     diagonal += j["confusion_matrix"][c][c].get<int64_t>();
-    if (row > 0)
+    if (row > 0) {
       EXPECT_DOUBLE_EQ(j["per_class_accuracy"][c].get<double>(),
                        static_cast<double>(j["confusion_matrix"][c][c].get<int64_t>()) / row);
+    }
   }
   EXPECT_EQ(total, 128);
   EXPECT_DOUBLE_EQ(j["accuracy"].get<double>(), diagonal / 128.0);

@@ -215,9 +215,11 @@ TEST(DdpStrategy, PrepareBroadcastsRankZerosParametersAndBuffers) {
   // start at 1 and 0 everywhere) ...
   for (const char* name :
        {"0.weight", "0.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked"}) {
-    for (size_t i = 0; i < before[1].size(); ++i)
-      if (before[1][i].first == name)
+    for (size_t i = 0; i < before[1].size(); ++i) {
+      if (before[1][i].first == name) {
         EXPECT_GT(testing::max_abs_difference({before[1][i]}, {before[0][i]}), 0.0) << name;
+      }
+    }
   }
   // ... and after prepare every rank holds rank 0's values, which did not change.
   testing::expect_bit_identical(after[0], before[0], "rank 0");
