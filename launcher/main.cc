@@ -65,17 +65,8 @@ void on_stop_signal(int sig) {
 int cmd_train(const std::string& config_path, const std::vector<std::string>& overrides) {
   ExperimentConfig cfg = load_config(config_path, overrides);
   const ProcessEnvironment process = detect_environment(current_environment());
-  // training.threads = 0 means "all cores" -- unless the process was given a share of them, as
-  // `tandem launch` (and torchrun, mpirun users) do through OMP_NUM_THREADS: N processes of
-  // all-cores OpenMP teams would oversubscribe the machine.
-  if (cfg.training.threads == 0) {
-    if (const char* omp = std::getenv("OMP_NUM_THREADS")) {
-      char* end = nullptr;
-      long n = std::strtol(omp, &end, 10);
-      if (end != omp && *end == '\0' && n > 0 && n < 4096)
-        cfg.training.threads = static_cast<int>(n);
-    }
-  }
+  // training.threads = 0: OMP_NUM_THREADS when set (the share of the cores `tandem launch`,
+  // torchrun or a Slurm script gave this process), else all cores -- set_num_threads(0).
   // tandem launch: a worker started by the agent tells it it is alive (launcher/heartbeat.h).
   auto heartbeat = WorkerHeartbeat::start_under_launcher(process);
   if (cfg.strategy.name == StrategyName::kParameterServer)

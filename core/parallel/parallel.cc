@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -20,8 +21,17 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+int default_threads() {
+  if (const char* omp = std::getenv("OMP_NUM_THREADS")) {
+    char* end = nullptr;
+    const long n = std::strtol(omp, &end, 10);
+    if (end != omp && *end == '\0' && n > 0 && n < 4096) return static_cast<int>(n);
+  }
+  return hardware_threads();
+}
+
 void set_num_threads(int n) {
-  if (n <= 0) n = hardware_threads();
+  if (n <= 0) n = default_threads();
   std::lock_guard<std::mutex> lock(g_set_mu);
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
@@ -35,7 +45,7 @@ int num_threads() {
     std::lock_guard<std::mutex> lock(g_set_mu);
     n = g_threads.load();
     if (n != 0) return n;
-    n = hardware_threads();
+    n = default_threads();
     omp_set_num_threads(n);
     openblas_set_num_threads(n);
     g_threads.store(n);
