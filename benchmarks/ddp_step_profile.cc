@@ -73,22 +73,92 @@ std::unique_ptr<Optimizer> make_optimizer(const Args& a, NamedTensors params) {
   return std::make_unique<Adam>(std::move(params), AdamOptions{});
 }
 
+// The communicator of this rank: Gloo (or shm over Gloo) through the launcher's store; in-process
+// for a world of one. *store keeps the store client alive.
+std::unique_ptr<Communicator> connect(const Args& a, int rank, int world,
+                                      std::unique_ptr<StoreClient>* store) {
+  if (world == 1) return InProcessGroup(1).communicator(0, CommOptions{});
+  const std::string endpoint =
+      std::string(std::getenv("MASTER_ADDR")) + ":" + std::getenv("MASTER_PORT");
+  *store = std::make_unique<StoreClient>(endpoint, std::getenv("TANDEM_JOB_TOKEN"),
+                                         std::chrono::seconds(60),
+                                         job_tls_from_environment(current_environment()));
+  std::unique_ptr<Communicator> comm = std::make_unique<GlooCommunicator>(**store, rank, world);
+  if (a.backend == "shm") comm = std::make_unique<ShmCommunicator>(std::move(comm), **store, "shm");
+  return comm;
+}
+
+// The ms each phase of every timed step took.
+struct Phases {
+  std::vector<double> forward, backward, finalize, update, total;
+};
+
+// Times a.steps training steps (after 5 of warm-up) on one fixed batch.
+Phases time_steps(const Args& a, Module& model, Optimizer& opt, DdpStrategy* ddp, const Tensor& x,
+                  const Tensor& y) {
+  Reducer* reducer = ddp != nullptr ? ddp->reducer() : nullptr;
+  Phases p;
+  const int warmup = 5;
+  for (int s = 0; s < warmup + a.steps; ++s) {
+    const Clock::time_point t0 = Clock::now();
+    opt.zero_grad(/*set_to_none=*/true);  // as the trainer does; timed with the forward
+    if (reducer) reducer->prepare_for_backward(true);
+    Tensor loss = cross_entropy(model.forward(x), y);
+    const double f = ms_since(t0);
+    Clock::time_point t1 = Clock::now();
+    loss.backward();
+    const double b = ms_since(t1);
+    t1 = Clock::now();
+    if (reducer) reducer->finalize();
+    const double z = ms_since(t1);
+    t1 = Clock::now();
+    if (ddp)
+      ddp->apply_update(model, opt);
+    else
+      opt.step();
+    const double u = ms_since(t1);
+    if (s < warmup) continue;
+    p.forward.push_back(f);
+    p.backward.push_back(b);
+    p.finalize.push_back(z);
+    p.update.push_back(u);
+    p.total.push_back(ms_since(t0));
+  }
+  return p;
+}
+
+// The communication alone: every bucket's all-reduce back to back (as finalize waits for them),
+// as one all-reduce of all gradient bytes; ms per run.
+std::vector<double> time_all_reduce(Communicator& c, int64_t grad_bytes) {
+  std::vector<double> ms;
+  Tensor flat = zeros({grad_bytes / 4});
+  for (int s = 0; s < 10; ++s) {
+    c.barrier()->wait(std::chrono::seconds(60));
+    const Clock::time_point t0 = Clock::now();
+    c.all_reduce(flat, ReduceOp::kAvg)->wait(std::chrono::seconds(60));
+    ms.push_back(ms_since(t0));
+  }
+  return ms;
+}
+
+// The optimizer update alone, ms per run.
+std::vector<double> time_update(Module& model, Optimizer& opt, DdpStrategy* ddp) {
+  std::vector<double> ms;
+  for (int s = 0; s < 10; ++s) {
+    const Clock::time_point t0 = Clock::now();
+    if (ddp)
+      ddp->apply_update(model, opt);
+    else
+      opt.step();
+    ms.push_back(ms_since(t0));
+  }
+  return ms;
+}
+
 int run_rank(const Args& a, int rank, int world) {
   set_num_threads(1);
   std::unique_ptr<StoreClient> store;
-  std::unique_ptr<Communicator> comm;
-  if (world > 1) {
-    const std::string endpoint =
-        std::string(std::getenv("MASTER_ADDR")) + ":" + std::getenv("MASTER_PORT");
-    store = std::make_unique<StoreClient>(endpoint, std::getenv("TANDEM_JOB_TOKEN"),
-                                          std::chrono::seconds(60),
-                                          job_tls_from_environment(current_environment()));
-    comm = std::make_unique<GlooCommunicator>(*store, rank, world);
-    if (a.backend == "shm")
-      comm = std::make_unique<ShmCommunicator>(std::move(comm), *store, "shm");
-  } else {
-    comm = InProcessGroup(1).communicator(0, CommOptions{});
-  }
+  std::unique_ptr<Communicator> comm = connect(a, rank, world, &store);
   Generator gen(1);
   ModelOptions mo;
   std::shared_ptr<Module> model = make_model(a.model, mo, gen);
@@ -101,73 +171,29 @@ int run_rank(const Args& a, int rank, int world) {
   Tensor y = from_vector(labels, {rows}, DType::kI64);
   std::unique_ptr<Optimizer> opt = make_optimizer(a, model->named_parameters());
   std::unique_ptr<DdpStrategy> ddp;
-  Reducer* reducer = nullptr;
   if (world > 1) {
     ddp = std::make_unique<DdpStrategy>(std::shared_ptr<Communicator>(std::move(comm)),
                                         ReducerOptions{}, a.shard_optimizer);
     ddp->prepare(*model, *opt);
-    reducer = ddp->reducer();
   }
   Communicator* c = ddp ? &ddp->communicator() : comm.get();
 
-  std::vector<double> fwd, bwd, fin, upd, total;
-  const int warmup = 5;
-  for (int s = 0; s < warmup + a.steps; ++s) {
-    const Clock::time_point t0 = Clock::now();
-    opt->zero_grad(/*set_to_none=*/true);  // as the trainer does; timed with the forward
-    if (reducer) reducer->prepare_for_backward(true);
-    Tensor loss = cross_entropy(model->forward(x), y);
-    const double f = ms_since(t0);
-    Clock::time_point t1 = Clock::now();
-    loss.backward();
-    const double b = ms_since(t1);
-    t1 = Clock::now();
-    if (reducer) reducer->finalize();
-    const double z = ms_since(t1);
-    t1 = Clock::now();
-    if (ddp)
-      ddp->apply_update(*model, *opt);
-    else
-      opt->step();
-    const double u = ms_since(t1);
-    if (s < warmup) continue;
-    fwd.push_back(f);
-    bwd.push_back(b);
-    fin.push_back(z);
-    upd.push_back(u);
-    total.push_back(ms_since(t0));
-  }
-  // The communication alone: every bucket's all-reduce back to back (as finalize waits for them).
-  std::vector<double> comm_ms, opt_ms;
+  const Phases p = time_steps(a, *model, *opt, ddp.get(), x, y);
   int64_t grad_bytes = 0;
-  for (const auto& [n, p] : model->named_parameters()) grad_bytes += p.numel() * 4;
-  if (world > 1) {
-    Tensor flat = zeros({grad_bytes / 4});
-    for (int s = 0; s < 10; ++s) {
-      c->barrier()->wait(std::chrono::seconds(60));
-      const Clock::time_point t0 = Clock::now();
-      c->all_reduce(flat, ReduceOp::kAvg)->wait(std::chrono::seconds(60));
-      comm_ms.push_back(ms_since(t0));
-    }
-  }
-  for (int s = 0; s < 10; ++s) {
-    const Clock::time_point t0 = Clock::now();
-    if (ddp)
-      ddp->apply_update(*model, *opt);
-    else
-      opt->step();
-    opt_ms.push_back(ms_since(t0));
-  }
+  for (const auto& [n, t] : model->named_parameters()) grad_bytes += t.numel() * 4;
+  const std::vector<double> comm_ms =
+      world > 1 ? time_all_reduce(*c, grad_bytes) : std::vector<double>{};
+  const std::vector<double> opt_ms = time_update(*model, *opt, ddp.get());
   if (rank == 0) {
-    const double step = median(total);
+    const double step = median(p.total);
     std::printf(
         "%-10s %-5s%s b%-4d %dx1 rank0  forward %6.2f  backward %6.2f  finalize %6.2f  optimizer "
         "%6.2f  step %6.2f ms  -> %7.0f samples/s | alone: all_reduce %.1f MB %6.2f ms, "
         "optimizer %6.2f ms\n",
         a.model.c_str(), world > 1 ? a.backend.c_str() : "-",
-        world > 1 && a.shard_optimizer ? " sharded" : "        ", a.batch, world, median(fwd),
-        median(bwd), median(fin), median(upd), step, a.batch / step * 1000.0, grad_bytes / 1e6,
-        median(comm_ms), median(opt_ms));
+        world > 1 && a.shard_optimizer ? " sharded" : "        ", a.batch, world, median(p.forward),
+        median(p.backward), median(p.finalize), median(p.update), step, a.batch / step * 1000.0,
+        grad_bytes / 1e6, median(comm_ms), median(opt_ms));
   }
   if (world > 1) c->barrier()->wait(std::chrono::seconds(60));
   return 0;
