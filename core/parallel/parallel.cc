@@ -3,8 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
