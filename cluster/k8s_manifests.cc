@@ -52,18 +52,18 @@ std::string ps_endpoints(const ExperimentConfig& c) {
 // A YAML flow sequence of quoted strings: ["tandem", "launch", ...].
 std::string flow_list(const std::vector<std::string>& items) {
   std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + yaml_quote(items[i]);
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + yaml_double_quoted(items[i]);
   return out + "]";
 }
 
 void metadata(std::ostringstream& o, const ExperimentConfig& c, const std::string& name,
               const std::string& role) {
   o << "metadata:\n"
-    << "  name: " << yaml_quote(name) << "\n"
-    << "  namespace: " << yaml_quote(c.cluster.kubernetes.namespace_name) << "\n"
+    << "  name: " << yaml_double_quoted(name) << "\n"
+    << "  namespace: " << yaml_double_quoted(c.cluster.kubernetes.namespace_name) << "\n"
     << "  labels:\n"
     << "    app.kubernetes.io/name: tandem\n"
-    << "    " << kJobLabel << ": " << yaml_quote(k8s_job_name(c)) << "\n";
+    << "    " << kJobLabel << ": " << yaml_double_quoted(k8s_job_name(c)) << "\n";
   if (!role.empty()) o << "    tandem/role: " << role << "\n";
 }
 
@@ -72,16 +72,16 @@ void common_env(std::ostringstream& o, const ExperimentConfig& c, const std::str
   o << pad << "- name: TANDEM_JOB_TOKEN  # the Store and the servers refuse calls without it\n"
     << pad << "  valueFrom:\n"
     << pad << "    secretKeyRef:\n"
-    << pad << "      name: " << yaml_quote(k8s_job_name(c) + "-token") << "\n"
+    << pad << "      name: " << yaml_double_quoted(k8s_job_name(c) + "-token") << "\n"
     << pad << "      key: token\n";
   if (uses_ps(c))
     o << pad << "- name: TANDEM_PS_ENDPOINTS  # the parameter servers, in shard order\n"
-      << pad << "  value: " << yaml_quote(ps_endpoints(c)) << "\n";
+      << pad << "  value: " << yaml_double_quoted(ps_endpoints(c)) << "\n";
   o << pad
     << "- name: TANDEM_TLS_CERT  # TLS across pods: every process trusts only this certificate\n"
-    << pad << "  value: " << yaml_quote(str(kTlsDir, "/", kTlsCertKey)) << "\n"
+    << pad << "  value: " << yaml_double_quoted(str(kTlsDir, "/", kTlsCertKey)) << "\n"
     << pad << "- name: TANDEM_TLS_KEY  # the store and the servers serve with it\n"
-    << pad << "  value: " << yaml_quote(str(kTlsDir, "/", kTlsKeyKey)) << "\n";
+    << pad << "  value: " << yaml_double_quoted(str(kTlsDir, "/", kTlsKeyKey)) << "\n";
 }
 
 // The experiment (the ConfigMap) and the job's TLS certificate and key (from the Secret).
@@ -99,10 +99,10 @@ void config_volume(std::ostringstream& o, const ExperimentConfig& c, const std::
   o << pad << "volumes:\n"
     << pad << "  - name: experiment\n"
     << pad << "    configMap:\n"
-    << pad << "      name: " << yaml_quote(k8s_job_name(c) + "-config") << "\n"
+    << pad << "      name: " << yaml_double_quoted(k8s_job_name(c) + "-config") << "\n"
     << pad << "  - name: job-tls\n"
     << pad << "    secret:\n"
-    << pad << "      secretName: " << yaml_quote(k8s_job_name(c) + "-token") << "\n"
+    << pad << "      secretName: " << yaml_double_quoted(k8s_job_name(c) + "-token") << "\n"
     << pad << "      defaultMode: 256  # 0400: readable by their owner only\n"
     << pad << "      items:\n"
     << pad << "        - key: " << kTlsCertKey << "\n"
@@ -138,7 +138,7 @@ void headless_service(std::ostringstream& o, const ExperimentConfig& c, const st
     << "  clusterIP: None  # headless: DNS names for the pods, no load balancing\n"
     << "  publishNotReadyAddresses: true  # resolvable before the pods are Ready\n"
     << "  selector:\n"
-    << "    " << kJobLabel << ": " << yaml_quote(k8s_job_name(c)) << "\n"
+    << "    " << kJobLabel << ": " << yaml_double_quoted(k8s_job_name(c)) << "\n"
     << "    tandem/role: " << role << "\n"
     << "  ports:\n"
     << "    - name: " << port_name << "\n"
@@ -165,22 +165,23 @@ void indexed_job(std::ostringstream& o, const ExperimentConfig& c, const std::st
     << "    metadata:\n"
     << "      labels:\n"
     << "        app.kubernetes.io/name: tandem\n"
-    << "        " << kJobLabel << ": " << yaml_quote(k8s_job_name(c)) << "\n"
+    << "        " << kJobLabel << ": " << yaml_double_quoted(k8s_job_name(c)) << "\n"
     << "        tandem/role: " << role << "\n"
     << "    spec:\n"
-    << "      subdomain: " << yaml_quote(name) << "  # the headless Service: pod i is " << name
-    << "-<i>." << name << "\n"
+    << "      subdomain: " << yaml_double_quoted(name) << "  # the headless Service: pod i is "
+    << name << "-<i>." << name << "\n"
     << "      restartPolicy: Never\n"
     << "      containers:\n"
     << "        - name: tandem\n"
-    << "          image: " << yaml_quote(k.image) << "\n"
+    << "          image: " << yaml_double_quoted(k.image) << "\n"
     << "          command: " << flow_list(command) << "\n"
     << "          env:\n"
     << "            - name: " << index_env << "  # the pod's completion index\n"
     << "              valueFrom:\n"
     << "                fieldRef:\n"
     << "                  fieldPath: "
-    << yaml_quote("metadata.annotations['batch.kubernetes.io/job-completion-index']") << "\n";
+    << yaml_double_quoted("metadata.annotations['batch.kubernetes.io/job-completion-index']")
+    << "\n";
   common_env(o, c, "            ");
   o << "          ports:\n"
     << "            - name: " << port_name << "\n"
@@ -269,12 +270,12 @@ void mpijob_flavor(std::ostringstream& o, const ExperimentConfig& c) {
       << "        metadata:\n"
       << "          labels:\n"
       << "            app.kubernetes.io/name: tandem\n"
-      << "            " << kJobLabel << ": " << yaml_quote(k8s_job_name(c)) << "\n"
+      << "            " << kJobLabel << ": " << yaml_double_quoted(k8s_job_name(c)) << "\n"
       << "            tandem/role: " << r.role << "\n"
       << "        spec:\n"
       << "          containers:\n"
       << "            - name: " << r.role << "\n"
-      << "              image: " << yaml_quote(k.image) << "\n"
+      << "              image: " << yaml_double_quoted(k.image) << "\n"
       << "              command: " << flow_list(r.command) << "\n"
       << "              env:\n";
     common_env(o, c, "                ");
@@ -321,7 +322,7 @@ std::string render_k8s_manifests(const ExperimentConfig& c) {
   o << "# " << k8s_job_name(c) << ": generated by `tandem submit k8s` from " << c.source_path
     << " (config digest " << config_digest(c) << ").\n"
     << "# The same inputs give the same file. The job token is in the Secret "
-    << yaml_quote(k8s_job_name(c) + "-token") << ", written to its\n"
+    << yaml_double_quoted(k8s_job_name(c) + "-token") << ", written to its\n"
     << "# own file (mode 0600) and applied with this one; it is never printed.\n"
     << "# flavor " << k.flavor << ", namespace " << k.namespace_name << ", " << k.nodes
     << " node(s) x " << k8s_workers_per_pod(c) << " worker(s)"
@@ -349,7 +350,7 @@ std::string render_k8s_secret(const ExperimentConfig& c, const std::string& toke
   metadata(o, c, k8s_job_name(c) + "-token", "");
   o << "type: Opaque\n"
     << "stringData:\n"
-    << "  token: " << yaml_quote(token) << "\n"
+    << "  token: " << yaml_double_quoted(token) << "\n"
     << "  " << kTlsCertKey << ": " << yaml_literal_block(tls_cert, 4) << "  " << kTlsKeyKey << ": "
     << yaml_literal_block(tls_key, 4);
   return o.str();

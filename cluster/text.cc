@@ -74,28 +74,6 @@ void check_no_control_chars(const std::string& key, const std::string& value, co
                    where, ": remove it");
 }
 
-std::string yaml_quote(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    unsigned char u = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (ch == '\n') {
-      out += "\\n";
-    } else if (ch == '\t') {
-      out += "\\t";
-    } else if (u < 0x20 || u == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
-
 std::string yaml_literal_block(const std::string& text, int indent) {
   const std::string pad(static_cast<size_t>(indent), ' ');
   // "|" keeps exactly one final newline (clip), "|-" none; more than one would need "|+".

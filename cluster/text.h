@@ -25,9 +25,6 @@ std::string escaped(const std::string& s);
 // YAML document) of its own; quoting cannot help there.
 void check_no_control_chars(const std::string& key, const std::string& value, const char* where);
 
-// A YAML double-quoted scalar (JSON escapes), valid wherever a YAML value may stand.
-std::string yaml_quote(const std::string& s);
-
 // `text` as a YAML literal block scalar ("|" or "|-" and its lines indented by `indent` spaces),
 // which yields `text` back byte for byte when it has no trailing spaces on lines of only spaces
 // and no tabs at the start of a line. Throws ConfigError for text it cannot represent that way.

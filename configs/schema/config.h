@@ -224,6 +224,9 @@ void validate_world(const ExperimentConfig& config, int world_size);
 // the result (with the same source name) gives back an equal config.
 std::string render_config(const ExperimentConfig& config);
 
+// s as a YAML double-quoted scalar: '"' and '\\' escaped, control characters as \xNN.
+std::string yaml_double_quoted(const std::string& s);
+
 // 16 hex digits (FNV-1a, 64 bit) of render_config: stored in checkpoints to notice that a run is
 // resumed under a different config.
 std::string config_digest(const ExperimentConfig& config);

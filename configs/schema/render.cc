@@ -31,22 +31,7 @@ bool plain_safe(const std::string& s) {
 }
 
 std::string yaml_string(const std::string& s) {
-  if (plain_safe(s)) return s;
-  std::string out = "\"";
-  for (char ch : s) {
-    unsigned char u = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (u < 0x20 || u == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", u);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
+  return plain_safe(s) ? s : yaml_double_quoted(s);
 }
 
 std::string value_text(const Field& f) {
@@ -69,6 +54,24 @@ std::string value_text(const Field& f) {
 }
 
 }  // namespace
+
+std::string yaml_double_quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    unsigned char u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", u);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
 
 std::string render_config(const ExperimentConfig& config) {
   ExperimentConfig copy = config;  // the schema binds mutable pointers; it only reads here
