@@ -280,16 +280,9 @@ Tensor checked_targets(const Tensor& target, int64_t n, int64_t classes) {
                      "cross_entropy: target has shape ", shape_str(target.shape()), ", expected [",
                      n, "] (one class index per row)");
   Tensor t = target.detach().to(DType::kI64).contiguous();
-  if (t.is_cuda()) {  // checked on the host: a bad label must be named, not read out of bounds
-    Tensor host = t.to(Device::cpu());
-    const int64_t* p = host.data<int64_t>();
-    for (int64_t i = 0; i < n; ++i)
-      TANDEM_CHECK(p[i] >= 0 && p[i] < classes, "cross_entropy: target ", p[i], " at position ", i,
-                   " is out of range for ", classes, " classes (expected 0 <= target < ", classes,
-                   ")");
-    return t;
-  }
-  const int64_t* p = t.data<int64_t>();
+  // On a device, checked on a host copy: a bad label must be named, not read out of bounds.
+  const Tensor host = t.is_cuda() ? t.to(Device::cpu()) : t;
+  const int64_t* p = host.data<int64_t>();
   for (int64_t i = 0; i < n; ++i)
     TANDEM_CHECK(p[i] >= 0 && p[i] < classes, "cross_entropy: target ", p[i], " at position ", i,
                  " is out of range for ", classes, " classes (expected 0 <= target < ", classes,
