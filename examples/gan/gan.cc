@@ -103,33 +103,88 @@ double checksum(const Module& m) {
   return s;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct Options {
   int64_t steps = 200, batch = 64;
   uint64_t seed = 0;
   DType dtype = DType::kF32;
+};
+
+// The flags; false, after printing the usage, on one it does not know.
+bool parse_args(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--fp64")) {
-      dtype = DType::kF64;
+      o->dtype = DType::kF64;
       continue;
     }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "usage: gan [--steps N] [--batch B] [--seed S] [--fp64]\n");
-      return 2;
-    }
-    if (!std::strcmp(argv[i], "--steps"))
-      steps = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--batch"))
-      batch = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--seed"))
-      seed = std::strtoull(argv[i + 1], nullptr, 10);
+    const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (value != nullptr && !std::strcmp(argv[i], "--steps"))
+      o->steps = std::atoll(value);
+    else if (value != nullptr && !std::strcmp(argv[i], "--batch"))
+      o->batch = std::atoll(value);
+    else if (value != nullptr && !std::strcmp(argv[i], "--seed"))
+      o->seed = std::strtoull(value, nullptr, 10);
     else {
       std::fprintf(stderr, "usage: gan [--steps N] [--batch B] [--seed S] [--fp64]\n");
-      return 2;
+      return false;
     }
     ++i;
   }
+  return true;
+}
+
+std::shared_ptr<Sequential> in_dtype(std::shared_ptr<Sequential> m, DType dtype) {
+  m->to(dtype);
+  return m;
+}
+
+// The two networks, each with its optimizer and its DDP reducer.
+struct Gan {
+  Gan(Generator& gen, DType dtype, Communicator& comm)
+      : g(in_dtype(generator(gen), dtype)),
+        d(in_dtype(discriminator(gen), dtype)),
+        opt_g(g->named_parameters(), {.lr = 2e-4, .beta1 = 0.5}),
+        opt_d(d->named_parameters(), {.lr = 2e-4, .beta1 = 0.5}),
+        reduce_g(g->named_parameters(), comm, {}),
+        reduce_d(d->named_parameters(), comm, {}) {}
+
+  // The discriminator's step: real images are 1, generated ones 0 (the generator gets no
+  // gradient). Returns its loss on this rank's rows.
+  Tensor step_discriminator(const Tensor& real, const Tensor& z) {
+    opt_d.zero_grad(/*set_to_none=*/true);
+    reduce_d.prepare_for_backward(/*sync=*/true);
+    Tensor fake = g->forward(z).detach();
+    Tensor loss =
+        add(bce_with_logits(d->forward(real), 1.0), bce_with_logits(d->forward(fake), 0.0));
+    loss.backward();
+    reduce_d.finalize();
+    opt_d.step();
+    return loss;
+  }
+
+  // The generator's step: make the discriminator say 1. Its backward runs through the
+  // discriminator, whose gradients are thrown away, unsynchronised.
+  Tensor step_generator(const Tensor& z) {
+    opt_g.zero_grad(/*set_to_none=*/true);
+    reduce_g.prepare_for_backward(/*sync=*/true);
+    reduce_d.prepare_for_backward(/*sync=*/false);
+    Tensor loss = bce_with_logits(d->forward(g->forward(z)), 1.0);
+    loss.backward();
+    reduce_g.finalize();
+    opt_g.step();
+    opt_d.zero_grad(/*set_to_none=*/true);
+    return loss;
+  }
+
+  std::shared_ptr<Sequential> g, d;
+  Adam opt_g, opt_d;
+  Reducer reduce_g, reduce_d;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (!parse_args(argc, argv, &o)) return 2;
   try {
     // Who this process is (tandem launch, mpirun or srun variables) and the communicator ddp
     // would use for it (strategy.backend: auto).
@@ -139,63 +194,36 @@ int main(int argc, char** argv) {
     CommunicatorBuild built = make_communicator(cfg, env);
     Communicator& comm = *built.comm;
 
-    Generator gen(seed);
-    auto g = generator(gen);
-    auto d = discriminator(gen);
-    g->to(dtype);
-    d->to(dtype);
-    Adam opt_g(g->named_parameters(), {.lr = 2e-4, .beta1 = 0.5});
-    Adam opt_d(d->named_parameters(), {.lr = 2e-4, .beta1 = 0.5});
-    Reducer reduce_g(g->named_parameters(), comm, {});
-    Reducer reduce_d(d->named_parameters(), comm, {});
+    Generator gen(o.seed);
+    Gan gan(gen, o.dtype, comm);
 
     auto data = make_dataset("fashion_mnist", "", "train");
     TransformOptions scale;  // pixels to [-1, 1], the generator's tanh range
     scale.mean = {0.5};
     scale.std = {0.5};
-    DistributedSampler sampler(data->size(), batch, comm.world_size(), comm.rank(), seed,
+    DistributedSampler sampler(data->size(), o.batch, comm.world_size(), comm.rank(), o.seed,
                                /*shuffle=*/true, /*drop_last=*/true);
     DataLoader loader(data, sampler, Transforms(data->sample_shape(), scale), /*workers=*/1);
     loader.set_epoch(0);
 
-    for (int64_t step = 0; step < steps; ++step) {
+    for (int64_t step = 0; step < o.steps; ++step) {
       std::optional<Batch> b = loader.next();
       if (!b) {
         loader.set_epoch(step);
         b = loader.next();
       }
       const int64_t rows = b->images.size(0);
-      Tensor real = b->images.reshape({rows, kPixels}).to(dtype);
-      Tensor z = noise(seed, step, b->first_global_position, rows).to(dtype);
-
-      // Discriminator: real images are 1, generated ones 0 (the generator gets no gradient).
-      opt_d.zero_grad(/*set_to_none=*/true);
-      reduce_d.prepare_for_backward(/*sync=*/true);
-      Tensor fake = g->forward(z).detach();
-      Tensor loss_d =
-          add(bce_with_logits(d->forward(real), 1.0), bce_with_logits(d->forward(fake), 0.0));
-      loss_d.backward();
-      reduce_d.finalize();
-      opt_d.step();
-
-      // Generator: make the discriminator say 1. Its backward runs through the discriminator,
-      // whose gradients are thrown away, unsynchronised.
-      opt_g.zero_grad(/*set_to_none=*/true);
-      reduce_g.prepare_for_backward(/*sync=*/true);
-      reduce_d.prepare_for_backward(/*sync=*/false);
-      Tensor loss_g = bce_with_logits(d->forward(g->forward(z)), 1.0);
-      loss_g.backward();
-      reduce_g.finalize();
-      opt_g.step();
-      opt_d.zero_grad(/*set_to_none=*/true);
-
-      if (comm.rank() == 0 && (step % 50 == 0 || step + 1 == steps)) {
+      Tensor real = b->images.reshape({rows, kPixels}).to(o.dtype);
+      Tensor z = noise(o.seed, step, b->first_global_position, rows).to(o.dtype);
+      Tensor loss_d = gan.step_discriminator(real, z);
+      Tensor loss_g = gan.step_generator(z);
+      if (comm.rank() == 0 && (step % 50 == 0 || step + 1 == o.steps)) {
         std::printf("step %lld: loss_d %.4f loss_g %.4f (rank 0's share of the batch)\n",
                     static_cast<long long>(step), loss_d.item(), loss_g.item());
       }
     }
     std::printf("rank %d of %d: generator checksum %.9e discriminator checksum %.9e\n", comm.rank(),
-                comm.world_size(), checksum(*g), checksum(*d));
+                comm.world_size(), checksum(*gan.g), checksum(*gan.d));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gan: %s\n", e.what());
