@@ -51,7 +51,9 @@ fuzz:
 		$(FUZZ_TARGETS)
 
 # ASan + UBSan build (CUDA off) running the unit and multiprocess tests; then the TSan build.
-# Suppressions (scripts/sanitizers/) cover system libraries only, each with its reason.
+# Suppressions (scripts/sanitizers/) cover system libraries only, each with its reason. The
+# multiprocess tests run one at a time: two ASan training jobs side by side (6 processes on 2
+# cores) outlast their timeouts.
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/sanitizers/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -60,8 +62,8 @@ sanitize: deps
 	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_CUDA=OFF \
 		-DTANDEM_SANITIZE=address,undefined >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
-	@cd $(ASAN_DIR) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS) -L 'unit|multiprocess' \
-		$(CTEST_ARGS)
+	@cd $(ASAN_DIR) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS) -L unit $(CTEST_ARGS)
+	@cd $(ASAN_DIR) && $(SAN_ENV) ctest --output-on-failure -j 1 -L multiprocess $(CTEST_ARGS)
 	@$(MAKE) --no-print-directory tsan
 
 # TSan: the collectives, store, launcher and parameter-server tests. The kernels run on one thread
