@@ -16,17 +16,12 @@ usage: benchmarks/compare_builds.py --base BUILD_DIR --head BUILD_DIR [--rounds 
 """
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
 
-DDP_CONFIGS = {
-    "lenet": ("configs/fashion_mnist_cnn.yaml", []),
-    "simple_cnn": ("configs/cifar10_simple_cnn.yaml",
-                   ["data.name=synthetic", "data.synthetic_shape=[3,32,32]", "data.synthetic_samples=20000"]),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_pytorch import run_tandem as throughput  # noqa: E402  (binary, model, batch, threads, steps)
+from ddp_scaling import tandem_run  # noqa: E402
 
 
 def source_dir(build):
@@ -35,30 +30,6 @@ def source_dir(build):
             if line.startswith("CMAKE_HOME_DIRECTORY:"):
                 return line.split("=", 1)[1].strip()
     sys.exit(f"{build}/CMakeCache.txt names no CMAKE_HOME_DIRECTORY")
-
-
-def throughput(build, model, batch, steps, threads):
-    binary = os.path.join(build, "benchmarks", "train_throughput")
-    out = subprocess.run([binary, "--model", model, "--batch", str(batch), "--threads", str(threads),
-                          "--steps", str(steps)], check=True, capture_output=True, text=True).stdout
-    return float(re.search(r"samples_per_sec=([0-9.]+)", out).group(1))
-
-
-def ddp(build, model, batch, steps):
-    root = source_dir(build)
-    cfg, extra = DDP_CONFIGS[model]
-    with tempfile.TemporaryDirectory() as work:
-        cmd = [os.path.join(build, "launcher", "tandem"), "launch", "--nproc-per-node", "2",
-               os.path.join(root, cfg), "strategy.name=ddp"] + extra + [
-            f"data.batch_size={batch}", f"training.max_steps={steps}", "training.threads=1",
-            "data.workers=0", "optimizer.name=adam", "optimizer.lr=0.001", "schedule.name=constant",
-            "training.eval_every_epoch=false", "checkpoint.resume=never", f"checkpoint.dir={work}/ck",
-            f"logging.dir={work}/log", "logging.progress=none", "logging.tensorboard=false"]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=root).stdout
-    m = re.search(r"final: .*samples_per_sec=([0-9.]+)", out)
-    if not m:
-        sys.exit(f"no final line from {' '.join(cmd)}:\n{out}")
-    return float(m.group(1))
 
 
 def main():
@@ -82,10 +53,13 @@ def main():
             # Alternate which build goes first, so neither always runs on a warmer machine.
             order = ["base", "head"] if r % 2 == 0 else ["head", "base"]
             for name in order:
+                build = builds[name]
                 if kind == "train_throughput":
-                    v = throughput(builds[name], model, int(batch), args.steps, args.threads)
+                    v = throughput(os.path.join(build, "benchmarks", "train_throughput"), model,
+                                   int(batch), args.threads, args.steps)
                 else:
-                    v = ddp(builds[name], model, int(batch), args.ddp_steps)
+                    v = tandem_run(os.path.join(build, "launcher", "tandem"), model, int(batch),
+                                   args.ddp_steps, 2, root=source_dir(build))
                 runs[(kind, spec, name)].append(v)
             print(f"round {r + 1}: {kind} {spec}: base {runs[(kind, spec, 'base')][-1]:.0f}  "
                   f"head {runs[(kind, spec, 'head')][-1]:.0f} samples/s", flush=True)

@@ -43,7 +43,8 @@ CONFIGS = {
 }
 
 
-def tandem_run(binary, model, batch, steps, ranks, backend="auto", extra_overrides=()):
+def tandem_run(binary, model, batch, steps, ranks, backend="auto", extra_overrides=(), root=ROOT):
+    """samples/s of one tandem run; `root` is the source tree whose configs/ it reads."""
     cfg, extra = CONFIGS[model]
     with tempfile.TemporaryDirectory() as work:
         overrides = extra + [f"data.batch_size={batch}", f"training.max_steps={steps}", "training.threads=1",
@@ -52,9 +53,9 @@ def tandem_run(binary, model, batch, steps, ranks, backend="auto", extra_overrid
                              "checkpoint.resume=never", f"checkpoint.dir={work}/ck", f"logging.dir={work}/log",
                              "logging.progress=none", "logging.tensorboard=false"]
         if ranks == 1:
-            cmd = [binary, "train", os.path.join(ROOT, cfg)] + overrides
+            cmd = [binary, "train", os.path.join(root, cfg)] + overrides
         else:
-            cmd = [binary, "launch", "--nproc-per-node", str(ranks), os.path.join(ROOT, cfg),
+            cmd = [binary, "launch", "--nproc-per-node", str(ranks), os.path.join(root, cfg),
                    "strategy.name=ddp", f"strategy.backend={backend}"] + list(extra_overrides) + overrides
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     m = re.search(r"final: .*samples_per_sec=([0-9.]+)", out)
