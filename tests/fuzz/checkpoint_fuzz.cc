@@ -7,12 +7,12 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "core/base/error.h"
 #include "core/io/checkpoint.h"
+#include "tests/fuzz/data_file.h"
 #include "tests/fuzz/fuzz_input.h"
 
 namespace {
@@ -20,18 +20,10 @@ namespace {
 // /dev/shm when there is one: three files per input, rewritten in place.
 const std::string& checkpoint_dir() {
   static const std::string dir = [] {
-    std::string base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    std::string pattern = base + "/tandem-fuzz-checkpoint-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) std::abort();
-    const std::string step = pattern + "/step-00000007";
+    std::string made = tandem::fuzz::scratch_dir("tandem-fuzz-checkpoint");
+    const std::string step = made + "/step-00000007";
     if (mkdir(step.c_str(), 0755) != 0) std::abort();
-    // Removed at exit (the fuzzer's end of time, or the replay's): a copy that outlives `dir`.
-    static const std::string* const made = new std::string(pattern);
-    std::atexit([] {
-      std::error_code ec;
-      std::filesystem::remove_all(*made, ec);
-    });
-    return pattern;
+    return made;
   }();
   return dir;
 }
