@@ -5,58 +5,26 @@
 #include <vector>
 
 #include "core/base/error.h"
+#include "core/tensor/dtype_switch.h"
 #include "core/tensor/tensor.h"
 
 namespace tandem {
 
 // Runs BODY with `scalar_t` bound to float or double according to DTYPE.
-#define TANDEM_DISPATCH_FLOAT(DTYPE, OPNAME, ...)                                          \
-  [&] {                                                                                    \
-    switch (DTYPE) {                                                                       \
-      case ::tandem::DType::kF32: {                                                        \
-        using scalar_t = float;                                                            \
-        return __VA_ARGS__();                                                              \
-      }                                                                                    \
-      case ::tandem::DType::kF64: {                                                        \
-        using scalar_t = double;                                                           \
-        return __VA_ARGS__();                                                              \
-      }                                                                                    \
-      default:                                                                             \
-        throw ::tandem::TypeError(::tandem::str(OPNAME, " needs f32 or f64 tensors, got ", \
-                                                ::tandem::dtype_name(DTYPE),               \
-                                                " (convert with .to())"));                 \
-    }                                                                                      \
-  }()
+#define TANDEM_DISPATCH_FLOAT(DTYPE, OPNAME, ...)                                                 \
+  TANDEM_SWITCH_FLOAT(                                                                            \
+      DTYPE,                                                                                      \
+      (::tandem::TypeError(::tandem::str(OPNAME, " needs f32 or f64 tensors, got ",               \
+                                         ::tandem::dtype_name(DTYPE), " (convert with .to())"))), \
+      __VA_ARGS__)
 
 // Same, for every dtype tensors can compute in (f32, f64, i32, i64, u8).
 #define TANDEM_DISPATCH_ALL(DTYPE, OPNAME, ...)                                                   \
-  [&] {                                                                                           \
-    switch (DTYPE) {                                                                              \
-      case ::tandem::DType::kF32: {                                                               \
-        using scalar_t = float;                                                                   \
-        return __VA_ARGS__();                                                                     \
-      }                                                                                           \
-      case ::tandem::DType::kF64: {                                                               \
-        using scalar_t = double;                                                                  \
-        return __VA_ARGS__();                                                                     \
-      }                                                                                           \
-      case ::tandem::DType::kI32: {                                                               \
-        using scalar_t = int32_t;                                                                 \
-        return __VA_ARGS__();                                                                     \
-      }                                                                                           \
-      case ::tandem::DType::kI64: {                                                               \
-        using scalar_t = int64_t;                                                                 \
-        return __VA_ARGS__();                                                                     \
-      }                                                                                           \
-      case ::tandem::DType::kU8: {                                                                \
-        using scalar_t = uint8_t;                                                                 \
-        return __VA_ARGS__();                                                                     \
-      }                                                                                           \
-      default:                                                                                    \
-        throw ::tandem::TypeError(::tandem::str(                                                  \
-            OPNAME, " does not support ", ::tandem::dtype_name(DTYPE), " (convert with .to())")); \
-    }                                                                                             \
-  }()
+  TANDEM_SWITCH_ALL(                                                                              \
+      DTYPE,                                                                                      \
+      (::tandem::TypeError(::tandem::str(OPNAME, " does not support ",                            \
+                                         ::tandem::dtype_name(DTYPE), " (convert with .to())"))), \
+      __VA_ARGS__)
 
 // Throws Unimplemented unless every defined tensor is on the CPU.
 void check_cpu(const char* op, std::initializer_list<const Tensor*> tensors);

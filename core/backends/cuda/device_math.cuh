@@ -10,6 +10,7 @@
 
 #include "core/backends/cuda/kernels.h"
 #include "core/base/error.h"
+#include "core/tensor/dtype_switch.h"
 
 namespace tandem::cuda {
 
@@ -85,54 +86,14 @@ void check_launch(const char* kernel);  // throws with the kernel's name on a la
 
 // Binds scalar_t to float or double (the float kernels; f16/bf16 go through .to() as on the CPU).
 #define TANDEM_CUDA_FLOAT_TYPES(DTYPE, NAME, ...)                                                 \
-  [&] {                                                                                           \
-    switch (DTYPE) {                                                                              \
-      case ::tandem::DType::kF32: {                                                               \
-        using scalar_t = float;                                                                   \
-        __VA_ARGS__();                                                                            \
-        return;                                                                                   \
-      }                                                                                           \
-      case ::tandem::DType::kF64: {                                                               \
-        using scalar_t = double;                                                                  \
-        __VA_ARGS__();                                                                            \
-        return;                                                                                   \
-      }                                                                                           \
-      default:                                                                                    \
-        throw ::tandem::TypeError(                                                                \
-            ::tandem::str(NAME, " on cuda needs f32 or f64, got ", ::tandem::dtype_name(DTYPE))); \
-    }                                                                                             \
-  }()
+  TANDEM_SWITCH_FLOAT(DTYPE,                                                                      \
+                      (::tandem::TypeError(::tandem::str(NAME, " on cuda needs f32 or f64, got ", \
+                                                         ::tandem::dtype_name(DTYPE)))),          \
+                      __VA_ARGS__)
 
-#define TANDEM_CUDA_ALL_TYPES(DTYPE, NAME, ...)                                              \
-  [&] {                                                                                      \
-    switch (DTYPE) {                                                                         \
-      case ::tandem::DType::kF32: {                                                          \
-        using scalar_t = float;                                                              \
-        __VA_ARGS__();                                                                       \
-        return;                                                                              \
-      }                                                                                      \
-      case ::tandem::DType::kF64: {                                                          \
-        using scalar_t = double;                                                             \
-        __VA_ARGS__();                                                                       \
-        return;                                                                              \
-      }                                                                                      \
-      case ::tandem::DType::kI32: {                                                          \
-        using scalar_t = int32_t;                                                            \
-        __VA_ARGS__();                                                                       \
-        return;                                                                              \
-      }                                                                                      \
-      case ::tandem::DType::kI64: {                                                          \
-        using scalar_t = int64_t;                                                            \
-        __VA_ARGS__();                                                                       \
-        return;                                                                              \
-      }                                                                                      \
-      case ::tandem::DType::kU8: {                                                           \
-        using scalar_t = uint8_t;                                                            \
-        __VA_ARGS__();                                                                       \
-        return;                                                                              \
-      }                                                                                      \
-      default:                                                                               \
-        throw ::tandem::TypeError(                                                           \
-            ::tandem::str(NAME, " on cuda does not support ", ::tandem::dtype_name(DTYPE))); \
-    }                                                                                        \
-  }()
+// Binds scalar_t to any type tensors compute in.
+#define TANDEM_CUDA_ALL_TYPES(DTYPE, NAME, ...)                                            \
+  TANDEM_SWITCH_ALL(DTYPE,                                                                 \
+                    (::tandem::TypeError(::tandem::str(NAME, " on cuda does not support ", \
+                                                       ::tandem::dtype_name(DTYPE)))),     \
+                    __VA_ARGS__)
