@@ -18,54 +18,69 @@
 #include "core/data/loader.h"
 #include "core/parallel/parallel.h"
 
-int main(int argc, char** argv) {
-  using namespace tandem;
+namespace {
+
+struct Args {
   std::string root;
   int64_t size = 224, batch = 32;
   int workers = 1, epochs = 2;
   bool eval = false;
+};
+
+// Returns false (after printing why) on a bad command line.
+bool parse_args(int argc, char** argv, Args& args) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
     if (a == "--root")
-      root = next();
+      args.root = next();
     else if (a == "--size")
-      size = std::atoll(next().c_str());
+      args.size = std::atoll(next().c_str());
     else if (a == "--workers")
-      workers = std::atoi(next().c_str());
+      args.workers = std::atoi(next().c_str());
     else if (a == "--batch")
-      batch = std::atoll(next().c_str());
+      args.batch = std::atoll(next().c_str());
     else if (a == "--epochs")
-      epochs = std::atoi(next().c_str());
+      args.epochs = std::atoi(next().c_str());
     else if (a == "--eval")
-      eval = true;
+      args.eval = true;
     else {
       std::cerr << "usage: image_folder_decode --root DIR [--size N] [--workers N] [--batch N] "
                    "[--epochs N] [--eval]\n";
-      return 2;
+      return false;
     }
   }
-  if (root.empty()) {
+  if (args.root.empty()) {
     std::cerr << "image_folder_decode: --root is required\n";
-    return 2;
+    return false;
   }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace tandem;
+  Args args;
+  if (!parse_args(argc, argv, args)) return 2;
   set_num_threads(1);  // the loader threads do the work; no intra-op pool
   ImageFolderOptions o;
-  o.image_size = size;
-  o.random_crop = !eval;
+  o.image_size = args.size;
+  o.random_crop = !args.eval;
   o.seed = 1;
-  auto data = std::make_shared<ImageFolderDataset>(image_folder_split_dir(root, "train"),
-                                                   image_folder_split_dir(root, "train"), o);
+  auto data = std::make_shared<ImageFolderDataset>(image_folder_split_dir(args.root, "train"),
+                                                   image_folder_split_dir(args.root, "train"), o);
   Transforms tf(data->sample_shape(),
-                default_transform_options("image_folder", data->sample_shape(), !eval, 1));
-  DistributedSampler sampler(data->size(), batch, 1, 0, 1, /*shuffle=*/true, /*drop_last=*/true);
-  DataLoader loader(data, sampler, tf, workers, /*prefetch=*/2);
+                default_transform_options("image_folder", data->sample_shape(), !args.eval, 1));
+  DistributedSampler sampler(data->size(), args.batch, 1, 0, 1, /*shuffle=*/true,
+                             /*drop_last=*/true);
+  DataLoader loader(data, sampler, tf, args.workers, /*prefetch=*/2);
   // Epoch 0 warms the page cache and the allocator; the rest are timed.
   int64_t images = 0;
   double checksum = 0;
   std::chrono::steady_clock::time_point start;
   std::clock_t cpu_start = 0;
-  for (int e = 0; e <= epochs; ++e) {
+  for (int e = 0; e <= args.epochs; ++e) {
     if (e == 1) {
       start = std::chrono::steady_clock::now();
       cpu_start = std::clock();
@@ -82,7 +97,7 @@ int main(int argc, char** argv) {
   // machine shared with other work.
   const double cpu = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
   std::cout << "images_per_sec=" << images / s << " images_per_cpu_sec=" << images / cpu
-            << " images=" << images << " seconds=" << s << " workers=" << workers
+            << " images=" << images << " seconds=" << s << " workers=" << args.workers
             << " checksum=" << checksum << "\n";
   return 0;
 }

@@ -86,56 +86,22 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-}  // namespace
-
-Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  if (autocast_applies({&a_in, &b_in})) {
-    const DType lo = autocast_dtype();
-    return matmul(a_in.to(lo), b_in.to(lo)).to(DType::kF32);
-  }
-  check_same_device("matmul", {&a_in, &b_in});
-  check_same_dtype("matmul", {&a_in, &b_in});
-  TANDEM_CHECK_SHAPE(a_in.dim() >= 1 && b_in.dim() >= 1,
-                     "matmul: both operands need at least 1 "
-                     "dimension, got ",
-                     shape_str(a_in.shape()), " and ", shape_str(b_in.shape()));
-  // Promote vectors to matrices, as torch.matmul does, and undo it at the end.
-  Tensor a = a_in.detach(), b = b_in.detach();
-  bool squeeze_row = false, squeeze_col = false;
-  if (a.dim() == 1) {
-    a = a.unsqueeze(0);
-    squeeze_row = true;
-  }
-  if (b.dim() == 1) {
-    b = b.unsqueeze(1);
-    squeeze_col = true;
-  }
+// a [..., m, k] @ b [..., k, n] with the batch dimensions broadcast, as one bmm.
+Tensor broadcast_product(const Tensor& a, const Tensor& b) {
   const int64_t m = a.shape()[a.dim() - 2], k = a.shape()[a.dim() - 1];
-  const int64_t k2 = b.shape()[b.dim() - 2], n = b.shape()[b.dim() - 1];
-  TANDEM_CHECK_SHAPE(k == k2, "matmul: shapes ", shape_str(a_in.shape()), " and ",
-                     shape_str(b_in.shape()), " cannot be multiplied (", k, " != ", k2, ")");
-  Tensor out;
-  Shape batch;
-  if (a.dim() == 2 && b.dim() == 2) {
-    out = mm(a, b);
-  } else {
-    Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
-    batch = broadcast_shapes(ba, bb);
-    int64_t nb = shape_numel(batch);
-    Shape sa = batch, sb = batch;
-    sa.insert(sa.end(), {m, k});
-    sb.insert(sb.end(), {k, n});
-    Tensor a3 = a.expand(sa).reshape({nb, m, k});
-    Tensor b3 = b.expand(sb).reshape({nb, k, n});
-    out = bmm(a3, b3);
-    Shape os = batch;
-    os.insert(os.end(), {m, n});
-    out = out.view(os);
-  }
-  Shape out_shape = out.shape();
-  if (squeeze_row) out_shape.erase(out_shape.end() - 2);
-  if (squeeze_col) out_shape.erase(out_shape.end() - 1);
-  out = out.view(out_shape);
+  const int64_t n = b.shape()[b.dim() - 1];
+  if (a.dim() == 2 && b.dim() == 2) return mm(a, b);
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  const Shape batch = broadcast_shapes(ba, bb);
+  const int64_t nb = shape_numel(batch);
+  Shape sa = batch, sb = batch, os = batch;
+  sa.insert(sa.end(), {m, k});
+  sb.insert(sb.end(), {k, n});
+  os.insert(os.end(), {m, n});
+  return bmm(a.expand(sa).reshape({nb, m, k}), b.expand(sb).reshape({nb, k, n})).view(os);
+}
+
+void record_matmul_backward(const Tensor& a_in, const Tensor& b_in, const Tensor& out) {
   Tensor ad = a_in.detach(), bd = b_in.detach();
   bool na = a_in.requires_grad(), nb = b_in.requires_grad();
   record("MatmulBackward", {a_in, b_in}, {out}, [ad, bd, na, nb](const std::vector<Tensor>& g) {
@@ -154,6 +120,35 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
     if (nb) gb = sum_to(matmul(a.transpose(-1, -2), go), b.shape()).reshape(bd.shape());
     return std::vector<Tensor>{ga, gb};
   });
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  if (autocast_applies({&a_in, &b_in})) {
+    const DType lo = autocast_dtype();
+    return matmul(a_in.to(lo), b_in.to(lo)).to(DType::kF32);
+  }
+  check_same_device("matmul", {&a_in, &b_in});
+  check_same_dtype("matmul", {&a_in, &b_in});
+  TANDEM_CHECK_SHAPE(a_in.dim() >= 1 && b_in.dim() >= 1,
+                     "matmul: both operands need at least 1 "
+                     "dimension, got ",
+                     shape_str(a_in.shape()), " and ", shape_str(b_in.shape()));
+  // Promote vectors to matrices, as torch.matmul does, and undo it at the end.
+  Tensor a = a_in.detach(), b = b_in.detach();
+  const bool squeeze_row = a.dim() == 1, squeeze_col = b.dim() == 1;
+  if (squeeze_row) a = a.unsqueeze(0);
+  if (squeeze_col) b = b.unsqueeze(1);
+  const int64_t k = a.shape()[a.dim() - 1], k2 = b.shape()[b.dim() - 2];
+  TANDEM_CHECK_SHAPE(k == k2, "matmul: shapes ", shape_str(a_in.shape()), " and ",
+                     shape_str(b_in.shape()), " cannot be multiplied (", k, " != ", k2, ")");
+  Tensor out = broadcast_product(a, b);
+  Shape out_shape = out.shape();
+  if (squeeze_row) out_shape.erase(out_shape.end() - 2);
+  if (squeeze_col) out_shape.erase(out_shape.end() - 1);
+  out = out.view(out_shape);
+  record_matmul_backward(a_in, b_in, out);
   return out;
 }
 

@@ -138,14 +138,9 @@ Tensor index_rows(const char* op, const Tensor& x, int64_t dim, const Tensor& id
   return out;
 }
 
-}  // namespace
-
-Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
-  TANDEM_CHECK_SHAPE(!tensors.empty(), "cat: expected a non-empty list of tensors");
+// The output shape of cat, after checking that every tensor matches tensor 0 except along dim.
+Shape cat_shape(const std::vector<Tensor>& tensors, int64_t dim) {
   const Tensor& first = tensors[0];
-  TANDEM_CHECK_SHAPE(first.defined() && first.dim() > 0,
-                     "cat: tensors must have at least one dimension");
-  const int64_t dim = wrap_dim(dim_in, first.dim(), "cat");
   Shape out_shape = first.shape();
   out_shape[dim] = 0;
   for (size_t t = 0; t < tensors.size(); ++t) {
@@ -162,42 +157,60 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
                        "; all sizes except dimension ", dim, " must match");
     out_shape[dim] += x.shape()[dim];
   }
-  Tensor out = empty(out_shape, first.dtype(), first.device());
-  if (out.is_cuda()) {  // one device copy per input into its slice of the output
+  return out_shape;
+}
+
+// Copies each input into its slice of out along dim: one device copy per input on CUDA, one
+// memcpy per outer row and input on the CPU.
+void cat_into(Tensor& out, const std::vector<Tensor>& tensors, int64_t dim) {
+  if (out.is_cuda()) {
     int64_t at = 0;
     for (const Tensor& x : tensors) {
       out.slice(dim, at, at + x.shape()[dim]).copy_(x.detach());
       at += x.shape()[dim];
     }
-  } else {
-    const int64_t outer = prod(out_shape, 0, dim), inner = prod(out_shape, dim + 1, first.dim());
-    const int64_t es = static_cast<int64_t>(dtype_size(first.dtype()));
-    const int64_t out_row = out_shape[dim] * inner * es;
-    char* dst = static_cast<char*>(out.raw_data());
-    int64_t off = 0;  // bytes into each output row
-    for (const Tensor& x_in : tensors) {
-      Tensor x = x_in.detach().contiguous();
-      const int64_t row = x.shape()[dim] * inner * es;
-      const char* src = static_cast<const char*>(x.raw_data());
-      if (row > 0) {
-        parallel_for(0, outer, std::max<int64_t>(1, kGrainBytes / row), [&](int64_t b, int64_t e) {
-          for (int64_t o = b; o < e; ++o)
-            std::memcpy(dst + o * out_row + off, src + o * row, static_cast<size_t>(row));
-        });
-      }
-      off += row;
-    }
+    return;
   }
+  const Shape& out_shape = out.shape();
+  const int64_t outer = prod(out_shape, 0, dim), inner = prod(out_shape, dim + 1, out.dim());
+  const int64_t es = static_cast<int64_t>(dtype_size(out.dtype()));
+  const int64_t out_row = out_shape[dim] * inner * es;
+  char* dst = static_cast<char*>(out.raw_data());
+  int64_t off = 0;  // bytes into each output row
+  for (const Tensor& x_in : tensors) {
+    Tensor x = x_in.detach().contiguous();
+    const int64_t row = x.shape()[dim] * inner * es;
+    const char* src = static_cast<const char*>(x.raw_data());
+    if (row > 0) {
+      parallel_for(0, outer, std::max<int64_t>(1, kGrainBytes / row), [&](int64_t b, int64_t e) {
+        for (int64_t o = b; o < e; ++o)
+          std::memcpy(dst + o * out_row + off, src + o * row, static_cast<size_t>(row));
+      });
+    }
+    off += row;
+  }
+}
+
+}  // namespace
+
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim_in) {
+  TANDEM_CHECK_SHAPE(!tensors.empty(), "cat: expected a non-empty list of tensors");
+  const Tensor& first = tensors[0];
+  TANDEM_CHECK_SHAPE(first.defined() && first.dim() > 0,
+                     "cat: tensors must have at least one dimension");
+  const int64_t dim = wrap_dim(dim_in, first.dim(), "cat");
+  Tensor out = empty(cat_shape(tensors, dim), first.dtype(), first.device());
+  cat_into(out, tensors, dim);
   std::vector<int64_t> starts;  // where each input begins along dim
   int64_t pos = 0;
   Shape sizes;
+  std::vector<bool> need;
   for (const Tensor& x : tensors) {
     starts.push_back(pos);
     sizes.push_back(x.shape()[dim]);
     pos += x.shape()[dim];
+    need.push_back(x.requires_grad());
   }
-  std::vector<bool> need;
-  for (const Tensor& x : tensors) need.push_back(x.requires_grad());
   record("CatBackward", tensors, {out}, [dim, starts, sizes, need](const std::vector<Tensor>& g) {
     std::vector<Tensor> r(starts.size());
     for (size_t t = 0; t < starts.size(); ++t)

@@ -227,58 +227,48 @@ std::string join_capped(const std::vector<std::string>& items) {
   return s;
 }
 
-}  // namespace
-
-void Optimizer::load_state_dict(const NamedTensors& state) {
-  std::map<std::string, const Tensor*> given;
-  std::vector<std::string> duplicate, missing, unexpected, mismatched;
-  for (const auto& [key, t] : state) {
-    if (!given.emplace(key, &t).second) duplicate.push_back(key);
+// Checks a state dict key by key against what state_dict() writes, collecting every problem, so
+// that one error names them all.
+struct StateCheck {
+  explicit StateCheck(const NamedTensors& state) : state(state) {
+    for (const auto& [key, t] : state) {
+      if (!given.emplace(key, &t).second) duplicate.push_back(key);
+    }
   }
 
-  // Expected keys: what state_dict() writes for these parameters.
-  std::set<std::string> expected;
-  auto check_count = [&](const std::string& key, int64_t* out) {
+  const Tensor* find(const std::string& key) {
     expected.insert(key);
     auto it = given.find(key);
-    if (it == given.end()) {
-      missing.push_back(key);
-    } else if (!it->second->defined() || !read_count(*it->second, out)) {
-      mismatched.push_back(key + " (expected a whole number >= 0 in a one-element tensor)");
-    }
-  };
-  int64_t new_step_count = 0;
-  std::vector<int64_t> new_steps(params_.size(), 0);
-  check_count("step", &new_step_count);
-  if (!buffer_names_.empty()) {
-    for (size_t i = 0; i < params_.size(); ++i) {
-      const auto& [pname, p] = params_[i];
-      check_count(pname + ".step", &new_steps[i]);
-      for (const std::string& b : buffer_names_) {
-        std::string key = pname + "." + b;
-        expected.insert(key);
-        auto it = given.find(key);
-        if (it == given.end()) {
-          missing.push_back(key);
-          continue;
-        }
-        const Tensor& t = *it->second;
-        if (!t.defined() || !is_floating(t.dtype())) {
-          mismatched.push_back(key + " (expected a floating tensor, got " +
-                               (t.defined() ? dtype_name(t.dtype()) : "undefined") + ")");
-        } else if (t.shape() != p.shape()) {
-          mismatched.push_back(key + " (expected shape " + shape_str(p.shape()) + ", got " +
-                               shape_str(t.shape()) + ")");
-        }
-      }
-    }
-  }
-  for (const auto& [key, t] : state) {
-    if (!expected.count(key)) unexpected.push_back(key);
+    if (it != given.end()) return it->second;
+    missing.push_back(key);
+    return nullptr;
   }
 
-  if (!duplicate.empty() || !missing.empty() || !unexpected.empty() || !mismatched.empty()) {
-    std::string msg = str(name(), ": optimizer state does not fit the ", params_.size(),
+  void count(const std::string& key, int64_t* out) {
+    const Tensor* t = find(key);
+    if (t && (!t->defined() || !read_count(*t, out)))
+      mismatched.push_back(key + " (expected a whole number >= 0 in a one-element tensor)");
+  }
+
+  void buffer(const std::string& key, const Shape& shape) {
+    const Tensor* t = find(key);
+    if (!t) return;
+    if (!t->defined() || !is_floating(t->dtype())) {
+      mismatched.push_back(key + " (expected a floating tensor, got " +
+                           (t->defined() ? dtype_name(t->dtype()) : "undefined") + ")");
+    } else if (t->shape() != shape) {
+      mismatched.push_back(key + " (expected shape " + shape_str(shape) + ", got " +
+                           shape_str(t->shape()) + ")");
+    }
+  }
+
+  // Throws ValueError naming every missing, unexpected, mismatched and duplicate key.
+  void throw_if_any(const std::string& optimizer, size_t num_params) {
+    for (const auto& [key, t] : state) {
+      if (!expected.count(key)) unexpected.push_back(key);
+    }
+    if (duplicate.empty() && missing.empty() && unexpected.empty() && mismatched.empty()) return;
+    std::string msg = str(optimizer, ": optimizer state does not fit the ", num_params,
                           " parameters of this optimizer");
     if (!missing.empty()) msg += "; missing keys: " + join_capped(missing);
     if (!unexpected.empty()) msg += "; unexpected keys: " + join_capped(unexpected);
@@ -288,11 +278,31 @@ void Optimizer::load_state_dict(const NamedTensors& state) {
     throw ValueError(msg);
   }
 
+  const NamedTensors& state;
+  std::map<std::string, const Tensor*> given;
+  std::set<std::string> expected;
+  std::vector<std::string> duplicate, missing, unexpected, mismatched;
+};
+
+}  // namespace
+
+void Optimizer::load_state_dict(const NamedTensors& state) {
+  StateCheck check(state);
+  int64_t new_step_count = 0;
+  std::vector<int64_t> new_steps(params_.size(), 0);
+  check.count("step", &new_step_count);
+  for (size_t i = 0; i < params_.size() && !buffer_names_.empty(); ++i) {
+    const auto& [pname, p] = params_[i];
+    check.count(pname + ".step", &new_steps[i]);
+    for (const std::string& b : buffer_names_) check.buffer(pname + "." + b, p.shape());
+  }
+  check.throw_if_any(name(), params_.size());
+
   step_count_ = new_step_count;
   for (size_t i = 0; i < params_.size() && !buffer_names_.empty(); ++i) {
     state_[i].step = new_steps[i];
     for (size_t b = 0; b < buffer_names_.size(); ++b)
-      state_[i].buffers[b].copy_(*given.at(params_[i].first + "." + buffer_names_[b]));
+      state_[i].buffers[b].copy_(*check.given.at(params_[i].first + "." + buffer_names_[b]));
   }
 }
 
