@@ -71,16 +71,29 @@ void check_rank_in(const Reader& r, const char* rank_name, int rank, const char*
                " (expected 0 to ", size - 1, ")"));
 }
 
+// The names a launcher gives the four rank variables.
+struct RankNames {
+  const char* world_size;
+  const char* rank;
+  const char* local_world_size;
+  const char* local_rank;
+};
+
+// Reads and range-checks the world and node-local sizes and ranks.
+void read_ranks(const Reader& r, const RankNames& n, ProcessEnvironment& pe) {
+  pe.world_size = r.require_int(n.world_size, 1);
+  pe.rank = r.require_int(n.rank, 0);
+  check_rank_in(r, n.rank, pe.rank, n.world_size, pe.world_size);
+  pe.local_world_size = r.require_int(n.local_world_size, 1, pe.world_size);
+  pe.local_rank = r.require_int(n.local_rank, 0);
+  check_rank_in(r, n.local_rank, pe.local_rank, n.local_world_size, pe.local_world_size);
+}
+
 ProcessEnvironment from_torchrun(const std::map<std::string, std::string>& env) {
   Reader r(env, "torchrun-style launch, because LOCAL_RANK is set");
   ProcessEnvironment pe;
   pe.source = "torchrun";
-  pe.world_size = r.require_int("WORLD_SIZE", 1);
-  pe.rank = r.require_int("RANK", 0);
-  check_rank_in(r, "RANK", pe.rank, "WORLD_SIZE", pe.world_size);
-  pe.local_world_size = r.require_int("LOCAL_WORLD_SIZE", 1, pe.world_size);
-  pe.local_rank = r.require_int("LOCAL_RANK", 0);
-  check_rank_in(r, "LOCAL_RANK", pe.local_rank, "LOCAL_WORLD_SIZE", pe.local_world_size);
+  read_ranks(r, {"WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE", "LOCAL_RANK"}, pe);
   // NODE_RANK from tandem launch; GROUP_RANK is torchrun's name for the node index.
   std::optional<int> node = r.get_int("NODE_RANK", 0);
   if (!node) node = r.get_int("GROUP_RANK", 0);
@@ -101,13 +114,10 @@ ProcessEnvironment from_openmpi(const std::map<std::string, std::string>& env) {
   Reader r(env, "Open MPI launch, because OMPI_COMM_WORLD_RANK is set");
   ProcessEnvironment pe;
   pe.source = "openmpi";
-  pe.world_size = r.require_int("OMPI_COMM_WORLD_SIZE", 1);
-  pe.rank = r.require_int("OMPI_COMM_WORLD_RANK", 0);
-  check_rank_in(r, "OMPI_COMM_WORLD_RANK", pe.rank, "OMPI_COMM_WORLD_SIZE", pe.world_size);
-  pe.local_world_size = r.require_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1, pe.world_size);
-  pe.local_rank = r.require_int("OMPI_COMM_WORLD_LOCAL_RANK", 0);
-  check_rank_in(r, "OMPI_COMM_WORLD_LOCAL_RANK", pe.local_rank, "OMPI_COMM_WORLD_LOCAL_SIZE",
-                pe.local_world_size);
+  read_ranks(r,
+             {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE",
+              "OMPI_COMM_WORLD_LOCAL_RANK"},
+             pe);
   r.get_int("OMPI_COMM_WORLD_NODE_RANK", 0);  // validated only (see above)
   pe.node_rank = (pe.rank - pe.local_rank) / pe.local_world_size;
   // The MPI backend needs no address; a store, if any, is where MASTER_ADDR says.

@@ -73,6 +73,17 @@ std::array<int64_t, 4> resolve_pads(const Window& w, int64_t h, int64_t wd, int6
   return {th - th / 2, tw - tw / 2, th / 2, tw / 2};  // SAME_LOWER
 }
 
+// Symmetric pads go to the op (pad_h, pad_w); asymmetric ones are applied to x, filled with `fill`.
+Tensor pad_for_window(const Tensor& x, const std::array<int64_t, 4>& p, int64_t& pad_h,
+                      int64_t& pad_w, double fill) {
+  if (p[0] == p[2] && p[1] == p[3]) {
+    pad_h = p[0];
+    pad_w = p[1];
+    return x;
+  }
+  return pad2d(x, p[0], p[1], p[2], p[3], fill);
+}
+
 void check_image(const Tensor& x, const char* op) {
   TANDEM_CHECK_SHAPE(x.dim() == 4, op, ": expected an (N, C, H, W) input, got ",
                      shape_str(x.shape()));
@@ -92,14 +103,7 @@ Tensor run_conv(const Step& s, const Tensor& x, const Tensor& w_in, const Tensor
   o.dilation_h = win.dilation_h;
   o.dilation_w = win.dilation_w;
   o.groups = s.group;
-  Tensor in = x;
-  if (p[0] == p[2] && p[1] == p[3]) {
-    o.pad_h = p[0];
-    o.pad_w = p[1];
-  } else {
-    in = pad2d(x, p[0], p[1], p[2], p[3], 0.0);
-  }
-  return conv2d(in, w, b, o);
+  return conv2d(pad_for_window(x, p, o.pad_h, o.pad_w, 0.0), w, b, o);
 }
 
 Tensor run_pool(const Step& s, const Tensor& x, bool max) {
@@ -113,15 +117,11 @@ Tensor run_pool(const Step& s, const Tensor& x, bool max) {
   o.stride_w = win.stride_w;
   o.ceil_mode = win.ceil_mode;
   o.count_include_pad = s.count_include_pad;
-  Tensor in = x;
-  if (p[0] == p[2] && p[1] == p[3]) {
-    o.pad_h = p[0];
-    o.pad_w = p[1];
-  } else {
-    TANDEM_CHECK_T(Unimplemented, max || s.count_include_pad,
-                   "AveragePool: asymmetric pads with count_include_pad = 0 are not supported");
-    in = pad2d(x, p[0], p[1], p[2], p[3], max ? -std::numeric_limits<double>::infinity() : 0.0);
-  }
+  const bool symmetric = p[0] == p[2] && p[1] == p[3];
+  TANDEM_CHECK_T(Unimplemented, symmetric || max || s.count_include_pad,
+                 "AveragePool: asymmetric pads with count_include_pad = 0 are not supported");
+  Tensor in =
+      pad_for_window(x, p, o.pad_h, o.pad_w, max ? -std::numeric_limits<double>::infinity() : 0.0);
   return max ? max_pool2d(in, o) : avg_pool2d(in, o);
 }
 
