@@ -10,7 +10,8 @@ FUZZ_PARALLEL ?= 1
 ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
 
-.PHONY: all deps configure build build-tandem test demo bench clean format fuzz sanitize tsan
+.PHONY: all deps configure build build-tandem test check demo bench clean format fuzz sanitize \
+	sanitize-unit tsan
 
 all: build
 
@@ -32,7 +33,12 @@ demo: build-tandem
 	@$(BUILD_DIR)/launcher/tandem launch --nproc-per-node 2 configs/fashion_mnist_cnn.yaml \
 		strategy.name=ddp
 
-test: build
+# Every test: the whole suite on the Release build (`make check`), then the unit tests again under
+# ASan + UBSan (`make sanitize-unit`). CI runs this.
+test: check
+	@$(MAKE) --no-print-directory sanitize-unit
+
+check: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
 bench: build
@@ -50,7 +56,8 @@ fuzz:
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_PARALLEL=$(FUZZ_PARALLEL) bash scripts/fuzz.sh $(FUZZ_DIR) \
 		$(FUZZ_TARGETS)
 
-# ASan + UBSan build (CUDA off) running the unit and multiprocess tests; then the TSan build.
+# ASan + UBSan build (CUDA off): `sanitize-unit` runs the unit tests (and replays the fuzz corpora)
+# there, as `make test` does; `sanitize` adds the multiprocess tests, then the TSan build.
 # Suppressions (scripts/sanitizers/) cover system libraries only, each with its reason. The
 # multiprocess tests run one at a time: two ASan training jobs side by side (6 processes on 2
 # cores) outlast their timeouts.
@@ -58,11 +65,13 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/sanitizers/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-sanitize: deps
+sanitize-unit: deps
 	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_CUDA=OFF \
 		-DTANDEM_SANITIZE=address,undefined >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	@cd $(ASAN_DIR) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS) -L unit $(CTEST_ARGS)
+
+sanitize: sanitize-unit
 	@cd $(ASAN_DIR) && $(SAN_ENV) ctest --output-on-failure -j 1 -L multiprocess $(CTEST_ARGS)
 	@$(MAKE) --no-print-directory tsan
 
