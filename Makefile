@@ -10,7 +10,7 @@ FUZZ_PARALLEL ?= 1
 ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
 
-.PHONY: all deps configure build build-tandem test check demo bench clean format fuzz sanitize \
+.PHONY: all deps configure build build-tandem test check check-long demo bench clean format fuzz sanitize \
 	sanitize-unit tsan
 
 all: build
@@ -33,13 +33,19 @@ demo: build-tandem
 	@$(BUILD_DIR)/launcher/tandem launch --nproc-per-node 2 configs/fashion_mnist_cnn.yaml \
 		strategy.name=ddp
 
-# Every test: the whole suite on the Release build (`make check`), then the unit tests again under
-# ASan + UBSan (`make sanitize-unit`). CI runs this.
-test: check
-	@$(MAKE) --no-print-directory sanitize-unit
+# What CI runs. On the Release build: every test except the unit tests above core (label `unit`;
+# core's are `unit-core`) and the `long` ones. Then every unit test under ASan + UBSan
+# (`make sanitize-unit`), also when the first part failed; the exit status says if either did.
+test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -LE '^(unit|long)$$' $(CTEST_ARGS); \
+	status=$$?; $(MAKE) --no-print-directory -C $(CURDIR) sanitize-unit || status=1; exit $$status
 
+# Every test but the `long` ones on the Release build alone; `check-long` runs those.
 check: build
-	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -LE '^long$$' $(CTEST_ARGS)
+
+check-long: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L '^long$$' $(CTEST_ARGS)
 
 bench: build
 	@cmake --build $(BUILD_DIR) -j $(JOBS) --target benchmarks
