@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """ResNet-50 training on one GPU: tandem (benchmarks/resnet50_gpu) against PyTorch eager
-(torchvision's resnet50), side by side in one invocation on the same GPU.
+(torchvision's resnet50, as written out in tests/reference/torch_twins.py, so torchvision need
+not be installed), side by side in one invocation on the same GPU.
 
 Both train on synthetic 3x224x224 batches already on the device with SGD (momentum 0.9, weight
 decay 1e-4), cross-entropy over 1000 classes; PyTorch runs channels-last with
@@ -20,14 +21,17 @@ import subprocess
 import sys
 
 TORCH_SCRIPT = r"""
-import sys, time, torch, torchvision
+import sys, time, torch
 batch, precision, steps, warmup = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+import torch_twins
 torch.backends.cudnn.benchmark = True
 tf32 = precision == "tf32"
 torch.backends.cuda.matmul.allow_tf32 = tf32
 torch.backends.cudnn.allow_tf32 = tf32
 dev = torch.device("cuda:0")
-model = torchvision.models.resnet50(num_classes=1000).to(dev).to(memory_format=torch.channels_last)
+model = torch_twins.make_model({"model": "resnet50", "in_channels": 3, "num_classes": 1000})
+model = model.to(dev).to(memory_format=torch.channels_last)
 opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
 x = torch.randn(batch, 3, 224, 224, device=dev).to(memory_format=torch.channels_last)
 y = torch.arange(batch, device=dev) % 1000
@@ -69,8 +73,9 @@ def run_tandem(binary, batch, precision, steps, warmup):
 
 
 def run_torch(batch, precision, steps, warmup):
+    reference = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "reference")
     out = subprocess.run([sys.executable, "-c", TORCH_SCRIPT, str(batch), precision, str(steps),
-                          str(warmup)], check=True, capture_output=True, text=True).stdout
+                          str(warmup), reference], check=True, capture_output=True, text=True).stdout
     return parse_last(out)
 
 
@@ -95,9 +100,8 @@ def main():
                  "and the `benchmarks` target")
     try:
         import torch  # noqa: F401
-        import torchvision  # noqa: F401
     except ImportError as e:
-        sys.exit(f"compare_pytorch_gpu: needs torch and torchvision with CUDA ({e})")
+        sys.exit(f"compare_pytorch_gpu: needs torch with CUDA ({e})")
     configs = []
     for item in a.configs.split(","):
         precision, batch = item.split(":")

@@ -24,10 +24,10 @@ ctest --test-dir "$BUILD" -R CudaProbe --output-on-failure
   echo "== resnet50_gpu (tandem alone)"
   "$BUILD/benchmarks/resnet50_gpu" --batch 64 --precision fp32 --steps 30
   "$BUILD/benchmarks/resnet50_gpu" --batch 64 --precision tf32 --steps 30
-  echo "== tandem vs PyTorch (torchvision resnet50, channels-last, cudnn.benchmark)"
-  if python3 -c 'import torch, torchvision; assert torch.cuda.is_available()' 2>/dev/null; then
+  echo "== tandem vs PyTorch (torchvision's resnet50, channels-last, cudnn.benchmark)"
+  if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     python3 benchmarks/compare_pytorch_gpu.py --build "$BUILD" --configs fp32:64,tf32:64,bf16:256
   else
-    echo "(skipped: python3 has no CUDA-enabled torch + torchvision)"
+    echo "(skipped: python3 has no CUDA-enabled torch)"
   fi
 } | tee "$BUILD/gpu-bench.txt"
